@@ -1,0 +1,86 @@
+"""Contract v1 messages other than readings, as frozen pydantic models (boundary types)."""
+
+from __future__ import annotations
+
+import base64
+from enum import StrEnum
+from typing import Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Grade(StrEnum):
+    """Most severe first."""
+
+    CRITICAL = "critical"
+    MAJOR = "major"
+    MINOR = "minor"
+    INFO = "info"
+
+    @property
+    def rank(self) -> int:
+        """4 for critical .. 1 for info; 0 is reserved for 'no condition'."""
+        return GRADE_RANK[self]
+
+
+GRADE_RANK: dict[Grade, int] = {Grade.CRITICAL: 4, Grade.MAJOR: 3, Grade.MINOR: 2, Grade.INFO: 1}
+GRADE_BY_RANK: dict[int, Grade] = {v: k for k, v in GRADE_RANK.items()}
+
+
+class AlertState(StrEnum):
+    RAISED = "raised"
+    UPDATED = "updated"
+    ACKNOWLEDGED = "acknowledged"
+    ESCALATED = "escalated"
+    RESOLVED = "resolved"
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.model_dump(mode="json", exclude_none=True))
+
+
+class Alert(_Message):
+    alert_id: str
+    type: str
+    grade: Grade
+    state: AlertState
+    device: str
+    gateway: str
+    area: str
+    ts_event: int
+    ts_raised: int
+    value: float | None = None
+    reason: str = ""
+    tier: str | None = None
+    """Responder tier on dispatch messages (an addition to contract v1)."""
+    by: str | None = None
+    """Who acknowledged or resolved (an addition to contract v1)."""
+
+
+class Ack(_Message):
+    alert_id: str = Field(min_length=1, max_length=128)
+    by: str = Field(min_length=1, max_length=128)
+    action: Literal["ack", "resolve"]
+
+
+class GatewayStatus(_Message):
+    state: Literal["online", "offline"]
+    ts: int
+
+
+class DeadLetter(_Message):
+    reason: str
+    topic: str
+    payload: str
+    """base64 of the raw bytes"""
+
+    @classmethod
+    def of(cls, reason: str, topic: str, payload: bytes) -> DeadLetter:
+        return cls(reason=reason, topic=topic, payload=base64.b64encode(payload).decode())
+
+    def raw(self) -> bytes:
+        return base64.b64decode(self.payload)

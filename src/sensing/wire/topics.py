@@ -1,0 +1,66 @@
+"""Topic names of wire contract v1 (see docs/contract.md)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+PREFIX = "sensing/v1"
+NAME_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+READINGS_FILTER = f"{PREFIX}/+/+/readings"
+STATUS_FILTER = f"{PREFIX}/+/+/status"
+ALERTS_FILTER = f"{PREFIX}/alerts/#"
+DISPATCH_FILTER = f"{PREFIX}/dispatch/#"
+DEADLETTER_FILTER = f"{PREFIX}/deadletter/#"
+ACK_TOPIC = f"{PREFIX}/ack"
+CORE_STATS_TOPIC = f"{PREFIX}/core/stats"
+
+RESERVED_AREAS = frozenset({"alerts", "dispatch", "deadletter", "ack", "core"})
+
+
+def is_valid_name(name: str) -> bool:
+    return NAME_PATTERN.fullmatch(name) is not None
+
+
+def readings_topic(area: str, gateway: str) -> str:
+    return f"{PREFIX}/{area}/{gateway}/readings"
+
+
+def status_topic(area: str, gateway: str) -> str:
+    return f"{PREFIX}/{area}/{gateway}/status"
+
+
+def alerts_topic(area: str) -> str:
+    return f"{PREFIX}/alerts/{area}"
+
+
+def dispatch_topic(tier: str, area: str) -> str:
+    return f"{PREFIX}/dispatch/{tier}/{area}"
+
+
+def deadletter_topic(area: str, gateway: str) -> str:
+    return f"{PREFIX}/deadletter/{area}/{gateway}"
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayTopic:
+    """A parsed `sensing/v1/{area}/{gateway}/{leaf}` topic."""
+
+    area: str
+    gateway: str
+    leaf: str
+
+    @property
+    def valid_names(self) -> bool:
+        return is_valid_name(self.area) and is_valid_name(self.gateway)
+
+
+def parse_gateway_topic(topic: str) -> GatewayTopic | None:
+    """Split a readings or status topic; None if it is not of that shape."""
+    parts = topic.split("/")
+    if len(parts) != 5 or parts[0] != "sensing" or parts[1] != "v1":
+        return None
+    if parts[2] in RESERVED_AREAS:
+        return None
+    return GatewayTopic(area=parts[2], gateway=parts[3], leaf=parts[4])

@@ -1,0 +1,67 @@
+"""Checks every reading of a batch against the contract, whichever codec it came from."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sensing.wire.batch import ReadingBatch
+from sensing.wire.kinds import KINDS
+
+MAX_DEVICE_ID = 128
+TS_MIN_MS = 946_684_800_000  # 2000-01-01T00:00:00Z
+TS_MAX_MS = 4_102_444_800_000  # 2100-01-01T00:00:00Z
+
+
+def _bad_device_reason(device: str, kind: str) -> str | None:
+    if not device or len(device) > MAX_DEVICE_ID or not device.isprintable():
+        return f"device id {device[:40]!r} must be 1-{MAX_DEVICE_ID} printable characters"
+    if kind not in KINDS:
+        return f"device {device!r}: unknown kind {kind[:40]!r} (expected one of {', '.join(KINDS)})"
+    return None
+
+
+def invalid_readings(batch: ReadingBatch) -> list[tuple[int, str]]:
+    """(reading index, reason) for every reading the contract does not allow, first reason only."""
+    n = len(batch)
+    reasons: dict[int, str] = {}
+
+    def flag(mask: np.ndarray, reason: str) -> None:
+        for i in np.flatnonzero(mask).tolist():
+            reasons.setdefault(int(i), reason)
+
+    for d, (device, kind) in enumerate(zip(batch.devices, batch.kinds, strict=True)):
+        reason = _bad_device_reason(device, kind)
+        if reason is not None:
+            flag(batch.device == d, reason)
+    flag(batch.seq < 0, "seq must be a non-negative integer")
+    flag(batch.epoch < 0, "epoch must be a non-negative integer")
+    flag((batch.ts < TS_MIN_MS) | (batch.ts > TS_MAX_MS), "ts outside 2000-01-01 .. 2100-01-01")
+    battery_bad = ~np.isnan(batch.battery) & ((batch.battery < 0.0) | (batch.battery > 1.0))
+    battery_bad |= np.isinf(batch.battery)
+    flag(battery_bad, "battery must be between 0.0 and 1.0")
+    if batch.n_values:
+        bad_value_rows = batch.value_row[~np.isfinite(batch.value)]
+        mask = np.zeros(n, dtype=np.bool_)
+        mask[bad_value_rows] = True
+        flag(mask, "values must be finite numbers (no NaN or infinity)")
+    return sorted(reasons.items())
+
+
+def select(batch: ReadingBatch, keep: np.ndarray) -> ReadingBatch:
+    """The readings where `keep` is true, with their values; tables stay as they are."""
+    keep = np.asarray(keep, dtype=np.bool_)
+    new_row = np.cumsum(keep, dtype=np.int64) - 1
+    value_keep = keep[batch.value_row] if batch.n_values else np.zeros(0, dtype=np.bool_)
+    return ReadingBatch(
+        devices=batch.devices,
+        kinds=batch.kinds,
+        channels=batch.channels,
+        device=batch.device[keep],
+        epoch=batch.epoch[keep],
+        seq=batch.seq[keep],
+        ts=batch.ts[keep],
+        battery=batch.battery[keep],
+        value_row=new_row[batch.value_row[value_keep]].astype(np.int32),
+        value_channel=batch.value_channel[value_keep],
+        value=batch.value[value_keep],
+    )
