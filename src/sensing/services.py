@@ -8,6 +8,7 @@ Both stop (and leave no process behind) when the block exits, and on `stop()`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -43,11 +44,15 @@ def free_port() -> int:
 def find_binary(name: str) -> str:
     found = shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/bin:/sbin")
     if found is None:
-        raise ServiceError(f"{name} is not installed (apt-get install -y {name}); ./dev installs it")
+        raise ServiceError(
+            f"{name} is not installed (apt-get install -y {name}); ./dev installs it"
+        )
     return found
 
 
-def _wait_for(check: object, what: str, proc: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
+def _wait_for(
+    check: object, what: str, proc: subprocess.Popen[bytes], log: Path, timeout: float
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -74,7 +79,10 @@ class _Service:
         # Own process group: a Ctrl-C in the terminal reaches us, not the service directly,
         # so we stop it in order.
         self.proc = subprocess.Popen(
-            argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
         log.close()
@@ -117,13 +125,20 @@ class Mosquitto(_Service):
 
     @classmethod
     def start(
-        cls, workdir: Path, port: int | None = None, extra_conf: str = "",
+        cls,
+        workdir: Path,
+        port: int | None = None,
+        extra_conf: str = "",
         conf_source: Path = DEFAULT_MOSQUITTO_CONF,
     ) -> Mosquitto:
         workdir = Path(workdir) / "mosquitto"
         workdir.mkdir(parents=True, exist_ok=True)
-        broker = cls(workdir=workdir, port=port or free_port(), conf_source=conf_source,
-                     extra_conf=extra_conf)
+        broker = cls(
+            workdir=workdir,
+            port=port or free_port(),
+            conf_source=conf_source,
+            extra_conf=extra_conf,
+        )
         broker.restart()
         return broker
 
@@ -196,12 +211,25 @@ class VictoriaMetrics(_Service):
     def export(self, match: str) -> list[dict[str, object]]:
         """Raw samples of every series matching the selector, via /api/v1/export."""
         self.flush()
-        query = urllib.parse.urlencode({"match[]": match, "start": "0"})
+        end = int(time.time()) + 100 * 86400  # readings may carry clock-skewed future times
+        query = urllib.parse.urlencode({"match[]": match, "start": "0", "end": str(end)})
         with urllib.request.urlopen(f"{self.url}/api/v1/export?{query}", timeout=60) as r:
             return [orjson.loads(line) for line in r.read().splitlines() if line.strip()]
 
     def count_samples(self, match: str) -> int:
-        return sum(len(s["values"]) for s in self.export(match))  # type: ignore[arg-type]
+        return sum(len(s["values"]) for s in self.export(match))  # type: ignore[misc,arg-type]
+
+    def settled_count(self, match: str, expected: int, timeout: float = 15.0) -> int:
+        """Count samples once the store has settled: newly created series take a moment to
+        become searchable, so poll until `expected` is reached (or time runs out), then look
+        once more to catch any surplus."""
+        deadline = time.monotonic() + timeout
+        count = self.count_samples(match)
+        while count < expected and time.monotonic() < deadline:
+            time.sleep(0.2)
+            count = self.count_samples(match)
+        time.sleep(0.5)
+        return self.count_samples(match)
 
 
 def terminate_group(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
@@ -211,12 +239,8 @@ def terminate_group(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> Non
             os.killpg(proc.pid, signal.SIGTERM)
         except ProcessLookupError:
             return
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            pass
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     proc.wait()

@@ -33,7 +33,7 @@ def _ts_field(obj: dict[str, Any]) -> int:
             raise WireError(f"'ts' {value[:40]!r} is not RFC 3339") from None
         if parsed.tzinfo is None:
             raise WireError("'ts' RFC 3339 string needs a time zone offset")
-        return int(round(parsed.timestamp() * 1000))
+        return round(parsed.timestamp() * 1000)
     return _int_field(obj, "ts")
 
 
@@ -49,7 +49,8 @@ def parse_reading(obj: object, gateway: str, area: str) -> tuple[str, str, int, 
     if not isinstance(obj, dict):
         raise WireError(f"a reading must be an object, got {type(obj).__name__}")
     if obj.get("gateway", gateway) != gateway:
-        raise WireError(f"reading speaks for gateway {str(obj['gateway'])[:64]!r}, topic is {gateway!r}")
+        named = str(obj["gateway"])[:64]
+        raise WireError(f"reading speaks for gateway {named!r}, topic is {gateway!r}")
     if obj.get("area", area) != area:
         raise WireError(f"reading speaks for area {str(obj['area'])[:64]!r}, topic is {area!r}")
     device = obj.get("device")

@@ -1,0 +1,74 @@
+"""Numbering samples (device, epoch, seq) and encoding a batch of them for the readings topic."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from sensing.wire import binary, json_codec
+from sensing.wire.batch import BatchBuilder
+
+from .drivers import SensorSample
+
+PayloadFormat = Literal["snb1", "json"]
+
+
+@dataclass(frozen=True, slots=True)
+class NumberedSample:
+    """A sample with the name the contract gives it: `(device, epoch, seq)`."""
+
+    sample: SensorSample
+    epoch: int
+    seq: int
+
+
+class Sequencer:
+    """Gives each device's readings seq 0, 1, 2, ... within one epoch. Thread-safe."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+        self._next: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def number(self, samples: Sequence[SensorSample]) -> list[NumberedSample]:
+        with self._lock:
+            out: list[NumberedSample] = []
+            for sample in samples:
+                seq = self._next.get(sample.device, 0)
+                self._next[sample.device] = seq + 1
+                out.append(NumberedSample(sample, self.epoch, seq))
+            return out
+
+    def next_seq(self, device: str) -> int:
+        """The seq the device's next reading will get."""
+        with self._lock:
+            return self._next.get(device, 0)
+
+
+def reading_dict(n: NumberedSample) -> dict[str, Any]:
+    """One reading as a contract v1 JSON object."""
+    s = n.sample
+    out: dict[str, Any] = {
+        "device": s.device,
+        "kind": s.kind,
+        "seq": n.seq,
+        "epoch": n.epoch,
+        "ts": s.ts,
+        "values": s.values,
+    }
+    if s.battery is not None:
+        out["battery"] = s.battery
+    return out
+
+
+def encode_batch(readings: Sequence[NumberedSample], payload_format: PayloadFormat) -> bytes:
+    """SNB1 bytes or a JSON array; raises sensing.wire.WireError if SNB1 cannot hold them."""
+    if payload_format == "json":
+        return json_codec.encode([reading_dict(n) for n in readings])
+    builder = BatchBuilder()
+    for n in readings:
+        s = n.sample
+        builder.add(s.device, s.kind, n.epoch, n.seq, s.ts, s.values, s.battery)
+    return binary.encode(builder.build())

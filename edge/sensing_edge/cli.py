@@ -1,0 +1,260 @@
+"""`sensing-edge`: run a gateway's edge agent (with simulated sensors, for now)."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from types import FrameType
+
+import orjson
+import structlog
+from pydantic import ValidationError
+
+from sensing.wire.kinds import KINDS
+from sensing.wire.topics import is_valid_name
+
+from .agent import AgentSettings, AgentStats, GatewayAgent
+from .simulated import SimulatedDriver, make_fleet
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+DEFAULT_MIX = "smoke=0.5,manhole=0.2,wearable=0.3"
+
+DESCRIPTION = """\
+Edge agent of a sensing gateway: reads its sensors, numbers every reading
+(device, epoch, seq), publishes them in batches at QoS 1 to
+sensing/v1/{area}/{gateway}/readings and keeps a retained online/offline status
+(with an MQTT last will) on sensing/v1/{area}/{gateway}/status."""
+
+RUN_EPILOG = f"""\
+examples:
+  # 100 simulated devices ({DEFAULT_MIX}), one reading each per 5 s
+  sensing-edge run --gateway gw-1 --area demo --broker-port 1883
+
+  # 2,000 wristbands every second as JSON for one minute, counts as JSON at the end
+  sensing-edge run --gateway gw-7 --area shuangqiaozi --devices 2000 --mix wearable=1 \\
+      --interval 1 --format json --duration 60 --json
+
+It runs until Ctrl-C, SIGTERM or --duration, then publishes what it holds, waits for
+the broker's acknowledgements (--stop-timeout), publishes status offline and prints
+its counts. Exit status: 0 clean stop, 1 broker unreachable or readings left
+unacknowledged, 2 usage error."""
+
+
+def _name(value: str) -> str:
+    if not is_valid_name(value):
+        raise argparse.ArgumentTypeError(
+            f"{value!r} must be 1-64 characters of A-Z, a-z, 0-9, '_' or '-'"
+        )
+    return value
+
+
+def _positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+    if number <= 0:
+        raise argparse.ArgumentTypeError(f"{value!r} must be greater than 0")
+    return number
+
+
+def _positive_float(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
+    if not 0 < number < float("inf"):
+        raise argparse.ArgumentTypeError(f"{value!r} must be a finite number greater than 0")
+    return number
+
+
+def parse_mix(value: str) -> dict[str, float]:
+    """`smoke=0.5,manhole=0.2,wearable=0.3` -> weights per kind (need not sum to 1)."""
+    mix: dict[str, float] = {}
+    for part in value.split(","):
+        kind, sep, weight = part.strip().partition("=")
+        if not sep or kind not in KINDS:
+            raise argparse.ArgumentTypeError(
+                f"{part.strip()!r}: expected KIND=WEIGHT with KIND one of {', '.join(KINDS)}"
+            )
+        try:
+            mix[kind] = float(weight)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{part.strip()!r}: weight is not a number") from None
+        if not 0 <= mix[kind] < float("inf"):
+            raise argparse.ArgumentTypeError(f"{part.strip()!r}: weight must be 0 or more")
+    if sum(mix.values()) <= 0:
+        raise argparse.ArgumentTypeError("at least one weight must be greater than 0")
+    return mix
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sensing-edge",
+        description=DESCRIPTION,
+        epilog="Run 'sensing-edge run --help' for the agent's options and examples.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    run = sub.add_parser(
+        "run",
+        help="run an agent with simulated sensors",
+        description=DESCRIPTION,
+        epilog=RUN_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    who = run.add_argument_group("gateway")
+    who.add_argument("--gateway", required=True, type=_name, help="gateway id, e.g. gw-1")
+    who.add_argument("--area", required=True, type=_name, help="community or street code")
+    who.add_argument("--epoch", type=int, default=0,
+                     help="restart counter of this gateway's devices (default 0)")
+    broker = run.add_argument_group("broker")
+    broker.add_argument("--host", default="127.0.0.1",
+                        help="MQTT broker host (default %(default)s)")
+    broker.add_argument("--broker-port", type=_positive_int, default=1883,
+                        help="MQTT broker port (default %(default)s)")
+    broker.add_argument("--connect-timeout", type=_positive_float, default=10.0, metavar="S",
+                        help="give up (exit 1) if the broker is unreachable this long "
+                             "(default %(default)s)")
+    sensors = run.add_argument_group("simulated sensors")
+    sensors.add_argument("--devices", type=_positive_int, default=100,
+                         help="number of simulated devices (default %(default)s)")
+    sensors.add_argument("--mix", type=parse_mix, default=parse_mix(DEFAULT_MIX),
+                         metavar="KIND=W,...", help=f"share of each kind (default {DEFAULT_MIX})")
+    sensors.add_argument("--interval", type=_positive_float, default=5.0, metavar="S",
+                         help="seconds between two readings of one device (default %(default)s)")
+    sensors.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    out = run.add_argument_group("publishing")
+    out.add_argument("--format", choices=("snb1", "json"), default="snb1",
+                     help="payload format: SNB1 binary batches or JSON arrays (default snb1)")
+    out.add_argument("--batch-max-readings", type=_positive_int, default=200, metavar="N",
+                     help="publish a batch when it holds this many readings (default 200)")
+    out.add_argument("--batch-max-age", type=_positive_float, default=0.5, metavar="S",
+                     help="... or when its oldest reading is this old (default 0.5)")
+    ctl = run.add_argument_group("run")
+    ctl.add_argument("--duration", type=_positive_float, metavar="S",
+                     help="stop after this many seconds (default: run until Ctrl-C/SIGTERM)")
+    ctl.add_argument("--stop-timeout", type=_positive_float, default=10.0, metavar="S",
+                     help="on stop, wait this long for acknowledgements (default %(default)s)")
+    ctl.add_argument("--json", action="store_true",
+                     help="print the final counts as one JSON object")
+    ctl.add_argument("--log-level", default="info",
+                     choices=("debug", "info", "warning", "error"), help="(default info)")
+    return parser
+
+
+def configure_logging(level: str) -> None:
+    structlog.configure(
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty()),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[level.upper()]),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+
+
+@contextlib.contextmanager
+def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """Set `stop` on SIGINT/SIGTERM (only possible in the main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _error(message: str) -> None:
+    print(f"sensing-edge: error: {message}", file=sys.stderr)
+
+
+def _report(args: argparse.Namespace, stats: AgentStats, all_acked: bool) -> None:
+    if args.json:
+        doc = {"gateway": args.gateway, "area": args.area, "all_acked": all_acked}
+        print(orjson.dumps({**doc, **stats.as_dict()}).decode())
+        return
+    print(
+        f"{args.gateway}@{args.area}: sampled {stats.readings_sampled}, "
+        f"published {stats.readings_published}, acknowledged {stats.readings_acked} readings "
+        f"in {stats.batches} batches; {stats.pending_batches} batches unacknowledged"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        settings = AgentSettings(
+            gateway=args.gateway, area=args.area, broker_host=args.host,
+            broker_port=args.broker_port, payload_format=args.format, epoch=args.epoch,
+            batch_max_readings=args.batch_max_readings, batch_max_age_s=args.batch_max_age,
+        )
+        driver = SimulatedDriver(
+            make_fleet(args.devices, args.mix, args.gateway), args.interval, args.seed
+        )
+    except ValidationError as exc:
+        _error("; ".join(
+            f"--{'.'.join(map(str, e['loc']))}: {e['msg'].removeprefix('Value error, ')}"
+            for e in exc.errors()
+        ))
+        return EXIT_USAGE
+    except ValueError as exc:
+        _error(str(exc))
+        return EXIT_USAGE
+
+    configure_logging(args.log_level)
+    stop = threading.Event()
+    with _stop_on_signals(stop):
+        agent = GatewayAgent(settings, [driver])
+        started = time.monotonic()
+        agent.start()
+        deadline = started + args.connect_timeout
+        while not agent.connected and not stop.is_set() and time.monotonic() < deadline:
+            stop.wait(0.05)
+        if not agent.connected and not stop.is_set():
+            agent.stop(timeout=0)
+            _error(
+                f"cannot reach the MQTT broker at {args.host}:{args.broker_port} "
+                f"within {args.connect_timeout:g} s"
+            )
+            return EXIT_FAILURE
+        remaining = None if args.duration is None else started + args.duration - time.monotonic()
+        stop.wait(None if remaining is None else max(0.0, remaining))
+        all_acked = agent.stop(timeout=args.stop_timeout)
+    stats = agent.stats()
+    _report(args, stats, all_acked)
+    if not all_acked:
+        _error(f"{stats.readings_sampled - stats.readings_acked} readings were not acknowledged "
+               "by the broker and are lost")
+        return EXIT_FAILURE
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a usage error (2)
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    return run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,61 @@
+"""sensing_sim: simulated sensor fleets with realistic signals, labelled incidents and faults.
+
+    from sensing_sim import Fleet, FleetSpec, LiveOptions, run_live
+
+    fleet = Fleet(FleetSpec(n_gateways=10, n_devices=1000, seed=1))
+    labels = fleet.schedule_demo_incidents(duration_s=60)
+    report = run_live(fleet, LiveOptions(port=1883, duration_s=60))
+
+Imports no numba: it runs beside (or instead of) gateways.
+"""
+
+from sensing_sim.faults import MALFORMED_REASONS, malformed_payload
+from sensing_sim.fleet import (
+    DEFAULT_AREAS,
+    DEFAULT_MIX,
+    DEMO_INCIDENT_TYPES,
+    Device,
+    Fleet,
+    FleetDriver,
+    FleetSpec,
+    Gateway,
+    kind_counts,
+)
+from sensing_sim.incidents import INCIDENT_TYPES, LEVEL_RANGES, Incident
+from sensing_sim.live import LiveError, LiveOptions, LiveProgress, LiveReport, run_live
+from sensing_sim.signals import (
+    ManholeSignal,
+    Signal,
+    SmokeSignal,
+    WearableSignal,
+    make_signal,
+)
+from sensing_sim.tally import UniqueReadings
+
+__all__ = [
+    "DEFAULT_AREAS",
+    "DEFAULT_MIX",
+    "DEMO_INCIDENT_TYPES",
+    "INCIDENT_TYPES",
+    "LEVEL_RANGES",
+    "MALFORMED_REASONS",
+    "Device",
+    "Fleet",
+    "FleetDriver",
+    "FleetSpec",
+    "Gateway",
+    "Incident",
+    "LiveError",
+    "LiveOptions",
+    "LiveProgress",
+    "LiveReport",
+    "ManholeSignal",
+    "Signal",
+    "SmokeSignal",
+    "UniqueReadings",
+    "WearableSignal",
+    "kind_counts",
+    "make_signal",
+    "malformed_payload",
+    "run_live",
+]

@@ -1,0 +1,260 @@
+"""`sensing-sim`: simulated sensor fleets behind real edge agents, with labelled incidents."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType
+
+import orjson
+from rich.console import Console
+from rich.table import Table
+
+from sensing.wire import KINDS
+from sensing.wire.topics import is_valid_name
+
+EPILOG = """examples:
+  sensing-sim live --broker-port 1883
+      10 gateways, 1,000 devices, one reading every 2 s each, demo incidents, 60 s
+  sensing-sim live --broker-port 1883 --gateways 2 --devices 20 --duration 10 \\
+      --duplicates 0.05 --malformed 6 --json
+      a small fleet with injected faults; the report as one JSON object on stdout
+  sensing-sim live --broker-port 1883 --mix smoke=1 --areas shuangqiaozi --incidents none \\
+      --report quiet.json
+      only smoke detectors, only quiet signals (nothing should alert)
+
+exit codes: 0 ok, 1 runtime failure (e.g. broker unreachable), 2 usage error
+"""
+
+LIVE_DESCRIPTION = """\
+Run a simulated fleet live: one real edge agent (its own MQTT client) per gateway, each
+publishing its devices' readings at QoS 1 on sensing/v1/{area}/{gateway}/readings. Devices
+send quiet signals with everyday nuisances; with --incidents demo a handful of labelled
+incidents (fire, CO, displaced cover, gas, vitals, SOS, overflow, low battery) is scripted
+over the run. Optional faults: --duplicates re-publishes a fraction of the batches,
+--malformed publishes broken messages. SIGTERM or Ctrl-C stops the run cleanly; the report
+(readings sent, faults injected, incident labels) is still printed and written.
+"""
+
+
+def parse_mix(text: str) -> dict[str, float]:
+    """`smoke=0.5,manhole=0.25,wearable=0.25` -> shares by kind."""
+    mix: dict[str, float] = {}
+    for part in text.split(","):
+        kind, sep, share = part.strip().partition("=")
+        if not sep or kind not in KINDS:
+            raise argparse.ArgumentTypeError(
+                f"{part.strip()!r}: expected KIND=SHARE with KIND one of {', '.join(KINDS)}"
+            )
+        try:
+            value = float(share)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{part.strip()!r}: SHARE must be a number") from None
+        if not math.isfinite(value) or value < 0:
+            raise argparse.ArgumentTypeError(f"{part.strip()!r}: SHARE must be >= 0")
+        mix[kind] = value
+    if not any(v > 0 for v in mix.values()):
+        raise argparse.ArgumentTypeError("at least one share must be positive")
+    return mix
+
+
+def _areas(text: str) -> tuple[str, ...]:
+    areas = tuple(a.strip() for a in text.split(","))
+    bad = [a for a in areas if not is_valid_name(a)]
+    if bad:
+        raise argparse.ArgumentTypeError(f"bad area name(s) {bad}: use [A-Za-z0-9_-]{{1,64}}")
+    return areas
+
+
+def _ranged(kind: type[int] | type[float], lo: float, hi: float) -> Callable[[str], int | float]:
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {kind.__name__}") from None
+        if not (math.isfinite(value) and lo <= value <= hi):
+            raise argparse.ArgumentTypeError(f"{text} is not between {lo:g} and {hi:g}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="sensing-sim",
+        description="Simulated community-safety sensor fleets with labelled incidents and "
+        "injected faults, published through real edge agents (wire contract v1).",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    live = sub.add_parser(
+        "live", help="run a fleet live against an MQTT broker", description=LIVE_DESCRIPTION,
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    broker = live.add_argument_group("broker")
+    broker.add_argument("--broker-port", type=_ranged(int, 1, 65535), required=True,
+                        metavar="PORT", help="MQTT port of the broker (required)")
+    broker.add_argument("--host", default="127.0.0.1", help="broker host (default 127.0.0.1)")
+    fleet = live.add_argument_group("fleet")
+    fleet.add_argument("--gateways", type=_ranged(int, 1, 9999), default=10,
+                       help="edge agents, gw-01, gw-02, ... (default 10)")
+    fleet.add_argument("--devices", type=_ranged(int, 1, 999_999), default=1000,
+                       help="devices, spread over the gateways (default 1000)")
+    fleet.add_argument("--mix", type=parse_mix, default="smoke=0.5,manhole=0.25,wearable=0.25",
+                       help="share of each kind (default smoke=0.5,manhole=0.25,wearable=0.25)")
+    fleet.add_argument("--areas", type=_areas, default="demo-a,demo-b",
+                       help="areas the gateways are spread over (default demo-a,demo-b)")
+    fleet.add_argument("--interval", type=_ranged(float, 0.05, 86_400), default=2.0,
+                       metavar="SECONDS", help="seconds between readings of a device (default 2)")
+    fleet.add_argument("--seed", type=_ranged(int, 0, 2**63 - 1), default=1,
+                       help="random seed: same seed, same fleet, signals and incidents (default 1)")
+    run = live.add_argument_group("run")
+    run.add_argument("--duration", type=_ranged(float, 0.1, 1e7), default=60.0,
+                     metavar="SECONDS", help="length of the run (default 60)")
+    run.add_argument("--incidents", choices=["demo", "none"], default="demo",
+                     help="demo: one scripted incident of each type; none: quiet (default demo)")
+    run.add_argument("--format", choices=["snb1", "json"], default="snb1", dest="payload_format",
+                     help="payload format of the agents' batches (default snb1)")
+    run.add_argument("--epoch", type=_ranged(int, 0, 2**32 - 1), default=None,
+                     help="epoch of the readings (default: Unix seconds at the start)")
+    faults = live.add_argument_group("faults")
+    faults.add_argument("--duplicates", type=_ranged(float, 0.0, 1.0), default=0.0,
+                        metavar="RATE", help="fraction of batches published twice (default 0)")
+    faults.add_argument("--malformed", type=_ranged(int, 0, 1_000_000), default=0, metavar="N",
+                        help="malformed messages spread over the run, cycling through malformed "
+                        "JSON, wrong type, missing field, NaN, oversize, foreign gateway "
+                        "(default 0)")
+    out = live.add_argument_group("output")
+    out.add_argument("--report", type=Path, metavar="PATH", help="write the report (JSON) here")
+    out.add_argument("--json", action="store_true",
+                     help="print the report as one JSON object on stdout")
+    out.add_argument("--progress-every", type=_ranged(float, 0.1, 3600), default=5.0,
+                     metavar="SECONDS", help="seconds between progress lines on stderr (default 5)")
+    out.add_argument("--log-level", default="WARNING",
+                     choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                     help="log level of the edge agents, on stderr (default WARNING)")
+    return p
+
+
+@contextmanager
+def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """SIGTERM and SIGINT set `stop` instead of killing the run (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def _summary(report: dict[str, object]) -> list[Table]:
+    overview = Table(title="sensing-sim live", show_header=False, title_justify="left")
+    for key in (
+        "broker", "gateways", "devices", "epoch", "duration_s", "stopped_early",
+        "readings_sampled", "readings_sent_unique", "readings_acked", "all_acked",
+        "duplicate_readings_injected", "malformed_total",
+    ):
+        overview.add_row(key, str(report[key]))
+    incidents = Table(title="incidents (labels)", title_justify="left")
+    for column in ("type", "grade", "area", "gateway", "device", "start_s", "end_s"):
+        incidents.add_column(column)
+    rows = report["incidents"]
+    assert isinstance(rows, list)
+    for inc in rows:
+        incidents.add_row(*(str(inc[c]) for c in ("type", "grade", "area", "gateway", "device",
+                                                  "start_s", "end_s")))
+    return [overview, incidents] if rows else [overview]
+
+
+def _live(args: argparse.Namespace, err: Console) -> int:
+    from sensing.logs import configure
+    from sensing_sim.fleet import Fleet, FleetSpec
+    from sensing_sim.live import LiveError, LiveOptions, LiveProgress, run_live
+
+    configure("console", args.log_level)
+    try:
+        fleet = Fleet(FleetSpec(n_gateways=args.gateways, n_devices=args.devices, mix=args.mix,
+                                areas=args.areas, interval_s=args.interval, seed=args.seed))
+        if args.incidents == "demo":
+            fleet.schedule_demo_incidents(args.duration)
+        options = LiveOptions(
+            host=args.host, port=args.broker_port, duration_s=args.duration,
+            duplicate_rate=args.duplicates, malformed=args.malformed,
+            payload_format=args.payload_format, epoch=args.epoch,
+            progress_every_s=args.progress_every,
+        )
+    except ValueError as exc:
+        err.print(f"sensing-sim live: {exc}", markup=False)
+        return 2
+
+    def show(p: LiveProgress) -> None:
+        err.print(
+            f"[dim]{p.elapsed_s:7.1f} s[/] sampled {p.readings_sampled:,}  sent "
+            f"{p.readings_sent_unique:,}  acked {p.readings_acked:,}  duplicates "
+            f"{p.duplicate_readings:,}  malformed {p.malformed_sent:,}", soft_wrap=True,
+        )
+
+    err.print(
+        f"sensing-sim: {len(fleet.devices):,} devices behind {len(fleet.gateways)} gateways, "
+        f"{len(fleet.incidents)} incidents, {args.duration:g} s against "
+        f"{args.host}:{args.broker_port}", markup=False, soft_wrap=True,
+    )
+    stop = threading.Event()
+    with _stop_on_signals(stop):
+        try:
+            report = run_live(fleet, options, stop=stop, progress=show)
+        except LiveError as exc:
+            err.print(f"sensing-sim live: {exc}", markup=False)
+            return 1
+    text = report.to_json()
+    if args.report is not None:
+        try:
+            args.report.parent.mkdir(parents=True, exist_ok=True)
+            args.report.write_bytes(text + b"\n")
+        except OSError as exc:
+            err.print(f"sensing-sim live: cannot write the report: {exc}", markup=False)
+            return 1
+    if args.json:
+        sys.stdout.write(orjson.dumps(report.to_dict()).decode() + "\n")
+        sys.stdout.flush()
+    else:
+        out = Console()
+        for table in _summary(report.to_dict()):
+            out.print(table)
+    if not report.all_acked:
+        err.print("sensing-sim live: not every batch was acknowledged by the broker",
+                  markup=False)
+        return 1
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `sensing-sim`; returns the exit code."""
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a usage error (2)
+        return exc.code if isinstance(exc.code, int) else 2
+    err = Console(stderr=True)
+    if args.command == "live":
+        return _live(args, err)
+    parser.error(f"unknown command {args.command!r}")  # pragma: no cover
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,267 @@
+"""A fleet of simulated devices behind gateways, and the per-gateway driver the edge agent polls.
+
+    fleet = Fleet(FleetSpec(n_gateways=2, n_devices=20, seed=1))
+    labels = fleet.schedule_demo_incidents(duration_s=60)
+    driver = fleet.driver("gw-01", start_ms=now_ms)   # a sensing_edge Driver
+
+Everything is deterministic from `FleetSpec.seed`: the devices, their phases and signals, and
+the demo incidents. A `FleetSpec` is a plain value, the seam for scenarios read from files.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Final
+
+import numpy as np
+from sensing_edge.drivers import SensorSample
+
+from sensing.wire import KINDS
+from sensing.wire.topics import is_valid_name
+from sensing_sim.incidents import INCIDENT_TYPES, LEVEL_RANGES, TYPICAL_LENGTH_S, Incident
+from sensing_sim.signals import HOUR_S, Signal, make_signal
+
+DEFAULT_MIX: Final[Mapping[str, float]] = {"smoke": 0.5, "manhole": 0.25, "wearable": 0.25}
+DEFAULT_AREAS: Final[tuple[str, ...]] = ("demo-a", "demo-b")
+DEMO_INCIDENT_TYPES: Final[tuple[str, ...]] = (
+    "smoke.fire",
+    "manhole.displaced",
+    "wearable.vitals",
+    "smoke.co",
+    "manhole.gas",
+    "wearable.sos",
+    "manhole.overflow",
+    "device.battery",
+)
+
+# Independent random streams of one seed.
+_STREAM_LAYOUT, _STREAM_SIGNAL, _STREAM_INCIDENTS = 0, 1, 2
+
+
+@dataclass(frozen=True, slots=True)
+class FleetSpec:
+    """What a fleet is made of. Validates itself."""
+
+    n_gateways: int = 1
+    n_devices: int = 100
+    mix: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_MIX))
+    """kind -> share of the devices (normalised)"""
+    areas: tuple[str, ...] = DEFAULT_AREAS
+    """gateway i is in area i mod len(areas)"""
+    interval_s: float = 2.0
+    """sampling interval of every device"""
+    seed: int = 1
+    day_start_s: float = 10 * HOUR_S
+    """time of day at the run start (daily temperature cycle, daytime walks)"""
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.n_gateways <= 9999:
+            raise ValueError("n_gateways must be 1..9999")
+        if not self.n_gateways <= self.n_devices <= 999_999:
+            raise ValueError("n_devices must be at least n_gateways and at most 999999")
+        unknown = set(self.mix) - set(KINDS)
+        if unknown:
+            raise ValueError(f"unknown kind(s) in mix: {', '.join(sorted(unknown))}")
+        if any(not math.isfinite(s) or s < 0 for s in self.mix.values()) or not any(
+            s > 0 for s in self.mix.values()
+        ):
+            raise ValueError("mix shares must be non-negative numbers, at least one positive")
+        if not self.areas or not all(is_valid_name(a) for a in self.areas):
+            raise ValueError("areas must be names of [A-Za-z0-9_-]{1,64}")
+        if not (math.isfinite(self.interval_s) and 0.05 <= self.interval_s <= 86_400):
+            raise ValueError("interval_s must be between 0.05 and 86400 seconds")
+        if self.seed < 0:
+            raise ValueError("seed must be non-negative")
+
+
+@dataclass(frozen=True, slots=True)
+class Device:
+    id: str
+    kind: str
+    gateway: str
+    area: str
+    index: int
+    """position in the fleet; seeds the device's own random stream"""
+    phase_s: float
+    """time of the first sample after the run start; later ones follow every interval"""
+
+
+@dataclass(frozen=True, slots=True)
+class Gateway:
+    id: str
+    area: str
+
+
+def kind_counts(n_devices: int, mix: Mapping[str, float]) -> dict[str, int]:
+    """Split `n_devices` by the shares of `mix` (largest remainder), in KINDS order."""
+    kinds = [k for k in KINDS if mix.get(k, 0.0) > 0]
+    total = sum(mix[k] for k in kinds)
+    exact = {k: n_devices * mix[k] / total for k in kinds}
+    counts = {k: int(exact[k]) for k in kinds}
+    by_remainder = sorted(kinds, key=lambda k: (-(exact[k] - counts[k]), KINDS.index(k)))
+    for k in by_remainder[: n_devices - sum(counts.values())]:
+        counts[k] += 1
+    return counts
+
+
+class Fleet:
+    """Devices and gateways of a `FleetSpec`, plus the incidents scheduled on them."""
+
+    def __init__(self, spec: FleetSpec) -> None:
+        self.spec = spec
+        rng = np.random.default_rng([spec.seed, _STREAM_LAYOUT])
+        self.gateways: tuple[Gateway, ...] = tuple(
+            Gateway(f"gw-{j + 1:02d}", spec.areas[j % len(spec.areas)])
+            for j in range(spec.n_gateways)
+        )
+        kinds: list[str] = []
+        for kind, count in kind_counts(spec.n_devices, spec.mix).items():
+            kinds += [kind] * count
+        order = rng.permutation(len(kinds)).tolist()
+        phases = rng.uniform(0.0, spec.interval_s, len(kinds)).tolist()
+        numbers = dict.fromkeys(KINDS, 0)
+        devices: list[Device] = []
+        for i, pick in enumerate(order):
+            kind = kinds[pick]
+            gw = self.gateways[i % len(self.gateways)]
+            device_id = f"{kind}-{numbers[kind]:06d}"
+            devices.append(Device(device_id, kind, gw.id, gw.area, i, phases[i]))
+            numbers[kind] += 1
+        self.devices: tuple[Device, ...] = tuple(devices)
+        self._by_id = {d.id: d for d in devices}
+        self._incidents: list[Incident] = []
+        self._incidents_by_device: dict[str, list[Incident]] = {}
+
+    def __repr__(self) -> str:
+        return f"Fleet({self.spec!r}, incidents={len(self._incidents)})"
+
+    def device(self, device_id: str) -> Device:
+        return self._by_id[device_id]
+
+    def devices_of(self, gateway: str) -> list[Device]:
+        return [d for d in self.devices if d.gateway == gateway]
+
+    def gateway(self, gateway_id: str) -> Gateway:
+        for gw in self.gateways:
+            if gw.id == gateway_id:
+                return gw
+        raise KeyError(gateway_id)
+
+    def signal(self, device: Device) -> Signal:
+        """A fresh quiet signal of the device, at its start."""
+        rng = np.random.default_rng([self.spec.seed, _STREAM_SIGNAL, device.index])
+        return make_signal(device.kind, rng, self.spec.day_start_s)
+
+    # -- incidents (the labels) ----------------------------------------------------------------
+
+    @property
+    def incidents(self) -> tuple[Incident, ...]:
+        return tuple(self._incidents)
+
+    def incidents_of(self, device_id: str) -> Sequence[Incident]:
+        return self._incidents_by_device.get(device_id, ())
+
+    def add_incident(self, incident: Incident) -> None:
+        """Schedule an incident; its device must be in the fleet and of the incident's kind."""
+        device = self._by_id.get(incident.device)
+        if device is None:
+            raise ValueError(f"no device {incident.device!r} in the fleet")
+        if incident.kind not in (None, device.kind):
+            raise ValueError(f"{incident.type} cannot happen on {device.kind} {device.id}")
+        if (incident.gateway, incident.area) != (device.gateway, device.area):
+            raise ValueError(f"{device.id} is on {device.gateway} in {device.area}")
+        self._incidents.append(incident)
+        self._incidents_by_device.setdefault(device.id, []).append(incident)
+
+    def schedule_demo_incidents(
+        self, duration_s: float, types: Iterable[str] = DEMO_INCIDENT_TYPES
+    ) -> list[Incident]:
+        """One incident of each type, each on its own device, spread over the run.
+
+        They start after ~5 s (less in runs under a minute) and end before the run ends.
+        Types whose kind of device the fleet lacks are left out. Returns the new labels.
+        """
+        lead = min(5.0, 0.1 * duration_s)
+        last_end = duration_s - min(2.0, 0.05 * duration_s)
+        if last_end - lead < 1.0:
+            raise ValueError("the run is too short for demo incidents (under ~1.2 s)")
+        rng = np.random.default_rng([self.spec.seed, _STREAM_INCIDENTS])
+        used = {i.device for i in self._incidents}
+        free = [d for d in self.devices if d.id not in used]
+        placeable: list[tuple[str, Device]] = []
+        for type_ in types:
+            kind = INCIDENT_TYPES[type_][0]
+            candidates = [d for d in free if kind in (None, d.kind)]
+            if not candidates:
+                continue
+            device = candidates[int(rng.integers(len(candidates)))]
+            free.remove(device)
+            placeable.append((type_, device))
+        spread = 0.6 * (last_end - lead)
+        new: list[Incident] = []
+        for n, (type_, device) in enumerate(placeable):
+            start = round(lead + spread * n / max(1, len(placeable)), 3)
+            end = round(min(start + TYPICAL_LENGTH_S[type_], last_end), 3)
+            lo, hi = LEVEL_RANGES[type_]
+            incident = Incident.of(
+                type_, device.id, device.gateway, device.area, start, end,
+                level=round(float(rng.uniform(lo, hi)), 1) if hi > lo else lo,
+            )
+            self.add_incident(incident)
+            new.append(incident)
+        return new
+
+    # -- driving -------------------------------------------------------------------------------
+
+    def driver(self, gateway: str, start_ms: int | None = None) -> FleetDriver:
+        """A fresh driver for the devices of one gateway; see `FleetDriver`."""
+        self.gateway(gateway)
+        return FleetDriver(self, gateway, start_ms)
+
+
+class FleetDriver:
+    """The `sensing_edge.drivers.Driver` of one gateway's simulated devices.
+
+    Time runs from `start_ms` (the first poll's `now_ms` if not given): a device samples at
+    `phase + k * interval` seconds from then. A poll returns one sample per device that was
+    due, stamped `ts = now_ms`; a device whose slots were all missed by a late poll samples
+    once and carries on with its next future slot, as a real sensor would.
+    """
+
+    def __init__(self, fleet: Fleet, gateway: str, start_ms: int | None = None) -> None:
+        self.fleet = fleet
+        self.gateway = gateway
+        self.start_ms = start_ms
+        self.samples_taken = 0
+        self._devices = fleet.devices_of(gateway)
+        self._signals = [fleet.signal(d) for d in self._devices]
+        self._due: list[tuple[float, int]] = [(d.phase_s, i) for i, d in enumerate(self._devices)]
+        heapq.heapify(self._due)
+
+    @property
+    def devices(self) -> Sequence[Device]:
+        return self._devices
+
+    def poll(self, now_ms: int) -> list[SensorSample]:
+        if self.start_ms is None:
+            self.start_ms = now_ms
+        t_now = (now_ms - self.start_ms) / 1000.0
+        interval = self.fleet.spec.interval_s
+        out: list[SensorSample] = []
+        while self._due and self._due[0][0] <= t_now:
+            t_slot, i = heapq.heappop(self._due)
+            out.append(self._sample(i, t_slot, now_ms))
+            missed = math.floor((t_now - t_slot) / interval)
+            heapq.heappush(self._due, (t_slot + (missed + 1) * interval, i))
+        self.samples_taken += len(out)
+        return out
+
+    def _sample(self, i: int, t_s: float, now_ms: int) -> SensorSample:
+        device = self._devices[i]
+        values, battery = self._signals[i].sample(t_s)
+        for incident in self.fleet.incidents_of(device.id):
+            values, battery = incident.apply(t_s, values, battery)
+        return SensorSample(device.id, device.kind, now_ms, values, battery)

@@ -1,0 +1,182 @@
+"""Scripted, labelled incidents: what a device measures while something is really wrong.
+
+An `Incident` overrides its device's quiet signal from `start_s` (inclusive) to `end_s`
+(exclusive), seconds since the run start; outside that window the device is quiet. The
+incidents of a run are its labels: the alert type and grade a correct core should raise.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Final
+
+from sensing.wire import Grade
+
+Values = dict[str, float]
+
+INCIDENT_TYPES: Final[dict[str, tuple[str | None, Grade]]] = {
+    # type: (kind of device it happens on, None for any; expected grade)
+    "smoke.fire": ("smoke", Grade.CRITICAL),
+    "smoke.co": ("smoke", Grade.CRITICAL),
+    "manhole.displaced": ("manhole", Grade.MAJOR),
+    "manhole.overflow": ("manhole", Grade.MAJOR),
+    "manhole.gas": ("manhole", Grade.CRITICAL),
+    "wearable.vitals": ("wearable", Grade.MAJOR),
+    "wearable.sos": ("wearable", Grade.CRITICAL),
+    "device.battery": (None, Grade.MINOR),
+}
+
+LEVEL_RANGES: Final[dict[str, tuple[float, float]]] = {
+    # type: range of the incident's level (its peak or plateau), in the channel's unit
+    "smoke.fire": (15.0, 25.0),  # obscuration %/m
+    "smoke.co": (350.0, 500.0),  # co_ppm
+    "manhole.displaced": (35.0, 60.0),  # tilt_deg
+    "manhole.overflow": (0.1, 0.1),  # water_m below the cover
+    "manhole.gas": (30.0, 40.0),  # gas_lel
+    "wearable.vitals": (82.0, 86.0),  # spo2
+    "wearable.sos": (1.0, 1.0),  # sos
+    "device.battery": (0.03, 0.03),  # battery
+}
+
+TYPICAL_LENGTH_S: Final[dict[str, float]] = {
+    "smoke.fire": 60.0,
+    "smoke.co": 45.0,
+    "manhole.displaced": 30.0,
+    "manhole.overflow": 60.0,
+    "manhole.gas": 40.0,
+    "wearable.vitals": 40.0,
+    "wearable.sos": 10.0,
+    "device.battery": 30.0,
+}
+
+FIRE_TEMP_RISE_C_PER_MIN: Final = 15.0
+FIRE_TEMP_MAX_C: Final = 95.0
+FIRE_RAMP_S: Final = 30.0
+GAS_RAMP_S: Final = 20.0
+OVERFLOW_RAMP_S: Final = 30.0
+VITALS_RAMP_S: Final = 10.0
+
+
+def _ramp(start: float, end: float, elapsed_s: float, ramp_s: float) -> float:
+    return end if ramp_s <= 0 else start + (end - start) * min(1.0, elapsed_s / ramp_s)
+
+
+@dataclass(frozen=True, slots=True)
+class Incident:
+    """One labelled incident on one device."""
+
+    type: str
+    device: str
+    gateway: str
+    area: str
+    start_s: float
+    end_s: float
+    grade: Grade
+    """the grade a correct core raises the alert with"""
+    level: float
+    """peak or plateau of the incident's channel (see LEVEL_RANGES)"""
+
+    def __post_init__(self) -> None:
+        if self.type not in INCIDENT_TYPES:
+            raise ValueError(f"unknown incident type {self.type!r}")
+        if not 0.0 <= self.start_s < self.end_s:
+            raise ValueError(f"incident window [{self.start_s}, {self.end_s}) is empty")
+
+    @classmethod
+    def of(
+        cls, type: str, device: str, gateway: str, area: str, start_s: float,
+        end_s: float | None = None, level: float | None = None,
+    ) -> Incident:
+        """An incident with its type's expected grade, typical length and mid-range level."""
+        if type not in INCIDENT_TYPES:
+            raise ValueError(f"unknown incident type {type!r} (one of {', '.join(INCIDENT_TYPES)})")
+        lo, hi = LEVEL_RANGES[type]
+        return cls(
+            type=type, device=device, gateway=gateway, area=area, start_s=start_s,
+            end_s=start_s + TYPICAL_LENGTH_S[type] if end_s is None else end_s,
+            grade=INCIDENT_TYPES[type][1], level=(lo + hi) / 2 if level is None else level,
+        )
+
+    @property
+    def kind(self) -> str | None:
+        """Kind of device the incident happens on; None if any."""
+        return INCIDENT_TYPES[self.type][0]
+
+    def active(self, t_s: float) -> bool:
+        return self.start_s <= t_s < self.end_s
+
+    def apply(self, t_s: float, values: Values, battery: float) -> tuple[Values, float]:
+        """The device's reading at `t_s` with this incident, from its quiet reading."""
+        if not self.active(t_s):
+            return values, battery
+        return _EFFECTS[self.type](self, t_s - self.start_s, dict(values), battery)
+
+    def to_dict(self, run_start_ms: int | None = None) -> dict[str, object]:
+        """JSON-ready label; with `run_start_ms`, also the window as `ts_start`/`ts_end` (ms)."""
+        out: dict[str, object] = asdict(self)
+        out["grade"] = self.grade.value
+        if run_start_ms is not None:
+            out["ts_start"] = run_start_ms + round(self.start_s * 1000)
+            out["ts_end"] = run_start_ms + round(self.end_s * 1000)
+        return out
+
+
+Effect = Callable[[Incident, float, Values, float], tuple[Values, float]]
+
+
+def _fire(inc: Incident, e: float, v: Values, battery: float) -> tuple[Values, float]:
+    wobble = 0.03 * inc.level * math.sin(e / 3.0)
+    v["obscuration"] = round(_ramp(v.get("obscuration", 0.0), inc.level, e, FIRE_RAMP_S)
+                             + (wobble if e >= FIRE_RAMP_S else 0.0), 2)
+    temp = v.get("temp_c", 21.0) + FIRE_TEMP_RISE_C_PER_MIN * e / 60.0
+    v["temp_c"] = round(min(temp, FIRE_TEMP_MAX_C), 1)
+    v["co_ppm"] = round(v.get("co_ppm", 0.0) + min(25.0, 0.5 * e), 1)
+    return v, battery
+
+
+def _co(inc: Incident, e: float, v: Values, battery: float) -> tuple[Values, float]:
+    v["co_ppm"] = round(_ramp(v.get("co_ppm", 0.0), inc.level, e, GAS_RAMP_S), 1)
+    return v, battery
+
+
+def _displaced(inc: Incident, e: float, v: Values, battery: float) -> tuple[Values, float]:
+    v["tilt_deg"] = round(inc.level + 0.5 * math.sin(e), 2)
+    return v, battery
+
+
+def _overflow(inc: Incident, e: float, v: Values, battery: float) -> tuple[Values, float]:
+    v["water_m"] = round(_ramp(v.get("water_m", 2.0), inc.level, e, OVERFLOW_RAMP_S), 3)
+    return v, battery
+
+
+def _gas(inc: Incident, e: float, v: Values, battery: float) -> tuple[Values, float]:
+    v["gas_lel"] = round(_ramp(v.get("gas_lel", 0.0), inc.level, e, GAS_RAMP_S), 2)
+    return v, battery
+
+
+def _vitals(inc: Incident, e: float, v: Values, battery: float) -> tuple[Values, float]:
+    v["spo2"] = float(round(_ramp(v.get("spo2", 97.0), inc.level, e, VITALS_RAMP_S)))
+    return v, battery
+
+
+def _sos(inc: Incident, e: float, v: Values, battery: float) -> tuple[Values, float]:
+    v["sos"] = inc.level
+    return v, battery
+
+
+def _battery(inc: Incident, e: float, v: Values, battery: float) -> tuple[Values, float]:
+    return v, inc.level
+
+
+_EFFECTS: Final[dict[str, Effect]] = {
+    "smoke.fire": _fire,
+    "smoke.co": _co,
+    "manhole.displaced": _displaced,
+    "manhole.overflow": _overflow,
+    "manhole.gas": _gas,
+    "wearable.vitals": _vitals,
+    "wearable.sos": _sos,
+    "device.battery": _battery,
+}

@@ -1,0 +1,3 @@
+from sensing.alerts.book import AlertBook, UnknownAlert
+
+__all__ = ["AlertBook", "UnknownAlert"]

@@ -1,0 +1,3 @@
+from sensing.dedup.window import DedupWindow
+
+__all__ = ["DedupWindow"]

@@ -1,0 +1,133 @@
+"""Runs every rule over a batch of admitted readings and reports changes of alert conditions."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from sensing.detect.rules import BATTERY_CHANNEL, DEFAULT_RULES, Rule
+from sensing.detect.threshold import ThresholdDetector
+from sensing.registry import Registry
+from sensing.wire.messages import GRADE_BY_RANK, Grade
+
+FIRE = "smoke.fire"
+
+
+@dataclass(frozen=True, slots=True)
+class Readings:
+    """Admitted readings of one processing step, columnar, with global indices."""
+
+    dev: npt.NDArray[np.int32]
+    ts: npt.NDArray[np.int64]
+    battery: npt.NDArray[np.float64]
+    value_row: npt.NDArray[np.int32]
+    value_channel: npt.NDArray[np.int32]
+    value: npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True, slots=True)
+class ConditionChange:
+    device: int
+    type: str
+    grade: Grade | None
+    """None when the condition cleared"""
+    ts_event: int
+    ts: int
+    value: float
+    reason: str
+
+
+@dataclass(slots=True)
+class _Episode:
+    ts_event: int
+    ranks: dict[int, int] = field(default_factory=dict)
+    grade: Grade | None = None
+
+
+class DetectionEngine:
+    def __init__(self, registry: Registry, rules: Sequence[Rule] = DEFAULT_RULES) -> None:
+        self.registry = registry
+        self.rules = tuple(rules)
+        self.detectors = [ThresholdDetector(rule) for rule in self.rules]
+        self._episodes: dict[tuple[int, str], _Episode] = {}
+
+    def ensure_capacity(self, n: int) -> None:
+        for d in self.detectors:
+            d.ensure_capacity(n)
+
+    def forget(self, device: int, alert_type: str) -> None:
+        """A person resolved the alert: start the next episode from scratch."""
+        self._episodes.pop((device, alert_type), None)
+        for det in self.detectors:
+            if det.rule.type == alert_type:
+                det.clear(device)
+
+    def _signal(self, rule: Rule, r: Readings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        kind = self.registry.kind_index[rule.kind]
+        if rule.channel == BATTERY_CHANNEL:
+            mask = ~np.isnan(r.battery) & (self.registry.device_kind[r.dev] == kind)
+            rows = np.flatnonzero(mask)
+            return rows, r.dev[rows], r.battery[rows]
+        channel = self.registry.channels.intern(rule.channel)
+        v_dev = r.dev[r.value_row]
+        mask = (r.value_channel == channel) & (self.registry.device_kind[v_dev] == kind)
+        picked = np.flatnonzero(mask)
+        return r.value_row[picked].astype(np.int64), v_dev[picked], r.value[picked]
+
+    def process(self, r: Readings) -> list[ConditionChange]:
+        self.ensure_capacity(len(self.registry.devices))
+        changes: list[tuple[int, int, int, int, float]] = []  # row, rule, level, onset, signal
+        for i, (rule, det) in enumerate(zip(self.rules, self.detectors, strict=True)):
+            rows, dev, val = self._signal(rule, r)
+            if rows.size == 0:
+                continue
+            out = det.process(dev, r.ts[rows], val)
+            for row, lvl, onset, sig in zip(
+                rows[out.row].tolist(), out.level.tolist(), out.onset.tolist(),
+                out.signal.tolist(), strict=True,
+            ):
+                changes.append((row, i, lvl, onset, sig))
+        changes.sort(key=lambda c: (c[0], c[1]))
+        result: list[ConditionChange] = []
+        for row, i, lvl, onset, sig in changes:
+            change = self._apply(int(r.dev[row]), int(r.ts[row]), i, lvl, onset, sig)
+            if change is not None:
+                result.append(change)
+        return result
+
+    def _apply(
+        self, device: int, ts: int, rule_i: int, level: int, onset: int, signal: float
+    ) -> ConditionChange | None:
+        rule = self.rules[rule_i]
+        key = (device, rule.type)
+        episode = self._episodes.get(key)
+        if level == 0 and (episode is None or rule.latching):
+            return None
+        if episode is None:
+            episode = self._episodes[key] = _Episode(ts_event=onset)
+        if level:
+            grade = rule.levels[level - 1].grade
+            episode.ranks[rule_i] = grade.rank
+        else:
+            episode.ranks.pop(rule_i, None)
+        if not episode.ranks:
+            del self._episodes[key]
+            return ConditionChange(device, rule.type, None, episode.ts_event, ts, signal,
+                                   f"{rule.channel} back to normal ({signal:.4g})")
+        rank = max(episode.ranks.values())
+        confirmed = rule.type == FIRE and len(episode.ranks) >= 2
+        if confirmed:
+            rank = Grade.CRITICAL.rank
+        grade = GRADE_BY_RANK[rank]
+        if grade == episode.grade:
+            return None
+        episode.grade = grade
+        reason = rule.describe(signal, rule.levels[level - 1].grade) if level else (
+            f"{rule.channel} back to normal ({signal:.4g})"
+        )
+        if confirmed:
+            reason += " (smoke and heat together)"
+        return ConditionChange(device, rule.type, grade, episode.ts_event, ts, signal, reason)

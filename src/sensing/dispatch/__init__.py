@@ -1,0 +1,3 @@
+from sensing.dispatch.router import Dispatcher, DispatchPolicy
+
+__all__ = ["DispatchPolicy", "Dispatcher"]

@@ -1,0 +1,3 @@
+from sensing.ingest.mqtt import CoreSession, Incoming
+
+__all__ = ["CoreSession", "Incoming"]

@@ -1,0 +1,79 @@
+"""Interns device, channel, gateway and area names into dense indices, once per name."""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+from sensing.wire.batch import ReadingBatch
+from sensing.wire.kinds import KINDS
+
+
+class Names:
+    """A growing table of names with dense indices."""
+
+    def __init__(self) -> None:
+        self.index: dict[str, int] = {}
+        self.names: list[str] = []
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def intern(self, name: str) -> int:
+        i = self.index.get(name)
+        if i is None:
+            i = self.index[name] = len(self.names)
+            self.names.append(name)
+        return i
+
+    def lookup(self, names: tuple[str, ...] | list[str]) -> npt.NDArray[np.int32]:
+        return np.fromiter((self.intern(n) for n in names), dtype=np.int32, count=len(names))
+
+
+class Registry:
+    """Everything the core knows about each device, as arrays indexed by device index."""
+
+    def __init__(self, capacity: int = 1024) -> None:
+        self.devices = Names()
+        self.channels = Names()
+        self.gateways = Names()
+        self.areas = Names()
+        self.kind_index = {k: i for i, k in enumerate(KINDS)}
+        self.device_kind = np.full(capacity, -1, dtype=np.int8)
+        self.device_gateway = np.full(capacity, -1, dtype=np.int32)
+        self.device_area = np.full(capacity, -1, dtype=np.int32)
+
+    def _grow(self, n: int) -> None:
+        cap = self.device_kind.shape[0]
+        if n <= cap:
+            return
+        extra = max(n, 2 * cap) - cap
+        self.device_kind = np.concatenate([self.device_kind, np.full(extra, -1, np.int8)])
+        self.device_gateway = np.concatenate([self.device_gateway, np.full(extra, -1, np.int32)])
+        self.device_area = np.concatenate([self.device_area, np.full(extra, -1, np.int32)])
+
+    def intern_batch(
+        self, batch: ReadingBatch, gateway: str, area: str
+    ) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int32]]:
+        """Global device index per reading and global channel index per value.
+
+        A device is attached to the gateway and area it last reported through.
+        """
+        table = self.devices.lookup(batch.devices)
+        self._grow(len(self.devices))
+        self.device_kind[table] = [self.kind_index[k] for k in batch.kinds]
+        self.device_gateway[table] = self.gateways.intern(gateway)
+        self.device_area[table] = self.areas.intern(area)
+        channels = self.channels.lookup(batch.channels)
+        dev = table[batch.device] if len(batch) else np.zeros(0, np.int32)
+        chan = channels[batch.value_channel] if batch.n_values else np.zeros(0, np.int32)
+        return dev, chan
+
+    def describe(self, device: int) -> tuple[str, str, str, str]:
+        """(device id, kind, gateway, area) of a device index."""
+        return (
+            self.devices.names[device],
+            KINDS[int(self.device_kind[device])],
+            self.gateways.names[int(self.device_gateway[device])],
+            self.areas.names[int(self.device_area[device])],
+        )

@@ -1,0 +1,123 @@
+"""Edge agent test helpers: a plain paho subscriber, fake drivers, decoding."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+from sensing_edge import SensorSample
+
+from sensing.wire import decode_readings
+
+MAX_BYTES = 1 << 24
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    topic: str
+    payload: bytes
+    retain: bool
+
+
+class Subscriber:
+    """A plain paho client that records every message on its topic filters (QoS 1)."""
+
+    def __init__(
+        self, port: int, *filters: str, client_id: str | None = None, clean_session: bool = True
+    ) -> None:
+        self.filters = filters
+        self._messages: list[Message] = []
+        self._cond = threading.Condition()
+        self._subscribed = threading.Event()
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id or f"test-sub-{uuid.uuid4().hex[:10]}",
+            clean_session=clean_session,
+            protocol=mqtt.MQTTv311,
+        )
+        self.client.reconnect_delay_set(1, 2)
+        self.client.on_connect = self._on_connect
+        self.client.on_subscribe = lambda *a: self._subscribed.set()
+        self.client.on_message = self._on_message
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+        assert self._subscribed.wait(10), "subscription not acknowledged"
+
+    def _on_connect(
+        self, c: mqtt.Client, u: object, f: mqtt.ConnectFlags, rc: ReasonCode,
+        p: Properties | None,
+    ) -> None:
+        c.subscribe([(f, 1) for f in self.filters])
+
+    def _on_message(self, c: mqtt.Client, u: object, msg: mqtt.MQTTMessage) -> None:
+        with self._cond:
+            self._messages.append(Message(msg.topic, bytes(msg.payload), bool(msg.retain)))
+            self._cond.notify_all()
+
+    @property
+    def messages(self) -> list[Message]:
+        with self._cond:
+            return list(self._messages)
+
+    def wait_for(self, predicate: Callable[[list[Message]], bool], timeout: float = 10.0) -> bool:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not predicate(list(self._messages)):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._cond.wait(remaining)
+            return True
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+class ListDriver:
+    """Returns queued samples on the next poll; `feed()` queues more (thread-safe)."""
+
+    def __init__(self, samples: list[SensorSample] | None = None) -> None:
+        self._lock = threading.Lock()
+        self._queued = list(samples or [])
+
+    def feed(self, samples: list[SensorSample]) -> None:
+        with self._lock:
+            self._queued.extend(samples)
+
+    def poll(self, now_ms: int) -> list[SensorSample]:
+        with self._lock:
+            out, self._queued = self._queued, []
+        return out
+
+
+def smoke_samples(device: str, n: int, ts0: int = 1_795_478_819_832) -> list[SensorSample]:
+    return [
+        SensorSample(device, "smoke", ts0 + i, {"obscuration": 0.1, "temp_c": 22.0}, 0.9)
+        for i in range(n)
+    ]
+
+
+def readings_of(messages: list[Message], gateway: str, area: str) -> list[dict[str, object]]:
+    """Every reading in the readings messages, decoded as the core decodes them."""
+    out: list[dict[str, object]] = []
+    for m in messages:
+        if m.topic.endswith("/readings"):
+            decoded = decode_readings(m.payload, gateway, area, MAX_BYTES)
+            assert decoded.rejected == [], decoded.reason
+            out.extend(decoded.batch.readings())
+    return out
+
+
+def reading_count(gateway: str, area: str) -> Callable[[list[Message]], int]:
+    def count(messages: list[Message]) -> int:
+        return len(readings_of(messages, gateway, area))
+
+    return count

@@ -1,0 +1,100 @@
+"""The core against a real Mosquitto and VictoriaMetrics, fed by a plain MQTT client."""
+
+from __future__ import annotations
+
+import base64
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+
+from sensing.services import Mosquitto, VictoriaMetrics
+from sensing.wire import BatchBuilder, binary, topics
+from tests.helpers import Listener, publish, publisher, running_core
+
+pytestmark = pytest.mark.e2e
+
+NOW = int(time.time() * 1000) - 600_000
+
+
+def reading(device: str, kind: str, seq: int, ts: int, **values: float) -> dict[str, object]:
+    return {"device": device, "kind": kind, "seq": seq, "ts": ts, "values": values}
+
+
+def test_readings_alerts_deadletters_and_acks(
+    broker: Mosquitto, store: VictoriaMetrics, tmp_path: Path
+) -> None:
+    listener = Listener(broker, topics.ALERTS_FILTER, topics.DISPATCH_FILTER,
+                        topics.DEADLETTER_FILTER)
+    pub = publisher(broker)
+    with running_core(broker, store, tmp_path / "core") as core:
+        rtopic = topics.readings_topic("area-1", "gw-1")
+        # quiet smoke detector, one reading per message, then a fire as a JSON array
+        for i in range(5):
+            publish(pub, rtopic, orjson.dumps(
+                reading("smoke-1", "smoke", i, NOW + i * 1000, obscuration=0.1, temp_c=21.0)))
+        fire = [reading("smoke-1", "smoke", 5 + i, NOW + (5 + i) * 1000,
+                        obscuration=12.0 + i, temp_c=21.0) for i in range(3)]
+        publish(pub, rtopic, orjson.dumps(fire))
+        publish(pub, rtopic, orjson.dumps(fire))  # the same readings again: duplicates
+        # gas in a manhole, as an SNB1 batch
+        b = BatchBuilder()
+        for i in range(3):
+            b.add("mh-1", "manhole", 0, i, NOW + i * 1000, {"gas_lel": 30.0, "tilt_deg": 0.5})
+        publish(pub, topics.readings_topic("area-1", "gw-2"), binary.encode(b.build()))
+        malformed = {
+            "malformed JSON": b"{not json",
+            "wrong type": orjson.dumps(reading("x-1", "smoke", 0, NOW) | {"seq": "7"}),
+            "missing field": b'{"device": "x-1", "kind": "smoke", "seq": 1, "values": {}}',
+            "NaN": b'{"device": "x-1", "kind": "smoke", "seq": 2, "ts": 1795478819832,'
+                   b' "values": {"co_ppm": NaN}}',
+            "oversize": b"[" + b" " * (2 << 20) + b"]",
+            "other gateway": orjson.dumps(reading("x-1", "smoke", 3, NOW) | {"gateway": "gw-9"}),
+        }
+        for payload in malformed.values():
+            publish(pub, rtopic, payload)
+
+        assert listener.wait_for(lambda: len(listener.json("sensing/v1/deadletter/")) >= 6)
+        assert listener.wait_for(lambda: len(listener.json("sensing/v1/alerts/")) >= 2)
+        alerts = listener.json("sensing/v1/alerts/")
+        by_type = {a["type"]: a for a in alerts}
+        assert by_type["smoke.fire"]["grade"] == "major"
+        assert by_type["smoke.fire"]["ts_event"] == NOW + 5000
+        assert by_type["smoke.fire"]["device"] == "smoke-1"
+        assert by_type["smoke.fire"]["area"] == "area-1"
+        assert by_type["manhole.gas"]["grade"] == "critical"
+        assert by_type["manhole.gas"]["gateway"] == "gw-2"
+        dispatch = listener.json("sensing/v1/dispatch/grid/area-1")
+        assert {d["alert_id"] for d in dispatch} >= {by_type["smoke.fire"]["alert_id"]}
+
+        dead = listener.json("sensing/v1/deadletter/area-1/gw-1")
+        assert len(dead) == len(malformed)
+        raw = {base64.b64decode(str(d["payload"])) for d in dead}
+        assert raw == set(malformed.values())
+        assert all(d["reason"] and d["topic"] == rtopic for d in dead)
+
+        # an operator acknowledges the fire, then resolves it
+        fire_id = by_type["smoke.fire"]["alert_id"]
+        publish(pub, topics.ACK_TOPIC, orjson.dumps({"alert_id": fire_id, "by": "op-1",
+                                                     "action": "ack"}))
+        assert listener.wait_for(lambda: any(
+            a["state"] == "acknowledged" and a["alert_id"] == fire_id
+            for a in listener.json("sensing/v1/alerts/")))
+        # the fire clears: readings back to normal resolve the alert
+        clear = [reading("smoke-1", "smoke", 8 + i, NOW + (8 + i) * 1000, obscuration=0.2,
+                         temp_c=21.0) for i in range(2)]
+        publish(pub, rtopic, orjson.dumps(clear))
+        assert listener.wait_for(lambda: any(
+            a["state"] == "resolved" and a["alert_id"] == fire_id
+            for a in listener.json("sensing/v1/alerts/")))
+
+        assert listener.wait_for(lambda: core.stats.readings_stored == 13)
+        assert core.stats.duplicates_dropped == 3
+    assert store.settled_count('reading_seq{device="smoke-1"}', 10) == 10
+    assert store.settled_count('reading_seq{device="mh-1"}', 3) == 3
+    assert store.count_samples('reading_seq{device="x-1"}') == 0
+    # raised, acknowledged, resolved
+    assert store.settled_count(f'alert_ts_event{{alert_id="{fire_id}"}}', 3) == 3
+    listener.close()
+    pub.disconnect()
