@@ -82,7 +82,8 @@ class AlertBook:
         with self._db:
             self._db.execute(
                 "INSERT INTO alerts (alert_id, device, type, is_open, doc) VALUES (?, ?, ?, ?, ?)"
-                " ON CONFLICT (alert_id) DO UPDATE SET is_open = excluded.is_open, doc = excluded.doc",
+                " ON CONFLICT (alert_id)"
+                " DO UPDATE SET is_open = excluded.is_open, doc = excluded.doc",
                 (alert.alert_id, alert.device, alert.type, int(is_open), doc),
             )
             self._db.execute(

@@ -1,4 +1,5 @@
-"""Duplicate filter over (device, epoch, seq): state in preallocated arrays, one kernel call per batch."""
+"""Duplicate filter over (device, epoch, seq): state in preallocated arrays, one kernel call
+per batch."""
 
 from __future__ import annotations
 
