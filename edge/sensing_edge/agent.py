@@ -136,7 +136,8 @@ class GatewayAgent:
         self._inflight: dict[int, OutboxEntry | None] = {}  # mid -> batch (None: status)
         self._early_acks: set[int] = set()  # PUBACKs that beat publish() returning
         self._handed: set[int] = set()  # outbox ids handed to paho, not yet acked
-        self._last_entry_id = -1
+        # wait_acked() covers batches a durable outbox brought back from before a restart.
+        self._last_entry_id = max((e.id for e in self._outbox.pending()), default=-1)
         self._sampled = self._published = self._acked_readings = self._dropped = 0
         self._batches = self._batches_acked = self._connects = 0
 
@@ -245,12 +246,12 @@ class GatewayAgent:
         numbered = self._sequencer.number(samples)
         with self._lock:
             self._sampled += len(numbered)
-        entry = self._enqueue(numbered)
-        if entry is None:
-            return
-        with self._send_lock:
-            handed = self._publish(entry.topic, entry.payload, retain=False, entry=entry)
-        if handed:
+        with self._send_lock:  # else a pump could hand the new entry over first: twice
+            entry = self._enqueue(numbered)
+            handed = entry is not None and self._publish(
+                entry.topic, entry.payload, retain=False, entry=entry
+            ) is not None
+        if entry is not None and handed:
             self._call_hook(entry)
 
     # -- sampling thread -------------------------------------------------------------------
@@ -328,8 +329,8 @@ class GatewayAgent:
                 for entry in self._outbox.pending(limit=room + len(handed)):
                     if entry.id in handed:
                         continue
-                    if not self._publish(entry.topic, entry.payload, retain=False, entry=entry):
-                        break
+                    if self._publish(entry.topic, entry.payload, False, entry) is None:
+                        break  # paho refused it; retried on the next pump
                     sent.append(entry)
                     if len(sent) == room:
                         break
@@ -415,9 +416,9 @@ class GatewayAgent:
             return
         with self._lock:
             self._connects += 1
-        self._connected.set()
         self._log.info("connected", session_present=flags.session_present)
         self._publish_status("online")
+        self._connected.set()
         self._wake.set()
 
     def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:

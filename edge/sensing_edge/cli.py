@@ -112,8 +112,10 @@ def build_parser() -> argparse.ArgumentParser:
     who = run.add_argument_group("gateway")
     who.add_argument("--gateway", required=True, type=_name, help="gateway id, e.g. gw-1")
     who.add_argument("--area", required=True, type=_name, help="community or street code")
-    who.add_argument("--epoch", type=int, default=0,
-                     help="restart counter of this gateway's devices (default 0)")
+    who.add_argument("--epoch", type=int, default=None,
+                     help="restart counter of the devices' readings (default: seconds since "
+                          "the Unix epoch at start, so a restarted agent never repeats an "
+                          "earlier run's (device, epoch, seq))")
     broker = run.add_argument_group("broker")
     broker.add_argument("--host", default="127.0.0.1",
                         help="MQTT broker host (default %(default)s)")
@@ -200,7 +202,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         settings = AgentSettings(
             gateway=args.gateway, area=args.area, broker_host=args.host,
-            broker_port=args.broker_port, payload_format=args.format, epoch=args.epoch,
+            broker_port=args.broker_port, payload_format=args.format,
+            epoch=int(time.time()) if args.epoch is None else args.epoch,
             batch_max_readings=args.batch_max_readings, batch_max_age_s=args.batch_max_age,
         )
         driver = SimulatedDriver(

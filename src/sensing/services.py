@@ -148,6 +148,10 @@ class Mosquitto(_Service):
         text = re.sub(
             r"(?m)^persistence_location\s+.*$", f"persistence_location {self.workdir}/", text
         )
+        if os.geteuid() == 0:
+            # As root Mosquitto switches to the `mosquitto` user, which cannot write the
+            # persistence folder of a test or demo run; keep the caller's user instead.
+            text += "\nuser root\n"
         return text + "\n" + self.extra_conf + "\n"
 
     def restart(self) -> None:

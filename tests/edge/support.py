@@ -12,9 +12,9 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
-from sensing_edge import SensorSample
 
 from sensing.wire import decode_readings
+from sensing_edge import SensorSample
 
 MAX_BYTES = 1 << 24
 

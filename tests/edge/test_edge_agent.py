@@ -12,18 +12,19 @@ from typing import Any
 import orjson
 import pytest
 from pydantic import ValidationError
+
+from sensing.services import Mosquitto
+from sensing.wire import KIND_CHANNELS, decode_readings
+from sensing.wire.topics import readings_topic, status_topic
 from sensing_edge import (
     AgentSettings,
+    Driver,
     GatewayAgent,
     MemoryOutbox,
     SensorSample,
     SimulatedDriver,
     make_fleet,
 )
-
-from sensing.services import Mosquitto
-from sensing.wire import KIND_CHANNELS, decode_readings
-from sensing.wire.topics import readings_topic, status_topic
 from tests.edge.support import (
     MAX_BYTES,
     ListDriver,
@@ -54,8 +55,8 @@ def running(agent: GatewayAgent) -> Iterator[GatewayAgent]:
         agent.stop(5)
 
 
-def wait_readings(sub: Subscriber, gateway: str, n: int, timeout: float = 10.0) -> list[dict[str, Any]]:
-    sub.wait_for(lambda ms: len(readings_of(ms, gateway, AREA)) >= n, timeout)
+def wait_readings(sub: Subscriber, gateway: str, n: int) -> list[dict[str, Any]]:
+    sub.wait_for(lambda ms: len(readings_of(ms, gateway, AREA)) >= n)
     return readings_of(sub.messages, gateway, AREA)
 
 
@@ -114,7 +115,7 @@ def test_batches_hold_at_most_batch_max_readings_and_stop_flushes_the_rest(
     broker: Mosquitto, subscribe: Subscribe, gateway: str
 ) -> None:
     sub = subscribe(broker.port, readings_topic(AREA, gateway))
-    samples = smoke_samples("smoke-a", 40) + smoke_samples("smoke-b", 30) + smoke_samples("smoke-c", 25)
+    samples = [*smoke_samples("a", 40), *smoke_samples("b", 30), *smoke_samples("c", 25)]
     settings = make_settings(gateway, broker.port, batch_max_readings=10, batch_max_age_s=60)
     agent = GatewayAgent(settings, [ListDriver(samples)])
     with running(agent):
@@ -149,7 +150,9 @@ def test_status_is_retained_online_while_running_and_offline_after_stop(
     topic = status_topic(AREA, gateway)
     settings = make_settings(gateway, broker.port)
     agent = GatewayAgent(settings, [], clock=lambda: 1_795_478_819_832)
+    early = subscribe(broker.port, topic)
     with running(agent):
+        assert early.wait_for(lambda ms: len(ms) == 1)  # the broker has it now
         late = subscribe(broker.port, topic)
         assert late.wait_for(lambda ms: len(ms) == 1)
         online = late.messages[0]
@@ -214,12 +217,15 @@ def test_a_failing_driver_does_not_stop_the_others(
             raise OSError("sensor bus unplugged")
 
     sub = subscribe(broker.port, readings_topic(AREA, gateway))
-    agent = GatewayAgent(make_settings(gateway, broker.port), [Broken(), ListDriver(smoke_samples("smoke-a", 4))])
+    drivers: list[Driver] = [Broken(), ListDriver(smoke_samples("smoke-a", 4))]
+    agent = GatewayAgent(make_settings(gateway, broker.port), drivers)
     with running(agent):
         assert sub.wait_for(lambda ms: len(readings_of(ms, gateway, AREA)) == 4)
 
 
-def test_readings_survive_a_broker_restart(subscribe: Subscribe, gateway: str, tmp_path: Path) -> None:
+def test_readings_survive_a_broker_restart(
+    subscribe: Subscribe, gateway: str, tmp_path: Path
+) -> None:
     with Mosquitto.start(tmp_path) as broker:
         sub = subscribe(
             broker.port, readings_topic(AREA, gateway), client_id=f"sub-{gateway}",
@@ -275,7 +281,7 @@ def test_settings_defaults_and_validation() -> None:
         with pytest.raises(ValidationError):
             AgentSettings.model_validate(bad)
     with pytest.raises(ValidationError):
-        s.gateway = "other"  # type: ignore[misc]
+        s.gateway = "other"
 
 
 def test_memory_outbox_keeps_unacknowledged_batches_in_order() -> None:

@@ -45,6 +45,9 @@ class ThresholdDetector:
         self.prev_ts = np.full(capacity, -1, dtype=np.int64)
         self.prev_val = np.zeros(capacity, dtype=np.float64)
 
+    def _state(self) -> tuple[np.ndarray, ...]:
+        return (self.level, self.since, self.count, self.onset, self.prev_ts, self.prev_val)
+
     @property
     def capacity(self) -> int:
         return int(self.level.shape[0])
@@ -52,11 +55,9 @@ class ThresholdDetector:
     def ensure_capacity(self, n: int) -> None:
         if n <= self.capacity:
             return
-        old = (self.level, self.since, self.count, self.onset, self.prev_ts, self.prev_val)
+        old = self._state()
         self._alloc(max(n, 2 * self.capacity))
-        new: tuple[np.ndarray, ...] = (
-            self.level, self.since, self.count, self.onset, self.prev_ts, self.prev_val)
-        for fresh, prev in zip(new, old, strict=True):
+        for fresh, prev in zip(self._state(), old, strict=True):
             fresh[: prev.shape[0]] = prev
 
     def clear(self, device: int) -> None:
