@@ -21,7 +21,7 @@ from sensing_sim.fleet import (
     Gateway,
     kind_counts,
 )
-from sensing_sim.incidents import INCIDENT_TYPES, LEVEL_RANGES, Incident
+from sensing_sim.incidents import INCIDENT_CHANNEL, INCIDENT_TYPES, LEVEL_RANGES, Incident
 from sensing_sim.live import LiveError, LiveOptions, LiveProgress, LiveReport, run_live
 from sensing_sim.signals import (
     ManholeSignal,
@@ -36,6 +36,7 @@ __all__ = [
     "DEFAULT_AREAS",
     "DEFAULT_MIX",
     "DEMO_INCIDENT_TYPES",
+    "INCIDENT_CHANNEL",
     "INCIDENT_TYPES",
     "LEVEL_RANGES",
     "MALFORMED_REASONS",

@@ -17,24 +17,25 @@ from dataclasses import dataclass, field
 from typing import Final
 
 import numpy as np
-from sensing_edge.drivers import SensorSample
 
 from sensing.wire import KINDS
 from sensing.wire.topics import is_valid_name
+from sensing_edge.drivers import SensorSample
 from sensing_sim.incidents import INCIDENT_TYPES, LEVEL_RANGES, TYPICAL_LENGTH_S, Incident
 from sensing_sim.signals import HOUR_S, Signal, make_signal
 
 DEFAULT_MIX: Final[Mapping[str, float]] = {"smoke": 0.5, "manhole": 0.25, "wearable": 0.25}
 DEFAULT_AREAS: Final[tuple[str, ...]] = ("demo-a", "demo-b")
 DEMO_INCIDENT_TYPES: Final[tuple[str, ...]] = (
+    # Those that take longest to reach their grade (ramps, hold times) start first.
     "smoke.fire",
-    "manhole.displaced",
-    "wearable.vitals",
     "smoke.co",
+    "manhole.overflow",
+    "wearable.vitals",
+    "device.battery",
+    "manhole.displaced",
     "manhole.gas",
     "wearable.sos",
-    "manhole.overflow",
-    "device.battery",
 )
 
 # Independent random streams of one seed.

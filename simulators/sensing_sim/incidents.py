@@ -20,29 +20,42 @@ INCIDENT_TYPES: Final[dict[str, tuple[str | None, Grade]]] = {
     # type: (kind of device it happens on, None for any; expected grade)
     "smoke.fire": ("smoke", Grade.CRITICAL),
     "smoke.co": ("smoke", Grade.CRITICAL),
-    "manhole.displaced": ("manhole", Grade.MAJOR),
-    "manhole.overflow": ("manhole", Grade.MAJOR),
+    "manhole.displaced": ("manhole", Grade.CRITICAL),
+    "manhole.overflow": ("manhole", Grade.CRITICAL),
     "manhole.gas": ("manhole", Grade.CRITICAL),
-    "wearable.vitals": ("wearable", Grade.MAJOR),
+    "wearable.vitals": ("wearable", Grade.CRITICAL),
     "wearable.sos": ("wearable", Grade.CRITICAL),
-    "device.battery": (None, Grade.MINOR),
+    "device.battery": (None, Grade.MAJOR),
 }
 
 LEVEL_RANGES: Final[dict[str, tuple[float, float]]] = {
-    # type: range of the incident's level (its peak or plateau), in the channel's unit
-    "smoke.fire": (15.0, 25.0),  # obscuration %/m
+    # type: range of the incident's level (its peak or plateau), in the channel's unit; each
+    # range lies wholly beyond the threshold of its expected grade in the core's default rules
+    "smoke.fire": (21.0, 25.0),  # obscuration %/m (dense smoke: 20 %/m and more)
     "smoke.co": (350.0, 500.0),  # co_ppm
     "manhole.displaced": (35.0, 60.0),  # tilt_deg
     "manhole.overflow": (0.1, 0.1),  # water_m below the cover
     "manhole.gas": (30.0, 40.0),  # gas_lel
-    "wearable.vitals": (82.0, 86.0),  # spo2
+    "wearable.vitals": (82.0, 84.0),  # spo2 (severe hypoxaemia: under 85 %)
     "wearable.sos": (1.0, 1.0),  # sos
     "device.battery": (0.03, 0.03),  # battery
 }
 
+INCIDENT_CHANNEL: Final[dict[str, str]] = {
+    # type: the channel its level is measured on ("battery": the reading's battery field)
+    "smoke.fire": "obscuration",
+    "smoke.co": "co_ppm",
+    "manhole.displaced": "tilt_deg",
+    "manhole.overflow": "water_m",
+    "manhole.gas": "gas_lel",
+    "wearable.vitals": "spo2",
+    "wearable.sos": "sos",
+    "device.battery": "battery",
+}
+
 TYPICAL_LENGTH_S: Final[dict[str, float]] = {
     "smoke.fire": 60.0,
-    "smoke.co": 45.0,
+    "smoke.co": 60.0,
     "manhole.displaced": 30.0,
     "manhole.overflow": 60.0,
     "manhole.gas": 40.0,
@@ -54,7 +67,10 @@ TYPICAL_LENGTH_S: Final[dict[str, float]] = {
 FIRE_TEMP_RISE_C_PER_MIN: Final = 15.0
 FIRE_TEMP_MAX_C: Final = 95.0
 FIRE_RAMP_S: Final = 30.0
+FIRE_WOBBLE: Final = 0.03
+"""once built up, fire smoke wavers by this fraction of the level"""
 GAS_RAMP_S: Final = 20.0
+CO_RAMP_S: Final = 10.0
 OVERFLOW_RAMP_S: Final = 30.0
 VITALS_RAMP_S: Final = 10.0
 
@@ -127,7 +143,7 @@ Effect = Callable[[Incident, float, Values, float], tuple[Values, float]]
 
 
 def _fire(inc: Incident, e: float, v: Values, battery: float) -> tuple[Values, float]:
-    wobble = 0.03 * inc.level * math.sin(e / 3.0)
+    wobble = FIRE_WOBBLE * inc.level * math.sin(e / 3.0)
     v["obscuration"] = round(_ramp(v.get("obscuration", 0.0), inc.level, e, FIRE_RAMP_S)
                              + (wobble if e >= FIRE_RAMP_S else 0.0), 2)
     temp = v.get("temp_c", 21.0) + FIRE_TEMP_RISE_C_PER_MIN * e / 60.0
@@ -137,7 +153,7 @@ def _fire(inc: Incident, e: float, v: Values, battery: float) -> tuple[Values, f
 
 
 def _co(inc: Incident, e: float, v: Values, battery: float) -> tuple[Values, float]:
-    v["co_ppm"] = round(_ramp(v.get("co_ppm", 0.0), inc.level, e, GAS_RAMP_S), 1)
+    v["co_ppm"] = round(_ramp(v.get("co_ppm", 0.0), inc.level, e, CO_RAMP_S), 1)
     return v, battery
 
 

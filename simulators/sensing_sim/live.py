@@ -11,6 +11,7 @@ run on the gateways' readings topics. Every injected fault is counted in the `Li
 from __future__ import annotations
 
 import contextlib
+import socket
 import threading
 import time
 import uuid
@@ -25,13 +26,13 @@ from paho.mqtt import client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
-from sensing_edge.agent import AgentSettings, GatewayAgent, wall_clock_ms
-from sensing_edge.batching import PayloadFormat
 
 from sensing.wire import decode_readings
 from sensing.wire.topics import parse_gateway_topic, readings_topic
+from sensing_edge.agent import AgentSettings, GatewayAgent, wall_clock_ms
+from sensing_edge.batching import PayloadFormat
 from sensing_sim.faults import MALFORMED_REASONS, malformed_payload
-from sensing_sim.fleet import Fleet
+from sensing_sim.fleet import Fleet, Gateway
 from sensing_sim.tally import UniqueReadings
 
 DECODE_LIMIT = 1 << 24
@@ -178,7 +179,7 @@ class _FaultClient:
         self._client.loop_stop()
 
 
-class _Duplicator:
+class _PayloadTap:
     """The agents' payload hook: tallies unique readings, re-publishes some batches."""
 
     def __init__(self, faults: _FaultClient | None, rate: float, seed: int) -> None:
@@ -202,13 +203,137 @@ class _Duplicator:
             self._faults.publish(topic, payload, "duplicate", len(batch))
 
 
-def _malformed_schedule(fleet: Fleet, n: int, duration_s: float) -> list[tuple[float, str, int]]:
-    """(time s, reason, gateway index) of each malformed message, evenly over the run."""
-    return [
-        (duration_s * (k + 1) / (n + 1), MALFORMED_REASONS[k % len(MALFORMED_REASONS)],
-         k % len(fleet.gateways))
-        for k in range(n)
-    ]
+def _check_reachable(host: str, port: int, timeout: float) -> None:
+    """Fail fast when nothing listens (the agents themselves would retry forever)."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            pass
+    except OSError as exc:
+        raise LiveError(f"cannot connect to the broker at {host}:{port}: {exc}") from exc
+
+
+class _LiveRun:
+    """One live run: agents, fault injection, the clock of the run and its counters."""
+
+    def __init__(self, fleet: Fleet, options: LiveOptions, stop: threading.Event) -> None:
+        self.fleet, self.options, self.stop = fleet, options, stop
+        self.epoch = int(time.time()) if options.epoch is None else options.epoch
+        needs_faults = options.duplicate_rate > 0 or options.malformed > 0
+        self.faults = _FaultClient(options.host, options.port) if needs_faults else None
+        self.tap = _PayloadTap(self.faults, options.duplicate_rate, fleet.spec.seed)
+        self.start_ms = wall_clock_ms()
+        self.t0 = time.monotonic()
+        self.agents = [self._agent(gw) for gw in fleet.gateways]
+        n = options.malformed
+        self.malformed_due = [  # (seconds into the run, reason, gateway), evenly spread
+            (options.duration_s * (k + 1) / (n + 1), MALFORMED_REASONS[k % len(MALFORMED_REASONS)],
+             fleet.gateways[k % len(fleet.gateways)])
+            for k in range(n)
+        ]
+        self.malformed_made = 0
+        self.all_acked = False
+
+    def _agent(self, gw: Gateway) -> GatewayAgent:
+        o = self.options
+        settings = AgentSettings.model_validate({
+            "gateway": gw.id, "area": gw.area, "broker_host": o.host, "broker_port": o.port,
+            "client_id": f"sensing-sim-{gw.area}-{gw.id}", "epoch": self.epoch,
+            "payload_format": o.payload_format, "batch_max_readings": o.batch_max_readings,
+            "batch_max_age_s": o.batch_max_age_s,
+        })
+        return GatewayAgent(settings, [self.fleet.driver(gw.id, self.start_ms)],
+                            on_payload=self.tap)
+
+    def run(self, progress: Callable[[LiveProgress], None] | None) -> None:
+        o = self.options
+        try:
+            if self.faults is not None:
+                self.faults.connect(o.connect_timeout_s)
+            for agent in self.agents:
+                agent.start()
+            deadline = time.monotonic() + o.connect_timeout_s
+            if not all(a.wait_connected(max(0.0, deadline - time.monotonic()))
+                       for a in self.agents):
+                raise LiveError(f"the edge agents could not connect to {o.host}:{o.port}")
+            next_progress = o.progress_every_s
+            while not self.stop.is_set():
+                elapsed = time.monotonic() - self.t0
+                if elapsed >= o.duration_s:
+                    break
+                self._send_due_malformed(elapsed)
+                if progress is not None and elapsed >= next_progress:
+                    next_progress += o.progress_every_s
+                    progress(self.progress(elapsed))
+                self.stop.wait(min(0.1, o.duration_s - elapsed))
+        finally:
+            self._stop_all()
+
+    def _send_due_malformed(self, elapsed: float) -> None:
+        gateways, due = self.fleet.gateways, self.malformed_due
+        while self.faults is not None and due and due[0][0] <= elapsed:
+            _, reason, gw = due.pop(0)
+            other = gateways[(gateways.index(gw) + 1) % len(gateways)].id
+            other = other if other != gw.id else f"{gw.id}-other"
+            payload = malformed_payload(reason, self.malformed_made, wall_clock_ms(), other)
+            self.faults.publish(readings_topic(gw.area, gw.id), payload, reason, 1)
+            self.malformed_made += 1
+
+    def _stop_all(self) -> None:
+        """Stop every agent at once (each flushes and waits for its PUBACKs), then faults."""
+        timeout = self.options.stop_timeout_s
+        with ThreadPoolExecutor(max_workers=len(self.agents)) as pool:
+            self.all_acked = all(pool.map(lambda a: a.stop(timeout), self.agents))
+        if self.faults is not None:
+            self.faults.close(timeout)
+
+    def _delivered(self) -> tuple[int, int, dict[str, int]]:
+        """(duplicate batches, duplicate readings, malformed messages by reason) acked so far."""
+        delivered = self.faults.delivered() if self.faults is not None else []
+        dups = [n for what, n in delivered if what == "duplicate"]
+        malformed = dict.fromkeys(MALFORMED_REASONS, 0)
+        for what, _ in delivered:
+            if what in malformed:
+                malformed[what] += 1
+        return len(dups), sum(dups), malformed
+
+    def progress(self, elapsed: float) -> LiveProgress:
+        stats = [a.stats() for a in self.agents]
+        _, dup_readings, malformed = self._delivered()
+        return LiveProgress(
+            elapsed_s=round(elapsed, 1),
+            readings_sampled=sum(s.readings_sampled for s in stats),
+            readings_sent_unique=self.tap.unique.unique,
+            readings_acked=sum(s.readings_acked for s in stats),
+            duplicate_readings=dup_readings,
+            malformed_sent=sum(malformed.values()),
+        )
+
+    def report(self) -> LiveReport:
+        stats = [a.stats() for a in self.agents]
+        dup_batches, dup_readings, malformed = self._delivered()
+        o, spec = self.options, self.fleet.spec
+        return LiveReport(
+            broker=f"{o.host}:{o.port}",
+            gateways=len(self.fleet.gateways),
+            devices=len(self.fleet.devices),
+            interval_s=spec.interval_s,
+            seed=spec.seed,
+            epoch=self.epoch,
+            payload_format=o.payload_format,
+            start_ms=self.start_ms,
+            end_ms=wall_clock_ms(),
+            duration_s=round(time.monotonic() - self.t0, 3),
+            stopped_early=self.stop.is_set(),
+            all_acked=self.all_acked,
+            readings_sampled=sum(s.readings_sampled for s in stats),
+            readings_sent_unique=self.tap.unique.unique,
+            readings_acked=sum(s.readings_acked for s in stats),
+            batches_published=sum(s.batches for s in stats),
+            duplicate_batches_injected=dup_batches,
+            duplicate_readings_injected=dup_readings,
+            malformed_sent=malformed,
+            incidents=[i.to_dict(self.start_ms) for i in self.fleet.incidents],
+        )
 
 
 def run_live(
@@ -218,111 +343,13 @@ def run_live(
     stop: threading.Event | None = None,
     progress: Callable[[LiveProgress], None] | None = None,
 ) -> LiveReport:
-    """Run the fleet for `options.duration_s` (or until `stop` is set) and report.
+    """Run the fleet for `options.duration_s` (or until `stop` is set), stop every agent
+    cleanly (waiting for PUBACKs) and report. Blocks; `progress` is called every
+    `options.progress_every_s` from this thread.
 
-    Raises LiveError if the agents cannot connect to the broker.
+    Raises LiveError if the broker cannot be reached.
     """
-    stop = stop or threading.Event()
-    epoch = int(time.time()) if options.epoch is None else options.epoch
-    seed = fleet.spec.seed
-    needs_faults = options.duplicate_rate > 0 or options.malformed > 0
-    faults = _FaultClient(options.host, options.port) if needs_faults else None
-    if faults is not None:
-        faults.connect(options.connect_timeout_s)
-    hook = _Duplicator(faults, options.duplicate_rate, seed)
-    start_ms = wall_clock_ms()
-    agents = [
-        GatewayAgent(
-            AgentSettings.model_validate({
-                "gateway": gw.id, "area": gw.area, "broker_host": options.host,
-                "broker_port": options.port, "client_id": f"sensing-sim-{gw.area}-{gw.id}",
-                "epoch": epoch, "payload_format": options.payload_format,
-                "batch_max_readings": options.batch_max_readings,
-                "batch_max_age_s": options.batch_max_age_s,
-            }),
-            [fleet.driver(gw.id, start_ms)],
-            on_payload=hook,
-        )
-        for gw in fleet.gateways
-    ]
-    malformed_sent = dict.fromkeys(MALFORMED_REASONS, 0)
-    all_acked = False
-    t0 = time.monotonic()
-    try:
-        for agent in agents:
-            agent.start()
-        deadline = t0 + options.connect_timeout_s
-        if not all(a.wait_connected(max(0.0, deadline - time.monotonic())) for a in agents):
-            raise LiveError(
-                f"the edge agents could not connect to the broker at {options.host}:{options.port}"
-            )
-        schedule = _malformed_schedule(fleet, options.malformed, options.duration_s)
-        next_progress = options.progress_every_s
-        n_malformed = 0
-        while not stop.is_set():
-            elapsed = time.monotonic() - t0
-            if elapsed >= options.duration_s:
-                break
-            while faults is not None and schedule and schedule[0][0] <= elapsed:
-                _, reason, g = schedule.pop(0)
-                gw = fleet.gateways[g]
-                other = fleet.gateways[(g + 1) % len(fleet.gateways)].id
-                other = other if other != gw.id else f"{gw.id}-other"
-                payload = malformed_payload(reason, n_malformed, wall_clock_ms(), other)
-                faults.publish(readings_topic(gw.area, gw.id), payload, reason, 1)
-                n_malformed += 1
-            if progress is not None and elapsed >= next_progress:
-                next_progress += options.progress_every_s
-                progress(_progress(elapsed, agents, hook, faults))
-            stop.wait(min(0.1, options.duration_s - elapsed))
-    finally:
-        stopped_early = stop.is_set()
-        with ThreadPoolExecutor(max_workers=max(1, len(agents))) as pool:
-            results = list(pool.map(lambda a: a.stop(options.stop_timeout_s), agents))
-        all_acked = all(results)
-        if faults is not None:
-            faults.close(options.stop_timeout_s)
-    end_ms = wall_clock_ms()
-    stats = [a.stats() for a in agents]
-    delivered = faults.delivered() if faults is not None else []
-    for what, _ in delivered:
-        if what in malformed_sent:
-            malformed_sent[what] += 1
-    dups = [n for what, n in delivered if what == "duplicate"]
-    return LiveReport(
-        broker=f"{options.host}:{options.port}",
-        gateways=len(fleet.gateways),
-        devices=len(fleet.devices),
-        interval_s=fleet.spec.interval_s,
-        seed=seed,
-        epoch=epoch,
-        payload_format=options.payload_format,
-        start_ms=start_ms,
-        end_ms=end_ms,
-        duration_s=round(time.monotonic() - t0, 3),
-        stopped_early=stopped_early,
-        all_acked=all_acked,
-        readings_sampled=sum(s.readings_sampled for s in stats),
-        readings_sent_unique=hook.unique.unique,
-        readings_acked=sum(s.readings_acked for s in stats),
-        batches_published=sum(s.batches for s in stats),
-        duplicate_batches_injected=len(dups),
-        duplicate_readings_injected=sum(dups),
-        malformed_sent=malformed_sent,
-        incidents=[i.to_dict(start_ms) for i in fleet.incidents],
-    )
-
-
-def _progress(
-    elapsed: float, agents: list[GatewayAgent], hook: _Duplicator, faults: _FaultClient | None
-) -> LiveProgress:
-    stats = [a.stats() for a in agents]
-    delivered = faults.delivered() if faults is not None else []
-    return LiveProgress(
-        elapsed_s=round(elapsed, 1),
-        readings_sampled=sum(s.readings_sampled for s in stats),
-        readings_sent_unique=hook.unique.unique,
-        readings_acked=sum(s.readings_acked for s in stats),
-        duplicate_readings=sum(n for what, n in delivered if what == "duplicate"),
-        malformed_sent=sum(1 for what, _ in delivered if what != "duplicate"),
-    )
+    _check_reachable(options.host, options.port, options.connect_timeout_s)
+    live = _LiveRun(fleet, options, stop or threading.Event())
+    live.run(progress)
+    return live.report()

@@ -37,8 +37,9 @@ WEARABLE_HR_REST: Final = (55.0, 95.0)
 WEARABLE_HR_WALK_MAX: Final = 110.0
 WEARABLE_SPO2_RANGE: Final = (94.0, 99.0)
 WEARABLE_ACCEL_WALK_MAX: Final = 1.5
-BATTERY_QUIET_MIN: Final = 0.2
-"""Quiet batteries never drain below this; only the `device.battery` incident goes lower."""
+BATTERY_QUIET_MIN: Final = 0.3
+"""Quiet batteries never drain below this (wristbands get recharged, detectors last years);
+only the `device.battery` incident goes lower."""
 
 
 class Signal(Protocol):
@@ -87,7 +88,10 @@ class _Base:
         return dt
 
     def _battery(self, t_s: float) -> float:
-        return round(max(BATTERY_QUIET_MIN, self._battery0 - self._drain * t_s), 3)
+        """Drains linearly; recharged to full on reaching BATTERY_QUIET_MIN."""
+        span = 1.0 - BATTERY_QUIET_MIN
+        used = (1.0 - self._battery0 + self._drain * t_s) % span
+        return round(1.0 - used, 3)
 
     def _time_of_day_s(self, t_s: float) -> float:
         return (self._day_start_s + t_s) % DAY_S
@@ -99,11 +103,13 @@ class SmokeSignal(_Base):
     kind = "smoke"
     _drain_per_h = (5e-6, 2e-5)
     COOKING_PER_S: Final = 1.0 / (2 * HOUR_S)
+    TEMP_DRIFT_S: Final = 600.0
 
     def __init__(self, rng: np.random.Generator, day_start_s: float = 10 * HOUR_S) -> None:
         super().__init__(rng, day_start_s)
         self._obscuration0 = float(rng.uniform(0.02, 0.12))
         self._temp0 = float(rng.uniform(20.5, 22.5))
+        self._temp_drift = 0.0
         self._co0 = float(rng.uniform(0.0, 2.0))
         self._cooking_start = -math.inf
         self._cooking_len = 0.0
@@ -122,11 +128,15 @@ class SmokeSignal(_Base):
         quiet = min(SMOKE_OBSCURATION_QUIET_MAX, self._obscuration0 + abs(0.03 * n[0]))
         obscuration = quiet + self._cooking_peak * cooking
         daily = math.sin(2 * math.pi * (self._time_of_day_s(t_s) - 9 * HOUR_S) / DAY_S)
-        temp = self._temp0 + 1.5 * daily + 0.1 * n[1] + 0.5 * cooking
+        # Room air wanders slowly (Ornstein-Uhlenbeck, sd 0.2 °C, ~10 min): no jumps between
+        # readings that a rate-of-rise heat detector (~8 °C/min) could mistake for a fire.
+        keep = math.exp(-dt / self.TEMP_DRIFT_S)
+        self._temp_drift = keep * self._temp_drift + 0.2 * math.sqrt(1 - keep * keep) * n[1]
+        temp = self._temp0 + 1.5 * daily + self._temp_drift + 0.5 * cooking
         co = self._co0 + abs(0.4 * n[2]) + 2.0 * cooking * u[3]
         values = {
             "obscuration": round(obscuration, 2),
-            "temp_c": round(min(max(temp, SMOKE_TEMP_RANGE[0]), SMOKE_TEMP_RANGE[1]), 1),
+            "temp_c": round(min(max(temp, SMOKE_TEMP_RANGE[0]), SMOKE_TEMP_RANGE[1]), 2),
             "co_ppm": round(min(max(co, 0.0), SMOKE_CO_MAX), 1),
         }
         return values, self._battery(t_s)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from sensing_edge.drivers import SensorSample
 
 from sensing.wire import Grade
+from sensing_edge.drivers import SensorSample
 from sensing_sim import INCIDENT_TYPES, Fleet, FleetSpec, Incident
 
 SPEC = FleetSpec(n_gateways=2, n_devices=30, interval_s=1.0, seed=11)
@@ -76,7 +76,7 @@ def test_fire_ramps_obscuration_and_heats_fast() -> None:
         ("manhole.displaced", "tilt_deg", 35.0, 60.0),
         ("manhole.gas", "gas_lel", 30.0, 40.0),
         ("manhole.overflow", "water_m", 0.1, 0.1),
-        ("wearable.vitals", "spo2", 82.0, 86.0),
+        ("wearable.vitals", "spo2", 82.0, 84.0),
     ],
 )
 def test_incident_reaches_and_holds_its_level(type_: str, channel: str, lo: float,
@@ -98,7 +98,7 @@ def test_battery_incident_drops_the_battery() -> None:
     quiet, loud = with_incident("device.battery")
     inside = window(loud)
     assert {s.battery for s, i in zip(loud, inside, strict=True) if i} == {0.03}
-    assert min(s.battery or 1.0 for s in quiet) > 0.2
+    assert min(s.battery or 1.0 for s in quiet) >= 0.3
 
 
 def test_incident_labels() -> None:
