@@ -22,11 +22,14 @@ def reference(rule: Rule, events: list[tuple[int, int, float]]) -> list[tuple[in
     for row, (d, t, v) in enumerate(events):
         s = state.setdefault(d, {"level": 0, "runs": [None] * len(rule.levels), "prev": None,
                                  "onset": -1})
-        if rule.rate_per_min:
+        if rule.rate_window_s:
             prev = s["prev"]
-            s["prev"] = (t, v)
-            if prev is None or t <= prev[0]:  # type: ignore[index]
+            if prev is None:
+                s["prev"] = (t, v)
                 continue
+            if t - prev[0] < rule.rate_window_s * 1000:  # type: ignore[index]
+                continue
+            s["prev"] = (t, v)
             v = (v - prev[1]) * 60000.0 / (t - prev[0])  # type: ignore[index]
         runs: list = s["runs"]  # type: ignore[assignment]
         met = 0
@@ -111,11 +114,16 @@ def test_hysteresis_and_minimum_count() -> None:
 
 def test_rate_of_rise() -> None:
     rule = next(r for r in DEFAULT_RULES if r.name == "smoke-heat-rate")
-    temps = [21.0, 21.1, 21.0, 23.0, 25.0, 27.0, 27.1, 27.0, 26.9]  # +2 °C per 10 s = 12 °C/min
-    events = [(0, 10_000 * i, t) for i, t in enumerate(temps)]
+    # one reading every 5 s; spans of 15 s are compared: 0, 15, 30, 45, 60, 75 s
+    temps = [21.0, 21.3, 20.9, 21.0, 21.2, 21.0, 24.0, 26.0, 28.0, 30.0, 32.0, 34.0, 36.0,
+             36.1, 36.0, 36.0, 36.1, 36.0]
+    events = [(0, 5_000 * i, t) for i, t in enumerate(temps)]
     got = run_kernel(rule, events, 100)
-    assert [(r, lv) for r, lv, _ in got] == [(4, 1), (6, 0)]  # 0.6 °C/min is under the reset
-    assert got[0][2] == 30_000  # the first reading that showed the rise
+    # noise of ±0.3 °C between readings never counts; 21.0 -> 24.0 (12 °C/min, row 6) and
+    # 24.0 -> 30.0 (24 °C/min, row 9) are two spans in a row: raised at row 9; 36.0 -> 36.0
+    # (row 12 -> row 15) clears
+    assert [(r, lv) for r, lv, _ in got] == [(9, 1), (15, 0)]
+    assert got[0][2] == 30_000  # the end of the first span that showed the rise
 
 
 def test_wrapper_checks_its_input() -> None:

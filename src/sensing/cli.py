@@ -46,8 +46,8 @@ def _parser() -> argparse.ArgumentParser:
                       "(default 60)")
     demo.add_argument("--gateways", type=int, default=10, help="edge agents (default 10)")
     demo.add_argument("--devices", type=int, default=1000, help="devices (default 1000)")
-    demo.add_argument("--interval", type=float, default=2.0,
-                      help="seconds between readings of one device (default 2)")
+    demo.add_argument("--interval", type=float, default=1.0,
+                      help="seconds between readings of one device (default 1)")
     demo.add_argument("--workdir", type=Path, default=Path(".run/demo"),
                       help="data and logs of the run (default .run/demo)")
     demo.add_argument("--json", action="store_true", help="print the summary as JSON")

@@ -85,10 +85,33 @@ def _wait_settled(feed: _Feed, quiet_s: float = 2.0, timeout_s: float = 60.0) ->
         time.sleep(0.2)
 
 
+def _incident_rows(fleet: dict[str, Any], alerts: list[Alert]) -> list[dict[str, Any]]:
+    """Each scripted incident beside the alert it got: grade reached and time to first alert."""
+    rows = []
+    end_ms = int(fleet.get("end_ms", 2**63))
+    for inc in fleet.get("incidents", []):
+        if inc["ts_start"] >= end_ms:
+            continue  # the run was cut short before it began
+        mine = [a for a in alerts if a.device == inc["device"] and a.type == inc["type"]]
+        worst = max((a.grade for a in mine), key=lambda g: g.rank, default=None)
+        first = min((a.ts_raised for a in mine), default=None)
+        rows.append({
+            "type": inc["type"], "device": inc["device"], "expected": inc["grade"],
+            "alerted": worst.value if worst else None,
+            "latency_s": None if first is None else round((first - inc["ts_start"]) / 1000, 1),
+        })
+    return rows
+
+
 def _summary(console: Console, fleet: dict[str, Any], stats: dict[str, Any], stored: int,
              feed: _Feed, elapsed: float, store: VictoriaMetrics, workdir: Path,
              as_json: bool) -> dict[str, Any]:
-    raised = Counter((a.type, a.grade) for a in feed.alerts if a.state == "raised")
+    # When the fleet stops, each agent publishes its retained "offline" status: those
+    # gateway.offline alerts are real but belong to the shutdown, not to the run.
+    end_ms = int(fleet.get("end_ms", 2**63))
+    raised = Counter((a.type, a.grade) for a in feed.alerts
+                     if a.state == "raised" and a.ts_raised <= end_ms)
+    at_shutdown = sum(1 for a in feed.alerts if a.state == "raised" and a.ts_raised > end_ms)
     malformed = sum(fleet.get("malformed_sent", {}).values())
     doc = {
         "readings_sent": fleet.get("readings_sent_unique"),
@@ -99,8 +122,9 @@ def _summary(console: Console, fleet: dict[str, Any], stats: dict[str, Any], sto
         "deadlettered": feed.deadletters,
         "readings_per_s": round(stored / elapsed, 1) if elapsed > 0 else None,
         "alerts_raised": {f"{t}/{g.value}": n for (t, g), n in sorted(raised.items())},
+        "alerts_raised_at_shutdown": at_shutdown,
         "alert_transitions": len(feed.alerts),
-        "incidents_scripted": len(fleet.get("incidents", [])),
+        "incidents": _incident_rows(fleet, feed.alerts),
     }
     if as_json:
         sys.stdout.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n")
@@ -125,6 +149,18 @@ def _summary(console: Console, fleet: dict[str, Any], stats: dict[str, Any], sto
     for t in sorted({t for t, _ in raised}):
         table.add_row(t, *[str(raised.get((t, g), "")) for g in grades])
     console.print(table)
+    incidents = Table(title="Scripted incidents and the alerts they got")
+    for col in ("type", "device", "expected", "alerted", "after"):
+        incidents.add_column(col)
+    for row in doc["incidents"]:
+        got = row["alerted"] or ("none yet (run cut short)" if fleet.get("stopped_early")
+                                 else "[red]missed[/red]")
+        after = "" if row["latency_s"] is None else f"{row['latency_s']:.1f} s"
+        incidents.add_row(row["type"], row["device"], row["expected"], got, after)
+    console.print(incidents)
+    if at_shutdown:
+        console.print(f"(and {at_shutdown} raised after the fleet stopped: its edge agents "
+                      "signing off publish a retained offline status)")
     data = workdir / "victoria-metrics" / "data"
     console.print(
         "[bold]Query the stored data[/bold] (the store is stopped with the demo; start it again"
@@ -138,6 +174,27 @@ def _summary(console: Console, fleet: dict[str, Any], stats: dict[str, Any], sto
         f"Alert lifecycle database: {workdir / 'core' / 'alerts.sqlite'}; logs: {workdir}/*.log"
     )
     return doc
+
+
+def _follow(fleet: subprocess.Popen[bytes], feed: _Feed, console: Console,
+            started: float) -> bool:
+    """Wait for the fleet, with a progress line every 10 s. A first Ctrl-C stops the fleet
+    (which still writes its report) and returns True; a second one aborts."""
+    next_progress = started + 10
+    try:
+        while fleet.poll() is None:
+            time.sleep(0.2)
+            if time.monotonic() >= next_progress:
+                next_progress += 10
+                console.print(f"[dim]… {time.monotonic() - started:.0f} s: "
+                              f"{feed.stats.get('readings_stored', 0):,} readings stored, "
+                              f"{len(feed.alerts)} alert transitions[/dim]")
+    except KeyboardInterrupt:
+        console.print("\n[yellow]interrupted: stopping the fleet for the summary "
+                      "(Ctrl-C again to abort)[/yellow]")
+        terminate_group(fleet)
+        return True
+    return False
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -180,16 +237,11 @@ def run_demo(args: argparse.Namespace) -> int:
                             "--duplicates", "0.01", "--malformed", "6",
                             "--report", str(report)], workdir / "fleet.log")
             stack.callback(terminate_group, fleet)
-            next_progress = started + 10
-            while fleet.poll() is None:
-                time.sleep(0.2)
-                if time.monotonic() >= next_progress:
-                    next_progress += 10
-                    console.print(f"[dim]… {time.monotonic() - started:.0f} s: "
-                                  f"{feed.stats.get('readings_stored', 0):,} readings stored, "
-                                  f"{len(feed.alerts)} alert transitions[/dim]")
+            interrupted = _follow(fleet, feed, console, started)
             elapsed = time.monotonic() - started
-            if fleet.returncode != 0 or not report.exists():
+            if interrupted and not report.exists():
+                return 130
+            if (fleet.returncode != 0 and not interrupted) or not report.exists():
                 console.print(f"[red]the fleet failed ({fleet.returncode}); see "
                               f"{workdir / 'fleet.log'}[/red]")
                 return 1

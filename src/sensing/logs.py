@@ -22,6 +22,12 @@ def configure(fmt: Literal["console", "json"] = "console", level: str = "INFO") 
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
-        cache_logger_on_first_use=True,
+        logger_factory=_stderr_logger,
+        # Not cached: loggers look up sys.stderr when used, so a test that swaps it (pytest's
+        # capture) does not leave later loggers writing to a closed stream.
+        cache_logger_on_first_use=False,
     )
+
+
+def _stderr_logger(*args: object) -> structlog.PrintLogger:
+    return structlog.PrintLogger(file=sys.stderr)

@@ -33,7 +33,7 @@ def beyond(rule: object, value: float, threshold: float) -> bool:
     return value >= threshold if rule.above else value <= threshold  # type: ignore[attr-defined]
 
 
-@pytest.mark.parametrize("rule", [r for r in rules.DEFAULT_RULES if not r.rate_per_min],
+@pytest.mark.parametrize("rule", [r for r in rules.DEFAULT_RULES if not r.rate_window_s],
                          ids=lambda r: r.name)
 def test_quiet_signals_stay_short_of_every_rule(rule: object) -> None:
     lo, hi = QUIET_RANGE[(rule.kind, rule.channel)]  # type: ignore[attr-defined]
@@ -47,7 +47,7 @@ def test_incident_levels_reach_their_expected_grade(type_: str) -> None:
     kind, expected = INCIDENT_TYPES[type_]
     channel = INCIDENT_CHANNEL[type_]
     watching = [r for r in rules.DEFAULT_RULES if r.type == type_ and r.channel == channel
-                and not r.rate_per_min and r.kind in ((kind,) if kind else (r.kind,))]
+                and not r.rate_window_s and r.kind in ((kind,) if kind else (r.kind,))]
     assert watching, f"no rule watches {channel} for {type_}"
     lo, hi = LEVEL_RANGES[type_]
     for rule in watching:

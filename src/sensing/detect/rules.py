@@ -37,14 +37,15 @@ class Rule:
     levels: tuple[Level, ...]
     """least severe first, at most 3"""
     unit: str = ""
-    rate_per_min: bool = False
+    rate_window_s: float = 0.0
+    """> 0: watch the rate of change per minute over spans at least this long"""
     latching: bool = False
     """once raised, the alert stays open until a person resolves it (SOS)"""
 
     def describe(self, value: float, grade: Grade) -> str:
         level = next(lv for lv in self.levels if lv.grade == grade)
         side = "over" if self.above else "under"
-        what = f"{self.channel} rising {value:.1f} {self.unit}" if self.rate_per_min else (
+        what = f"{self.channel} rising {value:.1f} {self.unit}" if self.rate_window_s else (
             f"{self.channel} {value:.4g} {self.unit}".rstrip()
         )
         held = []
@@ -74,7 +75,7 @@ DEFAULT_RULES: tuple[Rule, ...] = (
     ), unit="°C"),
     Rule("smoke-heat-rate", "smoke.fire", "smoke", "temp_c", True, (
         Level(G.MAJOR, 8.3, 2.0, min_count=2),
-    ), unit="°C/min", rate_per_min=True),
+    ), unit="°C/min", rate_window_s=15.0),
     # CO: EN 50291-1 alarm times: 50 ppm within 60-90 min, 100 ppm within 10-40 min,
     # 300 ppm within 3 min; no alarm at 30 ppm for 120 min.
     Rule("smoke-co", "smoke.co", "smoke", "co_ppm", True, (

@@ -82,7 +82,7 @@ class ThresholdDetector:
             np.ascontiguousarray(dev, dtype=np.int32),
             np.ascontiguousarray(ts, dtype=np.int64),
             np.ascontiguousarray(val, dtype=np.float64),
-            self._sign, self.rule.rate_per_min,
+            self._sign, int(self.rule.rate_window_s * 1000),
             self._thr, self._reset, self._dur, self._count_min,
             self.level, self.since, self.count, self.onset, self.prev_ts, self.prev_val,
             out_row, out_level, out_onset, out_signal,

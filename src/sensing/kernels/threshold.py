@@ -5,8 +5,10 @@ by a device once its value has been on the alarm side of `thr[k]` for at least `
 consecutive readings and `dur_ms[k]` of event time. The device's level rises to the highest
 met level at once, and falls only when the value crosses the reset level `reset[lvl-1]` of its
 current level. `sign` is +1 for "alarm when above" and -1 for "alarm when below". A NaN
-threshold disables a level. With `rate_per_min`, the signal is the rate of change per minute
-between consecutive readings of a device instead of the value itself.
+threshold disables a level. With `rate_window_ms` > 0 the signal is instead the rate of change
+per minute over spans of at least that long: each reading at least `rate_window_ms` after the
+device's previous reference point is compared with it and becomes the next reference point;
+readings in between are skipped (a short span would turn sensor noise into steep rates).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ def threshold_levels(
     ts: np.ndarray,
     val: np.ndarray,
     sign: float,
-    rate_per_min: bool,
+    rate_window_ms: int,
     thr: np.ndarray,
     reset: np.ndarray,
     dur_ms: np.ndarray,
@@ -45,13 +47,17 @@ def threshold_levels(
         d = dev[i]
         t = ts[i]
         v = val[i]
-        if rate_per_min:
+        if rate_window_ms > 0:
             pt = prev_ts[d]
+            if pt < 0:
+                prev_ts[d] = t
+                prev_val[d] = v
+                continue
+            if t - pt < rate_window_ms:
+                continue
             pv = prev_val[d]
             prev_ts[d] = t
             prev_val[d] = v
-            if pt < 0 or t <= pt:
-                continue
             v = (v - pv) * 60000.0 / (t - pt)
         x = sign * v
         target = 0
