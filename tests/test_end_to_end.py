@@ -7,11 +7,11 @@ import base64
 from pathlib import Path
 
 import pytest
-from sensing_sim import Fleet, FleetSpec, LiveOptions, run_live
 
 from sensing.services import Mosquitto, VictoriaMetrics
 from sensing.wire import topics
 from sensing.wire.messages import GRADE_RANK, Grade
+from sensing_sim import Fleet, FleetSpec, LiveOptions, run_live
 from tests.helpers import Listener, running_core
 
 pytestmark = pytest.mark.e2e
