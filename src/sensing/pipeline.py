@@ -1,0 +1,257 @@
+"""One processing step of the core without its I/O: decode -> dedup -> detect -> grade."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+import structlog
+from pydantic import ValidationError
+
+from sensing.alerts.book import AlertBook, UnknownAlert
+from sensing.dedup.window import DedupWindow
+from sensing.detect.engine import ConditionChange, DetectionEngine, Readings
+from sensing.dispatch.router import Dispatcher
+from sensing.ingest.mqtt import Incoming
+from sensing.kernels.dedup import ADMITTED, DUPLICATE, TOO_OLD
+from sensing.registry import Registry
+from sensing.settings import CoreSettings
+from sensing.store.lineprotocol import LineFormatter
+from sensing.wire import topics
+from sensing.wire.decode import decode_readings
+from sensing.wire.errors import WireError
+from sensing.wire.messages import Ack, Alert, DeadLetter, GatewayStatus, Grade
+
+log = structlog.get_logger("sensing.core")
+
+GATEWAY_OFFLINE = "gateway.offline"
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass
+class CoreStats:
+    messages: int = 0
+    readings_received: int = 0
+    readings_stored: int = 0
+    duplicates_dropped: int = 0
+    readings_rejected: int = 0
+    deadletters: int = 0
+    alerts: Counter[str] = field(default_factory=Counter)
+    """transitions by "type/grade/state" """
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "messages": self.messages,
+            "readings_received": self.readings_received,
+            "readings_stored": self.readings_stored,
+            "duplicates_dropped": self.duplicates_dropped,
+            "readings_rejected": self.readings_rejected,
+            "deadletters": self.deadletters,
+            "alerts": dict(self.alerts),
+        }
+
+
+@dataclass
+class _Step:
+    """Everything one processing step produces before it is stored and published."""
+
+    dev: list[np.ndarray] = field(default_factory=list)
+    epoch: list[np.ndarray] = field(default_factory=list)
+    seq: list[np.ndarray] = field(default_factory=list)
+    ts: list[np.ndarray] = field(default_factory=list)
+    battery: list[np.ndarray] = field(default_factory=list)
+    value_row: list[np.ndarray] = field(default_factory=list)
+    value_channel: list[np.ndarray] = field(default_factory=list)
+    value: list[np.ndarray] = field(default_factory=list)
+    source: list[Incoming] = field(default_factory=list)
+    """message of each chunk, for dead letters of readings the window cannot place"""
+    n_rows: int = 0
+    lines: list[str] = field(default_factory=list)
+    publish: list[tuple[str, bytes]] = field(default_factory=list)
+    alerts: list[Alert] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class StepOutput:
+    lines: list[str]
+    """line protocol to store before anything is acknowledged"""
+    publish: list[tuple[str, bytes]]
+    """(topic, payload) to publish at QoS 1 once stored"""
+
+
+class Pipeline:
+    """Everything the core does to a batch of messages, without the I/O: decode, dedup,
+    detect, grade, and the lines and messages that result."""
+
+    def __init__(self, settings: CoreSettings, book: AlertBook | None = None) -> None:
+        self.settings = settings
+        self.registry = Registry()
+        self.dedup = DedupWindow()
+        self.engine = DetectionEngine(self.registry)
+        self.book = book or AlertBook()
+        self.dispatcher = Dispatcher(self.book, settings.dispatch)
+        self.formatter = LineFormatter(self.registry)
+        self.stats = CoreStats()
+
+    def process(self, messages: list[Incoming], now: int) -> StepOutput:
+        step = _Step()
+        for m in messages:
+            self._route(m, step, now)
+        self._readings(step, now)
+        for tier, alert in self.dispatcher.tick(now):
+            self._emit(step, alert, now)
+            step.publish.append((topics.dispatch_topic(tier, alert.area), alert.to_json()))
+        self.stats.messages += len(messages)
+        return StepOutput(step.lines, step.publish)
+
+
+    # -- per message ----------------------------------------------------------------------
+
+    def _route(self, m: Incoming, step: _Step, now: int) -> None:
+        if m.topic == topics.ACK_TOPIC:
+            self._ack(m, step, now)
+            return
+        parsed = topics.parse_gateway_topic(m.topic)
+        if parsed is None:
+            return
+        if not parsed.valid_names:
+            self._dead(step, m, parsed.area, parsed.gateway,
+                       "area and gateway must match [A-Za-z0-9_-]{1,64}")
+            return
+        if parsed.leaf == "readings":
+            self._decode(m, parsed.gateway, parsed.area, step)
+        elif parsed.leaf == "status":
+            self._status(m, parsed.gateway, parsed.area, step, now)
+
+    def _dead(self, step: _Step, m: Incoming, area: str, gateway: str, reason: str) -> None:
+        self.stats.deadletters += 1
+        log.warning("dead letter", area=area, gateway=gateway, reason=reason[:300])
+        step.publish.append((topics.deadletter_topic(area, gateway),
+                             DeadLetter.of(reason, m.topic, m.payload).to_json()))
+
+    def _decode(self, m: Incoming, gateway: str, area: str, step: _Step) -> None:
+        try:
+            decoded = decode_readings(m.payload, gateway, area, self.settings.max_payload_bytes)
+        except WireError as exc:
+            self.stats.readings_rejected += 1
+            self._dead(step, m, area, gateway, str(exc))
+            return
+        if decoded.rejected:
+            self.stats.readings_rejected += len(decoded.rejected)
+            self._dead(step, m, area, gateway, decoded.reason)
+        batch = decoded.batch
+        if not len(batch):
+            return
+        dev, chan = self.registry.intern_batch(batch, gateway, area)
+        step.dev.append(dev)
+        step.epoch.append(batch.epoch)
+        step.seq.append(batch.seq)
+        step.ts.append(batch.ts)
+        step.battery.append(batch.battery)
+        step.value_row.append(batch.value_row + step.n_rows)
+        step.value_channel.append(chan)
+        step.value.append(batch.value)
+        step.source.append(m)
+        step.n_rows += len(batch)
+
+    def _status(self, m: Incoming, gateway: str, area: str, step: _Step, now: int) -> None:
+        if not m.payload:
+            return  # a cleared retained status
+        try:
+            status = GatewayStatus.model_validate_json(m.payload)
+        except ValidationError as exc:
+            self._dead(step, m, area, gateway, f"bad status: {exc.errors()[0]['msg']}")
+            return
+        offline = status.state == "offline"
+        alert = self.book.condition(
+            device=gateway, alert_type=GATEWAY_OFFLINE, grade=Grade.MAJOR if offline else None,
+            gateway=gateway, area=area, ts_event=now if offline else status.ts, value=None,
+            reason="gateway went offline (last will)" if offline else "gateway back online",
+            now=now)
+        if alert is not None:
+            self._emit(step, alert, now)
+
+    def _ack(self, m: Incoming, step: _Step, now: int) -> None:
+        try:
+            ack = Ack.model_validate_json(m.payload)
+            alert = self.book.ack(ack, now)
+        except ValidationError as exc:
+            self._dead(step, m, "_", "ack", f"bad ack: {exc.errors()[0]['msg']}")
+            return
+        except UnknownAlert as exc:
+            self._dead(step, m, "_", "ack", f"unknown or closed alert {exc.args[0]}")
+            return
+        if ack.action == "resolve":
+            device = self.registry.devices.index.get(alert.device)
+            if device is not None:
+                self.engine.forget(device, alert.type)
+        self._emit(step, alert, now)
+
+    # -- per batch ------------------------------------------------------------------------
+
+    def _readings(self, step: _Step, now: int) -> None:
+        if not step.n_rows:
+            return
+        dev = np.concatenate(step.dev)
+        epoch = np.concatenate(step.epoch)
+        seq = np.concatenate(step.seq)
+        self.dedup.ensure_capacity(len(self.registry.devices))
+        verdict = self.dedup.classify(dev, epoch, seq)
+        self.stats.readings_received += int(verdict.shape[0])
+        self.stats.duplicates_dropped += int(np.count_nonzero(verdict == DUPLICATE))
+        self._dead_too_old(step, verdict)
+        keep = verdict == ADMITTED
+        new_row = np.cumsum(keep) - 1
+        value_row = np.concatenate(step.value_row)
+        value_keep = keep[value_row]
+        r = Readings(
+            dev=dev[keep],
+            ts=np.concatenate(step.ts)[keep],
+            battery=np.concatenate(step.battery)[keep],
+            value_row=new_row[value_row[value_keep]].astype(np.int32),
+            value_channel=np.concatenate(step.value_channel)[value_keep],
+            value=np.concatenate(step.value)[value_keep],
+        )
+        step.lines.extend(self.formatter.readings(
+            r.dev, epoch[keep], seq[keep], r.ts, r.battery, r.value_row, r.value_channel, r.value))
+        self.stats.readings_stored += int(r.dev.shape[0])
+        for change in self.engine.process(r):
+            self._condition(change, step, now)
+
+    def _dead_too_old(self, step: _Step, verdict: np.ndarray) -> None:
+        start = 0
+        for chunk, m in zip(step.dev, step.source, strict=True):
+            part = verdict[start : start + chunk.shape[0]]
+            start += chunk.shape[0]
+            late = np.flatnonzero(part == TOO_OLD)
+            if late.size:
+                self.stats.readings_rejected += int(late.size)
+                parsed = topics.parse_gateway_topic(m.topic)
+                assert parsed is not None
+                self._dead(step, m, parsed.area, parsed.gateway,
+                           f"{late.size} reading(s) older than the dedup window or from an earlier"
+                           f" epoch (first: reading[{int(late[0])}]); not stored, to avoid storing"
+                           " them twice")
+
+    def _condition(self, change: ConditionChange, step: _Step, now: int) -> None:
+        device, _kind, gateway, area = self.registry.describe(change.device)
+        alert = self.book.condition(
+            device=device, alert_type=change.type, grade=change.grade, gateway=gateway,
+            area=area, ts_event=change.ts_event, value=round(change.value, 4),
+            reason=change.reason, now=now)
+        if alert is not None:
+            self._emit(step, alert, now)
+
+    def _emit(self, step: _Step, alert: Alert, now: int) -> None:
+        """Record, store and publish one alert transition, with its dispatch messages."""
+        self.stats.alerts[f"{alert.type}/{alert.grade.value}/{alert.state.value}"] += 1
+        step.lines.append(self.formatter.alert(alert))
+        step.publish.append((topics.alerts_topic(alert.area), alert.to_json()))
+        if alert.state.value != "escalated":
+            for tier, message in self.dispatcher.on_alert(alert, now):
+                step.publish.append((topics.dispatch_topic(tier, alert.area), message.to_json()))
