@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
-import logging
-import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from types import FrameType
+from collections.abc import Sequence
 
 import orjson
-import structlog
 from pydantic import ValidationError
 
+from sensing.logs import configure
+from sensing.process import stop_on_signals
 from sensing.wire.kinds import KINDS
 from sensing.wire.topics import is_valid_name
 
@@ -151,37 +148,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def configure_logging(level: str) -> None:
-    structlog.configure(
-        processors=[
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty()),
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[level.upper()]),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
-        cache_logger_on_first_use=False,
-    )
-
-
-@contextlib.contextmanager
-def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
-    """Set `stop` on SIGINT/SIGTERM (only possible in the main thread)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-
 def _error(message: str) -> None:
     print(f"sensing-edge: error: {message}", file=sys.stderr)
 
@@ -219,9 +185,9 @@ def run(args: argparse.Namespace) -> int:
         _error(str(exc))
         return EXIT_USAGE
 
-    configure_logging(args.log_level)
+    configure("console", args.log_level.upper())
     stop = threading.Event()
-    with _stop_on_signals(stop):
+    with stop_on_signals(stop):
         agent = GatewayAgent(settings, [driver])
         started = time.monotonic()
         agent.start()

@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import argparse
 import math
-import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from types import FrameType
 
 import orjson
 from rich.console import Console
 from rich.table import Table
 
+from sensing.process import stop_on_signals
 from sensing.wire import KINDS
 from sensing.wire.topics import is_valid_name
 
@@ -144,24 +142,6 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-@contextmanager
-def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
-    """SIGTERM and SIGINT set `stop` instead of killing the run (main thread only)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
-
-
 def _summary(report: dict[str, object]) -> list[Table]:
     overview = Table(title="sensing-sim live", show_header=False, title_justify="left")
     for key in (
@@ -215,7 +195,7 @@ def _live(args: argparse.Namespace, err: Console) -> int:
         f"{args.host}:{args.broker_port}", markup=False, soft_wrap=True,
     )
     stop = threading.Event()
-    with _stop_on_signals(stop):
+    with stop_on_signals(stop):
         try:
             report = run_live(fleet, options, stop=stop, progress=show)
         except LiveError as exc:

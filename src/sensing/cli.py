@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import signal
 import sys
 from pathlib import Path
-from types import FrameType
 
 from pydantic import ValidationError
 
@@ -69,6 +67,7 @@ def _parser() -> argparse.ArgumentParser:
 def _run(args: argparse.Namespace) -> int:
     from sensing.core import StreamCore
     from sensing.logs import configure
+    from sensing.process import stop_on_signals
     from sensing.settings import CoreSettings
 
     overrides = {k: v for k, v in {
@@ -81,14 +80,9 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     configure(settings.log_format)
     core = StreamCore(settings)
-
-    def stop(signum: int, frame: FrameType | None) -> None:
-        core.stop_event.set()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
     try:
-        core.run()
+        with stop_on_signals(core.stop_event):
+            core.run()
     except ConnectionError as exc:
         print(f"sensing run: {exc}", file=sys.stderr)
         return 1

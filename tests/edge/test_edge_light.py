@@ -1,4 +1,5 @@
-"""The edge agent stays light: no numba, nothing of the stream core, only sensing.wire."""
+"""The edge agent stays light: no numba, nothing of the stream core, only the shared light
+modules (the wire contract, logging and signal handling)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 import sensing_edge
 
 EDGE_PACKAGE = Path(sensing_edge.__file__).parent
+SHARED = ("sensing.wire", "sensing.logs", "sensing.process")
 
 
 def test_importing_the_agent_does_not_import_numba() -> None:
@@ -17,7 +19,7 @@ def test_importing_the_agent_does_not_import_numba() -> None:
         "import sensing_edge, sensing_edge.agent, sensing_edge.cli, sensing_edge.simulated, sys; "
         "assert 'numba' not in sys.modules, 'numba imported'; "
         "core = sorted(m for m in sys.modules if m.startswith('sensing.') "
-        "and not m.startswith('sensing.wire')); "
+        f"and not m.startswith({SHARED!r})); "
         "assert core == [], core"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -38,4 +40,4 @@ def test_the_agent_imports_only_the_wire_package_of_the_core() -> None:
             for name in names:
                 assert name.split(".")[0] != "numba", f"{path.name} imports {name}"
                 if name == "sensing" or name.startswith("sensing."):
-                    assert name.startswith("sensing.wire"), f"{path.name} imports {name}"
+                    assert name.startswith(SHARED), f"{path.name} imports {name}"
