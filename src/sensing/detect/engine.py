@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from sensing.detect.rules import BATTERY_CHANNEL, DEFAULT_RULES, Rule
+from sensing.detect.base import Detector
+from sensing.detect.rules import BATTERY_CHANNEL, DEFAULT_RULES
 from sensing.detect.threshold import ThresholdDetector
 from sensing.registry import Registry
 from sensing.wire.messages import GRADE_BY_RANK, Grade
@@ -48,10 +49,11 @@ class _Episode:
 
 
 class DetectionEngine:
-    def __init__(self, registry: Registry, rules: Sequence[Rule] = DEFAULT_RULES) -> None:
+    def __init__(self, registry: Registry, detectors: Sequence[Detector] | None = None) -> None:
         self.registry = registry
-        self.rules = tuple(rules)
-        self.detectors = [ThresholdDetector(rule) for rule in self.rules]
+        self.detectors: list[Detector] = (
+            list(detectors) if detectors is not None
+            else [ThresholdDetector(rule) for rule in DEFAULT_RULES])
         self._episodes: dict[tuple[int, str], _Episode] = {}
 
     def ensure_capacity(self, n: int) -> None:
@@ -62,16 +64,16 @@ class DetectionEngine:
         """A person resolved the alert: start the next episode from scratch."""
         self._episodes.pop((device, alert_type), None)
         for det in self.detectors:
-            if det.rule.type == alert_type:
+            if det.spec.type == alert_type:
                 det.clear(device)
 
-    def _signal(self, rule: Rule, r: Readings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        kind = self.registry.kind_index[rule.kind]
-        if rule.channel == BATTERY_CHANNEL:
+    def _signal(self, det: Detector, r: Readings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        kind = self.registry.kind_index[det.spec.kind]
+        if det.spec.channel == BATTERY_CHANNEL:
             mask = ~np.isnan(r.battery) & (self.registry.device_kind[r.dev] == kind)
             rows = np.flatnonzero(mask)
             return rows, r.dev[rows], r.battery[rows]
-        channel = self.registry.channels.intern(rule.channel)
+        channel = self.registry.channels.intern(det.spec.channel)
         v_dev = r.dev[r.value_row]
         mask = (r.value_channel == channel) & (self.registry.device_kind[v_dev] == kind)
         picked = np.flatnonzero(mask)
@@ -80,8 +82,8 @@ class DetectionEngine:
     def process(self, r: Readings) -> list[ConditionChange]:
         self.ensure_capacity(len(self.registry.devices))
         changes: list[tuple[int, int, int, int, float]] = []  # row, rule, level, onset, signal
-        for i, (rule, det) in enumerate(zip(self.rules, self.detectors, strict=True)):
-            rows, dev, val = self._signal(rule, r)
+        for i, det in enumerate(self.detectors):
+            rows, dev, val = self._signal(det, r)
             if rows.size == 0:
                 continue
             out = det.process(dev, r.ts[rows], val)
@@ -101,33 +103,33 @@ class DetectionEngine:
     def _apply(
         self, device: int, ts: int, rule_i: int, level: int, onset: int, signal: float
     ) -> ConditionChange | None:
-        rule = self.rules[rule_i]
-        key = (device, rule.type)
+        det = self.detectors[rule_i]
+        spec = det.spec
+        key = (device, spec.type)
         episode = self._episodes.get(key)
-        if level == 0 and (episode is None or rule.latching):
+        if level == 0 and (episode is None or spec.latching):
             return None
         if episode is None:
             episode = self._episodes[key] = _Episode(ts_event=onset)
         if level:
-            grade = rule.levels[level - 1].grade
-            episode.ranks[rule_i] = grade.rank
+            episode.ranks[rule_i] = det.grade(level).rank
         else:
             episode.ranks.pop(rule_i, None)
         if not episode.ranks:
             del self._episodes[key]
-            return ConditionChange(device, rule.type, None, episode.ts_event, ts, signal,
-                                   f"{rule.channel} back to normal ({signal:.4g})")
+            return ConditionChange(device, spec.type, None, episode.ts_event, ts, signal,
+                                   f"{spec.channel} back to normal ({signal:.4g})")
         rank = max(episode.ranks.values())
-        confirmed = rule.type == FIRE and len(episode.ranks) >= 2
+        confirmed = spec.type == FIRE and len(episode.ranks) >= 2
         if confirmed:
             rank = Grade.CRITICAL.rank
         grade = GRADE_BY_RANK[rank]
         if grade == episode.grade:
             return None
         episode.grade = grade
-        reason = rule.describe(signal, rule.levels[level - 1].grade) if level else (
-            f"{rule.channel} back to normal ({signal:.4g})"
+        reason = det.describe(level, signal) if level else (
+            f"{spec.channel} back to normal ({signal:.4g})"
         )
         if confirmed:
             reason += " (smoke and heat together)"
-        return ConditionChange(device, rule.type, grade, episode.ts_event, ts, signal, reason)
+        return ConditionChange(device, spec.type, grade, episode.ts_event, ts, signal, reason)

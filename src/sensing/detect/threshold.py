@@ -2,31 +2,23 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import numpy.typing as npt
 
+from sensing.detect.base import DetectorSpec, LevelChanges
 from sensing.detect.rules import Rule
 from sensing.kernels.threshold import MAX_LEVELS, threshold_levels
-
-
-@dataclass(frozen=True, slots=True)
-class LevelChanges:
-    """Output of one rule over one batch: per change, the input row, new level (0 = clear,
-    else 1-based index into the rule's levels), onset time of the episode and the signal."""
-
-    row: npt.NDArray[np.int64]
-    level: npt.NDArray[np.int8]
-    onset: npt.NDArray[np.int64]
-    signal: npt.NDArray[np.float64]
+from sensing.wire.messages import Grade
 
 
 class ThresholdDetector:
+    """Multi-level threshold with hysteresis, minimum count and duration (or rate of rise)."""
+
     def __init__(self, rule: Rule, capacity: int = 1024) -> None:
         if not 1 <= len(rule.levels) <= MAX_LEVELS:
             raise ValueError(f"rule {rule.name}: 1 to {MAX_LEVELS} levels")
         self.rule = rule
+        self.spec = DetectorSpec(rule.name, rule.type, rule.kind, rule.channel, rule.latching)
         pad = MAX_LEVELS - len(rule.levels)
         self._thr = np.array([lv.threshold for lv in rule.levels] + [np.nan] * pad)
         self._reset = np.array([lv.reset for lv in rule.levels] + [np.nan] * pad)
@@ -60,6 +52,25 @@ class ThresholdDetector:
         for fresh, prev in zip(self._state(), old, strict=True):
             fresh[: prev.shape[0]] = prev
 
+    def grade(self, level: int) -> Grade:
+        return self.rule.levels[level - 1].grade
+
+    def describe(self, level: int, signal: float) -> str:
+        return self.rule.describe(signal, self.grade(level))
+
+    def score(self, ts: npt.NDArray[np.int64], val: npt.NDArray[np.float64]
+              ) -> npt.NDArray[np.float64]:
+        """0 at the reset level of the least severe level, 1 at the most severe threshold,
+        linear in between, on the value or (rate rules) on the rate over the rule's spans."""
+        signal = np.asarray(val, dtype=np.float64)
+        if self.rule.rate_window_s:
+            signal = _span_rates(np.asarray(ts, np.int64), signal,
+                                 int(self.rule.rate_window_s * 1000))
+        low = self._sign * self.rule.levels[0].reset
+        high = self._sign * self.rule.levels[-1].threshold
+        scores = np.clip((self._sign * signal - low) / (high - low), 0.0, 1.0)
+        return np.nan_to_num(scores, nan=0.0)
+
     def clear(self, device: int) -> None:
         """Forget a device's episode (after a person resolved its alert)."""
         self.level[device] = 0
@@ -88,3 +99,18 @@ class ThresholdDetector:
             out_row, out_level, out_onset, out_signal,
         )
         return LevelChanges(out_row[:k], out_level[:k], out_onset[:k], out_signal[:k])
+
+
+def _span_rates(ts: npt.NDArray[np.int64], val: npt.NDArray[np.float64], window_ms: int
+                ) -> npt.NDArray[np.float64]:
+    """Rate per minute at each reading that closes a span of at least `window_ms` (NaN at the
+    readings in between), exactly as the kernel sees it."""
+    out = np.full(val.shape[0], np.nan)
+    ref = -1
+    for i in range(val.shape[0]):
+        if ref < 0:
+            ref = i
+        elif ts[i] - ts[ref] >= window_ms:
+            out[i] = (val[i] - val[ref]) * 60000.0 / (ts[i] - ts[ref])
+            ref = i
+    return out
