@@ -43,6 +43,16 @@ def running_core(broker: Mosquitto, store: VictoriaMetrics, state_dir: Path,
     assert not errors, errors
 
 
+def wait_until(predicate: Callable[[], bool], timeout: float = 20.0) -> bool:
+    """Poll until `predicate` holds or `timeout` passes; returns its last value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
+
+
 class Listener:
     """Subscribes to topic filters and keeps every message it receives."""
 
@@ -67,12 +77,7 @@ class Listener:
             return [orjson.loads(p) for t, p in self.messages if t.startswith(prefix)]
 
     def wait_for(self, predicate: Callable[[], bool], timeout: float = 20.0) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if predicate():
-                return True
-            time.sleep(0.05)
-        return predicate()
+        return wait_until(predicate, timeout)
 
     def close(self) -> None:
         self.client.disconnect()

@@ -11,7 +11,7 @@ import pytest
 
 from sensing.services import Mosquitto, VictoriaMetrics
 from sensing.wire import BatchBuilder, binary, topics
-from tests.helpers import Listener, publish, publisher, running_core
+from tests.helpers import Listener, publish, publisher, running_core, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -97,4 +97,23 @@ def test_readings_alerts_deadletters_and_acks(
     # raised, acknowledged, resolved
     assert store.settled_count(f'alert_ts_event{{alert_id="{fire_id}"}}', 3) == 3
     listener.close()
+    pub.disconnect()
+
+
+def test_a_restarted_core_refuses_what_it_stored_before(
+    broker: Mosquitto, store: VictoriaMetrics, tmp_path: Path
+) -> None:
+    pub = publisher(broker)
+    rtopic = topics.readings_topic("area-2", "gw-r")
+    batch = orjson.dumps([reading(f"wb-{d}", "wearable", s, NOW + s * 1000, heart_rate=70.0)
+                          for d in range(5) for s in range(40)])
+    with running_core(broker, store, tmp_path / "core") as core:
+        publish(pub, rtopic, batch)
+        assert wait_until(lambda: core.stats.readings_stored == 200)
+    # the gateway sends its whole backlog again to the restarted core
+    with running_core(broker, store, tmp_path / "core") as core:
+        publish(pub, rtopic, batch)
+        assert wait_until(lambda: core.stats.duplicates_dropped == 200)
+        assert core.stats.readings_stored == 0
+    assert store.settled_count('reading_seq{gateway="gw-r"}', 200) == 200
     pub.disconnect()

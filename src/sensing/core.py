@@ -9,6 +9,7 @@ import orjson
 import structlog
 
 from sensing.alerts.book import AlertBook
+from sensing.dedup.journal import DedupJournal
 from sensing.ingest.mqtt import CoreSession, Incoming
 from sensing.pipeline import CoreStats, Pipeline, now_ms
 from sensing.settings import CoreSettings
@@ -25,6 +26,9 @@ class StreamCore:
         self.settings = settings
         settings.state_dir.mkdir(parents=True, exist_ok=True)
         self.pipeline = Pipeline(settings, AlertBook(settings.state_dir / "alerts.sqlite"))
+        self.journal = DedupJournal(settings.state_dir, self.pipeline.dedup,
+                                    self.pipeline.registry.devices)
+        self.journal.recover()
         self.store = StoreWriter(settings.store_url, settings.store_token, settings.store_org,
                                  settings.store_bucket, settings.store_timeout_s)
         self.session = session or CoreSession(
@@ -51,6 +55,7 @@ class StreamCore:
             self._publish_stats(force=True)
             self.session.stop()
             self.store.close()
+            self.journal.close()
             self.pipeline.book.close()
             log.info("core stopped", **self.stats.as_dict())
 
@@ -59,6 +64,7 @@ class StreamCore:
         out = self.pipeline.process(messages, now_ms())
         # Raises StoreUnavailable only when stopping; the messages then stay unacknowledged.
         self.store.write(out.lines, self.stop_event)
+        self.journal.append(*out.admitted)
         for topic, payload in out.publish:
             self.session.publish(topic, payload)
         self.session.ack(messages)

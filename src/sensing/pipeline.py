@@ -73,6 +73,8 @@ class _Step:
     n_rows: int = 0
     lines: list[str] = field(default_factory=list)
     publish: list[tuple[str, bytes]] = field(default_factory=list)
+    admitted: tuple[np.ndarray, np.ndarray, np.ndarray] = (
+        np.zeros(0, np.int32), np.zeros(0, np.int64), np.zeros(0, np.int64))
     alerts: list[Alert] = field(default_factory=list)
 
 
@@ -82,6 +84,8 @@ class StepOutput:
     """line protocol to store before anything is acknowledged"""
     publish: list[tuple[str, bytes]]
     """(topic, payload) to publish at QoS 1 once stored"""
+    admitted: tuple[np.ndarray, np.ndarray, np.ndarray]
+    """(device, epoch, seq) of the readings admitted, for the dedup journal"""
 
 
 class Pipeline:
@@ -107,7 +111,7 @@ class Pipeline:
             self._emit(step, alert, now)
             step.publish.append((topics.dispatch_topic(tier, alert.area), alert.to_json()))
         self.stats.messages += len(messages)
-        return StepOutput(step.lines, step.publish)
+        return StepOutput(step.lines, step.publish, step.admitted)
 
 
     # -- per message ----------------------------------------------------------------------
@@ -206,6 +210,7 @@ class Pipeline:
         self.stats.duplicates_dropped += int(np.count_nonzero(verdict == DUPLICATE))
         self._dead_too_old(step, verdict)
         keep = verdict == ADMITTED
+        step.admitted = (dev[keep], epoch[keep], seq[keep])
         new_row = np.cumsum(keep) - 1
         value_row = np.concatenate(step.value_row)
         value_keep = keep[value_row]

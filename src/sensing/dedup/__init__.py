@@ -1,3 +1,4 @@
+from sensing.dedup.journal import DedupJournal
 from sensing.dedup.window import DedupWindow
 
-__all__ = ["DedupWindow"]
+__all__ = ["DedupJournal", "DedupWindow"]

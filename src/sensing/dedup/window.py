@@ -32,6 +32,20 @@ class DedupWindow:
             [self._bitmap, np.zeros((grow, WINDOW_WORDS), dtype=np.uint64)]
         )
 
+    def state(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The arrays behind the window (for snapshots); not copies."""
+        return self._cur_epoch, self._top, self._bitmap
+
+    def restore(self, cur_epoch: np.ndarray, top: np.ndarray, bitmap: np.ndarray) -> None:
+        """Load the state of the first len(top) devices from a snapshot."""
+        n = int(top.shape[0])
+        if cur_epoch.shape != (n,) or bitmap.shape != (n, WINDOW_WORDS):
+            raise ValueError("snapshot arrays do not fit the window")
+        self.ensure_capacity(n)
+        self._cur_epoch[:n] = cur_epoch
+        self._top[:n] = top
+        self._bitmap[:n] = bitmap
+
     def classify(
         self, dev: npt.NDArray[np.int32], epoch: npt.NDArray[np.int64], seq: npt.NDArray[np.int64]
     ) -> npt.NDArray[np.int8]:
