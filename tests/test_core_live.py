@@ -81,17 +81,23 @@ def test_readings_alerts_deadletters_and_acks(
         assert listener.wait_for(lambda: any(
             a["state"] == "acknowledged" and a["alert_id"] == fire_id
             for a in listener.json("sensing/v1/alerts/")))
-        # the fire clears: readings back to normal resolve the alert
-        clear = [reading("smoke-1", "smoke", 8 + i, NOW + (8 + i) * 1000, obscuration=0.2,
+        # the fire clears: readings back to normal resolve the alert once they have been
+        # normal for the hold time (30 s of event time, seen through the gateway's watermark)
+        clear = [reading("smoke-1", "smoke", 8 + i, NOW + (8 + i * 10) * 1000, obscuration=0.2,
                          temp_c=21.0) for i in range(2)]
         publish(pub, rtopic, orjson.dumps(clear))
+        time.sleep(0.5)
+        assert not any(a["state"] == "resolved" for a in listener.json("sensing/v1/alerts/"))
+        later = [reading("smoke-1", "smoke", 10 + i, NOW + (50 + i * 10) * 1000,
+                         obscuration=0.2, temp_c=21.0) for i in range(2)]
+        publish(pub, rtopic, orjson.dumps(later))
         assert listener.wait_for(lambda: any(
             a["state"] == "resolved" and a["alert_id"] == fire_id
             for a in listener.json("sensing/v1/alerts/")))
 
-        assert listener.wait_for(lambda: core.stats.readings_stored == 13)
+        assert listener.wait_for(lambda: core.stats.readings_stored == 15)
         assert core.stats.duplicates_dropped == 3
-    assert store.settled_count('reading_seq{device="smoke-1"}', 10) == 10
+    assert store.settled_count('reading_seq{device="smoke-1"}', 12) == 12
     assert store.settled_count('reading_seq{device="mh-1"}', 3) == 3
     assert store.count_samples('reading_seq{device="x-1"}') == 0
     # raised, acknowledged, resolved

@@ -33,12 +33,13 @@ def test_cooking_smoke_below_alarm_level_raises_nothing() -> None:
     assert run(rows) == []
 
 
-def test_smoke_alone_is_major_and_smoke_with_heat_is_critical() -> None:
+def test_one_detector_makes_a_fire_major_whether_smoke_heat_or_both() -> None:
     only_smoke = [smoke(i * 5, 12.0 if i >= 3 else 0.1) for i in range(8)]
     assert run(only_smoke) == [("smoke-1", "smoke.fire", Grade.MAJOR, T0 + 15_000)]
+    only_heat = [smoke(i * 5, 0.1, 21.0 + max(0, i - 3) * 2.0) for i in range(12)]
+    assert [g for _, t, g, _ in run(only_heat) if t == "smoke.fire"] == [Grade.MAJOR]
     fire = [smoke(i * 5, 12.0 if i >= 3 else 0.1, 21.0 + max(0, i - 3) * 2.0) for i in range(10)]
-    grades = [g for _, t, g, _ in run(fire) if t == "smoke.fire"]
-    assert grades == [Grade.MAJOR, Grade.CRITICAL]
+    assert [g for _, t, g, _ in run(fire) if t == "smoke.fire"] == [Grade.MAJOR]
 
 
 def test_co_follows_en50291_times() -> None:

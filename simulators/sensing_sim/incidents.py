@@ -18,7 +18,7 @@ Values = dict[str, float]
 
 INCIDENT_TYPES: Final[dict[str, tuple[str | None, Grade]]] = {
     # type: (kind of device it happens on, None for any; expected grade)
-    "smoke.fire": ("smoke", Grade.CRITICAL),
+    "smoke.fire": ("smoke", Grade.MAJOR),  # one detector; two nearby would confirm: critical
     "smoke.co": ("smoke", Grade.CRITICAL),
     "manhole.displaced": ("manhole", Grade.CRITICAL),
     "manhole.overflow": ("manhole", Grade.CRITICAL),

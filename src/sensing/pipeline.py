@@ -11,8 +11,10 @@ import structlog
 from pydantic import ValidationError
 
 from sensing.alerts.book import AlertBook, UnknownAlert
+from sensing.alerts.lifecycle import Lifecycle
 from sensing.dedup.window import DedupWindow
 from sensing.detect.engine import ConditionChange, DetectionEngine, Readings
+from sensing.detect.offline import OfflineWatch
 from sensing.dispatch.router import Dispatcher
 from sensing.ingest.mqtt import Incoming
 from sensing.kernels.dedup import ADMITTED, DUPLICATE, TOO_OLD
@@ -27,6 +29,9 @@ from sensing.wire.messages import Ack, Alert, DeadLetter, GatewayStatus, Grade
 log = structlog.get_logger("sensing.core")
 
 GATEWAY_OFFLINE = "gateway.offline"
+DEVICE_OFFLINE = "device.offline"
+OFFLINE_GRADE = {"smoke": Grade.MAJOR, "manhole": Grade.MINOR, "wearable": Grade.MAJOR}
+"""a silent smoke detector or wristband leaves someone unprotected; a manhole sensor less so"""
 
 
 def now_ms() -> int:
@@ -99,6 +104,9 @@ class Pipeline:
         self.engine = DetectionEngine(self.registry)
         self.book = book or AlertBook()
         self.dispatcher = Dispatcher(self.book, settings.dispatch)
+        self.lifecycle = Lifecycle(self.book, settings.lifecycle, latching=frozenset(
+            d.spec.type for d in self.engine.detectors if d.spec.latching))
+        self.offline = OfflineWatch(settings.offline)
         self.formatter = LineFormatter(self.registry)
         self.stats = CoreStats()
 
@@ -107,11 +115,39 @@ class Pipeline:
         for m in messages:
             self._route(m, step, now)
         self._readings(step, now)
+        self._timers(step, now)
         for tier, alert in self.dispatcher.tick(now):
             self._emit(step, alert, now)
             step.publish.append((topics.dispatch_topic(tier, alert.area), alert.to_json()))
         self.stats.messages += len(messages)
         return StepOutput(step.lines, step.publish, step.admitted)
+
+    def _timers(self, step: _Step, now: int) -> None:
+        """Event-time timers: silent devices, hold times, flapping."""
+        reg = self.registry
+        n_dev, n_gw = len(reg.devices), len(reg.gateways)
+        self.offline.ensure_capacity(n_dev, n_gw)
+        for change in self.offline.scan(reg.device_gateway, n_dev, n_gw, now):
+            device, kind, gateway, area = reg.describe(change.device)
+            grade = OFFLINE_GRADE[kind] if change.offline else None
+            silent_s = (now - change.silent_since) / 1000
+            self._emit_all(step, self.lifecycle.condition(
+                device=device, alert_type=DEVICE_OFFLINE, grade=grade, gateway=gateway,
+                area=area, ts_event=change.silent_since, ts=change.silent_since, value=None,
+                reason=f"no reading since {silent_s:.0f} s" if change.offline
+                else "reporting again", now=now))
+        marks = self.offline.watermarks(n_gw, now)
+        index = reg.gateways.index
+
+        def watermark(gateway: str) -> int:
+            g = index.get(gateway)
+            return now if g is None else int(marks[g])
+
+        self._emit_all(step, self.lifecycle.tick(watermark, now))
+
+    def _emit_all(self, step: _Step, alerts: list[Alert]) -> None:
+        for alert in alerts:
+            self._emit(step, alert, alert.ts_raised)
 
 
     # -- per message ----------------------------------------------------------------------
@@ -152,6 +188,8 @@ class Pipeline:
         if not len(batch):
             return
         dev, chan = self.registry.intern_batch(batch, gateway, area)
+        self.offline.ensure_capacity(len(self.registry.devices), len(self.registry.gateways))
+        self.offline.seen(dev, batch.ts, self.registry.gateways.index[gateway], now_ms())
         step.dev.append(dev)
         step.epoch.append(batch.epoch)
         step.seq.append(batch.seq)
@@ -172,13 +210,15 @@ class Pipeline:
             self._dead(step, m, area, gateway, f"bad status: {exc.errors()[0]['msg']}")
             return
         offline = status.state == "offline"
-        alert = self.book.condition(
+        g = self.registry.gateways.intern(gateway)
+        self.offline.ensure_capacity(len(self.registry.devices), len(self.registry.gateways))
+        self.offline.gateway_status(g, online=not offline, ts=status.ts)
+        ts = now if offline else status.ts
+        self._emit_all(step, self.lifecycle.condition(
             device=gateway, alert_type=GATEWAY_OFFLINE, grade=Grade.MAJOR if offline else None,
-            gateway=gateway, area=area, ts_event=now if offline else status.ts, value=None,
-            reason="gateway went offline (last will)" if offline else "gateway back online",
-            now=now)
-        if alert is not None:
-            self._emit(step, alert, now)
+            gateway=gateway, area=area, ts_event=ts, ts=ts, value=None,
+            reason="gateway went offline (status or last will)" if offline
+            else "gateway back online", now=now))
 
     def _ack(self, m: Incoming, step: _Step, now: int) -> None:
         try:
@@ -191,6 +231,7 @@ class Pipeline:
             self._dead(step, m, "_", "ack", f"unknown or closed alert {exc.args[0]}")
             return
         if ack.action == "resolve":
+            self.lifecycle.resolve_now(alert.device, alert.type)
             device = self.registry.devices.index.get(alert.device)
             if device is not None:
                 self.engine.forget(device, alert.type)
@@ -245,12 +286,10 @@ class Pipeline:
 
     def _condition(self, change: ConditionChange, step: _Step, now: int) -> None:
         device, _kind, gateway, area = self.registry.describe(change.device)
-        alert = self.book.condition(
+        self._emit_all(step, self.lifecycle.condition(
             device=device, alert_type=change.type, grade=change.grade, gateway=gateway,
-            area=area, ts_event=change.ts_event, value=round(change.value, 4),
-            reason=change.reason, now=now)
-        if alert is not None:
-            self._emit(step, alert, now)
+            area=area, ts_event=change.ts_event, ts=change.ts, value=round(change.value, 4),
+            reason=change.reason, now=now))
 
     def _emit(self, step: _Step, alert: Alert, now: int) -> None:
         """Record, store and publish one alert transition, with its dispatch messages."""

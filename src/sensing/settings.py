@@ -13,6 +13,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from sensing.alerts.lifecycle import LifecyclePolicy
+from sensing.detect.offline import OfflinePolicy
 from sensing.dispatch.router import DispatchPolicy
 
 
@@ -41,6 +43,8 @@ class CoreSettings(BaseSettings):
     stats_interval_s: float = 1.0
     log_format: Literal["console", "json"] = "console"
     dispatch: DispatchPolicy = DispatchPolicy()
+    lifecycle: LifecyclePolicy = LifecyclePolicy()
+    offline: OfflinePolicy = OfflinePolicy()
 
     @classmethod
     def settings_customise_sources(

@@ -103,11 +103,11 @@ def test_battery_incident_drops_the_battery() -> None:
 
 def test_incident_labels() -> None:
     inc = Incident.of("smoke.fire", "smoke-000001", "gw-01", "demo-a", 5.0)
-    assert inc.grade is Grade.CRITICAL
+    assert inc.grade is Grade.MAJOR  # one detector alone; two nearby would be critical
     assert inc.end_s > inc.start_s and 15.0 <= inc.level <= 25.0
     assert inc.active(5.0) and not inc.active(inc.end_s) and not inc.active(4.999)
     d = inc.to_dict(run_start_ms=1_000_000)
-    assert d["grade"] == "critical" and d["type"] == "smoke.fire"
+    assert d["grade"] == "major" and d["type"] == "smoke.fire"
     assert d["ts_start"] == 1_005_000 and d["ts_end"] == 1_000_000 + round(inc.end_s * 1000)
     assert "ts_start" not in inc.to_dict()
 

@@ -161,6 +161,14 @@ class AlertBook:
             )
         )
 
+    def update(self, alert_id: str, *, reason: str, now: int, grade: Grade | None = None
+               ) -> Alert:
+        """An `updated` transition of an open alert: a new reason, maybe a new grade."""
+        current = self._by_id[alert_id]
+        return self._record(current.model_copy(update={
+            "state": AlertState.UPDATED, "ts_raised": now, "reason": reason,
+            "grade": grade or current.grade}))
+
     def ack(self, ack: Ack, now: int) -> Alert:
         current = self._by_id.get(ack.alert_id)
         if current is None:

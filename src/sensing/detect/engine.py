@@ -14,8 +14,6 @@ from sensing.detect.threshold import ThresholdDetector
 from sensing.registry import Registry
 from sensing.wire.messages import GRADE_BY_RANK, Grade
 
-FIRE = "smoke.fire"
-
 
 @dataclass(frozen=True, slots=True)
 class Readings:
@@ -119,17 +117,11 @@ class DetectionEngine:
             del self._episodes[key]
             return ConditionChange(device, spec.type, None, episode.ts_event, ts, signal,
                                    f"{spec.channel} back to normal ({signal:.4g})")
-        rank = max(episode.ranks.values())
-        confirmed = spec.type == FIRE and len(episode.ranks) >= 2
-        if confirmed:
-            rank = Grade.CRITICAL.rank
-        grade = GRADE_BY_RANK[rank]
+        grade = GRADE_BY_RANK[max(episode.ranks.values())]
         if grade == episode.grade:
             return None
         episode.grade = grade
         reason = det.describe(level, signal) if level else (
             f"{spec.channel} back to normal ({signal:.4g})"
         )
-        if confirmed:
-            reason += " (smoke and heat together)"
         return ConditionChange(device, spec.type, grade, episode.ts_event, ts, signal, reason)

@@ -62,11 +62,11 @@ G = Grade
 DEFAULT_RULES: tuple[Rule, ...] = (
     # Smoke: UL 217 (9th ed.) requires alarms between 0.5 and 4 %/ft obscuration (about 1.6 to
     # 12.5 %/m); EN 14604 / EN 54-7 test within a similar band. Below 4 %/m is pre-alarm
-    # territory (cooking), 8 %/m is a firm alarm, 20 %/m is dense smoke.
+    # territory (cooking), 8 %/m is a firm alarm. One detector alone makes a fire `major`; two
+    # or more in alarm nearby make it `critical` (see sensing.alerts.lifecycle).
     Rule("smoke-obscuration", "smoke.fire", "smoke", "obscuration", True, (
         Level(G.MINOR, 4.0, 2.0, min_count=2, duration_s=20.0),
         Level(G.MAJOR, 8.0, 4.0, min_count=2),
-        Level(G.CRITICAL, 20.0, 10.0, min_count=2),
     ), unit="%/m"),
     # Heat: EN 54-5 class A1 fixed-temperature response 54-65 °C; rate-of-rise heat detectors
     # (UL 521, EN 54-5 class A1R) respond at about 8.3 °C/min (15 °F/min).

@@ -1,0 +1,61 @@
+"""Dead-man timers per device on event time: who has gone quiet for too long.
+
+`note_seen` keeps, per device, the event time of the newest reading and an EWMA of the gaps
+between readings. `offline_scan` compares each device's silence with its timeout,
+max(min_timeout, factor * typical gap), measured on the watermark of the device's gateway, and
+keeps each device's state: 0 reporting, 1 offline, 2 silent but held back because its gateway
+is offline (no alert while the gateway alert stands). It reports the devices that went offline
+and those that came back from offline; changes to and from "held" are silent.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+REPORTING = np.int8(0)
+OFFLINE = np.int8(1)
+HELD = np.int8(2)
+
+
+@njit(cache=True, nogil=True)
+def note_seen(dev: np.ndarray, ts: np.ndarray, last_seen: np.ndarray, gap: np.ndarray,
+              alpha: float) -> None:
+    for i in range(dev.shape[0]):
+        d = dev[i]
+        t = ts[i]
+        prev = last_seen[d]
+        if t <= prev:
+            continue  # late or repeated: the device was heard of later already
+        if prev >= 0:
+            g = float(t - prev)
+            gap[d] = g if gap[d] <= 0.0 else (1.0 - alpha) * gap[d] + alpha * g
+        last_seen[d] = t
+
+
+@njit(cache=True, nogil=True)
+def offline_scan(n_devices: int, last_seen: np.ndarray, gap: np.ndarray,
+                 device_gateway: np.ndarray, gateway_watermark: np.ndarray,
+                 gateway_down: np.ndarray, gateway_back: np.ndarray, min_timeout_ms: int,
+                 factor: float, state: np.ndarray, out_dev: np.ndarray,
+                 out_state: np.ndarray) -> int:
+    n_out = 0
+    for d in range(n_devices):
+        if last_seen[d] < 0:
+            continue
+        g = device_gateway[d]
+        timeout = max(float(min_timeout_ms), factor * gap[d])
+        since = max(last_seen[d], gateway_back[g])
+        silent = gateway_watermark[g] - since > timeout
+        new = REPORTING
+        if silent:
+            new = HELD if gateway_down[g] else OFFLINE
+        old = state[d]
+        if new != old:
+            state[d] = new
+            if new == HELD or (new == REPORTING and old == HELD):
+                continue  # nothing was raised, nothing to clear
+            out_dev[n_out] = d
+            out_state[n_out] = new
+            n_out += 1
+    return n_out
