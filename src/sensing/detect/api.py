@@ -84,7 +84,7 @@ def _run(det: Detector, ts: npt.NDArray[np.int64], val: npt.NDArray[np.float64]
     intervals: list[Interval] = []
     start: int | None = None
     worst = 0
-    rows = changes.row.tolist() + [ts.shape[0]]
+    rows = [*changes.row.tolist(), ts.shape[0]]
     for k, (row, level, onset) in enumerate(
         zip(changes.row.tolist(), changes.level.tolist(), changes.onset.tolist(), strict=True)
     ):
