@@ -13,12 +13,12 @@ from __future__ import annotations
 import heapq
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Final
 
 import numpy as np
 
-from sensing.wire import KINDS
+from sensing.wire import KINDS, Grade
 from sensing.wire.topics import is_valid_name
 from sensing_edge.drivers import SensorSample
 from sensing_sim.incidents import INCIDENT_TYPES, LEVEL_RANGES, TYPICAL_LENGTH_S, Incident
@@ -211,6 +211,18 @@ class Fleet:
                 type_, device.id, device.gateway, device.area, start, end,
                 level=round(float(rng.uniform(lo, hi)), 1) if hi > lo else lo,
             )
+            if type_ == "smoke.fire":
+                # A second detector under the same gateway catches the same fire a little
+                # later: the core confirms it, and both alerts are critical.
+                partner = next((d for d in free if d.kind == "smoke"
+                                and d.gateway == device.gateway), None)
+                if partner is not None:
+                    free.remove(partner)
+                    incident = replace(incident, grade=Grade.CRITICAL)
+                    second = replace(incident, device=partner.id,
+                                     start_s=min(round(start + 3.0, 3), end - 1.0))
+                    self.add_incident(second)
+                    new.append(second)
             self.add_incident(incident)
             new.append(incident)
         return new
