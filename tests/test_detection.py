@@ -73,3 +73,14 @@ def test_sos_latches_until_a_person_resolves_it() -> None:
     rows = [("w-1", "wearable", T0 + i * 1000, {"sos": 1.0 if 2 <= i < 4 else 0.0}, None)
             for i in range(10)]
     assert run(rows) == [("w-1", "wearable.sos", Grade.CRITICAL, T0 + 2000)]
+
+
+def test_shower_steam_raises_nothing() -> None:
+    # steam drifting into the hallway: obscuration up to 3.5 %/m for ten minutes and the
+    # air warming by 4 °C over those ten minutes (0.4 °C/min), readings every 10 s
+    rows = []
+    for i in range(120):
+        in_shower = 30 <= i < 90
+        rows.append(smoke(i * 10, 0.2 + (3.3 if in_shower else 0.0),
+                          22.0 + (min(i - 30, 60) * 4.0 / 60 if i >= 30 else 0.0)))
+    assert run(rows) == []
