@@ -1,0 +1,60 @@
+"""`wearable.fall`: an impact followed by lying still, on the wristband's accel_g."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from sensing.detect.base import F64, I32, I64, DetectorSpec
+from sensing.detect.fault import KernelDetector, Outputs, State, ms, span
+from sensing.kernels.fall import fall_events
+from sensing.wire.messages import Grade
+
+
+@dataclass(frozen=True, slots=True)
+class FallParams:
+    impact_g: float = 2.5
+    """Wrist and trunk fall-detection studies put impact thresholds at about 2-3.5 g (e.g.
+    Bourke et al. 2007, Kangas et al. 2008); walking peaks at 1.2-1.6 g"""
+    still_low_g: float = 0.9
+    still_high_g: float = 1.15
+    """lying still: gravity alone, within the peak-magnitude noise of a resting wrist"""
+    still_s: float = 10.0
+    """long enough that a stumble with recovery moves again, short enough to call help fast"""
+    window_s: float = 60.0
+    """the stillness must be established within this after the impact"""
+
+    def __post_init__(self) -> None:
+        if not 0 < self.still_low_g <= self.still_high_g < self.impact_g:
+            raise ValueError("need 0 < still_low_g <= still_high_g < impact_g")
+        if self.still_s < 0 or self.window_s < self.still_s:
+            raise ValueError("need 0 <= still_s <= window_s")
+
+
+class FallDetector(KernelDetector):
+    """Critical, latching: the alert stays open until a person resolves it (and the engine
+    calls `clear`); only then can the device's next fall be reported."""
+
+    layout = (
+        ("last_ts", np.int64, -1), ("impact_ts", np.int64, -1), ("impact_val", np.float64, 0.0),
+        ("still_since", np.int64, -1), ("level", np.int8, 0),
+    )
+
+    def __init__(self, params: FallParams | None = None, capacity: int = 1024) -> None:
+        self.params = params if params is not None else FallParams()
+        super().__init__(
+            DetectorSpec("wearable-fall", "wearable.fall", "wearable", "accel_g", latching=True),
+            Grade.CRITICAL, capacity)
+
+    def _run(self, dev: I32, ts: I64, val: F64, state: State, out: Outputs,
+             progress: F64) -> int:
+        p, s = self.params, state
+        return int(fall_events(
+            dev, ts, val, p.impact_g, p.still_low_g, p.still_high_g, ms(p.still_s),
+            ms(p.window_s), s["last_ts"], s["impact_ts"], s["impact_val"], s["still_since"],
+            s["level"], *out, progress))
+
+    def describe(self, level: int, signal: float) -> str:
+        return (f"fall: impact of {signal:.1f} g, then lying still for "
+                f"{span(self.params.still_s)}")

@@ -1,0 +1,374 @@
+"""`device.fault`: impossible values, stuck sensors and drift, one detector per (kind, channel).
+
+Also home to `KernelDetector`, the plumbing shared by the single-level detectors (faults, fall,
+inactivity): per-device state arrays grown in place, checked batches, level changes out of a
+kernel, and a stateless score from the same kernel run on fresh state.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar, Generic, TypeVar
+
+import numpy as np
+import numpy.typing as npt
+
+from sensing.detect.base import F64, I32, I64, DetectorSpec, LevelChanges
+from sensing.kernels.fault import drift, impossible_values, stuck_values
+from sensing.wire.kinds import CHANNEL_UNITS, KIND_CHANNELS
+from sensing.wire.messages import Grade
+
+FAULT = "device.fault"
+MINUTE_S = 60.0
+HOUR_S = 3600.0
+DAY_S = 86_400.0
+
+State = dict[str, npt.NDArray[Any]]
+Layout = tuple[tuple[str, type[np.generic], float], ...]
+"""per-device state arrays: name, dtype, value of a fresh device"""
+Outputs = tuple[I64, npt.NDArray[np.int8], I64, F64]
+
+
+def ms(seconds: float) -> int:
+    return round(seconds * 1000)
+
+
+class KernelDetector(ABC):
+    """A one-level detector whose work is one numba kernel over per-device state arrays."""
+
+    layout: ClassVar[Layout]
+
+    def __init__(self, spec: DetectorSpec, grade: Grade, capacity: int) -> None:
+        self.spec = spec
+        self._grade = grade
+        self.state = self._fresh(max(1, capacity))
+
+    @abstractmethod
+    def _run(self, dev: I32, ts: I64, val: F64, state: State, out: Outputs,
+             progress: F64) -> int:
+        """Call the kernel; return the number of outputs written."""
+
+    @abstractmethod
+    def describe(self, level: int, signal: float) -> str: ...
+
+    def _fresh(self, capacity: int) -> State:
+        return {name: np.full(capacity, init, dtype) for name, dtype, init in self.layout}
+
+    @property
+    def capacity(self) -> int:
+        return int(next(iter(self.state.values())).shape[0])
+
+    def ensure_capacity(self, n_devices: int) -> None:
+        cap = self.capacity
+        if n_devices <= cap:
+            return
+        grown = self._fresh(max(n_devices, 2 * cap))
+        for name, arr in self.state.items():
+            grown[name][:cap] = arr
+        self.state = grown
+
+    def clear(self, device: int) -> None:
+        for name, _, init in self.layout:
+            self.state[name][device] = init
+
+    def grade(self, level: int) -> Grade:
+        if level != 1:
+            raise ValueError(f"{self.spec.name} has one level, not {level}")
+        return self._grade
+
+    def process(self, dev: I32, ts: I64, val: F64) -> LevelChanges:
+        n = dev.shape[0]
+        if not (ts.shape[0] == val.shape[0] == n):
+            raise ValueError("dev, ts and val must have the same length")
+        if n == 0:
+            return LevelChanges.empty()
+        if int(dev.min()) < 0 or int(dev.max()) >= self.capacity:
+            raise IndexError("device index outside the detector's capacity")
+        out = _outputs(n)
+        k = self._run(np.ascontiguousarray(dev, dtype=np.int32),
+                      np.ascontiguousarray(ts, dtype=np.int64),
+                      np.ascontiguousarray(val, dtype=np.float64),
+                      self.state, out, np.zeros(0))
+        return LevelChanges(out[0][:k], out[1][:k], out[2][:k], out[3][:k])
+
+    def score(self, ts: I64, val: F64) -> F64:
+        """How close each reading brings the series (one device, fresh state) to the
+        condition, in [0, 1]; 1 where the condition holds."""
+        n = val.shape[0]
+        if ts.shape[0] != n:
+            raise ValueError("ts and val must have the same length")
+        progress = np.zeros(n)
+        if n:
+            self._run(np.zeros(n, np.int32), np.ascontiguousarray(ts, dtype=np.int64),
+                      np.ascontiguousarray(val, dtype=np.float64), self._fresh(1),
+                      _outputs(n), progress)
+        return progress
+
+
+def _outputs(n: int) -> Outputs:
+    return (np.empty(n, np.int64), np.empty(n, np.int8), np.empty(n, np.int64),
+            np.empty(n, np.float64))
+
+
+HOLD_LAYOUT: Layout = (
+    ("last_ts", np.int64, -1), ("level", np.int8, 0), ("onset", np.int64, -1),
+    ("off_since", np.int64, -1), ("off_count", np.int32, 0),
+)
+
+
+def _check_hold(hold_s: float, hold_count: int) -> None:
+    if hold_s < 0 or hold_count < 1:
+        raise ValueError("hold_s must be >= 0 and hold_count >= 1")
+
+
+def span(seconds: float) -> str:
+    """A duration for people: "45 s", "30 min", "6 h", "3 d"."""
+    for unit, size in (("d", DAY_S), ("h", HOUR_S), ("min", MINUTE_S)):
+        if seconds >= size:
+            return f"{seconds / size:.3g} {unit}"
+    return f"{seconds:.3g} s"
+
+
+def _unit(channel: str) -> str:
+    unit = CHANNEL_UNITS.get(channel, "")
+    return f" {unit}" if unit else ""
+
+
+P = TypeVar("P")
+
+
+class FaultCheck(KernelDetector, Generic[P]):
+    """One fault check on one (kind, channel), graded minor, named "{kind}-{channel}-{check}"."""
+
+    check: ClassVar[str]
+
+    def __init__(self, kind: str, channel: str, params: P | None = None,
+                 capacity: int = 1024) -> None:
+        self.params: P = params if params is not None else self.default(kind, channel)
+        super().__init__(
+            DetectorSpec(f"{kind}-{channel}-{self.check}", FAULT, kind, channel),
+            Grade.MINOR, capacity)
+
+    @abstractmethod
+    def default(self, kind: str, channel: str) -> P:
+        """The parameters for this kind and channel when none are given."""
+
+
+# --- impossible values -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ImpossibleParams:
+    low: float
+    high: float
+    integral: bool = False
+    """values must be whole numbers (counts, on/off)"""
+    min_count: int = 2
+    """consecutive impossible readings: one garbled reading is not yet a fault"""
+    hold_s: float = 10 * MINUTE_S
+    hold_count: int = 3
+    """the fault clears after this many plausible readings spanning hold_s"""
+
+    def __post_init__(self) -> None:
+        if not self.low <= self.high:
+            raise ValueError("low must not exceed high")
+        if self.min_count < 1:
+            raise ValueError("min_count must be >= 1")
+        _check_hold(self.hold_s, self.hold_count)
+
+
+PHYSICAL_LIMITS: dict[str, ImpossibleParams] = {
+    # optical smoke obscuration is a fraction of light lost per metre
+    "obscuration": ImpossibleParams(0.0, 100.0),
+    # beyond the thermistors of home smoke/heat detectors (the unit melts first)
+    "temp_c": ImpossibleParams(-40.0, 150.0),
+    # full scale of electrochemical CO cells is 1,000-10,000 ppm
+    "co_ppm": ImpossibleParams(0.0, 10_000.0),
+    # an angle from level; upside down is 180
+    "tilt_deg": ImpossibleParams(0.0, 180.0),
+    # negative: water over the cover (a flooded street, at most about 1 m); no manhole
+    # is 50 m deep
+    "water_m": ImpossibleParams(-1.0, 50.0),
+    # catalytic / IR methane heads report 0-100 % LEL
+    "gas_lel": ImpossibleParams(0.0, 100.0),
+    # outside what a human heart does (and what wrist PPG can report)
+    "heart_rate": ImpossibleParams(20.0, 250.0),
+    # oximeters do not report below about 50 % (ISO 80601-2-61 accuracy is for 70-100 %)
+    "spo2": ImpossibleParams(50.0, 100.0),
+    # a magnitude, within the ±16 g full scale of wearable MEMS accelerometers
+    "accel_g": ImpossibleParams(0.0, 16.0),
+    "steps": ImpossibleParams(0.0, np.inf, integral=True),
+    "sos": ImpossibleParams(0.0, 1.0, integral=True),
+}
+
+
+class ImpossibleValueDetector(FaultCheck[ImpossibleParams]):
+    """A channel reporting values its sensor cannot measure (broken sensor or firmware)."""
+
+    check = "impossible"
+    layout = (("run_count", np.int32, 0), ("run_since", np.int64, -1), *HOLD_LAYOUT)
+
+    def default(self, kind: str, channel: str) -> ImpossibleParams:
+        return PHYSICAL_LIMITS[channel]
+
+    def _run(self, dev: I32, ts: I64, val: F64, state: State, out: Outputs,
+             progress: F64) -> int:
+        p, s = self.params, state
+        return int(impossible_values(
+            dev, ts, val, p.low, p.high, p.integral, p.min_count, ms(p.hold_s), p.hold_count,
+            s["last_ts"], s["run_count"], s["run_since"],
+            s["level"], s["onset"], s["off_since"], s["off_count"], *out, progress))
+
+    def describe(self, level: int, signal: float) -> str:
+        p = self.params
+        what = "whole numbers" if p.integral else "values"
+        where = f">= {p.low:g}" if np.isinf(p.high) else f"within {p.low:g}..{p.high:g}"
+        return (f"{self.spec.channel} {signal:.4g}{_unit(self.spec.channel)} is impossible "
+                f"(expected {what} {where}) for {p.min_count} readings: sensor fault")
+
+
+# --- stuck sensor -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StuckParams:
+    min_count: int = 60
+    min_duration_s: float = 30 * MINUTE_S
+    epsilon: float = 1e-9
+    """readings are decimals of the sensor's resolution, far above this: it only absorbs
+    floating-point noise, so 'unchanged' means unchanged"""
+    hold_s: float = 10 * MINUTE_S
+    hold_count: int = 3
+
+    def __post_init__(self) -> None:
+        if self.min_count < 2 or self.min_duration_s < 0 or self.epsilon < 0:
+            raise ValueError("min_count must be >= 2, min_duration_s and epsilon >= 0")
+        _check_hold(self.hold_s, self.hold_count)
+
+
+STUCK_DEFAULTS: dict[tuple[str, str], StuckParams] = {
+    # A wrist PPG heart rate wanders by several bpm within minutes (breathing, heart-rate
+    # variability), awake or asleep; the same integer for 30 min and 60 readings is a frozen
+    # sensor. (Off-wrist bands report 0 or nothing, which the other checks see.)
+    ("wearable", "heart_rate"): StuckParams(min_count=60, min_duration_s=30 * MINUTE_S),
+    # A quiet room can hold its temperature to a reading's resolution for an hour at night
+    # (the simulator clamps its coldest rooms at 19.0 °C for up to ~50 min), but not through
+    # a quarter of the daily cycle: 6 h.
+    ("smoke", "temp_c"): StuckParams(min_count=60, min_duration_s=6 * HOUR_S),
+}
+
+
+class StuckSensorDetector(FaultCheck[StuckParams]):
+    """A channel that normally varies repeating one value (a frozen sensor or firmware)."""
+
+    check = "stuck"
+    layout = (("run_val", np.float64, 0.0), ("run_count", np.int32, 0),
+              ("run_since", np.int64, -1), *HOLD_LAYOUT)
+
+    def default(self, kind: str, channel: str) -> StuckParams:
+        return STUCK_DEFAULTS[(kind, channel)]
+
+    def _run(self, dev: I32, ts: I64, val: F64, state: State, out: Outputs,
+             progress: F64) -> int:
+        p, s = self.params, state
+        return int(stuck_values(
+            dev, ts, val, p.epsilon, p.min_count, ms(p.min_duration_s), ms(p.hold_s),
+            p.hold_count, s["last_ts"], s["run_val"], s["run_count"], s["run_since"],
+            s["level"], s["onset"], s["off_since"], s["off_count"], *out, progress))
+
+    def describe(self, level: int, signal: float) -> str:
+        p = self.params
+        return (f"{self.spec.channel} stuck at {signal:.4g}{_unit(self.spec.channel)} for "
+                f"{p.min_count} readings and {span(p.min_duration_s)}: sensor fault")
+
+
+# --- drift --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DriftParams:
+    min_sigma: float
+    """floor of the baseline's standard deviation, in the channel's unit: shifts smaller than
+    z_alarm * min_sigma never alarm however steady the channel was"""
+    fast_tau_s: float = 6 * HOUR_S
+    """the level watched: slow enough to shrug off cooking, an aired room or a night's dip,
+    and to damp the daily cycle to about half"""
+    base_tau_s: float = 3 * DAY_S
+    """the baseline: follows seasons (a few tenths of a degree a day), not a failing sensor"""
+    warmup_s: float = DAY_S
+    """no verdict before the baseline has seen one daily cycle"""
+    z_alarm: float = 4.0
+    cusum_k: float = 2.0
+    """the CUSUM ignores gaps under 2 sd (a room's daily cycle stays under 1 in the 6-h mean),
+    and sd is learned only from gaps under this"""
+    cusum_h: float = 12.0
+    cusum_tau_s: float = HOUR_S
+    """CUSUM unit: h = 12 is 3 sd held for 12 h, or 2.5 sd for a day"""
+    min_count: int = 10
+    min_duration_s: float = 30 * MINUTE_S
+    hold_s: float = DAY_S
+    """gone for a whole daily cycle: while the baseline catches up with a shift, the daily
+    cycle would otherwise clear and re-raise it every half day"""
+    hold_count: int = 10
+
+    def __post_init__(self) -> None:
+        positive = (self.min_sigma, self.fast_tau_s, self.base_tau_s, self.z_alarm,
+                    self.cusum_h, self.cusum_tau_s)
+        if min(positive) <= 0 or self.cusum_k < 0 or self.warmup_s < 0:
+            raise ValueError("drift parameters must be positive (cusum_k, warmup_s >= 0)")
+        if self.min_count < 1 or self.min_duration_s < 0:
+            raise ValueError("min_count must be >= 1 and min_duration_s >= 0")
+        _check_hold(self.hold_s, self.hold_count)
+
+
+DRIFT_DEFAULTS: dict[tuple[str, str], DriftParams] = {
+    # Thermistor offset drift blinds the heat alarms (57 °C fixed, 8.3 °C/min); 4 °C off is
+    # worth a visit, a room's own swings (±1.5 °C a day, an hour of open window) are not.
+    ("smoke", "temp_c"): DriftParams(min_sigma=1.0),
+    # Oximeter accuracy is about ±2-3 % (ISO 80601-2-61 allows Arms 4 %); 4 % off the
+    # wearer's own baseline for hours is a sensor (or a wearer) to check.
+    ("wearable", "spo2"): DriftParams(min_sigma=1.0),
+}
+
+
+class DriftDetector(FaultCheck[DriftParams]):
+    """A channel's slow mean leaving the baseline learned from its own history."""
+
+    check = "drift"
+    layout = (
+        ("first_ts", np.int64, -1), ("fast", np.float64, 0.0), ("base", np.float64, 0.0),
+        ("var", np.float64, 0.0), ("cusum_hi", np.float64, 0.0), ("cusum_lo", np.float64, 0.0),
+        ("run_count", np.int32, 0), ("run_since", np.int64, -1), *HOLD_LAYOUT,
+    )
+
+    def default(self, kind: str, channel: str) -> DriftParams:
+        return DRIFT_DEFAULTS[(kind, channel)]
+
+    def _run(self, dev: I32, ts: I64, val: F64, state: State, out: Outputs,
+             progress: F64) -> int:
+        p, s = self.params, state
+        return int(drift(
+            dev, ts, val, p.fast_tau_s * 1000, p.base_tau_s * 1000, ms(p.warmup_s),
+            p.min_sigma, p.z_alarm, p.cusum_k, p.cusum_h, p.cusum_tau_s * 1000,
+            p.min_count, ms(p.min_duration_s), ms(p.hold_s), p.hold_count,
+            s["last_ts"], s["first_ts"], s["fast"], s["base"], s["var"],
+            s["cusum_hi"], s["cusum_lo"], s["run_count"], s["run_since"],
+            s["level"], s["onset"], s["off_since"], s["off_count"], *out, progress))
+
+    def describe(self, level: int, signal: float) -> str:
+        p = self.params
+        return (f"{self.spec.channel} drifting {signal:+.3g}{_unit(self.spec.channel)} off its "
+                f"own baseline ({span(p.fast_tau_s)} mean against {span(p.base_tau_s)}): "
+                "sensor fault?")
+
+
+def default_fault_detectors(capacity: int = 1024) -> list[FaultCheck[Any]]:
+    """Impossible values on every known channel; stuck and drift where they make sense."""
+    out: list[FaultCheck[Any]] = [
+        ImpossibleValueDetector(kind, channel, capacity=capacity)
+        for kind, channels in KIND_CHANNELS.items() for channel in channels
+    ]
+    out += [StuckSensorDetector(k, c, capacity=capacity) for k, c in STUCK_DEFAULTS]
+    out += [DriftDetector(k, c, capacity=capacity) for k, c in DRIFT_DEFAULTS]
+    return out
