@@ -16,8 +16,8 @@ from sensing.detect.fault import (
     ImpossibleValueDetector,
     StuckParams,
     StuckSensorDetector,
-    ms,
 )
+from sensing.detect.kernel import ms
 
 from .support import Change, Event, cut_points, in_time_order, run, segmented
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sensing.detect.base import F64, I32, I64, DetectorSpec
-from sensing.detect.fault import KernelDetector, Outputs, State, ms, span
+from sensing.detect.kernel import KernelDetector, Outputs, State, ms, span
 from sensing.kernels.fall import fall_events
 from sensing.wire.messages import Grade
 
