@@ -59,7 +59,9 @@ def run_pipeline(messages: list[Incoming]) -> int:
     pipe = Pipeline(CoreSettings())
     lines = 0
     for i in range(0, len(messages), MESSAGES_PER_STEP):
-        lines += len(pipe.process(messages[i : i + MESSAGES_PER_STEP], T0).lines)
+        for block in pipe.process(messages[i : i + MESSAGES_PER_STEP], T0).lines:
+            # reading lines come as one bytes block per step, alert lines one by one
+            lines += block.count(b"\n") + 1 if isinstance(block, bytes) else 0
     return lines
 
 

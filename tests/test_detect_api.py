@@ -15,7 +15,11 @@ def test_co_series_gives_scores_and_the_alert_interval() -> None:
     ts = T0 + np.arange(0, 600) * 10_000  # every 10 s for 100 min
     co = np.full(600, 2.0)
     co[100:130] = 400.0  # five minutes of 400 ppm
-    (result,) = evaluate(ts, co, kind="smoke", channel="co_ppm")
+    results = {r.detector: r for r in evaluate(ts, co, kind="smoke", channel="co_ppm")}
+    # the CO rule, and the fault check for impossible CO values (which stays quiet here)
+    assert set(results) == {"smoke-co", "smoke-co_ppm-impossible"}
+    assert results["smoke-co_ppm-impossible"].intervals == []
+    result = results["smoke-co"]
     assert result.type == "smoke.co"
     # EN 50291: 300 ppm needs 30 s and two readings: raised at the 4th reading of the episode
     assert result.intervals == [Interval(int(ts[100]), int(ts[130]), Grade.CRITICAL)]
@@ -29,7 +33,7 @@ def test_several_detectors_on_one_channel_and_an_open_interval() -> None:
     ts = T0 + np.arange(40) * 5000
     temp = np.concatenate([np.full(20, 21.0), 21.0 + np.arange(1, 21) * 3.0])  # 36 °C/min
     results = {r.detector: r for r in evaluate(ts, temp, kind="smoke", channel="temp_c")}
-    assert set(results) == {"smoke-heat-fixed", "smoke-heat-rate"}
+    assert set(results) >= {"smoke-heat-fixed", "smoke-heat-rate", "smoke-temp_c-stuck"}
     rate = results["smoke-heat-rate"].intervals
     assert len(rate) == 1 and rate[0].end is None and rate[0].grade == Grade.MAJOR
     (fixed,) = results["smoke-heat-fixed"].intervals
@@ -43,3 +47,14 @@ def test_bad_input_is_refused_clearly() -> None:
         evaluate([1], [1.0], channel="nope")
     with pytest.raises(ValueError, match="unknown kind"):
         evaluate([1], [1.0], channel="co_ppm", kind="toaster")
+
+
+def test_a_fall_on_a_recorded_accelerometer_series() -> None:
+    ts = T0 + np.arange(60) * 2000
+    accel = np.full(60, 1.3)  # walking
+    accel[30] = 3.4  # impact
+    accel[31:] = 1.0  # lying still afterwards
+    (fall,) = evaluate(ts, accel, kind="wearable", channel="accel_g", detector="wearable-fall")
+    assert fall.type == "wearable.fall"
+    assert fall.intervals == [Interval(int(ts[30]), None, Grade.CRITICAL)]
+    assert fall.scores.max() == 1.0

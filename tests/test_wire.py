@@ -124,3 +124,49 @@ def test_topics() -> None:
     bad = topics.parse_gateway_topic("sensing/v1/a b/gw/readings")
     assert bad is not None and not bad.valid_names
     assert set(KINDS) == {"smoke", "manhole", "wearable"}
+
+
+def _table(names: list[bytes], pad: bytes = b"") -> bytes:
+    raw = b"".join(bytes([len(n) % 256]) + n for n in names) + pad
+    return raw + b"\0" * (-len(raw) % 8)
+
+
+def _outcome(parse: object, tables: bytes, n_dev: int, n_chan: int) -> object:
+    try:
+        return parse(tables, n_dev, n_chan)  # type: ignore[operator]
+    except WireError as exc:
+        return str(exc)
+
+
+raw_names = st.one_of(
+    names.map(str.encode),
+    st.binary(min_size=0, max_size=6),  # NULs, bad UTF-8, empty names
+    st.sampled_from([b"smoke", "井盖-1".encode(), b"a\0b", b"\xff", b"\xe4\xba"]),
+)
+
+
+@given(st.lists(raw_names, max_size=12), st.integers(0, 6), st.integers(0, 4),
+       st.sampled_from([b"", b"\0", b"\1", b"\0\0\0x"]), st.integers(0, 3))
+def test_snb1_tables_parse_in_bulk_as_name_by_name(
+    names_: list[bytes], n_dev: int, n_chan: int, pad: bytes, cut: int
+) -> None:
+    """The bulk table parser gives the names, or the reason, of the name-by-name one."""
+    tables = _table(names_, pad)
+    tables = tables[: len(tables) - cut]
+    expected = _outcome(binary._parse_tables_slowly, tables, n_dev, n_chan)
+    assert _outcome(binary._parse_tables, tables, n_dev, n_chan) == expected
+    cache = binary._TableCache(max_tables=2)
+    for _ in range(2):  # a miss, then a hit
+        assert _outcome(cache.get, tables, n_dev, n_chan) == expected
+
+
+def test_repeated_tables_are_parsed_and_checked_once() -> None:
+    b = BatchBuilder()
+    b.add("smoke-1", "smoke", 0, 1, TS, {"co_ppm": 1.0})
+    b.add("bad\u0007id", "smoke", 0, 1, TS, {"co_ppm": 1.0})
+    payload = binary.encode(b.build())
+    first = decode_readings(payload, "g", "a", LIMIT)
+    again = decode_readings(bytes(bytearray(payload)), "g", "a", LIMIT)
+    assert first.batch.devices is again.batch.devices  # one parse for both
+    assert first.rejected == again.rejected == [(1, first.rejected[0][1])]
+    assert "printable" in first.rejected[0][1]

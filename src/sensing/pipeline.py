@@ -15,6 +15,7 @@ from sensing.alerts.lifecycle import Lifecycle
 from sensing.dedup.window import DedupWindow
 from sensing.detect.engine import ConditionChange, DetectionEngine, Readings
 from sensing.detect.offline import OfflineWatch
+from sensing.detect.overrides import load_overrides
 from sensing.dispatch.router import Dispatcher
 from sensing.ingest.mqtt import Incoming
 from sensing.kernels.dedup import ADMITTED, DUPLICATE, TOO_OLD
@@ -76,7 +77,7 @@ class _Step:
     source: list[Incoming] = field(default_factory=list)
     """message of each chunk, for dead letters of readings the window cannot place"""
     n_rows: int = 0
-    lines: list[str] = field(default_factory=list)
+    lines: list[str | bytes] = field(default_factory=list)
     publish: list[tuple[str, bytes]] = field(default_factory=list)
     admitted: tuple[np.ndarray, np.ndarray, np.ndarray] = (
         np.zeros(0, np.int32), np.zeros(0, np.int64), np.zeros(0, np.int64))
@@ -85,7 +86,7 @@ class _Step:
 
 @dataclass(frozen=True, slots=True)
 class StepOutput:
-    lines: list[str]
+    lines: list[str | bytes]
     """line protocol to store before anything is acknowledged"""
     publish: list[tuple[str, bytes]]
     """(topic, payload) to publish at QoS 1 once stored"""
@@ -101,7 +102,8 @@ class Pipeline:
         self.settings = settings
         self.registry = Registry()
         self.dedup = DedupWindow()
-        self.engine = DetectionEngine(self.registry)
+        self.engine = DetectionEngine(self.registry,
+                                      overrides=load_overrides(settings.detectors_file))
         self.book = book or AlertBook()
         self.dispatcher = Dispatcher(self.book, settings.dispatch)
         self.lifecycle = Lifecycle(self.book, settings.lifecycle, latching=frozenset(
@@ -263,7 +265,7 @@ class Pipeline:
             value_channel=np.concatenate(step.value_channel)[value_keep],
             value=np.concatenate(step.value)[value_keep],
         )
-        step.lines.extend(self.formatter.readings(
+        step.lines.append(self.formatter.readings(
             r.dev, epoch[keep], seq[keep], r.ts, r.battery, r.value_row, r.value_channel, r.value))
         self.stats.readings_stored += int(r.dev.shape[0])
         for change in self.engine.process(r):

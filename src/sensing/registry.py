@@ -27,7 +27,11 @@ class Names:
         return i
 
     def lookup(self, names: tuple[str, ...] | list[str]) -> npt.NDArray[np.int32]:
-        return np.fromiter((self.intern(n) for n in names), dtype=np.int32, count=len(names))
+        """Indices of `names`, interning new ones: a dict hit per known name."""
+        found = list(map(self.index.get, names))
+        if None in found:
+            found = [self.intern(n) if i is None else i for n, i in zip(names, found, strict=True)]
+        return np.array(found, dtype=np.int32)
 
 
 class Registry:
@@ -42,6 +46,11 @@ class Registry:
         self.device_kind = np.full(capacity, -1, dtype=np.int8)
         self.device_gateway = np.full(capacity, -1, dtype=np.int32)
         self.device_area = np.full(capacity, -1, dtype=np.int32)
+        self._tables: dict[tuple[int, int], tuple[tuple[str, ...], tuple[str, ...],
+                                                  npt.NDArray[np.int32], npt.NDArray[np.int8]]] = {}
+        """device tables seen, by the identity of their tuples (the decoder hands out the same
+        tuples for the same table), holding the tuples so that their ids stay theirs"""
+        self.max_tables = 1024
 
     def _grow(self, n: int) -> None:
         cap = self.device_kind.shape[0]
@@ -59,15 +68,30 @@ class Registry:
 
         A device is attached to the gateway and area it last reported through.
         """
-        table = self.devices.lookup(batch.devices)
+        table, kinds = self._device_table(batch.devices, batch.kinds)
         self._grow(len(self.devices))
-        self.device_kind[table] = [self.kind_index[k] for k in batch.kinds]
+        self.device_kind[table] = kinds
         self.device_gateway[table] = self.gateways.intern(gateway)
         self.device_area[table] = self.areas.intern(area)
         channels = self.channels.lookup(batch.channels)
         dev = table[batch.device] if len(batch) else np.zeros(0, np.int32)
         chan = channels[batch.value_channel] if batch.n_values else np.zeros(0, np.int32)
         return dev, chan
+
+    def _device_table(self, devices: tuple[str, ...], kinds: tuple[str, ...]
+                      ) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int8]]:
+        """Global index and kind index of each entry of a batch's device table, remembered per
+        distinct table: gateways send the same table (the same decoded tuples) again and again.
+        """
+        key = (id(devices), id(kinds))  # hashing the tuples would cost a step per name
+        hit = self._tables.get(key)
+        if hit is None or hit[0] is not devices or hit[1] is not kinds:
+            if len(self._tables) >= self.max_tables:
+                self._tables.clear()
+            hit = self._tables[key] = (
+                devices, kinds, self.devices.lookup(devices),
+                np.array(list(map(self.kind_index.__getitem__, kinds)), dtype=np.int8))
+        return hit[2], hit[3]
 
     def describe(self, device: int) -> tuple[str, str, str, str]:
         """(device id, kind, gateway, area) of a device index."""

@@ -40,6 +40,8 @@ class CoreSettings(BaseSettings):
     batch_max_messages: int = Field(2000, gt=0)
     batch_max_wait_s: float = Field(0.05, gt=0)
     state_dir: Path = Path(".run/core")
+    detectors_file: Path | None = None
+    """TOML of per-kind, per-area and per-device threshold overrides (sensing.detect.overrides)"""
     stats_interval_s: float = 1.0
     log_format: Literal["console", "json"] = "console"
     dispatch: DispatchPolicy = DispatchPolicy()

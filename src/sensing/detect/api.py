@@ -17,6 +17,9 @@ import numpy as np
 import numpy.typing as npt
 
 from sensing.detect.base import Detector
+from sensing.detect.fall import FallDetector
+from sensing.detect.fault import default_fault_detectors
+from sensing.detect.inactivity import InactivityDetector
 from sensing.detect.rules import DEFAULT_RULES
 from sensing.detect.threshold import ThresholdDetector
 from sensing.wire.kinds import KINDS
@@ -46,7 +49,9 @@ class SeriesResult:
 
 def default_detectors() -> list[Detector]:
     """Fresh instances of every default detector."""
-    return [ThresholdDetector(rule, capacity=1) for rule in DEFAULT_RULES]
+    return [*(ThresholdDetector(rule, capacity=1) for rule in DEFAULT_RULES),
+            *default_fault_detectors(capacity=1), FallDetector(capacity=1),
+            InactivityDetector(capacity=1)]
 
 
 def evaluate(

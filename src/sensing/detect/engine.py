@@ -9,8 +9,12 @@ import numpy as np
 import numpy.typing as npt
 
 from sensing.detect.base import Detector
-from sensing.detect.rules import BATTERY_CHANNEL, DEFAULT_RULES
-from sensing.detect.threshold import ThresholdDetector
+from sensing.detect.fall import FallDetector
+from sensing.detect.fault import default_fault_detectors
+from sensing.detect.inactivity import InactivityDetector
+from sensing.detect.overrides import Overrides
+from sensing.detect.rules import BATTERY_CHANNEL, DEFAULT_RULES, Rule
+from sensing.detect.threshold import RuleView, ThresholdBank
 from sensing.registry import Registry
 from sensing.wire.messages import GRADE_BY_RANK, Grade
 
@@ -47,16 +51,43 @@ class _Episode:
 
 
 class DetectionEngine:
-    def __init__(self, registry: Registry, detectors: Sequence[Detector] | None = None) -> None:
+    def __init__(self, registry: Registry, detectors: Sequence[Detector] | None = None,
+                 overrides: Overrides | None = None) -> None:
+        """`detectors` defaults to the views of one threshold bank of the default rules.
+        Views of a bank built for this registry (`threshold_bank`) run together in one kernel
+        call per bank; every other detector is fed its channel on its own."""
         self.registry = registry
         self.detectors: list[Detector] = (
             list(detectors) if detectors is not None
-            else [ThresholdDetector(rule) for rule in DEFAULT_RULES])
+            else default_detectors(registry))
+        self.overrides = overrides
         self._episodes: dict[tuple[int, str], _Episode] = {}
+        banks: dict[int, tuple[ThresholdBank, np.ndarray]] = {}
+        self._alone: list[int] = []
+        for i, det in enumerate(self.detectors):
+            if isinstance(det, RuleView) and det.bank.channel_index == registry.channels.intern:
+                bank = det.bank
+                _, index = banks.setdefault(id(bank), (bank, np.full(len(bank.rules), -1)))
+                index[det.index] = i
+            else:
+                self._alone.append(i)
+        self._banks = list(banks.values())
+        """(bank, the engine's detector index of each of its rules or -1)"""
+        self._known = 0
 
     def ensure_capacity(self, n: int) -> None:
         for d in self.detectors:
             d.ensure_capacity(n)
+        if n > self._known:
+            self.devices_added(self._known, n)
+
+    def devices_added(self, first: int, stop: int) -> None:
+        """Devices `first..stop-1` were seen for the first time (the registry knows their kind
+        and area): give them their parameters. Called by `ensure_capacity`."""
+        self._known = max(self._known, stop)
+        if self.overrides:
+            for bank, _ in self._banks:
+                self.overrides.assign(bank, self.registry, first, stop)
 
     def forget(self, device: int, alert_type: str) -> None:
         """A person resolved the alert: start the next episode from scratch."""
@@ -80,7 +111,19 @@ class DetectionEngine:
     def process(self, r: Readings) -> list[ConditionChange]:
         self.ensure_capacity(len(self.registry.devices))
         changes: list[tuple[int, int, int, int, float]] = []  # row, rule, level, onset, signal
-        for i, det in enumerate(self.detectors):
+        if self._banks and r.dev.shape[0]:
+            kind = self.registry.device_kind[r.dev]
+            for bank, index in self._banks:
+                fired = bank.process(r.dev, r.ts, kind, r.battery, r.value_row,
+                                     r.value_channel, r.value)
+                if fired.row.shape[0]:
+                    rule = index[fired.rule]
+                    ok = rule >= 0
+                    changes.extend(zip(fired.row[ok].tolist(), rule[ok].tolist(),
+                                       fired.level[ok].tolist(), fired.onset[ok].tolist(),
+                                       fired.signal[ok].tolist(), strict=True))
+        for i in self._alone:
+            det = self.detectors[i]
             rows, dev, val = self._signal(det, r)
             if rows.size == 0:
                 continue
@@ -90,6 +133,8 @@ class DetectionEngine:
                 out.signal.tolist(), strict=True,
             ):
                 changes.append((row, i, lvl, onset, sig))
+        if not changes:
+            return []
         changes.sort(key=lambda c: (c[0], c[1]))
         result: list[ConditionChange] = []
         for row, i, lvl, onset, sig in changes:
@@ -125,3 +170,16 @@ class DetectionEngine:
             f"{spec.channel} back to normal ({signal:.4g})"
         )
         return ConditionChange(device, spec.type, grade, episode.ts_event, ts, signal, reason)
+
+
+def threshold_bank(registry: Registry, rules: Sequence[Rule]) -> ThresholdBank:
+    """A bank of threshold rules numbered like `registry` (its kinds and channels), so that an
+    engine over that registry runs all of them in one kernel call."""
+    return ThresholdBank(rules, tuple(registry.kind_index), registry.channels.intern)
+
+
+def default_detectors(registry: Registry) -> list[Detector]:
+    """Every default detector: the threshold rules in one bank, then the fault, fall and
+    inactivity detectors."""
+    return [*threshold_bank(registry, DEFAULT_RULES).views, *default_fault_detectors(),
+            FallDetector(), InactivityDetector()]

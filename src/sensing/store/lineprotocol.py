@@ -4,17 +4,26 @@ Readings: measurement `reading`, tags area, gateway, device, kind; one float fie
 `battery`, and the integer fields `seq` and `epoch` (a channel whose name collides with these is
 stored as `ch_<name>`); timestamp in ms. In VictoriaMetrics each field becomes a metric
 `reading_<field>`, so counting samples of `reading_seq` counts stored readings.
+
+A batch of readings becomes one bytes block in one kernel call (`sensing.kernels.lineproto`):
+each device's tag prefix and each channel's field key are escaped and encoded once, when first
+needed (again if a device moves to another gateway or area), and kept in byte arenas.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 
+from sensing.kernels.lineproto import FLOAT_MAX_CHARS, INT_MAX_CHARS, format_readings
 from sensing.registry import Registry
 from sensing.wire.messages import Alert
 
 RESERVED_FIELDS = frozenset({"seq", "epoch", "battery"})
 _TAG_ESCAPES = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ ", "\\": "\\\\"})
+_LINE_FIXED = (len("battery=") + FLOAT_MAX_CHARS + len(",seq=i,epoch=i ") + 3 * INT_MAX_CHARS
+               + 1)
+"""bytes of a line besides its prefix and values, at most"""
 
 
 def escape_key(text: str) -> str:
@@ -22,32 +31,81 @@ def escape_key(text: str) -> str:
     return text.translate(_TAG_ESCAPES)
 
 
+def field_key(channel: str) -> str:
+    """The field a channel is stored as."""
+    return escape_key(f"ch_{channel}" if channel in RESERVED_FIELDS else channel)
+
+
+class ByteTable:
+    """Byte strings by dense index in one growing arena, as a kernel reads them:
+    `arena[ptr[i] : ptr[i] + length[i]]`. Replacing an entry appends it anew."""
+
+    def __init__(self, capacity: int = 1024) -> None:
+        self.arena = np.zeros(64 * capacity, dtype=np.uint8)
+        self.used = 0
+        self.ptr = np.zeros(capacity, dtype=np.int64)
+        self.length = np.zeros(capacity, dtype=np.int64)
+        self.longest = 0
+
+    def __len__(self) -> int:
+        return int(self.ptr.shape[0])
+
+    def reserve(self, n: int) -> None:
+        if n > self.ptr.shape[0]:
+            grow = max(n, 2 * self.ptr.shape[0]) - self.ptr.shape[0]
+            self.ptr = np.concatenate([self.ptr, np.zeros(grow, dtype=np.int64)])
+            self.length = np.concatenate([self.length, np.zeros(grow, dtype=np.int64)])
+
+    def set(self, i: int, raw: bytes) -> None:
+        self.reserve(i + 1)
+        end = self.used + len(raw)
+        if end > self.arena.shape[0]:
+            self.arena = np.concatenate(
+                [self.arena, np.zeros(max(end, 2 * self.arena.shape[0]) - self.arena.shape[0],
+                                      dtype=np.uint8)])
+        self.arena[self.used : end] = np.frombuffer(raw, dtype=np.uint8)
+        self.ptr[i] = self.used
+        self.length[i] = len(raw)
+        self.used = end
+        self.longest = max(self.longest, len(raw))
+
+
 class LineFormatter:
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
-        self._prefix: dict[int, tuple[int, int, str]] = {}
-        self._field: list[str] = []
+        self._prefix = ByteTable()
+        self._prefix_of = np.full((1024, 2), -1, dtype=np.int32)
+        """(gateway, area) each device's prefix was built for; -1: not built"""
+        self._keys = ByteTable(64)
+        self._n_keys = 0
+        self._out = np.zeros(1 << 16, dtype=np.uint8)
 
-    def _device_prefix(self, device: int) -> str:
-        gw = int(self.registry.device_gateway[device])
-        area = int(self.registry.device_area[device])
-        cached = self._prefix.get(device)
-        if cached is not None and cached[0] == gw and cached[1] == area:
-            return cached[2]
-        name, kind, gateway, area_name = self.registry.describe(device)
-        prefix = (
-            f"reading,area={escape_key(area_name)},gateway={escape_key(gateway)},"
-            f"device={escape_key(name)},kind={escape_key(kind)} "
-        )
-        self._prefix[device] = (gw, area, prefix)
-        return prefix
+    def _prefixes(self, dev: npt.NDArray[np.int32]) -> None:
+        """Build the prefix of every device of the batch that has none, or an outdated one."""
+        reg = self.registry
+        n = len(reg.devices)
+        if n > self._prefix_of.shape[0]:
+            grow = max(n, 2 * self._prefix_of.shape[0]) - self._prefix_of.shape[0]
+            self._prefix_of = np.concatenate([self._prefix_of,
+                                              np.full((grow, 2), -1, dtype=np.int32)])
+        gateway = reg.device_gateway[dev]
+        area = reg.device_area[dev]
+        built = self._prefix_of[dev]
+        stale = (built[:, 0] != gateway) | (built[:, 1] != area)
+        if not stale.any():
+            return
+        for d in np.unique(dev[stale]).tolist():
+            name, kind, gw, area_name = reg.describe(d)
+            self._prefix.set(d, (
+                f"reading,area={escape_key(area_name)},gateway={escape_key(gw)},"
+                f"device={escape_key(name)},kind={escape_key(kind)} ").encode())
+            self._prefix_of[d] = (reg.device_gateway[d], reg.device_area[d])
 
-    def _field_key(self, channel: int) -> str:
+    def _field_keys(self) -> None:
         names = self.registry.channels.names
-        while len(self._field) < len(names):
-            name = names[len(self._field)]
-            self._field.append(escape_key(f"ch_{name}" if name in RESERVED_FIELDS else name))
-        return self._field[channel]
+        for c in range(self._n_keys, len(names)):
+            self._keys.set(c, field_key(names[c]).encode())
+        self._n_keys = len(names)
 
     def readings(
         self,
@@ -59,25 +117,40 @@ class LineFormatter:
         value_row: np.ndarray,
         value_channel: np.ndarray,
         value: np.ndarray,
-    ) -> list[str]:
-        n = dev.shape[0]
-        order = np.argsort(value_row, kind="stable")
-        bounds = np.searchsorted(value_row[order], np.arange(n + 1))
-        channels = value_channel[order].tolist()
-        values = value[order].tolist()
-        keys = [self._field_key(c) for c in range(len(self.registry.channels))]
-        lines: list[str] = []
-        for i, (d, e, s, t, b) in enumerate(
-            zip(dev.tolist(), epoch.tolist(), seq.tolist(), ts.tolist(), battery.tolist(),
-                strict=True)
-        ):
-            lo, hi = bounds[i], bounds[i + 1]
-            fields = [f"{keys[channels[j]]}={values[j]!r}" for j in range(lo, hi)]
-            if b == b:  # not NaN
-                fields.append(f"battery={b!r}")
-            fields.append(f"seq={s}i,epoch={e}i")
-            lines.append(f"{self._device_prefix(d)}{','.join(fields)} {t}")
-        return lines
+    ) -> bytes:
+        """One line per reading, separated by newlines (none after the last); b"" for none.
+        Device and channel indices are the registry's; values must be finite."""
+        n, m = dev.shape[0], value.shape[0]
+        if not (epoch.shape[0] == seq.shape[0] == ts.shape[0] == battery.shape[0] == n):
+            raise ValueError("dev, epoch, seq, ts and battery must have the same length")
+        if not (value_row.shape[0] == value_channel.shape[0] == m):
+            raise ValueError("value_row, value_channel and value must have the same length")
+        if not n:
+            return b""
+        if int(dev.min()) < 0 or int(dev.max()) >= len(self.registry.devices):
+            raise IndexError("device index unknown to the registry")
+        if m and (int(value_row.min()) < 0 or int(value_row.max()) >= n):
+            raise IndexError("value row outside the batch")
+        if m and (int(value_channel.min()) < 0
+                  or int(value_channel.max()) >= len(self.registry.channels)):
+            raise IndexError("channel index unknown to the registry")
+        dev = np.ascontiguousarray(dev, dtype=np.int32)
+        self._prefixes(dev)
+        self._field_keys()
+        bound = (n * (self._prefix.longest + _LINE_FIXED)
+                 + m * (self._keys.longest + FLOAT_MAX_CHARS + 2))
+        if bound > self._out.shape[0]:
+            self._out = np.zeros(max(bound, 2 * self._out.shape[0]), dtype=np.uint8)
+        size = format_readings(
+            dev, np.ascontiguousarray(epoch, dtype=np.int64),
+            np.ascontiguousarray(seq, dtype=np.int64), np.ascontiguousarray(ts, dtype=np.int64),
+            np.ascontiguousarray(battery, dtype=np.float64),
+            np.ascontiguousarray(value_row, dtype=np.int32),
+            np.ascontiguousarray(value_channel, dtype=np.int32),
+            np.ascontiguousarray(value, dtype=np.float64),
+            self._prefix.arena, self._prefix.ptr, self._prefix.length,
+            self._keys.arena, self._keys.ptr, self._keys.length, self._out)
+        return self._out[:size].tobytes()
 
     @staticmethod
     def alert(alert: Alert) -> str:

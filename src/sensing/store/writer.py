@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
 
 import structlog
 from influxdb_client.client.influxdb_client import InfluxDBClient
@@ -32,11 +33,18 @@ class StoreWriter:
         self.points_written = 0
         self.failures = 0
 
-    def write(self, lines: list[str], stop: threading.Event) -> None:
-        """Store all lines or raise StoreUnavailable once `stop` is set; never drops them."""
+    def write(self, lines: Sequence[str | bytes] | bytes, stop: threading.Event) -> None:
+        """Store all lines or raise StoreUnavailable once `stop` is set; never drops them.
+
+        `lines`: line-protocol lines, or blocks of newline-separated lines as bytes (one
+        batch's readings), or one such block."""
+        if isinstance(lines, bytes):
+            lines = [lines]
+        lines = [x for x in lines if x]
         if not lines:
             return
-        body = "\n".join(lines).encode()
+        body = b"\n".join(x if isinstance(x, bytes) else x.encode() for x in lines)
+        points = body.count(b"\n") + 1
         backoff = 0.2
         while True:
             try:
@@ -45,12 +53,12 @@ class StoreWriter:
             except Exception as exc:  # the client raises many types; all mean "not stored"
                 self.failures += 1
                 log.warning("store write failed, retrying", url=self.url, error=str(exc)[:200],
-                            lines=len(lines), retry_in_s=backoff)
+                            lines=points, retry_in_s=backoff)
                 if stop.wait(backoff):
                     raise StoreUnavailable(str(exc)) from exc
                 backoff = min(backoff * 2, self._max_backoff)
                 continue
-            self.points_written += len(lines)
+            self.points_written += points
             if backoff > 0.2:
                 log.info("store reachable again", url=self.url)
             return

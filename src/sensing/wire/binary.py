@@ -18,6 +18,7 @@ A payload is SNB1 if and only if it starts with the magic; JSON never does.
 from __future__ import annotations
 
 import struct
+from collections import OrderedDict
 
 import numpy as np
 
@@ -113,6 +114,88 @@ def _unpack_names(tables: bytes, pos: int, count: int, what: str) -> tuple[list[
     return names, pos
 
 
+Tables = tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]
+"""device ids, their kinds, channel names"""
+
+
+def _parse_tables_slowly(tables: bytes, n_dev: int, n_chan: int) -> Tables:
+    """Name by name, failing with the reason of the first bad name."""
+    pos = 0
+    devices: list[str] = []
+    kinds: list[str] = []
+    for _ in range(n_dev):
+        (device,), pos = _unpack_names(tables, pos, 1, "device")
+        (kind,), pos = _unpack_names(tables, pos, 1, "kind")
+        devices.append(device)
+        kinds.append(kind)
+    channels, pos = _unpack_names(tables, pos, n_chan, "channel")
+    if any(tables[pos:]):
+        raise WireError("SNB1 table padding is not zero")
+    return tuple(devices), tuple(kinds), tuple(channels)
+
+
+def _parse_tables(tables: bytes, n_dev: int, n_chan: int) -> Tables:
+    """All names at once: find the length bytes, make them NUL and decode the whole table in
+    one call (UTF-8 is self-synchronising, so it decodes exactly when every name does). Any
+    doubt (a NUL inside a name, a bad name, truncation) goes name by name."""
+    count = 2 * n_dev + n_chan
+    starts = [0] * count
+    pos = 0
+    end = len(tables)
+    for i in range(count):
+        if pos >= end:
+            return _parse_tables_slowly(tables, n_dev, n_chan)
+        starts[i] = pos
+        pos += 1 + tables[pos]
+    if pos > end or any(tables[pos:]) or tables.count(0, 0, pos):
+        return _parse_tables_slowly(tables, n_dev, n_chan)
+    raw = np.frombuffer(tables, dtype=np.uint8, count=pos).copy()
+    lengths = raw[starts]
+    if not lengths.all():
+        return _parse_tables_slowly(tables, n_dev, n_chan)
+    raw[starts] = 0
+    try:
+        names = raw.tobytes().decode().split("\0")
+    except UnicodeDecodeError:
+        return _parse_tables_slowly(tables, n_dev, n_chan)
+    return (tuple(names[1 : 2 * n_dev : 2]), tuple(names[2 : 2 * n_dev + 1 : 2]),
+            tuple(names[2 * n_dev + 1 :]))
+
+
+class _TableCache:
+    """Parsed name tables by their exact bytes, least recently used out first: a gateway
+    sends the same table batch after batch, so most payloads cost a dict hit and a memcmp
+    here. The key holds only the table's ends (hashing all of it costs more than the rest of
+    the decode); a hit is confirmed against the whole table."""
+
+    def __init__(self, max_bytes: int = 32 << 20, max_tables: int = 4096) -> None:
+        self._tables: OrderedDict[tuple[int, int, int, bytes, bytes],
+                                  tuple[bytes, Tables]] = OrderedDict()
+        self._bytes = 0
+        self.max_bytes = max_bytes
+        self.max_tables = max_tables
+
+    def get(self, tables: bytes, n_dev: int, n_chan: int) -> Tables:
+        key = (n_dev, n_chan, len(tables), tables[:64], tables[-64:])
+        hit = self._tables.get(key)
+        if hit is not None and hit[0] == tables:
+            self._tables.move_to_end(key)
+            return hit[1]
+        parsed = _parse_tables(tables, n_dev, n_chan)
+        old = self._tables.pop(key, None)
+        if old is not None:
+            self._bytes -= len(old[0])
+        self._tables[key] = (tables, parsed)
+        self._bytes += len(tables)
+        while self._bytes > self.max_bytes or len(self._tables) > self.max_tables:
+            _, (raw, _) = self._tables.popitem(last=False)
+            self._bytes -= len(raw)
+        return parsed
+
+
+_TABLES = _TableCache()
+
+
 def decode(payload: bytes) -> ReadingBatch:
     """Decode and check an SNB1 payload; raises WireError with a reason."""
     if len(payload) < HEADER_SIZE:
@@ -127,25 +210,16 @@ def decode(payload: bytes) -> ReadingBatch:
     columns_len = n_read * (8 + 8 + 8 + 4 + 2) + n_val * (8 + 4 + 2)
     if tables_len % 8 or HEADER_SIZE + tables_len + columns_len != len(payload):
         raise WireError("SNB1 length does not match its header")
-    tables = payload[HEADER_SIZE : HEADER_SIZE + tables_len]
-    pos = 0
-    devices: list[str] = []
-    kinds: list[str] = []
-    for _ in range(n_dev):
-        (device,), pos = _unpack_names(tables, pos, 1, "device")
-        (kind,), pos = _unpack_names(tables, pos, 1, "kind")
-        devices.append(device)
-        kinds.append(kind)
-    channels, pos = _unpack_names(tables, pos, n_chan, "channel")
-    if any(tables[pos:]):
-        raise WireError("SNB1 table padding is not zero")
+    tables = bytes(payload[HEADER_SIZE : HEADER_SIZE + tables_len])
+    devices, kinds, channels = _TABLES.get(tables, n_dev, n_chan)
     offset = HEADER_SIZE + tables_len
     cols: dict[str, np.ndarray] = {}
     for name, dtype, per_reading in _COLUMNS:
         count = n_read if per_reading else n_val
         raw = np.frombuffer(payload, dtype=dtype, count=count, offset=offset)
         offset += raw.nbytes
-        cols[name] = raw.astype(_NATIVE[name])
+        # a copy only where the type changes: native columns stay read-only views of the payload
+        cols[name] = raw if raw.dtype == _NATIVE[name] else raw.astype(_NATIVE[name])
     if n_read and int(cols["device"].max()) >= n_dev:
         raise WireError("SNB1 device index out of range")
     if n_val and int(cols["value_channel"].max()) >= n_chan:
@@ -153,9 +227,9 @@ def decode(payload: bytes) -> ReadingBatch:
     if n_val and int(cols["value_row"].max()) >= n_read:
         raise WireError("SNB1 value row out of range")
     return ReadingBatch(
-        devices=tuple(devices),
-        kinds=tuple(kinds),
-        channels=tuple(channels),
+        devices=devices,
+        kinds=kinds,
+        channels=channels,
         device=cols["device"],
         epoch=cols["epoch"],
         seq=cols["seq"],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,7 +36,7 @@ def decode_readings(payload: bytes, gateway: str, area: str, max_bytes: int) -> 
         raise WireError("empty payload")
     if binary.is_binary(payload):
         batch = binary.decode(payload)
-        index = list(range(len(batch)))
+        index: Sequence[int] = range(len(batch))
         rejected: list[tuple[int, str]] = []
         fmt = "snb1"
     else:

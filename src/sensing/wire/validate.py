@@ -20,25 +20,68 @@ def _bad_device_reason(device: str, kind: str) -> str | None:
     return None
 
 
+class _DeviceTableCheck:
+    """Reasons per device table, remembered per distinct (devices, kinds) pair: a decoded
+    SNB1 table is the same pair of tuples batch after batch, so a repeat costs a dict hit."""
+
+    def __init__(self, max_tables: int = 1024) -> None:
+        self._seen: dict[tuple[int, int], tuple[tuple[str, ...], tuple[str, ...],
+                                                list[tuple[int, str]]]] = {}
+        """by the identity of the tuples (hashing them costs a step per name), holding them
+        so that their ids stay theirs"""
+        self.max_tables = max_tables
+
+    def __call__(self, devices: tuple[str, ...], kinds: tuple[str, ...]) -> list[tuple[int, str]]:
+        key = (id(devices), id(kinds))
+        hit = self._seen.get(key)
+        if hit is None or hit[0] is not devices or hit[1] is not kinds:
+            if len(self._seen) >= self.max_tables:
+                self._seen.clear()
+            hit = self._seen[key] = (devices, kinds, self._check(devices, kinds))
+        return hit[2]
+
+    @staticmethod
+    def _check(devices: tuple[str, ...], kinds: tuple[str, ...]) -> list[tuple[int, str]]:
+        if (not devices or (_KIND_SET.issuperset(kinds) and all(devices)
+                            and max(map(len, devices)) <= MAX_DEVICE_ID
+                            and all(map(str.isprintable, devices)))):
+            return []  # the usual case, checked without a Python step per device
+        out = []
+        for d, (device, kind) in enumerate(zip(devices, kinds, strict=True)):
+            reason = _bad_device_reason(device, kind)
+            if reason is not None:
+                out.append((d, reason))
+        return out
+
+
+_KIND_SET = frozenset(KINDS)
+_device_tables = _DeviceTableCheck()
+
+
 def invalid_readings(batch: ReadingBatch) -> list[tuple[int, str]]:
     """(reading index, reason) for every reading the contract does not allow, first reason only."""
     n = len(batch)
+    bad_devices = _device_tables(batch.devices, batch.kinds)
+    if not bad_devices and (not n or (  # the usual case: a few reductions, no mask per check
+        int(batch.seq.min()) >= 0 and int(batch.epoch.min()) >= 0
+        and int(batch.ts.min()) >= TS_MIN_MS and int(batch.ts.max()) <= TS_MAX_MS
+        # fmin and fmax skip NaN (no battery)
+        and not np.fmin.reduce(batch.battery) < 0.0 and not np.fmax.reduce(batch.battery) > 1.0
+        and (not batch.n_values or bool(np.isfinite(batch.value).all()))
+    )):
+        return []
     reasons: dict[int, str] = {}
 
     def flag(mask: np.ndarray, reason: str) -> None:
         for i in np.flatnonzero(mask).tolist():
             reasons.setdefault(int(i), reason)
 
-    for d, (device, kind) in enumerate(zip(batch.devices, batch.kinds, strict=True)):
-        reason = _bad_device_reason(device, kind)
-        if reason is not None:
-            flag(batch.device == d, reason)
+    for d, reason in bad_devices:
+        flag(batch.device == d, reason)
     flag(batch.seq < 0, "seq must be a non-negative integer")
     flag(batch.epoch < 0, "epoch must be a non-negative integer")
     flag((batch.ts < TS_MIN_MS) | (batch.ts > TS_MAX_MS), "ts outside 2000-01-01 .. 2100-01-01")
-    battery_bad = ~np.isnan(batch.battery) & ((batch.battery < 0.0) | (batch.battery > 1.0))
-    battery_bad |= np.isinf(batch.battery)
-    flag(battery_bad, "battery must be between 0.0 and 1.0")
+    flag((batch.battery < 0.0) | (batch.battery > 1.0), "battery must be between 0.0 and 1.0")
     if batch.n_values:
         bad_value_rows = batch.value_row[~np.isfinite(batch.value)]
         mask = np.zeros(n, dtype=np.bool_)

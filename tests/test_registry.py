@@ -1,0 +1,40 @@
+"""The registry interns device tables once per distinct table, and still follows moves."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sensing.registry import Registry
+from sensing.wire import BatchBuilder, binary
+from sensing.wire.decode import decode_readings
+
+TS = 1_795_478_819_832
+
+
+def payload(devices: list[tuple[str, str]]) -> bytes:
+    b = BatchBuilder()
+    for i, (device, kind) in enumerate(devices):
+        b.add(device, kind, 0, i, TS, {"x": 1.0})
+    return binary.encode(b.build())
+
+
+def test_a_repeated_table_maps_to_the_same_indices_and_moves_with_its_gateway() -> None:
+    reg = Registry(capacity=1)
+    table = [("smoke-1", "smoke"), ("manhole-2", "manhole"), ("wearable-3", "wearable")]
+    one = decode_readings(payload(table), "gw-1", "a", 1 << 20).batch
+    dev, _ = reg.intern_batch(one, "gw-1", "a")
+    again = decode_readings(payload(table), "gw-2", "b", 1 << 20).batch
+    assert again.devices is one.devices  # the decoder's table cache
+    dev2, _ = reg.intern_batch(again, "gw-2", "b")
+    assert dev.tolist() == dev2.tolist() == [0, 1, 2]
+    assert [reg.describe(d) for d in range(3)] == [
+        ("smoke-1", "smoke", "gw-2", "b"), ("manhole-2", "manhole", "gw-2", "b"),
+        ("wearable-3", "wearable", "gw-2", "b")]
+    # another table with a known device and a new one
+    other = decode_readings(payload([("wearable-3", "wearable"), ("smoke-9", "smoke")]),
+                            "gw-1", "a", 1 << 20).batch
+    dev3, _ = reg.intern_batch(other, "gw-1", "a")
+    assert dev3.tolist() == [2, 3]
+    assert reg.describe(2)[2:] == ("gw-1", "a") and reg.describe(0)[2:] == ("gw-2", "b")
+    assert reg.device_kind[:4].tolist() == [0, 1, 2, 0]
+    assert reg.devices.lookup([]).dtype == np.int32
