@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -17,6 +17,9 @@ from sensing.detect.rules import BATTERY_CHANNEL, DEFAULT_RULES, Rule
 from sensing.detect.threshold import RuleView, ThresholdBank
 from sensing.registry import Registry
 from sensing.wire.messages import GRADE_BY_RANK, Grade
+
+Signal = tuple[np.ndarray, np.ndarray, np.ndarray]
+"""(rows into the step's readings, device indices, values) of one detector's channel"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,17 +99,38 @@ class DetectionEngine:
             if det.spec.type == alert_type:
                 det.clear(device)
 
-    def _signal(self, det: Detector, r: Readings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        kind = self.registry.kind_index[det.spec.kind]
-        if det.spec.channel == BATTERY_CHANNEL:
-            mask = ~np.isnan(r.battery) & (self.registry.device_kind[r.dev] == kind)
-            rows = np.flatnonzero(mask)
-            return rows, r.dev[rows], r.battery[rows]
-        channel = self.registry.channels.intern(det.spec.channel)
+    def _signals(self, r: Readings) -> Callable[[Detector], Signal]:
+        """Each detector's readings (rows, devices, values) in arrival order. The values are
+        grouped by (kind, channel) with one stable sort per batch, and detectors watching the
+        same channel share one selection."""
+        reg = self.registry
         v_dev = r.dev[r.value_row]
-        mask = (r.value_channel == channel) & (self.registry.device_kind[v_dev] == kind)
-        picked = np.flatnonzero(mask)
-        return r.value_row[picked].astype(np.int64), v_dev[picked], r.value[picked]
+        width = len(reg.channels) + 1
+        key = reg.device_kind[v_dev].astype(np.int64) * width + r.value_channel
+        if len(reg.kind_index) * width < 2**15:
+            key = key.astype(np.int16)  # numpy sorts 16-bit keys stably by radix: fast
+        order = np.argsort(key, kind="stable")
+        sorted_key = key[order]
+        cache: dict[tuple[str, str], Signal] = {}
+
+        def select(det: Detector) -> Signal:
+            spec = det.spec
+            found = cache.get((spec.kind, spec.channel))
+            if found is not None:
+                return found
+            kind = reg.kind_index[spec.kind]
+            if spec.channel == BATTERY_CHANNEL:
+                rows = np.flatnonzero(~np.isnan(r.battery) & (reg.device_kind[r.dev] == kind))
+                found = (rows, r.dev[rows], r.battery[rows])
+            else:
+                k = kind * width + reg.channels.intern(spec.channel)
+                lo, hi = np.searchsorted(sorted_key, [k, k + 1])
+                picked = order[lo:hi]
+                found = (r.value_row[picked].astype(np.int64), v_dev[picked], r.value[picked])
+            cache[(spec.kind, spec.channel)] = found
+            return found
+
+        return select
 
     def process(self, r: Readings) -> list[ConditionChange]:
         self.ensure_capacity(len(self.registry.devices))
@@ -122,9 +146,11 @@ class DetectionEngine:
                     changes.extend(zip(fired.row[ok].tolist(), rule[ok].tolist(),
                                        fired.level[ok].tolist(), fired.onset[ok].tolist(),
                                        fired.signal[ok].tolist(), strict=True))
+        signal_of = self._signals(r) if self._alone else None
         for i in self._alone:
             det = self.detectors[i]
-            rows, dev, val = self._signal(det, r)
+            assert signal_of is not None
+            rows, dev, val = signal_of(det)
             if rows.size == 0:
                 continue
             out = det.process(dev, r.ts[rows], val)
