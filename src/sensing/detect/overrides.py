@@ -5,7 +5,7 @@ all devices of a kind, for the devices of an area, and for one device; the most 
 key by key::
 
     [kind.smoke.smoke-obscuration]
-    thresholds = [5.0, 9.0, 22.0]
+    thresholds = [5.0, 9.0]
 
     [area.shuangqiaozi.manhole-gas]
     thresholds = [8.0, 20.0]
