@@ -14,8 +14,8 @@ from rich.console import Console
 from rich.table import Table
 
 from sensing.process import stop_on_signals
-from sensing.wire import KINDS
 from sensing.wire.topics import is_valid_name
+from sensing_edge.cli import parse_mix
 
 EPILOG = """examples:
   sensing-sim live --broker-port 1883
@@ -39,27 +39,6 @@ over the run. Optional faults: --duplicates re-publishes a fraction of the batch
 --malformed publishes broken messages. SIGTERM or Ctrl-C stops the run cleanly; the report
 (readings sent, faults injected, incident labels) is still printed and written.
 """
-
-
-def parse_mix(text: str) -> dict[str, float]:
-    """`smoke=0.5,manhole=0.25,wearable=0.25` -> shares by kind."""
-    mix: dict[str, float] = {}
-    for part in text.split(","):
-        kind, sep, share = part.strip().partition("=")
-        if not sep or kind not in KINDS:
-            raise argparse.ArgumentTypeError(
-                f"{part.strip()!r}: expected KIND=SHARE with KIND one of {', '.join(KINDS)}"
-            )
-        try:
-            value = float(share)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{part.strip()!r}: SHARE must be a number") from None
-        if not math.isfinite(value) or value < 0:
-            raise argparse.ArgumentTypeError(f"{part.strip()!r}: SHARE must be >= 0")
-        mix[kind] = value
-    if not any(v > 0 for v in mix.values()):
-        raise argparse.ArgumentTypeError("at least one share must be positive")
-    return mix
 
 
 def _areas(text: str) -> tuple[str, ...]:

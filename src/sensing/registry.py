@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from sensing.arrays import grown
 from sensing.wire.batch import ReadingBatch
 from sensing.wire.kinds import KINDS
 
@@ -53,13 +54,9 @@ class Registry:
         self.max_tables = 1024
 
     def _grow(self, n: int) -> None:
-        cap = self.device_kind.shape[0]
-        if n <= cap:
-            return
-        extra = max(n, 2 * cap) - cap
-        self.device_kind = np.concatenate([self.device_kind, np.full(extra, -1, np.int8)])
-        self.device_gateway = np.concatenate([self.device_gateway, np.full(extra, -1, np.int32)])
-        self.device_area = np.concatenate([self.device_area, np.full(extra, -1, np.int32)])
+        self.device_kind = grown(self.device_kind, n, -1)
+        self.device_gateway = grown(self.device_gateway, n, -1)
+        self.device_area = grown(self.device_area, n, -1)
 
     def intern_batch(
         self, batch: ReadingBatch, gateway: str, area: str

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from sensing.arrays import grown
 from sensing.kernels.dedup import ADMITTED, WINDOW_WORDS, dedup_window
 
 
@@ -22,15 +23,9 @@ class DedupWindow:
         return int(self._top.shape[0])
 
     def ensure_capacity(self, n_devices: int) -> None:
-        if n_devices <= self.capacity:
-            return
-        new = max(n_devices, 2 * self.capacity)
-        grow = new - self.capacity
-        self._cur_epoch = np.concatenate([self._cur_epoch, np.zeros(grow, dtype=np.int64)])
-        self._top = np.concatenate([self._top, np.full(grow, -1, dtype=np.int64)])
-        self._bitmap = np.concatenate(
-            [self._bitmap, np.zeros((grow, WINDOW_WORDS), dtype=np.uint64)]
-        )
+        self._cur_epoch = grown(self._cur_epoch, n_devices, 0)
+        self._top = grown(self._top, n_devices, -1)
+        self._bitmap = grown(self._bitmap, n_devices, 0)
 
     def state(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The arrays behind the window (for snapshots); not copies."""

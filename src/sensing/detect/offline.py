@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from sensing.arrays import grown
 from sensing.kernels.offline import OFFLINE, note_seen, offline_scan
 
 
@@ -50,19 +51,13 @@ class OfflineWatch:
         self.gw_back = np.full(gateways, -1, dtype=np.int64)
 
     def ensure_capacity(self, n_devices: int, n_gateways: int) -> None:
-        def grow(a: np.ndarray, n: int, fill: object) -> np.ndarray:
-            if n <= a.shape[0]:
-                return a
-            extra = np.full(max(n, 2 * a.shape[0]) - a.shape[0], fill, dtype=a.dtype)
-            return np.concatenate([a, extra])
-
-        self.last_seen = grow(self.last_seen, n_devices, -1)
-        self.gap = grow(self.gap, n_devices, 0.0)
-        self.state = grow(self.state, n_devices, 0)
-        self.gw_max_ts = grow(self.gw_max_ts, n_gateways, -1)
-        self.gw_last_wall = grow(self.gw_last_wall, n_gateways, 0)
-        self.gw_down = grow(self.gw_down, n_gateways, False)
-        self.gw_back = grow(self.gw_back, n_gateways, -1)
+        self.last_seen = grown(self.last_seen, n_devices, -1)
+        self.gap = grown(self.gap, n_devices, 0.0)
+        self.state = grown(self.state, n_devices, 0)
+        self.gw_max_ts = grown(self.gw_max_ts, n_gateways, -1)
+        self.gw_last_wall = grown(self.gw_last_wall, n_gateways, 0)
+        self.gw_down = grown(self.gw_down, n_gateways, False)
+        self.gw_back = grown(self.gw_back, n_gateways, -1)
 
     def seen(self, dev: npt.NDArray[np.int32], ts: npt.NDArray[np.int64],
              gateway: int, now_wall: int) -> None:

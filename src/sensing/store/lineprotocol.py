@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from sensing.arrays import grown
 from sensing.kernels.lineproto import FLOAT_MAX_CHARS, INT_MAX_CHARS, format_readings
 from sensing.registry import Registry
 from sensing.wire.messages import Alert
@@ -51,18 +52,13 @@ class ByteTable:
         return int(self.ptr.shape[0])
 
     def reserve(self, n: int) -> None:
-        if n > self.ptr.shape[0]:
-            grow = max(n, 2 * self.ptr.shape[0]) - self.ptr.shape[0]
-            self.ptr = np.concatenate([self.ptr, np.zeros(grow, dtype=np.int64)])
-            self.length = np.concatenate([self.length, np.zeros(grow, dtype=np.int64)])
+        self.ptr = grown(self.ptr, n)
+        self.length = grown(self.length, n)
 
     def set(self, i: int, raw: bytes) -> None:
         self.reserve(i + 1)
         end = self.used + len(raw)
-        if end > self.arena.shape[0]:
-            self.arena = np.concatenate(
-                [self.arena, np.zeros(max(end, 2 * self.arena.shape[0]) - self.arena.shape[0],
-                                      dtype=np.uint8)])
+        self.arena = grown(self.arena, end)
         self.arena[self.used : end] = np.frombuffer(raw, dtype=np.uint8)
         self.ptr[i] = self.used
         self.length[i] = len(raw)
@@ -84,10 +80,7 @@ class LineFormatter:
         """Build the prefix of every device of the batch that has none, or an outdated one."""
         reg = self.registry
         n = len(reg.devices)
-        if n > self._prefix_of.shape[0]:
-            grow = max(n, 2 * self._prefix_of.shape[0]) - self._prefix_of.shape[0]
-            self._prefix_of = np.concatenate([self._prefix_of,
-                                              np.full((grow, 2), -1, dtype=np.int32)])
+        self._prefix_of = grown(self._prefix_of, n, -1)
         gateway = reg.device_gateway[dev]
         area = reg.device_area[dev]
         built = self._prefix_of[dev]
