@@ -9,8 +9,10 @@
     with gateways that send the same device table every time (1,000 devices each) and once with
     tables that change from message to message (each round, a gateway's devices shuffled
     into two messages of 500);
-(c) a pure-Python reference of (a)'s logic over the same readings: a set for dedup, a
-    per-reading threshold state machine per rule, grades from levels;
+(c) a pure-Python reference of (a)'s logic over the same readings, one reading at a time in
+    dicts per device (`reference_core.py`): the anti-replay window, every default detector
+    (threshold rules, fault checks, fall, inactivity) and the engine's grading; a test
+    (tests/test_bench_reference.py) checks that it reports the same condition changes as (a);
 (d) river's HalfSpaceTrees, score + learn, on one channel;
 (e) start-up to the first processed batch in a fresh interpreter, with an empty numba cache
     (NUMBA_CACHE_DIR in a new temporary directory) and with that cache filled.
@@ -23,6 +25,7 @@ which go into alarm and out again, so grading and the alert lifecycle run too.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import os
@@ -35,10 +38,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import structlog
+from reference_core import Reading, ReferenceCore, rows_from_columns
 
 from sensing.dedup.window import DedupWindow
 from sensing.detect.engine import DetectionEngine, Readings
-from sensing.detect.rules import BATTERY_CHANNEL, DEFAULT_RULES, Rule
 from sensing.ingest.mqtt import Incoming
 from sensing.kernels.dedup import ADMITTED
 from sensing.pipeline import Pipeline
@@ -170,11 +173,8 @@ def columnar_step(dedup: DedupWindow, engine: DetectionEngine, c: dict[str, np.n
     (readings, condition changes)."""
     verdict = dedup.classify(c["dev"], c["epoch"], c["seq"])
     keep = verdict == ADMITTED
-    new_row = np.cumsum(keep) - 1
-    value_keep = keep[c["value_row"]]
-    r = Readings(dev=c["dev"][keep], ts=c["ts"][keep], battery=c["battery"][keep],
-                 value_row=new_row[c["value_row"][value_keep]].astype(np.int32),
-                 value_channel=c["value_channel"][value_keep], value=c["value"][value_keep])
+    r = Readings.kept(keep, c["dev"], c["ts"], c["battery"], c["value_row"], c["value_channel"],
+                      c["value"])
     return int(keep.shape[0]), len(engine.process(r))
 
 
@@ -254,79 +254,28 @@ def bench_pipeline(fleet: Fleet, batch: int, passes: int, per_pass: int,
 
 # -- (c) pure-Python reference ----------------------------------------------------------------
 
-def python_reference(rows: list[tuple[int, int, int, int, int, dict[str, float], float]],
-                     rules: dict[tuple[int, str], list[tuple[int, Rule]]],
-                     seen: set[tuple[int, int, int]], state: dict[tuple[int, int], list],
-                     ) -> int:
-    """Dedup with a set, then every rule's state machine reading by reading (the semantics of
-    `sensing.kernels.threshold`), grades from levels. Returns the number of readings."""
-    changes = []
-    for d, kind, epoch, seq, ts, values, battery in rows:
-        key = (d, epoch, seq)
-        if key in seen:
-            continue
-        seen.add(key)
-        for channel, v in (*values.items(), (BATTERY_CHANNEL, battery)):
-            for r, rule in rules.get((kind, channel), ()):
-                s = state.get((r, d))
-                if s is None:
-                    s = state[(r, d)] = [0, [None] * len(rule.levels), None, -1]
-                if rule.rate_window_s:
-                    prev = s[2]
-                    if prev is None or ts - prev[0] >= rule.rate_window_s * 1000:
-                        s[2] = (ts, v)
-                    if prev is None or ts - prev[0] < rule.rate_window_s * 1000:
-                        continue
-                    v = (v - prev[1]) * 60000.0 / (ts - prev[0])
-                sign = 1.0 if rule.above else -1.0
-                runs = s[1]
-                met = 0
-                for k, lv in enumerate(rule.levels):
-                    if sign * v >= sign * lv.threshold:
-                        start, n = runs[k] or (ts, 0)
-                        runs[k] = (start, n + 1)
-                        if n + 1 >= lv.min_count and ts - start >= lv.duration_s * 1000:
-                            met = k + 1
-                    else:
-                        runs[k] = None
-                new = met
-                if met < s[0]:
-                    for k in range(s[0], met, -1):
-                        if sign * v >= sign * rule.levels[k - 1].reset:
-                            new = k
-                            break
-                if new != s[0]:
-                    if s[0] == 0:
-                        s[3] = min([x[0] for x in runs if x] + [ts])
-                    s[0] = new
-                    changes.append((d, rule.type, rule.levels[new - 1].grade if new else None))
-    return len(rows)
-
-
 def bench_python(fleet: Fleet, batch: int, steps: int) -> float:
-    rules: dict[tuple[int, str], list[tuple[int, Rule]]] = {}
-    for r, rule in enumerate(DEFAULT_RULES):
-        rules.setdefault((KINDS.index(rule.kind), rule.channel), []).append((r, rule))
+    """`reference_core.ReferenceCore` (dedup, every default detector and grading, one reading
+    at a time in plain Python) over the first `steps` batches of a round, after one round that
+    gives every device its state; readings turned into Python rows outside the timing."""
+    core = ReferenceCore()
+    kinds = fleet.kind.tolist()
 
-    def rows(c: dict[str, np.ndarray]) -> list[tuple[int, int, int, int, int, dict[str, float],
-                                                     float]]:
-        values: list[dict[str, float]] = [{} for _ in range(c["dev"].size)]
-        for row, ch, v in zip(c["value_row"].tolist(), c["value_channel"].tolist(),
-                              c["value"].tolist(), strict=True):
-            values[row][fleet.channels[ch]] = v
-        return list(zip(c["dev"].tolist(), fleet.kind[c["dev"]].tolist(), c["epoch"].tolist(),
-                        c["seq"].tolist(), c["ts"].tolist(), values, c["battery"].tolist(),
-                        strict=True))
+    def rows(c: dict[str, np.ndarray]) -> list[Reading]:
+        return rows_from_columns(c, KINDS, fleet.channels, kinds)
 
-    seen: set[tuple[int, int, int]] = set()
-    state: dict[tuple[int, int], list] = {}
     for c in batches(fleet, batch, range(1)):
-        python_reference(rows(c), rules, seen, state)
-    runs = []
+        core.process(rows(c))
+
+    def run(data: list[list[Reading]]) -> int:
+        for readings in data:
+            core.process(readings)
+        return sum(map(len, data))
+
+    runs: list[Callable[[], int]] = []
     for p in range(3):
         data = [rows(c) for c in batches(fleet, batch, range(1 + p, 2 + p))[:steps]]
-        runs.append(lambda data=data: sum(python_reference(x, rules, seen, state)
-                                          for x in data))
+        runs.append(functools.partial(run, data))
     return best_rate(runs)
 
 
@@ -432,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
         ("columnar", "(a) dedup + detectors + grading, decoded arrays"),
         ("pipeline_snb1", "(b) + SNB1 decode + line protocol (same table per gateway)"),
         ("pipeline_snb1_changing_tables", "(b) + SNB1 decode + line protocol (changing tables)"),
-        ("python", "(c) pure Python: set dedup + per-reading state machines"),
+        ("python", "(c) pure Python: same logic (dedup + every detector + grading)"),
         ("river_hst", "(d) river HalfSpaceTrees score + learn, one channel"),
     ]
     for key, label in rows:

@@ -253,20 +253,14 @@ class Pipeline:
         self.stats.duplicates_dropped += int(np.count_nonzero(verdict == DUPLICATE))
         self._dead_too_old(step, verdict)
         keep = verdict == ADMITTED
-        step.admitted = (dev[keep], epoch[keep], seq[keep])
-        new_row = np.cumsum(keep) - 1
-        value_row = np.concatenate(step.value_row)
-        value_keep = keep[value_row]
-        r = Readings(
-            dev=dev[keep],
-            ts=np.concatenate(step.ts)[keep],
-            battery=np.concatenate(step.battery)[keep],
-            value_row=new_row[value_row[value_keep]].astype(np.int32),
-            value_channel=np.concatenate(step.value_channel)[value_keep],
-            value=np.concatenate(step.value)[value_keep],
-        )
+        if not keep.all():
+            epoch, seq = epoch[keep], seq[keep]
+        r = Readings.kept(keep, dev, np.concatenate(step.ts), np.concatenate(step.battery),
+                          np.concatenate(step.value_row), np.concatenate(step.value_channel),
+                          np.concatenate(step.value))
+        step.admitted = (r.dev, epoch, seq)
         step.lines.append(self.formatter.readings(
-            r.dev, epoch[keep], seq[keep], r.ts, r.battery, r.value_row, r.value_channel, r.value))
+            r.dev, epoch, seq, r.ts, r.battery, r.value_row, r.value_channel, r.value))
         self.stats.readings_stored += int(r.dev.shape[0])
         for change in self.engine.process(r):
             self._condition(change, step, now)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 from itertools import pairwise
 
@@ -101,15 +100,12 @@ def cut_points(n_max: int = 800) -> st.SearchStrategy[list[int]]:
     return st.lists(st.integers(1, n_max), max_size=6)
 
 
-def in_time_order(events: Sequence[Event], skip_nan: bool = False,
-                  ) -> dict[int, list[tuple[int, int, float]]]:
+def in_time_order(events: Sequence[Event]) -> dict[int, list[tuple[int, int, float]]]:
     """Per device, (row, ts, value) of the readings a detector acts on: those not older than
-    the device's newest reading so far (late ones are skipped), and with `skip_nan` not NaN."""
+    the device's newest reading so far (late ones are skipped)."""
     out: dict[int, list[tuple[int, int, float]]] = {}
     newest: dict[int, int] = {}
     for row, (d, t, v) in enumerate(events):
-        if skip_nan and math.isnan(v):
-            continue
         if t >= newest.get(d, -1):
             newest[d] = t
             out.setdefault(d, []).append((row, t, v))

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sensing.detect.checks import ms
 from sensing.detect.fall import FallDetector, FallParams
 from sensing.detect.inactivity import InactivityDetector, InactivityParams
-from sensing.detect.kernel import ms
 
 from .support import (
     DAY_MS,

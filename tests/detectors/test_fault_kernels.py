@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sensing.detect.checks import ms
 from sensing.detect.fault import (
     DriftDetector,
     DriftParams,
@@ -17,7 +18,6 @@ from sensing.detect.fault import (
     StuckParams,
     StuckSensorDetector,
 )
-from sensing.detect.kernel import ms
 
 from .support import Change, Event, cut_points, in_time_order, run, segmented
 
@@ -88,9 +88,25 @@ def stuck_reference(p: StuckParams, events: Sequence[Event]) -> list[Change]:
     return merged(out)
 
 
+def ticks(hist: History, tick_ms: int) -> History:
+    """The first reading, then per tick its closing reading's row and time with the mean of
+    the readings since the previous tick."""
+    out = hist[:1]
+    pending: list[float] = []
+    for row, t, v in hist[1:]:
+        pending.append(v)
+        if t - out[-1][1] >= tick_ms:
+            out.append((row, t, sum(pending) / len(pending)))
+            pending = []
+    return out
+
+
 def drift_reference(p: DriftParams, events: Sequence[Event]) -> list[Change]:
     out = []
-    for hist in in_time_order(events, skip_nan=True).values():
+    for readings in in_time_order(events).values():
+        hist = ticks([r for r in readings if not math.isnan(r[2])], ms(p.tick_s))
+        if not hist:
+            continue
         t0, fast, base, var, hi, lo = hist[0][1], hist[0][2], hist[0][2], 0.0, 0.0, 0.0
         drifting, deviation = [False], [0.0]
 
@@ -165,7 +181,8 @@ def test_stuck_values_match_the_reference(p: StuckParams, events: list[Event],
                  base_tau_s=st.sampled_from([60.0, 600.0]),
                  warmup_s=st.sampled_from([0.0, 120.0]), z_alarm=st.sampled_from([1.0, 3.0]),
                  cusum_k=st.sampled_from([0.0, 1.0]), cusum_h=st.sampled_from([0.5, 3.0]),
-                 cusum_tau_s=st.sampled_from([10.0, 60.0]), min_count=st.integers(1, 3),
+                 cusum_tau_s=st.sampled_from([10.0, 60.0]),
+                 tick_s=st.sampled_from([0.0, 1.0, 30.0, 600.0]), min_count=st.integers(1, 3),
                  min_duration_s=st.sampled_from([0.0, 20.0]),
                  hold_s=st.sampled_from([0.0, 30.0]), hold_count=st.integers(1, 3)),
        segmented([0.0, 0.2, -0.3, 1.0, 5.0, -5.0, math.nan], [*STEPS, 300_000],

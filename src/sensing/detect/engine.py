@@ -8,10 +8,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from sensing.detect.bank import BankInput
 from sensing.detect.base import Detector
-from sensing.detect.fall import FallDetector
-from sensing.detect.fault import default_fault_detectors
-from sensing.detect.inactivity import InactivityDetector
+from sensing.detect.checks import Check, CheckBank, CheckView
+from sensing.detect.fall import Fall
+from sensing.detect.fault import default_fault_checks
+from sensing.detect.inactivity import Inactivity
 from sensing.detect.overrides import Overrides
 from sensing.detect.rules import BATTERY_CHANNEL, DEFAULT_RULES, Rule
 from sensing.detect.threshold import RuleView, ThresholdBank
@@ -32,6 +34,19 @@ class Readings:
     value_row: npt.NDArray[np.int32]
     value_channel: npt.NDArray[np.int32]
     value: npt.NDArray[np.float64]
+
+    @classmethod
+    def kept(cls, keep: npt.NDArray[np.bool_], dev: npt.NDArray[np.int32],
+             ts: npt.NDArray[np.int64], battery: npt.NDArray[np.float64],
+             value_row: npt.NDArray[np.int32], value_channel: npt.NDArray[np.int32],
+             value: npt.NDArray[np.float64]) -> Readings:
+        """The readings where `keep` is true, with their values (rows renumbered)."""
+        if keep.all():  # the usual case: nothing to copy
+            return cls(dev, ts, battery, value_row, value_channel, value)
+        new_row = (np.cumsum(keep) - 1).astype(np.int32)
+        value_keep = keep[value_row]
+        return cls(dev[keep], ts[keep], battery[keep], new_row[value_row[value_keep]],
+                   value_channel[value_keep], value[value_keep])
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,21 +71,22 @@ class _Episode:
 class DetectionEngine:
     def __init__(self, registry: Registry, detectors: Sequence[Detector] | None = None,
                  overrides: Overrides | None = None) -> None:
-        """`detectors` defaults to the views of one threshold bank of the default rules.
-        Views of a bank built for this registry (`threshold_bank`) run together in one kernel
-        call per bank; every other detector is fed its channel on its own."""
+        """`detectors` defaults to every default detector (`default_detectors`). Views of a
+        bank built for this registry (`threshold_bank`, `check_bank`) run together in one
+        kernel call per bank; every other detector is fed its channel on its own."""
         self.registry = registry
         self.detectors: list[Detector] = (
             list(detectors) if detectors is not None
             else default_detectors(registry))
         self.overrides = overrides
         self._episodes: dict[tuple[int, str], _Episode] = {}
-        banks: dict[int, tuple[ThresholdBank, np.ndarray]] = {}
+        banks: dict[int, tuple[ThresholdBank | CheckBank, np.ndarray]] = {}
         self._alone: list[int] = []
         for i, det in enumerate(self.detectors):
-            if isinstance(det, RuleView) and det.bank.channel_index == registry.channels.intern:
+            if (isinstance(det, RuleView | CheckView)
+                    and det.bank.channel_index == registry.channels.intern):
                 bank = det.bank
-                _, index = banks.setdefault(id(bank), (bank, np.full(len(bank.rules), -1)))
+                _, index = banks.setdefault(id(bank), (bank, np.full(len(bank.views), -1)))
                 index[det.index] = i
             else:
                 self._alone.append(i)
@@ -90,7 +106,8 @@ class DetectionEngine:
         self._known = max(self._known, stop)
         if self.overrides:
             for bank, _ in self._banks:
-                self.overrides.assign(bank, self.registry, first, stop)
+                if isinstance(bank, ThresholdBank):
+                    self.overrides.assign(bank, self.registry, first, stop)
 
     def forget(self, device: int, alert_type: str) -> None:
         """A person resolved the alert: start the next episode from scratch."""
@@ -123,8 +140,11 @@ class DetectionEngine:
                 rows = np.flatnonzero(~np.isnan(r.battery) & (reg.device_kind[r.dev] == kind))
                 found = (rows, r.dev[rows], r.battery[rows])
             else:
-                k = kind * width + reg.channels.intern(spec.channel)
-                lo, hi = np.searchsorted(sorted_key, [k, k + 1])
+                # not interned here: a channel no reading has carried has no values, and a
+                # new index could reach past `width` into the next kind's keys
+                c = reg.channels.index.get(spec.channel)
+                k = -1 if c is None else kind * width + c
+                lo, hi = np.searchsorted(sorted_key, [k, k + 1]) if k >= 0 else (0, 0)
                 picked = order[lo:hi]
                 found = (r.value_row[picked].astype(np.int64), v_dev[picked], r.value[picked])
             cache[(spec.kind, spec.channel)] = found
@@ -136,10 +156,10 @@ class DetectionEngine:
         self.ensure_capacity(len(self.registry.devices))
         changes: list[tuple[int, int, int, int, float]] = []  # row, rule, level, onset, signal
         if self._banks and r.dev.shape[0]:
-            kind = self.registry.device_kind[r.dev]
+            batch = BankInput.checked(r.dev, r.ts, self.registry.device_kind[r.dev], r.battery,
+                                      r.value_row, r.value_channel, r.value)
             for bank, index in self._banks:
-                fired = bank.process(r.dev, r.ts, kind, r.battery, r.value_row,
-                                     r.value_channel, r.value)
+                fired = bank.run(batch)
                 if fired.row.shape[0]:
                     rule = index[fired.rule]
                     ok = rule >= 0
@@ -204,8 +224,17 @@ def threshold_bank(registry: Registry, rules: Sequence[Rule]) -> ThresholdBank:
     return ThresholdBank(rules, tuple(registry.kind_index), registry.channels.intern)
 
 
+def check_bank(registry: Registry, checks: Sequence[Check]) -> CheckBank:
+    """A bank of checks numbered like `registry`, run by its engine in one kernel call."""
+    return CheckBank(checks, tuple(registry.kind_index), registry.channels.intern)
+
+
+def default_checks() -> list[Check]:
+    """The fault checks, fall and daytime inactivity."""
+    return [*default_fault_checks(), Fall(), Inactivity()]
+
+
 def default_detectors(registry: Registry) -> list[Detector]:
-    """Every default detector: the threshold rules in one bank, then the fault, fall and
-    inactivity detectors."""
-    return [*threshold_bank(registry, DEFAULT_RULES).views, *default_fault_detectors(),
-            FallDetector(), InactivityDetector()]
+    """Every default detector: the threshold rules in one bank, the checks in another."""
+    return [*threshold_bank(registry, DEFAULT_RULES).views,
+            *check_bank(registry, default_checks()).views]

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-import numpy as np
-
-from sensing.detect.base import F64, I32, I64, DetectorSpec
-from sensing.detect.kernel import KernelDetector, Outputs, State, ms, span
-from sensing.kernels.fall import fall_events
+from sensing.detect.base import DetectorSpec
+from sensing.detect.checks import Check, CheckBank, CheckView, ms, span
+from sensing.kernels.checks import FALL
 from sensing.wire.messages import Grade
 
 
@@ -32,29 +31,30 @@ class FallParams:
             raise ValueError("need 0 <= still_s <= window_s")
 
 
-class FallDetector(KernelDetector):
+class Fall(Check):
     """Critical, latching: the alert stays open until a person resolves it (and the engine
-    calls `clear`); only then can the device's next fall be reported."""
+    clears the device); only then can the device's next fall be reported."""
 
-    layout = (
-        ("last_ts", np.int64, -1), ("impact_ts", np.int64, -1), ("impact_val", np.float64, 0.0),
-        ("still_since", np.int64, -1), ("level", np.int8, 0),
-    )
+    code = FALL
+    grade = Grade.CRITICAL
 
-    def __init__(self, params: FallParams | None = None, capacity: int = 1024) -> None:
+    def __init__(self, params: FallParams | None = None) -> None:
         self.params = params if params is not None else FallParams()
         super().__init__(
-            DetectorSpec("wearable-fall", "wearable.fall", "wearable", "accel_g", latching=True),
-            Grade.CRITICAL, capacity)
+            DetectorSpec("wearable-fall", "wearable.fall", "wearable", "accel_g", latching=True))
 
-    def _run(self, dev: I32, ts: I64, val: F64, state: State, out: Outputs,
-             progress: F64) -> int:
-        p, s = self.params, state
-        return int(fall_events(
-            dev, ts, val, p.impact_g, p.still_low_g, p.still_high_g, ms(p.still_s),
-            ms(p.window_s), s["last_ts"], s["impact_ts"], s["impact_val"], s["still_since"],
-            s["level"], *out, progress))
+    def param_record(self) -> dict[str, Any]:
+        p = self.params
+        return {"impact_g": p.impact_g, "still_low": p.still_low_g, "still_high": p.still_high_g,
+                "still_ms": ms(p.still_s), "window_ms": ms(p.window_s)}
 
     def describe(self, level: int, signal: float) -> str:
         return (f"fall: impact of {signal:.1f} g, then lying still for "
                 f"{span(self.params.still_s)}")
+
+
+class FallDetector(CheckView):
+    """`Fall` as a detector with its own state."""
+
+    def __init__(self, params: FallParams | None = None, capacity: int = 1024) -> None:
+        super().__init__(CheckBank([Fall(params)], kinds=("wearable",), capacity=capacity), 0)

@@ -1,4 +1,4 @@
-"""`device.fault`: impossible values, stuck sensors and drift, one detector per (kind, channel)."""
+"""`device.fault`: impossible values, stuck sensors and drift, one check per (kind, channel)."""
 
 from __future__ import annotations
 
@@ -8,33 +8,30 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 import numpy as np
 
-from sensing.detect.base import F64, I32, I64, DetectorSpec, LevelChanges
-from sensing.detect.kernel import (
+from sensing.detect.base import DetectorSpec
+from sensing.detect.checks import (
     DAY_S,
     HOUR_S,
     MINUTE_S,
-    KernelDetector,
-    Layout,
-    Outputs,
-    State,
+    Check,
+    CheckBank,
+    CheckView,
     ms,
     span,
 )
-from sensing.kernels.fault import drift, impossible_values, stuck_values
+from sensing.kernels.checks import DRIFT, IMPOSSIBLE, STUCK
 from sensing.wire.kinds import CHANNEL_UNITS, KIND_CHANNELS
 from sensing.wire.messages import Grade
 
 FAULT = "device.fault"
 
-HOLD_LAYOUT: Layout = (
-    ("last_ts", np.int64, -1), ("level", np.int8, 0), ("onset", np.int64, -1),
-    ("off_since", np.int64, -1), ("off_count", np.int32, 0),
-)
-
-
 def _check_hold(hold_s: float, hold_count: int) -> None:
     if hold_s < 0 or hold_count < 1:
         raise ValueError("hold_s must be >= 0 and hold_count >= 1")
+
+
+def _hold(hold_s: float, hold_count: int) -> dict[str, int]:
+    return {"hold_ms": ms(hold_s), "hold_count": hold_count}
 
 
 def _unit(channel: str) -> str:
@@ -45,17 +42,15 @@ def _unit(channel: str) -> str:
 P = TypeVar("P")
 
 
-class FaultCheck(KernelDetector, Generic[P]):
+class FaultCheck(Check, Generic[P]):
     """One fault check on one (kind, channel), graded minor, named "{kind}-{channel}-{check}"."""
 
     check: ClassVar[str]
+    grade = Grade.MINOR
 
-    def __init__(self, kind: str, channel: str, params: P | None = None,
-                 capacity: int = 1024) -> None:
+    def __init__(self, kind: str, channel: str, params: P | None = None) -> None:
         self.params: P = params if params is not None else self.default(kind, channel)
-        super().__init__(
-            DetectorSpec(f"{kind}-{channel}-{self.check}", FAULT, kind, channel),
-            Grade.MINOR, capacity)
+        super().__init__(DetectorSpec(f"{kind}-{channel}-{self.check}", FAULT, kind, channel))
 
     @abstractmethod
     def default(self, kind: str, channel: str) -> P:
@@ -110,49 +105,19 @@ PHYSICAL_LIMITS: dict[str, ImpossibleParams] = {
 }
 
 
-class ImpossibleValueDetector(FaultCheck[ImpossibleParams]):
+class ImpossibleValues(FaultCheck[ImpossibleParams]):
     """A channel reporting values its sensor cannot measure (broken sensor or firmware)."""
 
     check = "impossible"
-    layout = (("run_count", np.int32, 0), ("run_since", np.int64, -1), *HOLD_LAYOUT)
+    code = IMPOSSIBLE
 
     def default(self, kind: str, channel: str) -> ImpossibleParams:
         return PHYSICAL_LIMITS[channel]
 
-    def process(self, dev: I32, ts: I64, val: F64) -> LevelChanges:
-        """As the kernel over every reading, but only the devices with an impossible value in
-        this batch or a fault in progress go through it: for the rest (nearly all) a reading
-        only moves their newest time forward, done here in bulk. Their random-access state
-        would otherwise make this check memory-bound on large fleets."""
-        n = dev.shape[0]
-        if n == 0 or not (ts.shape[0] == val.shape[0] == n):
-            return super().process(dev, ts, val)  # empty, or the shape error
-        if int(dev.min()) < 0 or int(dev.max()) >= self.capacity:
-            raise IndexError("device index outside the detector's capacity")
-        p, s = self.params, self.state
-        bad = ~(np.isfinite(val) & (val >= p.low) & (val <= p.high))
-        if p.integral:
-            bad |= val != np.floor(val)
-        involved = (s["run_count"][dev] > 0) | (s["level"][dev] != 0)
-        if bad.any():
-            involved |= np.isin(dev, dev[bad])
-        if involved.all():
-            return super().process(dev, ts, val)
-        rest = ~involved
-        np.maximum.at(s["last_ts"], dev[rest], ts[rest])
-        rows = np.flatnonzero(involved)
-        if rows.size == 0:
-            return LevelChanges.empty()
-        out = super().process(dev[rows], ts[rows], val[rows])
-        return LevelChanges(rows[out.row], out.level, out.onset, out.signal)
-
-    def _run(self, dev: I32, ts: I64, val: F64, state: State, out: Outputs,
-             progress: F64) -> int:
-        p, s = self.params, state
-        return int(impossible_values(
-            dev, ts, val, p.low, p.high, p.integral, p.min_count, ms(p.hold_s), p.hold_count,
-            s["last_ts"], s["run_count"], s["run_since"],
-            s["level"], s["onset"], s["off_since"], s["off_count"], *out, progress))
+    def param_record(self) -> dict[str, Any]:
+        p = self.params
+        return {"low": p.low, "high": p.high, "integral": p.integral, "min_count": p.min_count,
+                **_hold(p.hold_s, p.hold_count)}
 
     def describe(self, level: int, signal: float) -> str:
         p = self.params
@@ -193,23 +158,19 @@ STUCK_DEFAULTS: dict[tuple[str, str], StuckParams] = {
 }
 
 
-class StuckSensorDetector(FaultCheck[StuckParams]):
+class StuckValues(FaultCheck[StuckParams]):
     """A channel that normally varies repeating one value (a frozen sensor or firmware)."""
 
     check = "stuck"
-    layout = (("run_val", np.float64, 0.0), ("run_count", np.int32, 0),
-              ("run_since", np.int64, -1), *HOLD_LAYOUT)
+    code = STUCK
 
     def default(self, kind: str, channel: str) -> StuckParams:
         return STUCK_DEFAULTS[(kind, channel)]
 
-    def _run(self, dev: I32, ts: I64, val: F64, state: State, out: Outputs,
-             progress: F64) -> int:
-        p, s = self.params, state
-        return int(stuck_values(
-            dev, ts, val, p.epsilon, p.min_count, ms(p.min_duration_s), ms(p.hold_s),
-            p.hold_count, s["last_ts"], s["run_val"], s["run_count"], s["run_since"],
-            s["level"], s["onset"], s["off_since"], s["off_count"], *out, progress))
+    def param_record(self) -> dict[str, Any]:
+        p = self.params
+        return {"eps": p.epsilon, "min_count": p.min_count, "min_ms": ms(p.min_duration_s),
+                **_hold(p.hold_s, p.hold_count)}
 
     def describe(self, level: int, signal: float) -> str:
         p = self.params
@@ -239,7 +200,11 @@ class DriftParams:
     cusum_h: float = 12.0
     cusum_tau_s: float = HOUR_S
     """CUSUM unit: h = 12 is 3 sd held for 12 h, or 2.5 sd for a day"""
+    tick_s: float = MINUTE_S
+    """the averages move once per tick, on the mean of the readings in it: a 6-hour mean needs
+    no finer steps, and a tick costs two exponentials and a square root (0: every reading)"""
     min_count: int = 10
+    """ticks, as is hold_count"""
     min_duration_s: float = 30 * MINUTE_S
     hold_s: float = DAY_S
     """gone for a whole daily cycle: while the baseline catches up with a shift, the daily
@@ -249,8 +214,9 @@ class DriftParams:
     def __post_init__(self) -> None:
         positive = (self.min_sigma, self.fast_tau_s, self.base_tau_s, self.z_alarm,
                     self.cusum_h, self.cusum_tau_s)
-        if min(positive) <= 0 or self.cusum_k < 0 or self.warmup_s < 0:
-            raise ValueError("drift parameters must be positive (cusum_k, warmup_s >= 0)")
+        if min(positive) <= 0 or min(self.cusum_k, self.warmup_s, self.tick_s) < 0:
+            raise ValueError("drift parameters must be positive (cusum_k, warmup_s and tick_s"
+                             " >= 0)")
         if self.min_count < 1 or self.min_duration_s < 0:
             raise ValueError("min_count must be >= 1 and min_duration_s >= 0")
         _check_hold(self.hold_s, self.hold_count)
@@ -266,29 +232,23 @@ DRIFT_DEFAULTS: dict[tuple[str, str], DriftParams] = {
 }
 
 
-class DriftDetector(FaultCheck[DriftParams]):
+class Drift(FaultCheck[DriftParams]):
     """A channel's slow mean leaving the baseline learned from its own history."""
 
     check = "drift"
-    layout = (
-        ("first_ts", np.int64, -1), ("fast", np.float64, 0.0), ("base", np.float64, 0.0),
-        ("var", np.float64, 0.0), ("cusum_hi", np.float64, 0.0), ("cusum_lo", np.float64, 0.0),
-        ("run_count", np.int32, 0), ("run_since", np.int64, -1), *HOLD_LAYOUT,
-    )
+    code = DRIFT
 
     def default(self, kind: str, channel: str) -> DriftParams:
         return DRIFT_DEFAULTS[(kind, channel)]
 
-    def _run(self, dev: I32, ts: I64, val: F64, state: State, out: Outputs,
-             progress: F64) -> int:
-        p, s = self.params, state
-        return int(drift(
-            dev, ts, val, p.fast_tau_s * 1000, p.base_tau_s * 1000, ms(p.warmup_s),
-            p.min_sigma, p.z_alarm, p.cusum_k, p.cusum_h, p.cusum_tau_s * 1000,
-            p.min_count, ms(p.min_duration_s), ms(p.hold_s), p.hold_count,
-            s["last_ts"], s["first_ts"], s["fast"], s["base"], s["var"],
-            s["cusum_hi"], s["cusum_lo"], s["run_count"], s["run_since"],
-            s["level"], s["onset"], s["off_since"], s["off_count"], *out, progress))
+    def param_record(self) -> dict[str, Any]:
+        p = self.params
+        return {"fast_tau_ms": p.fast_tau_s * 1000, "base_tau_ms": p.base_tau_s * 1000,
+                "warmup_ms": ms(p.warmup_s), "min_sigma": p.min_sigma, "z_alarm": p.z_alarm,
+                "cusum_k": p.cusum_k, "cusum_h": p.cusum_h,
+                "cusum_tau_ms": p.cusum_tau_s * 1000, "min_count": p.min_count,
+                "min_ms": ms(p.min_duration_s), "tick_ms": ms(p.tick_s),
+                **_hold(p.hold_s, p.hold_count)}
 
     def describe(self, level: int, signal: float) -> str:
         p = self.params
@@ -297,12 +257,45 @@ class DriftDetector(FaultCheck[DriftParams]):
                 "sensor fault?")
 
 
-def default_fault_detectors(capacity: int = 1024) -> list[FaultCheck[Any]]:
+def default_fault_checks() -> list[FaultCheck[Any]]:
     """Impossible values on every known channel; stuck and drift where they make sense."""
     out: list[FaultCheck[Any]] = [
-        ImpossibleValueDetector(kind, channel, capacity=capacity)
+        ImpossibleValues(kind, channel)
         for kind, channels in KIND_CHANNELS.items() for channel in channels
     ]
-    out += [StuckSensorDetector(k, c, capacity=capacity) for k, c in STUCK_DEFAULTS]
-    out += [DriftDetector(k, c, capacity=capacity) for k, c in DRIFT_DEFAULTS]
+    out += [StuckValues(k, c) for k, c in STUCK_DEFAULTS]
+    out += [Drift(k, c) for k, c in DRIFT_DEFAULTS]
     return out
+
+
+def _alone(check: Check, capacity: int) -> CheckBank:
+    return CheckBank([check], kinds=(check.spec.kind,), capacity=capacity)
+
+
+class ImpossibleValueDetector(CheckView):
+    """`ImpossibleValues` as a detector with its own state."""
+
+    def __init__(self, kind: str, channel: str, params: ImpossibleParams | None = None,
+                 capacity: int = 1024) -> None:
+        super().__init__(_alone(ImpossibleValues(kind, channel, params), capacity), 0)
+
+
+class StuckSensorDetector(CheckView):
+    """`StuckValues` as a detector with its own state."""
+
+    def __init__(self, kind: str, channel: str, params: StuckParams | None = None,
+                 capacity: int = 1024) -> None:
+        super().__init__(_alone(StuckValues(kind, channel, params), capacity), 0)
+
+
+class DriftDetector(CheckView):
+    """`Drift` as a detector with its own state."""
+
+    def __init__(self, kind: str, channel: str, params: DriftParams | None = None,
+                 capacity: int = 1024) -> None:
+        super().__init__(_alone(Drift(kind, channel, params), capacity), 0)
+
+
+def default_fault_detectors(capacity: int = 1024) -> list[CheckView]:
+    """Every default fault check as a detector with its own state."""
+    return [CheckView(_alone(c, capacity), 0) for c in default_fault_checks()]

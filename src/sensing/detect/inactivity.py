@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-import numpy as np
-
-from sensing.detect.base import F64, I32, I64, DetectorSpec
-from sensing.detect.kernel import HOUR_S, KernelDetector, Outputs, State, ms, span
-from sensing.kernels.inactivity import inactivity_levels
+from sensing.detect.base import DetectorSpec
+from sensing.detect.checks import HOUR_S, Check, CheckBank, CheckView, ms, span
+from sensing.kernels.checks import INACTIVITY
 from sensing.wire.messages import Grade
 
 
@@ -32,26 +31,28 @@ class InactivityParams:
             raise ValueError("utc_offset_h must be within -14..14")
 
 
-class InactivityDetector(KernelDetector):
-    layout = (
-        ("last_ts", np.int64, -1), ("still_since", np.int64, -1), ("level", np.int8, 0),
-        ("onset", np.int64, -1),
-    )
+class Inactivity(Check):
+    code = INACTIVITY
+    grade = Grade.MAJOR
 
-    def __init__(self, params: InactivityParams | None = None, capacity: int = 1024) -> None:
+    def __init__(self, params: InactivityParams | None = None) -> None:
         self.params = params if params is not None else InactivityParams()
         super().__init__(
-            DetectorSpec("wearable-inactivity", "wearable.inactivity", "wearable", "steps"),
-            Grade.MAJOR, capacity)
+            DetectorSpec("wearable-inactivity", "wearable.inactivity", "wearable", "steps"))
 
-    def _run(self, dev: I32, ts: I64, val: F64, state: State, out: Outputs,
-             progress: F64) -> int:
-        p, s = self.params, state
-        return int(inactivity_levels(
-            dev, ts, val, ms(p.limit_s), ms(p.day_start_h * HOUR_S), ms(p.day_end_h * HOUR_S),
-            ms(p.utc_offset_h * HOUR_S), s["last_ts"], s["still_since"], s["level"],
-            s["onset"], *out, progress))
+    def param_record(self) -> dict[str, Any]:
+        p = self.params
+        return {"limit_ms": ms(p.limit_s), "day_start_ms": ms(p.day_start_h * HOUR_S),
+                "day_end_ms": ms(p.day_end_h * HOUR_S), "offset_ms": ms(p.utc_offset_h * HOUR_S)}
 
     def describe(self, level: int, signal: float) -> str:
         return (f"no steps for {signal:.1f} h in the daytime "
                 f"(limit {span(self.params.limit_s)})")
+
+
+class InactivityDetector(CheckView):
+    """`Inactivity` as a detector with its own state."""
+
+    def __init__(self, params: InactivityParams | None = None, capacity: int = 1024) -> None:
+        super().__init__(
+            CheckBank([Inactivity(params)], kinds=("wearable",), capacity=capacity), 0)

@@ -9,32 +9,20 @@ and offline tools see one detector per rule. `ThresholdDetector` is a bank of on
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
+from sensing.detect.bank import BankChanges, BankInput
 from sensing.detect.base import DetectorSpec, LevelChanges
 from sensing.detect.rules import BATTERY_CHANNEL, Level, Rule
-from sensing.kernels.threshold import MAX_LEVELS, threshold_bank
+from sensing.kernels.threshold import CALM, MAX_LEVELS, threshold_bank
 from sensing.wire.kinds import KINDS
 from sensing.wire.messages import Grade
 
 I32 = npt.NDArray[np.int32]
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
-
-
-@dataclass(frozen=True, slots=True)
-class BankChanges:
-    """Level changes of one batch in processing order: the input row, the rule (index into
-    `bank.rules`), the new level (0 = clear), the onset and the signal value that decided."""
-
-    row: I64
-    rule: I32
-    level: npt.NDArray[np.int8]
-    onset: I64
-    signal: F64
 
 
 def _params(levels: Sequence[Level]) -> tuple[list[float], list[float], list[int], list[int]]:
@@ -86,7 +74,8 @@ class ThresholdBank:
         self.width = max(channel, default=-1) + 1
         keys = [self.kinds.index(rule.kind) * (self.width + 1) + c + 1
                 for rule, c in zip(self.rules, channel, strict=True)]
-        order = sorted(range(n), key=lambda r: (keys[r], r))
+        self._keys = keys
+        order = sorted(range(n), key=lambda r: (keys[r], self._rate_ms[r] > 0, r))
         self._route_rule = np.array(order, dtype=np.int32)
         counts = np.bincount(np.array(keys, dtype=np.int64),
                              minlength=len(self.kinds) * (self.width + 1))
@@ -100,6 +89,8 @@ class ThresholdBank:
         self._dur = np.zeros((n, 1, MAX_LEVELS), dtype=np.int64)
         self._min_count = np.ones((n, 1, MAX_LEVELS), dtype=np.int32)
         self._quiet = np.zeros((n, 1))
+        if self.n_slots > 32:
+            raise ValueError("at most 32 rules per kind (the busy bits)")
         for r, rule in enumerate(self.rules):
             self._set_params(r, 0, rule.levels)
         self._alloc(capacity)
@@ -118,10 +109,11 @@ class ThresholdBank:
         self.count = np.zeros((*shape, MAX_LEVELS), dtype=np.int32)
         self.prev_ts = np.full((capacity, self.n_rate_slots), -1, dtype=np.int64)
         self.prev_val = np.zeros((capacity, self.n_rate_slots), dtype=np.float64)
+        self.busy = np.zeros(capacity, dtype=np.uint32)
 
     def _state(self) -> tuple[np.ndarray, ...]:
         return (self.profile, self.level, self.runs, self.onset, self.since, self.count,
-                self.prev_ts, self.prev_val)
+                self.prev_ts, self.prev_val, self.busy)
 
     @property
     def capacity(self) -> int:
@@ -140,6 +132,7 @@ class ThresholdBank:
         s = self._slot[rule]
         self.level[device, s] = 0
         self.runs[device, s] = 0
+        self.busy[device] &= np.uint32(~(1 << int(s)) & 0xFFFFFFFF)
 
     # -- profiles -------------------------------------------------------------------------
 
@@ -150,6 +143,27 @@ class ThresholdBank:
         self._dur[rule, p] = dur
         self._min_count[rule, p] = count
         self._quiet[rule, p] = min(self._sign[rule] * lv.threshold for lv in levels)
+        self._calm = self._calm_ranges(len(self.kinds) * (self.width + 1),
+                                       list(enumerate(self._keys)))
+
+    def _calm_ranges(self, n_keys: int, members: list[tuple[int, int]]) -> np.ndarray:
+        """Per key, the values short of every threshold of its rules that are not rate rules,
+        in every profile (see `sensing.kernels.threshold.CALM`), from (rule, key) pairs."""
+        calm = np.zeros(n_keys, dtype=CALM)
+        calm["low"], calm["high"] = -np.inf, np.inf
+        for r, key in members:
+            if self._rate_ms[r] > 0:
+                continue
+            profiles = range(len(self._profiles[r]))
+            thr = self._thr[r, profiles, : self._n_levels[r]]
+            rec = calm[key : key + 1]
+            if self._sign[r] > 0:
+                rec["high"] = min(rec["high"][0], float(thr.min()))
+            else:
+                rec["low"] = max(rec["low"][0], float(thr.max()))
+            rec["bits"] |= np.uint32(1 << int(self._slot[r]))
+            rec["skip"] += 1
+        return calm
 
     def profile_index(self, rule: int, levels: tuple[Level, ...]) -> int:
         """The profile of `rule` with these levels (same grades, other numbers), added once."""
@@ -185,8 +199,8 @@ class ThresholdBank:
 
     def _run(self, dev: np.ndarray, ts: np.ndarray, kind: np.ndarray, battery: np.ndarray,
              value_row: np.ndarray, value_channel: np.ndarray, value: np.ndarray,
-             width: int, route_ptr: np.ndarray, route_rule: np.ndarray, bound: int
-             ) -> BankChanges:
+             width: int, route_ptr: np.ndarray, route_rule: np.ndarray, calm: np.ndarray,
+             bound: int) -> BankChanges:
         out_row = np.empty(bound, dtype=np.int64)
         out_rule = np.empty(bound, dtype=np.int32)
         out_level = np.empty(bound, dtype=np.int8)
@@ -194,11 +208,11 @@ class ThresholdBank:
         out_signal = np.empty(bound, dtype=np.float64)
         k = threshold_bank(
             dev, ts, kind, battery, value_row, value_channel, value,
-            width, route_ptr, route_rule,
+            width, route_ptr, route_rule, calm,
             self._slot, self._sign, self._rate_ms, self._rate_slot, self._n_levels,
             self._thr, self._reset, self._dur, self._min_count, self._quiet,
             self.profile, self.level, self.runs, self.onset, self.since, self.count,
-            self.prev_ts, self.prev_val,
+            self.prev_ts, self.prev_val, self.busy,
             out_row, out_rule, out_level, out_onset, out_signal,
         )
         return BankChanges(out_row[:k], out_rule[:k], out_level[:k], out_onset[:k],
@@ -206,30 +220,16 @@ class ThresholdBank:
 
     def process(self, dev: I32, ts: I64, kind: npt.NDArray[np.int8], battery: F64,
                 value_row: I32, value_channel: I32, value: F64) -> BankChanges:
-        """A batch in the registry's columns: per reading device, event time, the device's
-        kind (index into `kinds`, -1 for none) and battery (NaN for none); per value its
-        reading, channel index and value. Updates the state in place."""
-        n, m = dev.shape[0], value.shape[0]
-        if not (ts.shape[0] == kind.shape[0] == battery.shape[0] == n):
-            raise ValueError("dev, ts, kind and battery must have the same length")
-        if not (value_row.shape[0] == value_channel.shape[0] == m):
-            raise ValueError("value_row, value_channel and value must have the same length")
-        if n and (int(dev.min()) < 0 or int(dev.max()) >= self.capacity):
-            raise IndexError("device index outside the bank's capacity")
-        if n and int(kind.max()) >= len(self.kinds):
-            raise IndexError("kind index outside the bank's kinds")
-        if m and (int(value_row.min()) < 0 or int(value_row.max()) >= n):
-            raise IndexError("value row outside the batch")
-        if m and int(value_channel.min()) < 0:
-            raise IndexError("negative channel index")
-        return self._run(
-            np.ascontiguousarray(dev, dtype=np.int32), np.ascontiguousarray(ts, dtype=np.int64),
-            np.ascontiguousarray(kind, dtype=np.int8),
-            np.ascontiguousarray(battery, dtype=np.float64),
-            np.ascontiguousarray(value_row, dtype=np.int32),
-            np.ascontiguousarray(value_channel, dtype=np.int32),
-            np.ascontiguousarray(value, dtype=np.float64),
-            self.width, self._route_ptr, self._route_rule, self._fanout * (m + n))
+        """A batch in the registry's columns (see `BankInput`). Updates the state in place."""
+        return self.run(BankInput.checked(dev, ts, kind, battery, value_row, value_channel,
+                                          value))
+
+    def run(self, batch: BankInput) -> BankChanges:
+        batch.check_fits(self.capacity, len(self.kinds))
+        b = batch
+        return self._run(b.dev, b.ts, b.kind, b.battery, b.value_row, b.value_channel, b.value,
+                         self.width, self._route_ptr, self._route_rule, self._calm,
+                         self._fanout * (b.value.shape[0] + b.dev.shape[0]))
 
     def process_rule(self, rule: int, dev: I32, ts: I64, val: F64) -> LevelChanges:
         """Readings of one rule's signal only (its channel, of devices of its kind), in
@@ -254,7 +254,7 @@ class ThresholdBank:
             rows[:0] if on_battery else rows,
             np.zeros(0 if on_battery else n, dtype=np.int32),
             val[:0] if on_battery else val,
-            width, ptr, route, n)
+            width, ptr, route, self._calm_ranges(2, [(rule, 1 - int(on_battery))]), n)
         return LevelChanges(out.row, out.level, out.onset, out.signal)
 
 

@@ -4,8 +4,12 @@ Per device: an impact is a reading of at least `impact_g`; a later impact restar
 Readings within [still_low, still_high] are still; anything else (walking, getting up) ends
 the still spell. The fall is confirmed at the reading that completes `still_ms` of still
 readings, counted from the first of them, no later than `window_ms` after the impact; the
-level then stays 1 until the detector's owner clears the device. A reading older than the
-device's newest one is skipped.
+level then stays 1 until the detector's owner clears the device. The caller skips readings
+older than the device's newest one.
+
+`fall_step` follows the step protocol of `sensing.kernels.fault`: (change, onset, signal,
+score), with onset = the impact and signal = its peak; the score is 0 without a pending
+impact, 0.5 to 1 while the still spell after one grows, 1 once the fall is confirmed.
 """
 
 from __future__ import annotations
@@ -13,53 +17,41 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+FALL_STATE = np.dtype([("impact_ts", np.int64),
+                       ("impact_val", np.float64), ("still_since", np.int64),
+                       ("level", np.int8)], align=True)
+FALL_FRESH = {"impact_ts": -1, "impact_val": 0.0, "still_since": -1,
+              "level": 0}
+FALL_PARAMS = np.dtype([("impact_g", np.float64), ("still_low", np.float64),
+                        ("still_high", np.float64), ("still_ms", np.int64),
+                        ("window_ms", np.int64)], align=True)
+
 
 @njit(cache=True, nogil=True)
-def fall_events(
-    dev: np.ndarray, ts: np.ndarray, val: np.ndarray,
-    impact_g: float, still_low: float, still_high: float, still_ms: int, window_ms: int,
-    last_ts: np.ndarray, impact_ts: np.ndarray, impact_val: np.ndarray,
-    still_since: np.ndarray, level: np.ndarray,
-    out_row: np.ndarray, out_level: np.ndarray, out_onset: np.ndarray, out_signal: np.ndarray,
-    progress: np.ndarray,
-) -> int:
-    """Write one output per confirmed fall (level 1, onset = the impact, signal = its peak);
-    return their count. `progress`, when not empty, gets 0 without a pending impact, 0.5 to 1
-    while the still spell after one grows, 1 once the fall is confirmed."""
-    n_out = 0
-    track = progress.shape[0] > 0
-    for i in range(dev.shape[0]):
-        d, t, v = dev[i], ts[i], val[i]
-        if t < last_ts[d]:
-            continue
-        last_ts[d] = t
-        if level[d] == 0:
-            if v >= impact_g:
-                impact_ts[d] = t
-                impact_val[d] = v
-                still_since[d] = -1
-            elif impact_ts[d] >= 0 and t - impact_ts[d] > window_ms:
-                impact_ts[d] = -1
-                still_since[d] = -1
-            elif impact_ts[d] >= 0 and still_low <= v <= still_high:
-                if still_since[d] < 0:
-                    still_since[d] = t
-                if t - still_since[d] >= still_ms:
-                    level[d] = 1
-                    out_row[n_out] = i
-                    out_level[n_out] = 1
-                    out_onset[n_out] = impact_ts[d]
-                    out_signal[n_out] = impact_val[d]
-                    n_out += 1
-            else:
-                still_since[d] = -1
-        if track:
-            if level[d] > 0:
-                progress[i] = 1.0
-            elif impact_ts[d] < 0:
-                progress[i] = 0.0
-            elif still_since[d] < 0 or still_ms <= 0:
-                progress[i] = 0.5
-            else:
-                progress[i] = 0.5 + 0.5 * min(1.0, (t - still_since[d]) / still_ms)
-    return n_out
+def fall_step(s: np.void, p: np.void, t: int, v: float) -> tuple[int, int, float, float]:
+    change = -1
+    if s["level"] == 0:
+        if v >= p["impact_g"]:
+            s["impact_ts"] = t
+            s["impact_val"] = v
+            s["still_since"] = -1
+        elif s["impact_ts"] >= 0 and t - s["impact_ts"] > p["window_ms"]:
+            s["impact_ts"] = -1
+            s["still_since"] = -1
+        elif s["impact_ts"] >= 0 and p["still_low"] <= v <= p["still_high"]:
+            if s["still_since"] < 0:
+                s["still_since"] = t
+            if t - s["still_since"] >= p["still_ms"]:
+                s["level"] = 1
+                change = 1
+        else:
+            s["still_since"] = -1
+    if s["level"] > 0:
+        score = 1.0
+    elif s["impact_ts"] < 0:
+        score = 0.0
+    elif s["still_since"] < 0 or p["still_ms"] <= 0:
+        score = 0.5
+    else:
+        score = 0.5 + 0.5 * min(1.0, (t - s["still_since"]) / p["still_ms"])
+    return change, s["impact_ts"], s["impact_val"], score

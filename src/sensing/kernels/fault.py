@@ -1,13 +1,17 @@
 """Sensor faults: impossible values, a stuck (flat-lined) sensor, drift from its own baseline.
 
-Each kernel reduces a reading to two facts about its device: the fault is *met* (enough
-evidence to raise) and the fault is *active* (still showing). `_settle` turns them into one level
-per device: 0 -> 1 as soon as the fault is met, 1 -> 0 once it has been inactive for
-`hold_count` consecutive readings and `hold_ms` of event time. A reading older than the
-device's newest one is skipped, so every timer only moves forward in event time.
+Each check is a step function over one device's state record (`s`, updated in place) and the
+check's parameter record (`p`), for one reading at event time `t` with value `v`. It returns
+`(change, onset, signal, score)`: `change` is the new level (0 or 1) or -1 when the level
+stays, `onset` the episode's onset, `signal` the value that decided, and `score` how close the
+device is to the fault, in [0, 1] (the detectors' anomaly score). The fused loop that routes
+readings to the checks is `sensing.kernels.checks`.
 
-`progress`, when not empty, receives per reading how close the device is to the fault, in
-[0, 1] (the detectors' anomaly score).
+Each check reduces a reading to two facts: the fault is *met* (enough evidence to raise) and
+the fault is *active* (still showing). `_settle` turns them into one level: 0 -> 1 as soon as
+the fault is met, 1 -> 0 once it has been inactive for `hold_count` consecutive readings and
+`hold_ms` of event time. The caller skips readings older than the device's newest one, so
+every timer only moves forward in event time.
 """
 
 from __future__ import annotations
@@ -17,125 +21,120 @@ import math
 import numpy as np
 from numba import njit
 
+_HOLD = [("onset", np.int64), ("off_since", np.int64), ("off_count", np.int32),
+         ("level", np.int8)]
+_HOLD_FRESH = {"onset": -1, "off_since": -1, "off_count": 0, "level": 0}
+_HOLD_PARAMS = [("hold_ms", np.int64), ("hold_count", np.int64)]
+
+IMPOSSIBLE_STATE = np.dtype([("run_since", np.int64), ("run_count", np.int32), *_HOLD],
+                            align=True)
+IMPOSSIBLE_FRESH = {"run_since": -1, "run_count": 0, **_HOLD_FRESH}
+IMPOSSIBLE_PARAMS = np.dtype([("low", np.float64), ("high", np.float64),
+                              ("integral", np.bool_), ("min_count", np.int64), *_HOLD_PARAMS],
+                             align=True)
+
+STUCK_STATE = np.dtype([("run_val", np.float64), ("run_since", np.int64),
+                        ("run_count", np.int32), *_HOLD], align=True)
+STUCK_FRESH = {"run_val": 0.0, "run_since": -1, "run_count": 0, **_HOLD_FRESH}
+STUCK_PARAMS = np.dtype([("eps", np.float64), ("min_count", np.int64), ("min_ms", np.int64),
+                         *_HOLD_PARAMS], align=True)
+
+DRIFT_STATE = np.dtype([
+    # what every reading touches first, the rest once per tick
+    ("tick_ts", np.int64), ("tick_sum", np.float64), ("tick_count", np.int32),
+    ("first_ts", np.int64), ("near", np.float64),
+    ("fast", np.float64), ("base", np.float64), ("var", np.float64),
+    ("cusum_hi", np.float64), ("cusum_lo", np.float64), ("run_since", np.int64),
+    ("run_count", np.int32), *_HOLD], align=True)
+DRIFT_FRESH = {"first_ts": -1, "tick_ts": -1, "fast": 0.0, "base": 0.0,
+               "var": 0.0, "cusum_hi": 0.0, "cusum_lo": 0.0, "tick_sum": 0.0, "near": 0.0,
+               "run_since": -1, "tick_count": 0, "run_count": 0, **_HOLD_FRESH}
+DRIFT_PARAMS = np.dtype([
+    ("fast_tau_ms", np.float64), ("base_tau_ms", np.float64), ("warmup_ms", np.int64),
+    ("min_sigma", np.float64), ("z_alarm", np.float64), ("cusum_k", np.float64),
+    ("cusum_h", np.float64), ("cusum_tau_ms", np.float64), ("min_count", np.int64),
+    ("min_ms", np.int64), ("tick_ms", np.int64), *_HOLD_PARAMS], align=True)
+
 
 @njit(cache=True, nogil=True)
-def _hold(
-    d: int, t: int, met: bool, active: bool,
-    level: np.ndarray, off_since: np.ndarray, off_count: np.ndarray, hold_ms: int, hold_count: int,
-) -> int:
-    """The new level of device `d` (0 or 1), or -1 when it stays."""
-    if level[d] == 0:
+def _settle(s: np.void, p: np.void, t: int, met: bool, active: bool, start: int) -> int:
+    """The new level of the check (0 or 1), or -1 when it stays; raising sets the onset to
+    `start`."""
+    if s["level"] == 0:
         if not met:
             return -1
-        level[d] = 1
-        off_count[d] = 0
+        s["level"] = 1
+        s["off_count"] = 0
+        s["onset"] = start
         return 1
     if active:
-        off_count[d] = 0
+        s["off_count"] = 0
         return -1
-    if off_count[d] == 0:
-        off_since[d] = t
-    off_count[d] += 1
-    if off_count[d] < hold_count or t - off_since[d] < hold_ms:
+    if s["off_count"] == 0:
+        s["off_since"] = t
+    s["off_count"] += 1
+    if s["off_count"] < p["hold_count"] or t - s["off_since"] < p["hold_ms"]:
         return -1
-    level[d] = 0
-    off_count[d] = 0
+    s["level"] = 0
+    s["off_count"] = 0
     return 0
 
 
 @njit(cache=True, nogil=True)
-def _settle(
-    n_out: int, i: int, d: int, t: int, met: bool, active: bool, start: int, signal: float,
-    hold_ms: int, hold_count: int,
-    level: np.ndarray, onset: np.ndarray, off_since: np.ndarray, off_count: np.ndarray,
-    out_row: np.ndarray, out_level: np.ndarray, out_onset: np.ndarray, out_signal: np.ndarray,
-) -> int:
-    """Apply `_hold` to device `d` at reading `i`; write a change (onset `start` when raised)
-    at `n_out`; return the new output count."""
-    new = _hold(d, t, met, active, level, off_since, off_count, hold_ms, hold_count)
-    if new < 0:
-        return n_out
-    if new == 1:
-        onset[d] = start
-    out_row[n_out] = i
-    out_level[n_out] = new
-    out_onset[n_out] = onset[d]
-    out_signal[n_out] = signal
-    return n_out + 1
-
-
-@njit(cache=True, nogil=True)
-def _count_run(on: bool, d: int, t: int, run_count: np.ndarray, run_since: np.ndarray) -> None:
-    """Track the device's run of consecutive readings with `on` (its length and start)."""
+def _count_run(s: np.void, on: bool, t: int) -> None:
+    """Track the run of consecutive readings with `on` (its length and start)."""
     if not on:
-        run_count[d] = 0
+        s["run_count"] = 0
         return
-    if run_count[d] == 0:
-        run_since[d] = t
-    run_count[d] += 1
+    if s["run_count"] == 0:
+        s["run_since"] = t
+    s["run_count"] += 1
 
 
 @njit(cache=True, nogil=True)
-def impossible_values(
-    dev: np.ndarray, ts: np.ndarray, val: np.ndarray,
-    low: float, high: float, integral: bool, min_count: int, hold_ms: int, hold_count: int,
-    last_ts: np.ndarray, run_count: np.ndarray, run_since: np.ndarray,
-    level: np.ndarray, onset: np.ndarray, off_since: np.ndarray, off_count: np.ndarray,
-    out_row: np.ndarray, out_level: np.ndarray, out_onset: np.ndarray, out_signal: np.ndarray,
-    progress: np.ndarray,
-) -> int:
-    """Met after `min_count` consecutive readings that are not finite, outside [low, high] or
-    (with `integral`) not whole numbers; active while the readings stay impossible."""
-    n_out = 0
-    track = progress.shape[0] > 0
-    for i in range(dev.shape[0]):
-        d, t, v = dev[i], ts[i], val[i]
-        if t < last_ts[d]:
-            continue
-        last_ts[d] = t
-        bad = not (np.isfinite(v) and low <= v <= high) or (integral and v != math.floor(v))
-        _count_run(bad, d, t, run_count, run_since)
-        if track:
-            progress[i] = 1.0 if bad else 0.0
-        n_out = _settle(n_out, i, d, t, run_count[d] >= min_count, bad, run_since[d], v,
-                        hold_ms, hold_count, level, onset, off_since, off_count,
-                        out_row, out_level, out_onset, out_signal)
-    return n_out
+def impossible(p: np.void, v: float) -> bool:
+    """Not finite, outside [low, high] or (with `integral`) not a whole number."""
+    return (not (np.isfinite(v) and p["low"] <= v <= p["high"])
+            or (p["integral"] and v != math.floor(v)))
 
 
 @njit(cache=True, nogil=True)
-def stuck_values(
-    dev: np.ndarray, ts: np.ndarray, val: np.ndarray,
-    eps: float, min_count: int, min_ms: int, hold_ms: int, hold_count: int,
-    last_ts: np.ndarray, run_val: np.ndarray, run_count: np.ndarray, run_since: np.ndarray,
-    level: np.ndarray, onset: np.ndarray, off_since: np.ndarray, off_count: np.ndarray,
-    out_row: np.ndarray, out_level: np.ndarray, out_onset: np.ndarray, out_signal: np.ndarray,
-    progress: np.ndarray,
-) -> int:
+def impossible_idle(s: np.void) -> bool:
+    """No impossible reading in the last one and no fault raised: a plausible reading changes
+    nothing."""
+    return bool(s["run_count"] == 0 and s["level"] == 0)
+
+
+@njit(cache=True, nogil=True)
+def impossible_step(s: np.void, p: np.void, t: int, v: float
+                    ) -> tuple[int, int, float, float]:
+    """Met after `min_count` consecutive impossible readings; active while the readings stay
+    impossible."""
+    bad = impossible(p, v)
+    if not bad and impossible_idle(s):
+        return -1, -1, v, 0.0  # the usual case: nothing going on, nothing to change
+    _count_run(s, bad, t)
+    change = _settle(s, p, t, s["run_count"] >= p["min_count"], bad, s["run_since"])
+    return change, s["onset"], v, 1.0 if bad else 0.0
+
+
+@njit(cache=True, nogil=True)
+def stuck_step(s: np.void, p: np.void, t: int, v: float) -> tuple[int, int, float, float]:
     """Met (and active) while the device's last `min_count` or more readings, spanning at least
     `min_ms`, all lie within `eps` of the first of them."""
-    n_out = 0
-    track = progress.shape[0] > 0
-    for i in range(dev.shape[0]):
-        d, t, v = dev[i], ts[i], val[i]
-        if t < last_ts[d]:
-            continue
-        last_ts[d] = t
-        if run_count[d] > 0 and abs(v - run_val[d]) <= eps:
-            run_count[d] += 1
-        else:
-            run_val[d] = v
-            run_count[d] = 1
-            run_since[d] = t
-        span = t - run_since[d]
-        stuck = run_count[d] >= min_count and span >= min_ms
-        if track:
-            by_time = 1.0 if min_ms <= 0 else min(1.0, span / min_ms)
-            progress[i] = min(by_time, min(1.0, run_count[d] / min_count))
-        n_out = _settle(n_out, i, d, t, stuck, stuck, run_since[d], v, hold_ms, hold_count,
-                        level, onset, off_since, off_count,
-                        out_row, out_level, out_onset, out_signal)
-    return n_out
+    if s["run_count"] > 0 and abs(v - s["run_val"]) <= p["eps"]:
+        s["run_count"] += 1
+    else:
+        s["run_val"] = v
+        s["run_count"] = 1
+        s["run_since"] = t
+    span = t - s["run_since"]
+    min_ms = p["min_ms"]
+    stuck = s["run_count"] >= p["min_count"] and span >= min_ms
+    by_time = 1.0 if min_ms <= 0 else min(1.0, span / min_ms)
+    score = min(by_time, min(1.0, s["run_count"] / p["min_count"]))
+    change = _settle(s, p, t, stuck, stuck, s["run_since"])
+    return change, s["onset"], v, score
 
 
 @njit(cache=True, nogil=True)
@@ -150,64 +149,57 @@ def _ewma_weight(dt: float, tau: float, elapsed: float) -> float:
 
 
 @njit(cache=True, nogil=True)
-def drift(
-    dev: np.ndarray, ts: np.ndarray, val: np.ndarray,
-    fast_tau_ms: float, base_tau_ms: float, warmup_ms: int, min_sigma: float,
-    z_alarm: float, cusum_k: float, cusum_h: float, cusum_tau_ms: float,
-    min_count: int, min_ms: int, hold_ms: int, hold_count: int,
-    last_ts: np.ndarray, first_ts: np.ndarray, fast: np.ndarray, base: np.ndarray,
-    var: np.ndarray, cusum_hi: np.ndarray, cusum_lo: np.ndarray,
-    run_count: np.ndarray, run_since: np.ndarray,
-    level: np.ndarray, onset: np.ndarray, off_since: np.ndarray, off_count: np.ndarray,
-    out_row: np.ndarray, out_level: np.ndarray, out_onset: np.ndarray, out_signal: np.ndarray,
-    progress: np.ndarray,
-) -> int:
+def drift_step(s: np.void, p: np.void, t: int, v: float) -> tuple[int, int, float, float]:
     """A fast event-time EWMA of the channel against a slow EWMA baseline, in units of the
     gap's own usual spread: z = (fast - base) / max(sd, min_sigma), where sd is learned (at
     the baseline's pace) from the gap during the warm-up and whenever |z| < cusum_k, so a
     shift being watched does not widen the yardstick it is measured with.
 
+    The averages move in *ticks*: the readings since the previous tick are summed, and the
+    first one at least `tick_ms` after it closes the tick with their mean (a 6-hour average
+    needs no 10-second resolution; with `tick_ms` = 0 every reading is a tick). Everything
+    below happens once per tick, and `min_count` and `hold_count` count ticks.
+
     Active after the warm-up while |z| >= z_alarm, or while either side of a two-sided CUSUM
     of z (integrated over event time in units of `cusum_tau_ms`, allowance `cusum_k`,
-    saturating at `cusum_h`) is at `cusum_h`; met once active for `min_count` readings and
+    saturating at `cusum_h`) is at `cusum_h`; met once active for `min_count` ticks and
     `min_ms`. The signal is the gap, in the channel's unit. NaN readings are skipped."""
-    n_out = 0
-    track = progress.shape[0] > 0
-    for i in range(dev.shape[0]):
-        d, t, v = dev[i], ts[i], val[i]
-        if np.isnan(v) or t < last_ts[d]:
-            continue
-        if first_ts[d] < 0:
-            first_ts[d] = t
-            last_ts[d] = t
-            fast[d] = v
-            base[d] = v
-            continue
-        dt = float(t - last_ts[d])
-        last_ts[d] = t
-        elapsed = float(t - first_ts[d])
-        fast[d] += _ewma_weight(dt, fast_tau_ms, elapsed) * (v - fast[d])
-        w = _ewma_weight(dt, base_tau_ms, elapsed)
-        base[d] += w * (v - base[d])
-        gap = fast[d] - base[d]
-        z = gap / max(math.sqrt(var[d]), min_sigma)
-        warm = elapsed >= warmup_ms
-        if abs(z) < cusum_k or not warm:
-            var[d] += w * (gap * gap - var[d])
-        drifting = False
-        if warm:
-            # a gap counts for at most one fast time constant: z is unknown beyond that
-            step = min(dt, fast_tau_ms) / cusum_tau_ms
-            cusum_hi[d] = min(cusum_h, max(0.0, cusum_hi[d] + (z - cusum_k) * step))
-            cusum_lo[d] = min(cusum_h, max(0.0, cusum_lo[d] + (-z - cusum_k) * step))
-            drifting = (abs(z) >= z_alarm or cusum_hi[d] >= cusum_h
-                        or cusum_lo[d] >= cusum_h)
-            if track:
-                near = max(abs(z) / z_alarm, max(cusum_hi[d], cusum_lo[d]) / cusum_h)
-                progress[i] = min(1.0, near)
-        _count_run(drifting, d, t, run_count, run_since)
-        met = drifting and run_count[d] >= min_count and t - run_since[d] >= min_ms
-        n_out = _settle(n_out, i, d, t, met, drifting, run_since[d], gap, hold_ms, hold_count,
-                        level, onset, off_since, off_count,
-                        out_row, out_level, out_onset, out_signal)
-    return n_out
+    if np.isnan(v):
+        return -1, -1, v, 0.0
+    if s["first_ts"] < 0:
+        s["first_ts"] = t
+        s["tick_ts"] = t
+        s["fast"] = v
+        s["base"] = v
+        return -1, -1, 0.0, 0.0
+    s["tick_sum"] += v
+    s["tick_count"] += 1
+    if t - s["tick_ts"] < p["tick_ms"]:
+        return -1, -1, s["fast"] - s["base"], s["near"]
+    v = s["tick_sum"] / s["tick_count"]
+    dt = float(t - s["tick_ts"])
+    s["tick_ts"] = t
+    s["tick_sum"] = 0.0
+    s["tick_count"] = 0
+    elapsed = float(t - s["first_ts"])
+    s["fast"] += _ewma_weight(dt, p["fast_tau_ms"], elapsed) * (v - s["fast"])
+    w = _ewma_weight(dt, p["base_tau_ms"], elapsed)
+    s["base"] += w * (v - s["base"])
+    gap = s["fast"] - s["base"]
+    z = gap / max(math.sqrt(s["var"]), p["min_sigma"])
+    warm = elapsed >= p["warmup_ms"]
+    if abs(z) < p["cusum_k"] or not warm:
+        s["var"] += w * (gap * gap - s["var"])
+    drifting = False
+    if warm:
+        # a gap counts for at most one fast time constant: z is unknown beyond that
+        step = min(dt, p["fast_tau_ms"]) / p["cusum_tau_ms"]
+        k, h = p["cusum_k"], p["cusum_h"]
+        s["cusum_hi"] = min(h, max(0.0, s["cusum_hi"] + (z - k) * step))
+        s["cusum_lo"] = min(h, max(0.0, s["cusum_lo"] + (-z - k) * step))
+        drifting = abs(z) >= p["z_alarm"] or s["cusum_hi"] >= h or s["cusum_lo"] >= h
+        s["near"] = min(1.0, max(abs(z) / p["z_alarm"], max(s["cusum_hi"], s["cusum_lo"]) / h))
+    _count_run(s, drifting, t)
+    met = drifting and s["run_count"] >= p["min_count"] and t - s["run_since"] >= p["min_ms"]
+    change = _settle(s, p, t, met, drifting, s["run_since"])
+    return change, s["onset"], gap, s["near"]

@@ -5,7 +5,11 @@ seen). In the daytime, local time of day in [day_start_ms, day_end_ms) with loca
 ts + offset_ms, the idle time is counted from the later of the spell's start and today's
 daytime start, so night-time stillness never counts. Idle time over `limit_ms` raises level 1
 (onset = where the counted idle time began, signal = idle hours); the next reading with
-steps clears it, at any hour. A reading older than the device's newest one is skipped.
+steps clears it, at any hour. The caller skips readings older than the device's newest one.
+
+`inactivity_step` follows the step protocol of `sensing.kernels.fault`: (change, onset, signal,
+score), the score being the counted idle time over `limit_ms` (at most 1; 1 while raised, 0
+at night).
 """
 
 from __future__ import annotations
@@ -16,53 +20,33 @@ from numba import njit
 DAY_MS = 86_400_000
 HOUR_MS = 3_600_000.0
 
+INACTIVITY_STATE = np.dtype([("still_since", np.int64),
+                             ("onset", np.int64), ("level", np.int8)], align=True)
+INACTIVITY_FRESH = {"still_since": -1, "onset": -1, "level": 0}
+INACTIVITY_PARAMS = np.dtype([("limit_ms", np.int64), ("day_start_ms", np.int64),
+                              ("day_end_ms", np.int64), ("offset_ms", np.int64)], align=True)
+
 
 @njit(cache=True, nogil=True)
-def inactivity_levels(
-    dev: np.ndarray, ts: np.ndarray, val: np.ndarray,
-    limit_ms: int, day_start_ms: int, day_end_ms: int, offset_ms: int,
-    last_ts: np.ndarray, still_since: np.ndarray, level: np.ndarray, onset: np.ndarray,
-    out_row: np.ndarray, out_level: np.ndarray, out_onset: np.ndarray, out_signal: np.ndarray,
-    progress: np.ndarray,
-) -> int:
-    """Write one output per level change; return their count. `progress`, when not empty,
-    gets the counted idle time over `limit_ms` (at most 1; 1 while raised, 0 at night)."""
-    n_out = 0
-    track = progress.shape[0] > 0
-    for i in range(dev.shape[0]):
-        d, t, v = dev[i], ts[i], val[i]
-        if t < last_ts[d]:
-            continue
-        last_ts[d] = t
-        if v > 0:
-            still_since[d] = t
-            if level[d] > 0:
-                level[d] = 0
-                out_row[n_out] = i
-                out_level[n_out] = 0
-                out_onset[n_out] = onset[d]
-                out_signal[n_out] = v
-                n_out += 1
-            continue
-        if still_since[d] < 0:
-            still_since[d] = t
-        if level[d] > 0:
-            if track:
-                progress[i] = 1.0
-            continue
-        tod = (t + offset_ms) % DAY_MS
-        if tod < day_start_ms or tod >= day_end_ms:
-            continue
-        since = max(still_since[d], t - tod + day_start_ms)
-        idle = t - since
-        if track:
-            progress[i] = min(1.0, idle / limit_ms)
-        if idle > limit_ms:
-            level[d] = 1
-            onset[d] = since
-            out_row[n_out] = i
-            out_level[n_out] = 1
-            out_onset[n_out] = since
-            out_signal[n_out] = idle / HOUR_MS
-            n_out += 1
-    return n_out
+def inactivity_step(s: np.void, p: np.void, t: int, v: float
+                    ) -> tuple[int, int, float, float]:
+    if v > 0:
+        s["still_since"] = t
+        if s["level"] > 0:
+            s["level"] = 0
+            return 0, s["onset"], v, 0.0
+        return -1, -1, v, 0.0
+    if s["still_since"] < 0:
+        s["still_since"] = t
+    if s["level"] > 0:
+        return -1, -1, v, 1.0
+    tod = (t + p["offset_ms"]) % DAY_MS
+    if tod < p["day_start_ms"] or tod >= p["day_end_ms"]:
+        return -1, -1, v, 0.0
+    since = max(s["still_since"], t - tod + p["day_start_ms"])
+    idle = t - since
+    if idle > p["limit_ms"]:
+        s["level"] = 1
+        s["onset"] = since
+        return 1, since, idle / HOUR_MS, 1.0
+    return -1, -1, v, min(1.0, idle / p["limit_ms"])

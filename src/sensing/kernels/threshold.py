@@ -22,12 +22,17 @@ Tables (built once by the owner, see `sensing.detect.threshold.ThresholdBank`):
   Profile 0 is the rule's defaults; `profile[d, slot]` picks a device's profile.
   `quiet[r, p]` is the least of `sign[r] * thr[r, p, k]`: a signal short of it (times the sign)
   with no run on and level 0 changes nothing.
+- per key, a `CALM` record: within a key the rules that are not rate rules come first, `skip`
+  of them; a value strictly between `low` and `high` is short of every threshold of all of
+  them in every profile, so when none of their slots (`bits`) is busy the value passes them
+  by without touching their state: nearly every value.
 
 State per device `d` and slot `s`, updated in place: `level[d, s]`, `runs[d, s]` (bit k set while
 the value has been beyond level k's threshold since `since[d, s, k]`, for `count[d, s, k]`
 readings, counted up to the level's `min_count`), `onset[d, s]` (event time of the first reading
 of the episode), and for rate rules the reference point `prev_ts[d, rate_slot]` (-1: none) and
-`prev_val[d, rate_slot]`.
+`prev_val[d, rate_slot]`; and `busy[d]`, bit `s` set while slot `s` has a run on or a level
+raised.
 """
 
 from __future__ import annotations
@@ -36,18 +41,21 @@ import numpy as np
 from numba import njit
 
 MAX_LEVELS = 3
+CALM = np.dtype([("low", np.float64), ("high", np.float64), ("bits", np.uint32),
+                 ("skip", np.int64)], align=True)
 
 
 @njit(cache=True, nogil=True)
 def threshold_bank(
     dev: np.ndarray, ts: np.ndarray, kind: np.ndarray, battery: np.ndarray,
     value_row: np.ndarray, value_channel: np.ndarray, value: np.ndarray,
-    width: int, route_ptr: np.ndarray, route_rule: np.ndarray,
+    width: int, route_ptr: np.ndarray, route_rule: np.ndarray, calm: np.ndarray,
     slot: np.ndarray, sign: np.ndarray, rate_ms: np.ndarray, rate_slot: np.ndarray,
     n_levels: np.ndarray, thr: np.ndarray, reset: np.ndarray, dur_ms: np.ndarray,
     min_count: np.ndarray, quiet: np.ndarray,
     profile: np.ndarray, level: np.ndarray, runs: np.ndarray, onset: np.ndarray,
     since: np.ndarray, count: np.ndarray, prev_ts: np.ndarray, prev_val: np.ndarray,
+    busy: np.ndarray,
     out_row: np.ndarray, out_rule: np.ndarray, out_level: np.ndarray, out_onset: np.ndarray,
     out_signal: np.ndarray,
 ) -> int:
@@ -81,7 +89,11 @@ def threshold_bank(
             key = k * stride
         d = dev[i]
         t = ts[i]
-        for q in range(route_ptr[key], route_ptr[key + 1]):
+        first = route_ptr[key]
+        ck = calm[key]
+        if busy[d] & ck["bits"] == 0 and ck["low"] < x0 < ck["high"]:
+            first += ck["skip"]
+        for q in range(first, route_ptr[key + 1]):
             r = route_rule[q]
             s = slot[r]
             v = x0
@@ -128,6 +140,8 @@ def threshold_bank(
                     if x >= sg * reset[r, p, lv - 1]:
                         new = lv
                         break
+            slot_bit = np.uint32(1) << np.uint32(s)
+            busy[d] = busy[d] | slot_bit if on != 0 or new != 0 else busy[d] & ~slot_bit
             if new == cur:
                 continue
             if cur == 0:

@@ -1,0 +1,75 @@
+"""What the detector banks (`ThresholdBank`, `CheckBank`) take and give: a checked batch in the
+registry's columns, and the level changes of their rules or checks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+I32 = npt.NDArray[np.int32]
+I64 = npt.NDArray[np.int64]
+F64 = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True, slots=True)
+class BankInput:
+    """Per reading: device, event time, the device's kind (-1 for none) and battery (NaN for
+    none); per value: its reading, channel index and value. Contiguous, in the kernels' dtypes,
+    checked once for every bank that runs it."""
+
+    dev: I32
+    ts: I64
+    kind: npt.NDArray[np.int8]
+    battery: F64
+    value_row: I32
+    value_channel: I32
+    value: F64
+    devices: int
+    """the highest device index plus one"""
+    kinds: int
+    """the highest kind index plus one"""
+
+    @classmethod
+    def checked(cls, dev: I32, ts: I64, kind: npt.NDArray[np.int8], battery: F64,
+                value_row: I32, value_channel: I32, value: F64) -> BankInput:
+        n, m = dev.shape[0], value.shape[0]
+        if not (ts.shape[0] == kind.shape[0] == battery.shape[0] == n):
+            raise ValueError("dev, ts, kind and battery must have the same length")
+        if not (value_row.shape[0] == value_channel.shape[0] == m):
+            raise ValueError("value_row, value_channel and value must have the same length")
+        if n and int(dev.min()) < 0:
+            raise IndexError("negative device index")
+        if m and (int(value_row.min()) < 0 or int(value_row.max()) >= n):
+            raise IndexError("value row outside the batch")
+        if m and int(value_channel.min()) < 0:
+            raise IndexError("negative channel index")
+        return cls(
+            np.ascontiguousarray(dev, dtype=np.int32), np.ascontiguousarray(ts, dtype=np.int64),
+            np.ascontiguousarray(kind, dtype=np.int8),
+            np.ascontiguousarray(battery, dtype=np.float64),
+            np.ascontiguousarray(value_row, dtype=np.int32),
+            np.ascontiguousarray(value_channel, dtype=np.int32),
+            np.ascontiguousarray(value, dtype=np.float64),
+            int(dev.max()) + 1 if n else 0, int(kind.max()) + 1 if n else 0)
+
+    def check_fits(self, capacity: int, kinds: int) -> None:
+        """Raise unless a bank of this capacity, knowing this many kinds, can run it."""
+        if self.devices > capacity:
+            raise IndexError("device index outside the bank's capacity")
+        if self.kinds > kinds:
+            raise IndexError("kind index outside the bank's kinds")
+
+
+@dataclass(frozen=True, slots=True)
+class BankChanges:
+    """Level changes of one batch in processing order: the input row, the rule or check (index
+    into the bank's `views`), the new level (0 = clear), the onset and the signal value that
+    decided."""
+
+    row: I64
+    rule: I32
+    level: npt.NDArray[np.int8]
+    onset: I64
+    signal: F64

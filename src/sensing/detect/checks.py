@@ -1,0 +1,313 @@
+"""Single-level checks over many devices: one bank of checks, one kernel call per batch.
+
+A `Check` is what one check is (faults, fall, inactivity): the channel of the kind it
+watches, its parameters, its grade and its wording. `CheckBank` owns the state of every
+(check, device) in record arrays grown in place, and the tables the kernel routes readings
+with (see `sensing.kernels.checks`). Each of its checks is also a `Detector` of its own
+(`bank.views`), so the engine's episode logic and the offline tools see one detector per
+check, while the engine runs the whole bank at once.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import numpy.typing as npt
+
+from sensing.detect.bank import BankChanges, BankInput
+from sensing.detect.base import F64, I32, I64, DetectorSpec, LevelChanges
+from sensing.kernels.checks import (
+    DRIFT,
+    FALL,
+    FRESH,
+    IMPOSSIBLE,
+    INACTIVITY,
+    PARAMS,
+    PLAIN,
+    STATE,
+    STUCK,
+    run_checks,
+)
+from sensing.wire.kinds import KINDS
+from sensing.wire.messages import Grade
+
+MINUTE_S = 60.0
+HOUR_S = 3600.0
+DAY_S = 86_400.0
+
+
+def ms(seconds: float) -> int:
+    return round(seconds * 1000)
+
+
+def span(seconds: float) -> str:
+    """A duration for people: "45 s", "30 min", "6 h", "3 d"."""
+    for unit, size in (("d", DAY_S), ("h", HOUR_S), ("min", MINUTE_S)):
+        if seconds >= size:
+            return f"{seconds / size:.3g} {unit}"
+    return f"{seconds:.3g} s"
+
+
+class Check(ABC):
+    """One check of one channel of one kind, with its parameters."""
+
+    code: ClassVar[int]
+    """the kernel's type code (`sensing.kernels.checks`)"""
+    grade: ClassVar[Grade]
+
+    def __init__(self, spec: DetectorSpec) -> None:
+        self.spec = spec
+
+    @abstractmethod
+    def param_record(self) -> dict[str, Any]:
+        """The kernel's parameter record by field (`sensing.kernels.checks.PARAMS`)."""
+
+    @abstractmethod
+    def describe(self, level: int, signal: float) -> str: ...
+
+
+def _fresh_records(code: int, shape: tuple[int, int]) -> np.ndarray:
+    arr = np.zeros(shape, dtype=STATE[code])
+    for name, value in FRESH[code].items():
+        arr[name] = value
+    return arr
+
+
+def _param_records(code: int, records: list[dict[str, Any]]) -> np.ndarray:
+    arr = np.zeros(len(records), dtype=PARAMS[code])
+    for i, record in enumerate(records):
+        if set(record) != set(PARAMS[code].names or ()):
+            raise ValueError(f"parameter fields {sorted(record)} are not the kernel's")
+        for name, value in record.items():
+            arr[name][i] = value
+    return arr
+
+
+@dataclass(slots=True)
+class CheckState:
+    """Everything a bank remembers per device (see `sensing.kernels.checks`)."""
+
+    newest: npt.NDArray[np.int64]
+    busy: npt.NDArray[np.uint16]
+    records: list[np.ndarray]
+    """per check type, [device, column]"""
+
+    @property
+    def capacity(self) -> int:
+        return int(self.newest.shape[0])
+
+
+def _plain_ranges(n_keys: int, impossible: list[tuple[int, int, np.void]]) -> np.ndarray:
+    """Per key, what a value must be to pass every impossible-value check of the key (see
+    `sensing.kernels.checks.PLAIN`), from (key, slot, parameter record) of those checks."""
+    plain = np.zeros(n_keys, dtype=PLAIN)
+    plain["low"], plain["high"] = -np.inf, np.inf
+    for key, slot, p in impossible:
+        rec = plain[key : key + 1]
+        rec["low"] = max(rec["low"][0], p["low"])
+        rec["high"] = min(rec["high"][0], p["high"])
+        rec["integral"] |= p["integral"]
+        rec["bits"] |= np.uint16(1 << slot)
+        rec["skip"] += 1
+    return plain
+
+
+class CheckBank:
+    """Checks of any kinds and channels, run together by one kernel.
+
+    `kinds` numbers the kinds as the callers' per-reading `kind` arrays do (the registry's
+    numbering by default); `channel_index` gives the callers' index of a channel name (the
+    registry's `channels.intern`; by default the bank numbers its checks' channels itself).
+    """
+
+    def __init__(self, checks: Sequence[Check], kinds: Sequence[str] = KINDS,
+                 channel_index: Callable[[str], int] | None = None,
+                 capacity: int = 1024) -> None:
+        self.checks = tuple(checks)
+        self.kinds = tuple(kinds)
+        self.channel_index = channel_index
+        own: dict[str, int] = {}
+        channel_of = channel_index or (lambda name: own.setdefault(name, len(own)))
+        names = [c.spec.name for c in self.checks]
+        if len(set(names)) != len(names):
+            raise ValueError("check names must be unique")
+        for check in self.checks:
+            if check.spec.kind not in self.kinds:
+                raise ValueError(f"check {check.spec.name}: unknown kind {check.spec.kind!r}")
+        # one state and one parameter array per check type (every type, so that the kernel is
+        # compiled once), one state column per check of a kind
+        n = len(self.checks)
+        self._type = np.array([c.code for c in self.checks], dtype=np.int64)
+        self._param = np.zeros(n, dtype=np.int64)
+        self._slot = np.zeros(n, dtype=np.int64)
+        params: dict[int, list[dict[str, Any]]] = {}
+        columns: dict[tuple[int, str], int] = {}
+        for q, check in enumerate(self.checks):
+            records = params.setdefault(check.code, [])
+            self._param[q] = len(records)
+            records.append(check.param_record())
+            key = (check.code, check.spec.kind)
+            self._slot[q] = columns[key] = columns.get(key, -1) + 1
+        self._n_slots = [1 + max((s for (c, _), s in columns.items() if c == code), default=-1)
+                         for code in range(len(STATE))]
+        if self._n_slots[IMPOSSIBLE] > 16:
+            raise ValueError("at most 16 impossible-value checks per kind (the busy bits)")
+        self._params = [_param_records(code, params.get(code, []))
+                        for code in range(len(STATE))]
+        # routing: key = kind * width + channel
+        channel = [channel_of(c.spec.channel) for c in self.checks]
+        self.width = max(channel, default=-1) + 1
+        keys = [self.kinds.index(c.spec.kind) * self.width + ch
+                for c, ch in zip(self.checks, channel, strict=True)]
+        order = sorted(range(n), key=lambda q: (keys[q], self.checks[q].code, q))
+        self._route_check = np.array(order, dtype=np.int32)
+        n_keys = len(self.kinds) * self.width
+        counts = np.bincount(np.array(keys, dtype=np.int64), minlength=n_keys)
+        self._route_ptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        self._fanout = int(counts.max()) if n else 0
+        self._plain = _plain_ranges(n_keys, [(key, *self._impossible(q))
+                                             for q, key in enumerate(keys)
+                                             if self._type[q] == IMPOSSIBLE])
+        self.state = self._alloc(max(1, capacity))
+        self.views: tuple[CheckView, ...] = tuple(CheckView(self, q) for q in range(n))
+
+    def _impossible(self, check: int) -> tuple[int, np.void]:
+        """(slot, parameter record) of an impossible-value check"""
+        return int(self._slot[check]), self._params[IMPOSSIBLE][self._param[check]]
+
+    # -- state ----------------------------------------------------------------------------
+
+    def _alloc(self, capacity: int) -> CheckState:
+        return CheckState(np.full(capacity, -1, np.int64), np.zeros(capacity, np.uint16),
+                          [_fresh_records(code, (capacity, slots))
+                           for code, slots in enumerate(self._n_slots)])
+
+    @property
+    def capacity(self) -> int:
+        return self.state.capacity
+
+    def ensure_capacity(self, n_devices: int) -> None:
+        cap = self.capacity
+        if n_devices <= cap:
+            return
+        grown = self._alloc(max(n_devices, 2 * cap))
+        grown.newest[:cap] = self.state.newest
+        grown.busy[:cap] = self.state.busy
+        for fresh, prev in zip(grown.records, self.state.records, strict=True):
+            fresh[:cap] = prev
+        self.state = grown
+
+    def clear(self, check: int, device: int) -> None:
+        """Forget a device's episode under one check (a person resolved its alert)."""
+        code, slot = self.checks[check].code, int(self._slot[check])
+        self.state.records[code][device, slot] = _fresh_records(code, (1, 1))[0, 0]
+        if code == IMPOSSIBLE:
+            self.state.busy[device] &= np.uint16(~(1 << slot) & 0xFFFF)
+
+    # -- processing -----------------------------------------------------------------------
+
+    def _run(self, dev: np.ndarray, ts: np.ndarray, kind: np.ndarray, value_row: np.ndarray,
+             value_channel: np.ndarray, value: np.ndarray, width: int, route_ptr: np.ndarray,
+             route_check: np.ndarray, plain: np.ndarray, state: CheckState, bound: int,
+             score: np.ndarray) -> BankChanges:
+        out_row = np.empty(bound, dtype=np.int64)
+        out_check = np.empty(bound, dtype=np.int32)
+        out_level = np.empty(bound, dtype=np.int8)
+        out_onset = np.empty(bound, dtype=np.int64)
+        out_signal = np.empty(bound, dtype=np.float64)
+        p, r = self._params, state.records
+        k = run_checks(dev, ts, kind, value_row, value_channel, value, width, route_ptr,
+                       route_check, plain, self._type, self._param, self._slot, state.newest,
+                       state.busy, p[IMPOSSIBLE], r[IMPOSSIBLE], p[STUCK], r[STUCK], p[DRIFT],
+                       r[DRIFT], p[FALL], r[FALL], p[INACTIVITY], r[INACTIVITY],
+                       out_row, out_check, out_level, out_onset, out_signal, score)
+        return BankChanges(out_row[:k], out_check[:k], out_level[:k], out_onset[:k],
+                           out_signal[:k])
+
+    def process(self, dev: I32, ts: I64, kind: npt.NDArray[np.int8], battery: F64,
+                value_row: I32, value_channel: I32, value: F64) -> BankChanges:
+        """A batch in the registry's columns (see `BankInput`; the battery field feeds no
+        check). Updates the state in place."""
+        return self.run(BankInput.checked(dev, ts, kind, battery, value_row, value_channel,
+                                          value))
+
+    def run(self, batch: BankInput) -> BankChanges:
+        batch.check_fits(self.capacity, len(self.kinds))
+        b = batch
+        return self._run(b.dev, b.ts, b.kind, b.value_row, b.value_channel, b.value,
+                         self.width, self._route_ptr, self._route_check, self._plain,
+                         self.state, self._fanout * b.value.shape[0], np.zeros(0))
+
+    def process_check(self, check: int, dev: I32, ts: I64, val: F64,
+                      state: CheckState | None = None, score: F64 | None = None
+                      ) -> LevelChanges:
+        """Readings of one check's channel only (of devices of its kind), in arrival order:
+        the same kernel, routed to that check alone; on `state` instead of the bank's when
+        given, with per-reading scores into `score` when given."""
+        n = dev.shape[0]
+        if not (ts.shape[0] == val.shape[0] == n):
+            raise ValueError("dev, ts and val must have the same length")
+        state = self.state if state is None else state
+        if n and (int(dev.min()) < 0 or int(dev.max()) >= state.capacity):
+            raise IndexError("device index outside the detector's capacity")
+        # one kind (0) and one channel (0): key 0 routes to the check
+        alone = [(0, *self._impossible(check))] if self._type[check] == IMPOSSIBLE else []
+        out = self._run(
+            np.ascontiguousarray(dev, dtype=np.int32), np.ascontiguousarray(ts, dtype=np.int64),
+            np.zeros(n, dtype=np.int8), np.arange(n, dtype=np.int32), np.zeros(n, np.int32),
+            np.ascontiguousarray(val, dtype=np.float64), 1, np.array([0, 1], dtype=np.int64),
+            np.array([check], dtype=np.int32), _plain_ranges(1, alone), state, n,
+            np.zeros(0) if score is None else score)
+        return LevelChanges(out.row, out.level, out.onset, out.signal)
+
+
+class CheckView:
+    """One check of a bank as a `Detector`; its state lives in the bank."""
+
+    def __init__(self, bank: CheckBank, index: int) -> None:
+        self.bank = bank
+        self.index = index
+        self.check = bank.checks[index]
+        self.spec = self.check.spec
+
+    @property
+    def params(self) -> Any:
+        return getattr(self.check, "params", None)
+
+    def grade(self, level: int) -> Grade:
+        if level != 1:
+            raise ValueError(f"{self.spec.name} has one level, not {level}")
+        return self.check.grade
+
+    def describe(self, level: int, signal: float) -> str:
+        return self.check.describe(level, signal)
+
+    def ensure_capacity(self, n_devices: int) -> None:
+        self.bank.ensure_capacity(n_devices)
+
+    def clear(self, device: int) -> None:
+        self.bank.clear(self.index, device)
+
+    def process(self, dev: I32, ts: I64, val: F64) -> LevelChanges:
+        return self.bank.process_check(self.index, dev, ts, val)
+
+    def score(self, ts: I64, val: F64) -> F64:
+        """How close each reading brings the series (one device, fresh state) to the
+        condition, in [0, 1]; 1 where the condition holds."""
+        n = val.shape[0]
+        if ts.shape[0] != n:
+            raise ValueError("ts and val must have the same length")
+        score = np.zeros(n)
+        if n:
+            self.bank.process_check(self.index, np.zeros(n, np.int32), ts, val,
+                                    state=self.bank._alloc(1), score=score)
+        return score
+
+
+def standalone(check: Check, capacity: int = 1024) -> CheckView:
+    """`check` as a detector with its own state (a bank of one check)."""
+    return CheckBank([check], kinds=(check.spec.kind,), capacity=capacity).views[0]

@@ -1,0 +1,142 @@
+"""The check bank: every single-level check (faults, fall, inactivity) over one batch, in one pass.
+
+A check watches one channel of the devices of one kind and is one of the step functions of
+`sensing.kernels.fault`, `sensing.kernels.fall` and `sensing.kernels.inactivity`. Each check
+type keeps its state in a 2-D record array `[device, slot]` (a device's records side by side,
+so one reading's checks touch a few neighbouring cache lines) and its parameters in a 1-D
+record array, one record per check of that type.
+
+Tables (built once by the owner, see `sensing.detect.checks.CheckBank`):
+
+- routing, CSR: the checks fed by channel `c` of a device of kind `k` are
+  `route_check[route_ptr[key]:route_ptr[key + 1]]` with `key = k * width + c`; channels
+  `>= width` feed no check.
+  Within a key the impossible-value checks come first.
+- per check `q`: `check_type[q]` (one of the type codes below), `check_param[q]` (its record in
+  that type's parameter array) and `check_slot[q]` (its column in that type's state array).
+- per key, a `PLAIN` record: the range (and wholeness) a value must have to be plausible for
+  every impossible-value check of the key, their `bits` in `busy` and their number `skip`.
+
+State besides the records, per device `d`: `newest[d]`, the event time of its newest reading
+(-1: none), and `busy[d]`, bit `s` set unless the impossible-value record in column `s` is idle
+(`impossible_idle`), so that a plausible value of idle checks is passed over without
+touching their records: nearly every value, and most of the work on a large fleet otherwise.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from sensing.kernels.fall import FALL_FRESH, FALL_PARAMS, FALL_STATE, fall_step
+from sensing.kernels.fault import (
+    DRIFT_FRESH,
+    DRIFT_PARAMS,
+    DRIFT_STATE,
+    IMPOSSIBLE_FRESH,
+    IMPOSSIBLE_PARAMS,
+    IMPOSSIBLE_STATE,
+    STUCK_FRESH,
+    STUCK_PARAMS,
+    STUCK_STATE,
+    drift_step,
+    impossible,
+    impossible_idle,
+    impossible_step,
+    stuck_step,
+)
+from sensing.kernels.inactivity import (
+    INACTIVITY_FRESH,
+    INACTIVITY_PARAMS,
+    INACTIVITY_STATE,
+    inactivity_step,
+)
+
+IMPOSSIBLE, STUCK, DRIFT, FALL, INACTIVITY = range(5)
+STATE = (IMPOSSIBLE_STATE, STUCK_STATE, DRIFT_STATE, FALL_STATE, INACTIVITY_STATE)
+"""per type code: the record dtype of one (device, check) state"""
+FRESH = (IMPOSSIBLE_FRESH, STUCK_FRESH, DRIFT_FRESH, FALL_FRESH, INACTIVITY_FRESH)
+"""per type code: the state of a device never seen"""
+PARAMS = (IMPOSSIBLE_PARAMS, STUCK_PARAMS, DRIFT_PARAMS, FALL_PARAMS, INACTIVITY_PARAMS)
+"""per type code: the record dtype of one check's parameters"""
+PLAIN = np.dtype([("low", np.float64), ("high", np.float64), ("integral", np.bool_),
+                  ("bits", np.uint16), ("skip", np.int64)], align=True)
+
+
+@njit(cache=True, nogil=True)
+def run_checks(
+    dev: np.ndarray, ts: np.ndarray, kind: np.ndarray,
+    value_row: np.ndarray, value_channel: np.ndarray, value: np.ndarray,
+    width: int, route_ptr: np.ndarray, route_check: np.ndarray, plain: np.ndarray,
+    check_type: np.ndarray, check_param: np.ndarray, check_slot: np.ndarray,
+    newest: np.ndarray, busy: np.ndarray,
+    impossible_p: np.ndarray, impossible_s: np.ndarray,
+    stuck_p: np.ndarray, stuck_s: np.ndarray,
+    drift_p: np.ndarray, drift_s: np.ndarray,
+    fall_p: np.ndarray, fall_s: np.ndarray,
+    inactivity_p: np.ndarray, inactivity_s: np.ndarray,
+    out_row: np.ndarray, out_check: np.ndarray, out_level: np.ndarray, out_onset: np.ndarray,
+    out_signal: np.ndarray, score: np.ndarray,
+) -> int:
+    """Feed every value (in value order) to the checks routed to it; write one output per
+    level change; return the number of changes. `score`, when not empty, receives the score
+    of each value's last check (callers scoring one check route one).
+
+    Per reading `i`: device `dev[i]`, event time `ts[i]`, its device's kind `kind[i]` (-1:
+    none). Per value `j`: reading `value_row[j]`, `value_channel[j]`, `value[j]`. A reading
+    older than its device's newest one is skipped by every check (their timers only move
+    forward in event time); the others reach each check in arrival order. The output is in
+    processing order (sort by row and check to interleave checks).
+    """
+    n_out = 0
+    track = score.shape[0] > 0
+    late = np.zeros(dev.shape[0], dtype=np.bool_)
+    for i in range(dev.shape[0]):
+        d = dev[i]
+        if ts[i] < newest[d]:
+            late[i] = True
+        else:
+            newest[d] = ts[i]
+    for w in range(value.shape[0]):
+        i = value_row[w]
+        k = kind[i]
+        c = value_channel[w]
+        if late[i] or k < 0 or c >= width:
+            continue
+        key = k * width + c
+        d = dev[i]
+        t = ts[i]
+        v = value[w]
+        first = route_ptr[key]
+        pk = plain[key]
+        if busy[d] & pk["bits"] == 0 and not impossible(pk, v):
+            first += pk["skip"]
+        for q in range(first, route_ptr[key + 1]):
+            ch = route_check[q]
+            typ = check_type[ch]
+            j = check_param[ch]
+            s = check_slot[ch]
+            if typ == IMPOSSIBLE:
+                bit = np.uint16(1 << s)
+                rec = impossible_s[d, s]
+                change, onset, signal, sc = impossible_step(rec, impossible_p[j], t, v)
+                busy[d] = busy[d] & ~bit if impossible_idle(rec) else busy[d] | bit
+            elif typ == STUCK:
+                change, onset, signal, sc = stuck_step(stuck_s[d, s], stuck_p[j], t, v)
+            elif typ == DRIFT:
+                change, onset, signal, sc = drift_step(drift_s[d, s], drift_p[j], t, v)
+            elif typ == FALL:
+                change, onset, signal, sc = fall_step(fall_s[d, s], fall_p[j], t, v)
+            else:
+                change, onset, signal, sc = inactivity_step(inactivity_s[d, s],
+                                                            inactivity_p[j], t, v)
+            if track:
+                score[w] = sc
+            if change >= 0:
+                out_row[n_out] = i
+                out_check[n_out] = ch
+                out_level[n_out] = change
+                out_onset[n_out] = onset
+                out_signal[n_out] = signal
+                n_out += 1
+    return n_out
