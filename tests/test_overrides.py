@@ -1,4 +1,4 @@
-"""Threshold overrides per kind, area and device, from TOML: the most specific wins."""
+"""Detector overrides per kind, area and device, from TOML: the most specific wins."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from sensing.detect.checks import CheckView
 from sensing.detect.engine import DetectionEngine, Readings
 from sensing.detect.overrides import Overrides, OverridesError, load_overrides
 from sensing.detect.rules import DEFAULT_RULES, Rule
@@ -64,7 +65,20 @@ def test_most_specific_wins_key_by_key(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("text", "message"), [
-    ("[kind.smoke.smoke-fog]\nthresholds = [1.0]", "unknown rule 'smoke-fog'"),
+    ("[kind.smoke.smoke-fog]\nthresholds = [1.0]", "unknown detector 'smoke-fog'"),
+    ("[kind.wearable.wearable-fall]\nimpact = 3.0", "unknown key 'impact'"),
+    ("[kind.wearable.wearable-fall]\nimpact_g = \"3\"", "impact_g: expected a number"),
+    ("[kind.wearable.wearable-fall]\nimpact_g = nan", "impact_g: expected a number"),
+    ("[area.a.smoke-co_ppm-impossible]\nintegral = 1", "integral: expected true or false"),
+    ("[device.d.wearable-heart_rate-stuck]\nmin_count = 2.5", "min_count: expected an integer"),
+    ("[kind.smoke.wearable-fall]\nimpact_g = 3.0", "watches wearable devices"),
+    ("[kind.wearable.wearable-fall]\nimpact_g = 1.0",
+     r"\[kind.wearable.wearable-fall\]: need 0 < still_low_g"),
+    # each alone is fine; together they put the high limit under the low one
+    ("[area.a.smoke-co_ppm-impossible]\nlow = 50.0\n"
+     "[device.d.smoke-co_ppm-impossible]\nhigh = 40.0",
+     r"\[area.a.smoke-co_ppm-impossible\] \+ \[device.d.smoke-co_ppm-impossible\]: "
+     "low must not exceed high"),
     ("[kind.smoke.smoke-obscuration]\nlimits = [1.0, 2.0]", "unknown key 'limits'"),
     ("[kind.smoke.smoke-obscuration]\nthresholds = [1.0, 2.0, 3.0]",
      r"\[kind.smoke.smoke-obscuration\] thresholds: expected a list of 2 value"),
@@ -126,3 +140,55 @@ def test_pipeline_reads_the_detectors_file(tmp_path: Path) -> None:
     with pytest.raises(OverridesError, match="unknown key"):
         Pipeline(CoreSettings(detectors_file=write(tmp_path, "[kind.smoke.smoke-co]\nx = 1"),
                               state_dir=tmp_path))
+
+
+CHECKS = """
+[kind.wearable.wearable-inactivity]
+limit_s = 3600
+
+[device."wb-slow".wearable-inactivity]
+limit_s = 7200
+
+[area.ward.wearable-fall]
+impact_g = 4.0
+
+[device."smoke-7".smoke-obscuration]
+thresholds = [3.0, 6.0]
+"""
+
+
+def reasons(engine: DetectionEngine, reg: Registry, area: str,
+            rows: list[tuple[str, str, int, dict[str, float]]]) -> dict[tuple[str, str], str]:
+    b = BatchBuilder()
+    for i, (device, kind, ts, values) in enumerate(rows):
+        b.add(device, kind, 0, i, ts, values, None)
+    batch = b.build()
+    dev, chan = reg.intern_batch(batch, "gw", area)
+    out = engine.process(Readings(dev, batch.ts, batch.battery, batch.value_row, chan,
+                                  batch.value))
+    return {(reg.devices.names[c.device], c.type): c.reason for c in out if c.grade}
+
+
+def test_checks_take_overrides_and_reasons_quote_the_devices_own_numbers(tmp_path: Path
+                                                                         ) -> None:
+    reg = Registry()
+    engine = DetectionEngine(reg, overrides=Overrides.load(write(tmp_path, CHECKS)))
+    # no steps from 08:06 local for 80 min: over the kind's 1 h, under wb-slow's own 2 h
+    still = [(d, "wearable", T0 + m * 60_000, {"steps": 0.0, "accel_g": 1.0})
+             for m in range(0, 81, 10) for d in ("wb-1", "wb-slow")]
+    got = reasons(engine, reg, "home", still)
+    assert list(got) == [("wb-1", "wearable.inactivity")]
+    assert "(limit 1 h)" in got[("wb-1", "wearable.inactivity")]
+    # an impact of 3 g then lying still: a fall at home (default 2.5 g), not in the ward (4 g)
+    fall = [(d, "wearable", T0 + 90 * 60_000 + s * 1000, {"accel_g": 3.0 if s == 0 else 1.0})
+            for s in range(12) for d in ("wb-2", "wb-3")]
+    assert list(reasons(engine, reg, "home", [r for r in fall if r[0] == "wb-2"])) == [
+        ("wb-2", "wearable.fall")]
+    assert reasons(engine, reg, "ward", [r for r in fall if r[0] == "wb-3"]) == {}
+    fall_check = next(d for d in engine.detectors if d.spec.name == "wearable-fall")
+    assert isinstance(fall_check, CheckView)
+    assert fall_check.bank.params_of(fall_check.index, reg.devices.index["wb-3"]).impact_g == 4.0
+    # a threshold rule's reason quotes the device's own threshold too
+    smoke = [("smoke-7", "smoke", T0 + s * 10_000, {"obscuration": 7.0}) for s in range(4)]
+    why = reasons(engine, reg, "home", smoke)[("smoke-7", "smoke.fire")]
+    assert "over 6 %/m" in why

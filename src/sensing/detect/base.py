@@ -59,8 +59,9 @@ class Detector(Protocol):
         """The alert grade of level 1..n."""
         ...
 
-    def describe(self, level: int, signal: float) -> str:
-        """A person's reason for being at `level` with this signal value."""
+    def describe(self, level: int, signal: float, device: int | None = None) -> str:
+        """A person's reason for being at `level` with this signal value (quoting the
+        parameters `device` has, when given)."""
         ...
 
     def ensure_capacity(self, n_devices: int) -> None: ...

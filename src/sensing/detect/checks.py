@@ -13,7 +13,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -52,22 +52,27 @@ def span(seconds: float) -> str:
     return f"{seconds:.3g} s"
 
 
-class Check(ABC):
-    """One check of one channel of one kind, with its parameters."""
+P = TypeVar("P")
+
+
+class Check(ABC, Generic[P]):
+    """One check of one channel of one kind, with its default parameters (a frozen dataclass;
+    overrides give devices other instances, see `CheckBank.profile_index`)."""
 
     code: ClassVar[int]
     """the kernel's type code (`sensing.kernels.checks`)"""
     grade: ClassVar[Grade]
 
-    def __init__(self, spec: DetectorSpec) -> None:
+    def __init__(self, spec: DetectorSpec, params: P) -> None:
         self.spec = spec
+        self.params = params
 
     @abstractmethod
-    def param_record(self) -> dict[str, Any]:
+    def param_record(self, params: P) -> dict[str, Any]:
         """The kernel's parameter record by field (`sensing.kernels.checks.PARAMS`)."""
 
     @abstractmethod
-    def describe(self, level: int, signal: float) -> str: ...
+    def describe(self, level: int, signal: float, params: P) -> str: ...
 
 
 def _fresh_records(code: int, shape: tuple[int, int]) -> np.ndarray:
@@ -95,25 +100,12 @@ class CheckState:
     busy: npt.NDArray[np.uint16]
     records: list[np.ndarray]
     """per check type, [device, column]"""
+    profiles: list[npt.NDArray[np.int16]]
+    """per check type, [device, column]: the device's parameter profile (0: defaults)"""
 
     @property
     def capacity(self) -> int:
         return int(self.newest.shape[0])
-
-
-def _plain_ranges(n_keys: int, impossible: list[tuple[int, int, np.void]]) -> np.ndarray:
-    """Per key, what a value must be to pass every impossible-value check of the key (see
-    `sensing.kernels.checks.PLAIN`), from (key, slot, parameter record) of those checks."""
-    plain = np.zeros(n_keys, dtype=PLAIN)
-    plain["low"], plain["high"] = -np.inf, np.inf
-    for key, slot, p in impossible:
-        rec = plain[key : key + 1]
-        rec["low"] = max(rec["low"][0], p["low"])
-        rec["high"] = min(rec["high"][0], p["high"])
-        rec["integral"] |= p["integral"]
-        rec["bits"] |= np.uint16(1 << slot)
-        rec["skip"] += 1
-    return plain
 
 
 class CheckBank:
@@ -124,7 +116,7 @@ class CheckBank:
     registry's `channels.intern`; by default the bank numbers its checks' channels itself).
     """
 
-    def __init__(self, checks: Sequence[Check], kinds: Sequence[str] = KINDS,
+    def __init__(self, checks: Sequence[Check[Any]], kinds: Sequence[str] = KINDS,
                  channel_index: Callable[[str], int] | None = None,
                  capacity: int = 1024) -> None:
         self.checks = tuple(checks)
@@ -149,15 +141,17 @@ class CheckBank:
         for q, check in enumerate(self.checks):
             records = params.setdefault(check.code, [])
             self._param[q] = len(records)
-            records.append(check.param_record())
+            records.append(check.param_record(check.params))
             key = (check.code, check.spec.kind)
             self._slot[q] = columns[key] = columns.get(key, -1) + 1
         self._n_slots = [1 + max((s for (c, _), s in columns.items() if c == code), default=-1)
                          for code in range(len(STATE))]
         if self._n_slots[IMPOSSIBLE] > 16:
             raise ValueError("at most 16 impossible-value checks per kind (the busy bits)")
-        self._params = [_param_records(code, params.get(code, []))
+        # per type [row, profile]; profile 0 holds the defaults
+        self._params = [_param_records(code, params.get(code, [])).reshape(-1, 1)
                         for code in range(len(STATE))]
+        self._profiles: list[dict[Any, int]] = [{c.params: 0} for c in self.checks]
         # routing: key = kind * width + channel
         channel = [channel_of(c.spec.channel) for c in self.checks]
         self.width = max(channel, default=-1) + 1
@@ -169,22 +163,35 @@ class CheckBank:
         counts = np.bincount(np.array(keys, dtype=np.int64), minlength=n_keys)
         self._route_ptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         self._fanout = int(counts.max()) if n else 0
-        self._plain = _plain_ranges(n_keys, [(key, *self._impossible(q))
-                                             for q, key in enumerate(keys)
-                                             if self._type[q] == IMPOSSIBLE])
+        self._keys = keys
+        self._plain = self._plain_ranges(n_keys, list(enumerate(keys)))
         self.state = self._alloc(max(1, capacity))
         self.views: tuple[CheckView, ...] = tuple(CheckView(self, q) for q in range(n))
 
-    def _impossible(self, check: int) -> tuple[int, np.void]:
-        """(slot, parameter record) of an impossible-value check"""
-        return int(self._slot[check]), self._params[IMPOSSIBLE][self._param[check]]
+    def _plain_ranges(self, n_keys: int, members: list[tuple[int, int]]) -> np.ndarray:
+        """Per key, what a value must be to pass every impossible-value check of the key in
+        every profile (see `sensing.kernels.checks.PLAIN`), from (check, key) pairs."""
+        plain = np.zeros(n_keys, dtype=PLAIN)
+        plain["low"], plain["high"] = -np.inf, np.inf
+        for q, key in members:
+            if self._type[q] != IMPOSSIBLE:
+                continue
+            p = self._params[IMPOSSIBLE][self._param[q], : len(self._profiles[q])]
+            rec = plain[key : key + 1]
+            rec["low"] = max(rec["low"][0], float(p["low"].max()))
+            rec["high"] = min(rec["high"][0], float(p["high"].min()))
+            rec["integral"] |= bool(p["integral"].any())
+            rec["bits"] |= np.uint16(1 << int(self._slot[q]))
+            rec["skip"] += 1
+        return plain
 
     # -- state ----------------------------------------------------------------------------
 
     def _alloc(self, capacity: int) -> CheckState:
         return CheckState(np.full(capacity, -1, np.int64), np.zeros(capacity, np.uint16),
                           [_fresh_records(code, (capacity, slots))
-                           for code, slots in enumerate(self._n_slots)])
+                           for code, slots in enumerate(self._n_slots)],
+                          [np.zeros((capacity, slots), np.int16) for slots in self._n_slots])
 
     @property
     def capacity(self) -> int:
@@ -197,7 +204,8 @@ class CheckBank:
         grown = self._alloc(max(n_devices, 2 * cap))
         grown.newest[:cap] = self.state.newest
         grown.busy[:cap] = self.state.busy
-        for fresh, prev in zip(grown.records, self.state.records, strict=True):
+        for fresh, prev in zip(grown.records + grown.profiles,
+                               self.state.records + self.state.profiles, strict=True):
             fresh[:cap] = prev
         self.state = grown
 
@@ -207,6 +215,40 @@ class CheckBank:
         self.state.records[code][device, slot] = _fresh_records(code, (1, 1))[0, 0]
         if code == IMPOSSIBLE:
             self.state.busy[device] &= np.uint16(~(1 << slot) & 0xFFFF)
+
+    # -- profiles -------------------------------------------------------------------------
+
+    def profile_index(self, check: int, params: Any) -> int:
+        """The profile of `check` with these parameters (of its type), added once."""
+        known = self._profiles[check]
+        p = known.get(params)
+        if p is not None:
+            return p
+        if type(params) is not type(self.checks[check].params):
+            raise TypeError(f"check {self.checks[check].spec.name}: parameters must be "
+                            f"{type(self.checks[check].params).__name__}")
+        p = known[params] = len(known)
+        if p >= np.iinfo(np.int16).max:
+            raise ValueError(f"check {self.checks[check].spec.name}: too many profiles")
+        code, row = self.checks[check].code, int(self._param[check])
+        table = self._params[code]
+        if p >= table.shape[1]:  # double the profile axis, unused entries copy the defaults
+            table = self._params[code] = np.concatenate(
+                [table, np.repeat(table[:, :1], table.shape[1], axis=1)], axis=1)
+        table[row, p] = _param_records(code, [self.checks[check].param_record(params)])[0]
+        self._plain = self._plain_ranges(len(self._plain), list(enumerate(self._keys)))
+        return p
+
+    def set_profile(self, check: int, devices: npt.ArrayLike, profile: int) -> None:
+        """Devices (indices) follow `profile` of `check` from their next reading on."""
+        code = self.checks[check].code
+        self.state.profiles[code][np.asarray(devices, dtype=np.int64), self._slot[check]] = profile
+
+    def params_of(self, check: int, device: int) -> Any:
+        """The parameters `check` applies to `device` (its profile)."""
+        code = self.checks[check].code
+        p = int(self.state.profiles[code][device, self._slot[check]])
+        return next(params for params, i in self._profiles[check].items() if i == p)
 
     # -- processing -----------------------------------------------------------------------
 
@@ -219,11 +261,12 @@ class CheckBank:
         out_level = np.empty(bound, dtype=np.int8)
         out_onset = np.empty(bound, dtype=np.int64)
         out_signal = np.empty(bound, dtype=np.float64)
-        p, r = self._params, state.records
+        p, f, r = self._params, state.profiles, state.records
         k = run_checks(dev, ts, kind, value_row, value_channel, value, width, route_ptr,
                        route_check, plain, self._type, self._param, self._slot, state.newest,
-                       state.busy, p[IMPOSSIBLE], r[IMPOSSIBLE], p[STUCK], r[STUCK], p[DRIFT],
-                       r[DRIFT], p[FALL], r[FALL], p[INACTIVITY], r[INACTIVITY],
+                       state.busy, p[IMPOSSIBLE], f[IMPOSSIBLE], r[IMPOSSIBLE],
+                       p[STUCK], f[STUCK], r[STUCK], p[DRIFT], f[DRIFT], r[DRIFT],
+                       p[FALL], f[FALL], r[FALL], p[INACTIVITY], f[INACTIVITY], r[INACTIVITY],
                        out_row, out_check, out_level, out_onset, out_signal, score)
         return BankChanges(out_row[:k], out_check[:k], out_level[:k], out_onset[:k],
                            out_signal[:k])
@@ -255,12 +298,11 @@ class CheckBank:
         if n and (int(dev.min()) < 0 or int(dev.max()) >= state.capacity):
             raise IndexError("device index outside the detector's capacity")
         # one kind (0) and one channel (0): key 0 routes to the check
-        alone = [(0, *self._impossible(check))] if self._type[check] == IMPOSSIBLE else []
         out = self._run(
             np.ascontiguousarray(dev, dtype=np.int32), np.ascontiguousarray(ts, dtype=np.int64),
             np.zeros(n, dtype=np.int8), np.arange(n, dtype=np.int32), np.zeros(n, np.int32),
             np.ascontiguousarray(val, dtype=np.float64), 1, np.array([0, 1], dtype=np.int64),
-            np.array([check], dtype=np.int32), _plain_ranges(1, alone), state, n,
+            np.array([check], dtype=np.int32), self._plain_ranges(1, [(check, 0)]), state, n,
             np.zeros(0) if score is None else score)
         return LevelChanges(out.row, out.level, out.onset, out.signal)
 
@@ -276,15 +318,17 @@ class CheckView:
 
     @property
     def params(self) -> Any:
-        return getattr(self.check, "params", None)
+        """The check's default parameters."""
+        return self.check.params
 
     def grade(self, level: int) -> Grade:
         if level != 1:
             raise ValueError(f"{self.spec.name} has one level, not {level}")
         return self.check.grade
 
-    def describe(self, level: int, signal: float) -> str:
-        return self.check.describe(level, signal)
+    def describe(self, level: int, signal: float, device: int | None = None) -> str:
+        params = self.params if device is None else self.bank.params_of(self.index, device)
+        return self.check.describe(level, signal, params)
 
     def ensure_capacity(self, n_devices: int) -> None:
         self.bank.ensure_capacity(n_devices)
@@ -308,6 +352,6 @@ class CheckView:
         return score
 
 
-def standalone(check: Check, capacity: int = 1024) -> CheckView:
+def standalone(check: Check[Any], capacity: int = 1024) -> CheckView:
     """`check` as a detector with its own state (a bank of one check)."""
     return CheckBank([check], kinds=(check.spec.kind,), capacity=capacity).views[0]

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from sensing.detect.bank import BankInput
 from sensing.detect.base import Detector
+from sensing.detect.catalog import default_checks
 from sensing.detect.checks import Check, CheckBank, CheckView
-from sensing.detect.fall import Fall
-from sensing.detect.fault import default_fault_checks
-from sensing.detect.inactivity import Inactivity
 from sensing.detect.overrides import Overrides
 from sensing.detect.rules import BATTERY_CHANNEL, DEFAULT_RULES, Rule
 from sensing.detect.threshold import RuleView, ThresholdBank
@@ -106,8 +105,7 @@ class DetectionEngine:
         self._known = max(self._known, stop)
         if self.overrides:
             for bank, _ in self._banks:
-                if isinstance(bank, ThresholdBank):
-                    self.overrides.assign(bank, self.registry, first, stop)
+                self.overrides.assign(bank, self.registry, first, stop)
 
     def forget(self, device: int, alert_type: str) -> None:
         """A person resolved the alert: start the next episode from scratch."""
@@ -212,7 +210,7 @@ class DetectionEngine:
         if grade == episode.grade:
             return None
         episode.grade = grade
-        reason = det.describe(level, signal) if level else (
+        reason = det.describe(level, signal, device) if level else (
             f"{spec.channel} back to normal ({signal:.4g})"
         )
         return ConditionChange(device, spec.type, grade, episode.ts_event, ts, signal, reason)
@@ -224,14 +222,9 @@ def threshold_bank(registry: Registry, rules: Sequence[Rule]) -> ThresholdBank:
     return ThresholdBank(rules, tuple(registry.kind_index), registry.channels.intern)
 
 
-def check_bank(registry: Registry, checks: Sequence[Check]) -> CheckBank:
+def check_bank(registry: Registry, checks: Sequence[Check[Any]]) -> CheckBank:
     """A bank of checks numbered like `registry`, run by its engine in one kernel call."""
     return CheckBank(checks, tuple(registry.kind_index), registry.channels.intern)
-
-
-def default_checks() -> list[Check]:
-    """The fault checks, fall and daytime inactivity."""
-    return [*default_fault_checks(), Fall(), Inactivity()]
 
 
 def default_detectors(registry: Registry) -> list[Detector]:

@@ -31,7 +31,7 @@ class FallParams:
             raise ValueError("need 0 <= still_s <= window_s")
 
 
-class Fall(Check):
+class Fall(Check[FallParams]):
     """Critical, latching: the alert stays open until a person resolves it (and the engine
     clears the device); only then can the device's next fall be reported."""
 
@@ -39,18 +39,16 @@ class Fall(Check):
     grade = Grade.CRITICAL
 
     def __init__(self, params: FallParams | None = None) -> None:
-        self.params = params if params is not None else FallParams()
         super().__init__(
-            DetectorSpec("wearable-fall", "wearable.fall", "wearable", "accel_g", latching=True))
+            DetectorSpec("wearable-fall", "wearable.fall", "wearable", "accel_g", latching=True),
+            params if params is not None else FallParams())
 
-    def param_record(self) -> dict[str, Any]:
-        p = self.params
+    def param_record(self, p: FallParams) -> dict[str, Any]:
         return {"impact_g": p.impact_g, "still_low": p.still_low_g, "still_high": p.still_high_g,
                 "still_ms": ms(p.still_s), "window_ms": ms(p.window_s)}
 
-    def describe(self, level: int, signal: float) -> str:
-        return (f"fall: impact of {signal:.1f} g, then lying still for "
-                f"{span(self.params.still_s)}")
+    def describe(self, level: int, signal: float, p: FallParams) -> str:
+        return f"fall: impact of {signal:.1f} g, then lying still for {span(p.still_s)}"
 
 
 class FallDetector(CheckView):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from dataclasses import dataclass
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
@@ -42,15 +42,15 @@ def _unit(channel: str) -> str:
 P = TypeVar("P")
 
 
-class FaultCheck(Check, Generic[P]):
+class FaultCheck(Check[P]):
     """One fault check on one (kind, channel), graded minor, named "{kind}-{channel}-{check}"."""
 
     check: ClassVar[str]
     grade = Grade.MINOR
 
     def __init__(self, kind: str, channel: str, params: P | None = None) -> None:
-        self.params: P = params if params is not None else self.default(kind, channel)
-        super().__init__(DetectorSpec(f"{kind}-{channel}-{self.check}", FAULT, kind, channel))
+        super().__init__(DetectorSpec(f"{kind}-{channel}-{self.check}", FAULT, kind, channel),
+                         params if params is not None else self.default(kind, channel))
 
     @abstractmethod
     def default(self, kind: str, channel: str) -> P:
@@ -114,13 +114,11 @@ class ImpossibleValues(FaultCheck[ImpossibleParams]):
     def default(self, kind: str, channel: str) -> ImpossibleParams:
         return PHYSICAL_LIMITS[channel]
 
-    def param_record(self) -> dict[str, Any]:
-        p = self.params
+    def param_record(self, p: ImpossibleParams) -> dict[str, Any]:
         return {"low": p.low, "high": p.high, "integral": p.integral, "min_count": p.min_count,
                 **_hold(p.hold_s, p.hold_count)}
 
-    def describe(self, level: int, signal: float) -> str:
-        p = self.params
+    def describe(self, level: int, signal: float, p: ImpossibleParams) -> str:
         what = "whole numbers" if p.integral else "values"
         where = f">= {p.low:g}" if np.isinf(p.high) else f"within {p.low:g}..{p.high:g}"
         return (f"{self.spec.channel} {signal:.4g}{_unit(self.spec.channel)} is impossible "
@@ -167,13 +165,11 @@ class StuckValues(FaultCheck[StuckParams]):
     def default(self, kind: str, channel: str) -> StuckParams:
         return STUCK_DEFAULTS[(kind, channel)]
 
-    def param_record(self) -> dict[str, Any]:
-        p = self.params
+    def param_record(self, p: StuckParams) -> dict[str, Any]:
         return {"eps": p.epsilon, "min_count": p.min_count, "min_ms": ms(p.min_duration_s),
                 **_hold(p.hold_s, p.hold_count)}
 
-    def describe(self, level: int, signal: float) -> str:
-        p = self.params
+    def describe(self, level: int, signal: float, p: StuckParams) -> str:
         return (f"{self.spec.channel} stuck at {signal:.4g}{_unit(self.spec.channel)} for "
                 f"{p.min_count} readings and {span(p.min_duration_s)}: sensor fault")
 
@@ -241,8 +237,7 @@ class Drift(FaultCheck[DriftParams]):
     def default(self, kind: str, channel: str) -> DriftParams:
         return DRIFT_DEFAULTS[(kind, channel)]
 
-    def param_record(self) -> dict[str, Any]:
-        p = self.params
+    def param_record(self, p: DriftParams) -> dict[str, Any]:
         return {"fast_tau_ms": p.fast_tau_s * 1000, "base_tau_ms": p.base_tau_s * 1000,
                 "warmup_ms": ms(p.warmup_s), "min_sigma": p.min_sigma, "z_alarm": p.z_alarm,
                 "cusum_k": p.cusum_k, "cusum_h": p.cusum_h,
@@ -250,8 +245,7 @@ class Drift(FaultCheck[DriftParams]):
                 "min_ms": ms(p.min_duration_s), "tick_ms": ms(p.tick_s),
                 **_hold(p.hold_s, p.hold_count)}
 
-    def describe(self, level: int, signal: float) -> str:
-        p = self.params
+    def describe(self, level: int, signal: float, p: DriftParams) -> str:
         return (f"{self.spec.channel} drifting {signal:+.3g}{_unit(self.spec.channel)} off its "
                 f"own baseline ({span(p.fast_tau_s)} mean against {span(p.base_tau_s)}): "
                 "sensor fault?")
@@ -268,7 +262,7 @@ def default_fault_checks() -> list[FaultCheck[Any]]:
     return out
 
 
-def _alone(check: Check, capacity: int) -> CheckBank:
+def _alone(check: Check[Any], capacity: int) -> CheckBank:
     return CheckBank([check], kinds=(check.spec.kind,), capacity=capacity)
 
 

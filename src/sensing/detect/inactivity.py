@@ -31,23 +31,21 @@ class InactivityParams:
             raise ValueError("utc_offset_h must be within -14..14")
 
 
-class Inactivity(Check):
+class Inactivity(Check[InactivityParams]):
     code = INACTIVITY
     grade = Grade.MAJOR
 
     def __init__(self, params: InactivityParams | None = None) -> None:
-        self.params = params if params is not None else InactivityParams()
         super().__init__(
-            DetectorSpec("wearable-inactivity", "wearable.inactivity", "wearable", "steps"))
+            DetectorSpec("wearable-inactivity", "wearable.inactivity", "wearable", "steps"),
+            params if params is not None else InactivityParams())
 
-    def param_record(self) -> dict[str, Any]:
-        p = self.params
+    def param_record(self, p: InactivityParams) -> dict[str, Any]:
         return {"limit_ms": ms(p.limit_s), "day_start_ms": ms(p.day_start_h * HOUR_S),
                 "day_end_ms": ms(p.day_end_h * HOUR_S), "offset_ms": ms(p.utc_offset_h * HOUR_S)}
 
-    def describe(self, level: int, signal: float) -> str:
-        return (f"no steps for {signal:.1f} h in the daytime "
-                f"(limit {span(self.params.limit_s)})")
+    def describe(self, level: int, signal: float, p: InactivityParams) -> str:
+        return f"no steps for {signal:.1f} h in the daytime (limit {span(p.limit_s)})"
 
 
 class InactivityDetector(CheckView):

@@ -64,8 +64,8 @@ class OfflineWatch:
         """Readings of one message (one gateway)."""
         if not dev.size:
             return
-        note_seen(dev, ts, self.last_seen, self.gap, self.policy.gap_alpha)
-        self.gw_max_ts[gateway] = max(int(self.gw_max_ts[gateway]), int(ts.max()))
+        newest = note_seen(dev, ts, self.last_seen, self.gap, self.policy.gap_alpha)
+        self.gw_max_ts[gateway] = max(int(self.gw_max_ts[gateway]), newest)
         self.gw_last_wall[gateway] = now_wall
 
     def gateway_status(self, gateway: int, online: bool, ts: int) -> None:

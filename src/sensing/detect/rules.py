@@ -42,8 +42,10 @@ class Rule:
     latching: bool = False
     """once raised, the alert stays open until a person resolves it (SOS)"""
 
-    def describe(self, value: float, grade: Grade) -> str:
-        level = next(lv for lv in self.levels if lv.grade == grade)
+    def describe(self, value: float, grade: Grade, levels: tuple[Level, ...] | None = None
+                 ) -> str:
+        """Why `value` is at `grade`, quoting `levels` (a device's own) or the rule's."""
+        level = next(lv for lv in levels or self.levels if lv.grade == grade)
         side = "over" if self.above else "under"
         what = f"{self.channel} rising {value:.1f} {self.unit}" if self.rate_window_s else (
             f"{self.channel} {value:.4g} {self.unit}".rstrip()

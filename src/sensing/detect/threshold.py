@@ -270,8 +270,9 @@ class RuleView:
     def grade(self, level: int) -> Grade:
         return self.rule.levels[level - 1].grade
 
-    def describe(self, level: int, signal: float) -> str:
-        return self.rule.describe(signal, self.grade(level))
+    def describe(self, level: int, signal: float, device: int | None = None) -> str:
+        levels = None if device is None else self.bank.levels_of(self.index, device)
+        return self.rule.describe(signal, self.grade(level), levels)
 
     def ensure_capacity(self, n_devices: int) -> None:
         self.bank.ensure_capacity(n_devices)

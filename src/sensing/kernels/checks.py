@@ -12,10 +12,13 @@ Tables (built once by the owner, see `sensing.detect.checks.CheckBank`):
   `route_check[route_ptr[key]:route_ptr[key + 1]]` with `key = k * width + c`; channels
   `>= width` feed no check.
   Within a key the impossible-value checks come first.
-- per check `q`: `check_type[q]` (one of the type codes below), `check_param[q]` (its record in
-  that type's parameter array) and `check_slot[q]` (its column in that type's state array).
+- per check `q`: `check_type[q]` (one of the type codes below), `check_param[q]` (its row in
+  that type's parameter array `[row, profile]`) and `check_slot[q]` (its column in that type's
+  state array). Profile 0 holds each check's defaults; `<type>_prof[d, slot]` picks a device's
+  profile (read only when the type has more than one).
 - per key, a `PLAIN` record: the range (and wholeness) a value must have to be plausible for
-  every impossible-value check of the key, their `bits` in `busy` and their number `skip`.
+  every impossible-value check of the key in every profile, their `bits` in `busy` and their
+  number `skip`.
 
 State besides the records, per device `d`: `newest[d]`, the event time of its newest reading
 (-1: none), and `busy[d]`, bit `s` set unless the impossible-value record in column `s` is idle
@@ -64,17 +67,22 @@ PLAIN = np.dtype([("low", np.float64), ("high", np.float64), ("integral", np.boo
 
 
 @njit(cache=True, nogil=True)
+def _profile(params: np.ndarray, profile: np.ndarray, d: int, s: int) -> int:
+    return int(profile[d, s]) if params.shape[1] > 1 else 0
+
+
+@njit(cache=True, nogil=True)
 def run_checks(
     dev: np.ndarray, ts: np.ndarray, kind: np.ndarray,
     value_row: np.ndarray, value_channel: np.ndarray, value: np.ndarray,
     width: int, route_ptr: np.ndarray, route_check: np.ndarray, plain: np.ndarray,
     check_type: np.ndarray, check_param: np.ndarray, check_slot: np.ndarray,
     newest: np.ndarray, busy: np.ndarray,
-    impossible_p: np.ndarray, impossible_s: np.ndarray,
-    stuck_p: np.ndarray, stuck_s: np.ndarray,
-    drift_p: np.ndarray, drift_s: np.ndarray,
-    fall_p: np.ndarray, fall_s: np.ndarray,
-    inactivity_p: np.ndarray, inactivity_s: np.ndarray,
+    impossible_p: np.ndarray, impossible_prof: np.ndarray, impossible_s: np.ndarray,
+    stuck_p: np.ndarray, stuck_prof: np.ndarray, stuck_s: np.ndarray,
+    drift_p: np.ndarray, drift_prof: np.ndarray, drift_s: np.ndarray,
+    fall_p: np.ndarray, fall_prof: np.ndarray, fall_s: np.ndarray,
+    inactivity_p: np.ndarray, inactivity_prof: np.ndarray, inactivity_s: np.ndarray,
     out_row: np.ndarray, out_check: np.ndarray, out_level: np.ndarray, out_onset: np.ndarray,
     out_signal: np.ndarray, score: np.ndarray,
 ) -> int:
@@ -119,17 +127,22 @@ def run_checks(
             if typ == IMPOSSIBLE:
                 bit = np.uint16(1 << s)
                 rec = impossible_s[d, s]
-                change, onset, signal, sc = impossible_step(rec, impossible_p[j], t, v)
+                change, onset, signal, sc = impossible_step(
+                    rec, impossible_p[j, _profile(impossible_p, impossible_prof, d, s)], t, v)
                 busy[d] = busy[d] & ~bit if impossible_idle(rec) else busy[d] | bit
             elif typ == STUCK:
-                change, onset, signal, sc = stuck_step(stuck_s[d, s], stuck_p[j], t, v)
+                change, onset, signal, sc = stuck_step(
+                    stuck_s[d, s], stuck_p[j, _profile(stuck_p, stuck_prof, d, s)], t, v)
             elif typ == DRIFT:
-                change, onset, signal, sc = drift_step(drift_s[d, s], drift_p[j], t, v)
+                change, onset, signal, sc = drift_step(
+                    drift_s[d, s], drift_p[j, _profile(drift_p, drift_prof, d, s)], t, v)
             elif typ == FALL:
-                change, onset, signal, sc = fall_step(fall_s[d, s], fall_p[j], t, v)
+                change, onset, signal, sc = fall_step(
+                    fall_s[d, s], fall_p[j, _profile(fall_p, fall_prof, d, s)], t, v)
             else:
-                change, onset, signal, sc = inactivity_step(inactivity_s[d, s],
-                                                            inactivity_p[j], t, v)
+                change, onset, signal, sc = inactivity_step(
+                    inactivity_s[d, s],
+                    inactivity_p[j, _profile(inactivity_p, inactivity_prof, d, s)], t, v)
             if track:
                 score[w] = sc
             if change >= 0:
