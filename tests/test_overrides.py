@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from sensing.detect.checks import CheckView
-from sensing.detect.engine import DetectionEngine, Readings
+from sensing.detect.engine import ConditionChange, DetectionEngine, Readings
 from sensing.detect.overrides import Overrides, OverridesError, load_overrides
 from sensing.detect.rules import DEFAULT_RULES, Rule
 from sensing.detect.threshold import RuleView
@@ -98,16 +98,21 @@ def test_mistakes_are_clear_errors(tmp_path: Path, text: str, message: str) -> N
         Overrides.load(write(tmp_path, text))
 
 
-def run(engine: DetectionEngine, reg: Registry, area: str,
-        rows: list[tuple[str, str, int, dict[str, float]]]) -> list[tuple[str, str, Grade | None]]:
+def conditions(engine: DetectionEngine, reg: Registry, area: str,
+               rows: list[tuple[str, str, int, dict[str, float]]]) -> list[ConditionChange]:
     b = BatchBuilder()
     for i, (device, kind, ts, values) in enumerate(rows):
         b.add(device, kind, 0, i, ts, values, None)
     batch = b.build()
     dev, chan = reg.intern_batch(batch, "gw", area)
-    out = engine.process(Readings(dev, batch.ts, batch.battery, batch.value_row, chan,
-                                  batch.value))
-    return [(reg.devices.names[c.device], c.type, c.grade) for c in out]
+    return engine.process(Readings(dev, batch.ts, batch.battery, batch.value_row, chan,
+                                   batch.value))
+
+
+def run(engine: DetectionEngine, reg: Registry, area: str,
+        rows: list[tuple[str, str, int, dict[str, float]]]) -> list[tuple[str, str, Grade | None]]:
+    return [(reg.devices.names[c.device], c.type, c.grade)
+            for c in conditions(engine, reg, area, rows)]
 
 
 def test_engine_applies_overrides_when_a_device_is_first_seen(tmp_path: Path) -> None:
@@ -159,14 +164,8 @@ thresholds = [3.0, 6.0]
 
 def reasons(engine: DetectionEngine, reg: Registry, area: str,
             rows: list[tuple[str, str, int, dict[str, float]]]) -> dict[tuple[str, str], str]:
-    b = BatchBuilder()
-    for i, (device, kind, ts, values) in enumerate(rows):
-        b.add(device, kind, 0, i, ts, values, None)
-    batch = b.build()
-    dev, chan = reg.intern_batch(batch, "gw", area)
-    out = engine.process(Readings(dev, batch.ts, batch.battery, batch.value_row, chan,
-                                  batch.value))
-    return {(reg.devices.names[c.device], c.type): c.reason for c in out if c.grade}
+    return {(reg.devices.names[c.device], c.type): c.reason
+            for c in conditions(engine, reg, area, rows) if c.grade}
 
 
 def test_checks_take_overrides_and_reasons_quote_the_devices_own_numbers(tmp_path: Path
