@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import base64
+import threading
 import time
 from pathlib import Path
 
 import orjson
 import pytest
 
+from sensing.dedup.journal import DedupJournal
+from sensing.ingest.mqtt import Incoming
+from sensing.pipeline import Pipeline
 from sensing.services import Mosquitto, VictoriaMetrics
+from sensing.settings import CoreSettings
+from sensing.store.writer import StoreWriter
 from sensing.wire import BatchBuilder, binary, topics
 from tests.helpers import Listener, publish, publisher, running_core, wait_until
 
@@ -123,3 +129,29 @@ def test_a_restarted_core_refuses_what_it_stored_before(
         assert core.stats.readings_stored == 0
     assert store.settled_count('reading_seq{gateway="gw-r"}', 200) == 200
     pub.disconnect()
+
+
+def test_a_crash_between_the_store_and_the_journal_stores_nothing_twice(
+    store: VictoriaMetrics, tmp_path: Path
+) -> None:
+    """The core stores a step, then dies before its journal hears of it: the restarted core
+    cannot know it stored those readings, admits them again on redelivery and stores them
+    again. The store keeps one sample per series and timestamp (as InfluxDB does by design,
+    and VictoriaMetrics with -dedup.minScrapeInterval), so nothing is stored twice."""
+    rtopic = topics.readings_topic("area-9", "gw-crash")
+    batch = orjson.dumps([reading(f"sm-{d}", "smoke", s, NOW + s * 1000, temp_c=21.0 + s / 10)
+                          for d in range(4) for s in range(25)])
+    writer = StoreWriter(store.url, "", "sensing", "sensing")
+    state = tmp_path / "core"
+    for _ in range(2):  # the first run, then the restart after the crash
+        pipe = Pipeline(CoreSettings(state_dir=state))
+        journal = DedupJournal(state, pipe.dedup, pipe.registry.devices)
+        journal.recover()
+        out = pipe.process([Incoming(rtopic, batch, 1, 1, 0)], int(time.time() * 1000))
+        assert out.admitted[0].size == 100  # admitted both times: the journal never heard
+        writer.write(out.lines, threading.Event())
+        # the crash: neither journal.append(*out.admitted) nor a clean close (which would
+        # write a snapshot of the window)
+        pipe.book.close()
+    writer.close()
+    assert store.settled_count('reading_temp_c{gateway="gw-crash"}', 100) == 100

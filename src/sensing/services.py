@@ -193,6 +193,10 @@ class VictoriaMetrics(_Service):
                 f"-httpListenAddr={LOOPBACK}:{self.port}",
                 f"-storageDataPath={self.workdir / 'data'}",
                 "-retentionPeriod=100y",
+                # one sample per series and timestamp, as InfluxDB keeps one point: a reading
+                # stored again (a crash after the store confirmed a step but before the dedup
+                # journal heard of it) replaces itself instead of counting twice
+                "-dedup.minScrapeInterval=1ms",
                 "-search.latencyOffset=0s",
                 "-search.disableCache",
                 "-loggerLevel=ERROR",

@@ -128,6 +128,8 @@ def stuck_step(s: np.void, p: np.void, t: int, v: float) -> tuple[int, int, floa
         s["run_val"] = v
         s["run_count"] = 1
         s["run_since"] = t
+        if s["level"] == 0:  # the usual case: a changing value, no fault to clear
+            return -1, -1, v, 0.0 if p["min_ms"] > 0 else 1.0 / p["min_count"]
     span = t - s["run_since"]
     min_ms = p["min_ms"]
     stuck = s["run_count"] >= p["min_count"] and span >= min_ms
