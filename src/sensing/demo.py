@@ -166,7 +166,7 @@ def _summary(console: Console, fleet: dict[str, Any], stats: dict[str, Any], sto
         "[bold]Query the stored data[/bold] (the store is stopped with the demo; start it again"
         " on the same data):\n"
         f"  victoria-metrics -storageDataPath={data} -httpListenAddr=127.0.0.1:8428"
-        " -retentionPeriod=100y &\n"
+        " -retentionPeriod=100y -dedup.minScrapeInterval=1ms &\n"
         "  curl -s 'http://127.0.0.1:8428/api/v1/export?match[]=reading_seq&start=0' | head\n"
         "  curl -s 'http://127.0.0.1:8428/api/v1/query' --data-urlencode"
         " 'query=count(count_over_time(reading_seq[1h]))'\n"
