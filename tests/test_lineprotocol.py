@@ -11,7 +11,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from numba import config, njit
 
-from sensing.kernels.lineproto import FLOAT_MAX_CHARS, write_float, write_int
+from sensing.kernels.lineproto import (
+    FLOAT_MAX_CHARS,
+    OUT_PADDING,
+    _write_float_cached,
+    group_by_reading,
+    index_range,
+    new_float_cache,
+    stale_prefixes,
+    write_float,
+    write_int,
+)
 from sensing.registry import Registry
 from sensing.store.lineprotocol import LineFormatter, escape_key, field_key
 from sensing.wire import BatchBuilder
@@ -81,6 +91,7 @@ def test_random_doubles_and_sensor_values_round_trip_exactly(seed: int) -> None:
                for s, v in zip(got, samples.tolist(), strict=True))
 
 
+@settings(deadline=None)  # the first example compiles write_int on its own
 @given(st.lists(st.integers(-(2**63) + 1, 2**63 - 1), min_size=1, max_size=30))
 def test_integers(values: list[int]) -> None:
     buf = np.zeros(21 * len(values), dtype=np.uint8)
@@ -153,3 +164,64 @@ def test_wrapper_checks_its_input() -> None:
         fmt.readings(*cols[:5], np.zeros(0, np.int32), *cols[6:])
     empty = [c[:0] for c in cols]
     assert fmt.readings(*empty) == b""
+
+
+# -- kernels of the formatter -----------------------------------------------------------------
+
+@njit
+def _format_cached(values: np.ndarray, buf: np.ndarray, ends: np.ndarray,
+                   cache_bits: np.ndarray, cache_text: np.ndarray) -> None:
+    bits = values.view(np.uint64)
+    pos = 0
+    for i in range(values.shape[0]):
+        pos = _write_float_cached(buf, pos, values[i], bits[i], cache_bits, cache_text)
+        ends[i] = pos
+
+
+def test_cached_floats_are_repr_through_hits_misses_and_evictions() -> None:
+    rng = np.random.default_rng(11)
+    n = 300 if config.DISABLE_JIT else 30_000  # far more distinct values than slots
+    values = np.concatenate([
+        np.round(rng.normal(20, 10, n) * 10.0 ** (d := rng.integers(0, 4, n))) / 10.0 ** d,
+        rng.integers(0, 2**64 - 1, n, dtype=np.uint64, endpoint=True).view(np.float64),
+    ])
+    values = values[np.isfinite(values)]
+    cache = new_float_cache()
+    for _ in range(2):  # the second pass mostly hits
+        buf = np.zeros(values.shape[0] * FLOAT_MAX_CHARS + OUT_PADDING, dtype=np.uint8)
+        ends = np.zeros(values.shape[0], dtype=np.int64)
+        _format_cached(values, buf, ends, *cache)
+        text = buf.tobytes().decode(errors="replace")
+        starts = [0, *ends[:-1].tolist()]
+        assert [text[a:b] for a, b in zip(starts, ends.tolist(), strict=True)] == [
+            repr(float(v)) for v in values]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(0, 5), max_size=40), st.lists(st.integers(-1, 2), min_size=12,
+                                                          max_size=12))
+def test_stale_prefixes_match_the_reference(dev: list[int], cells: list[int]) -> None:
+    gateway, area = np.array(cells[:6], np.int32), np.array(cells[6:], np.int32)
+    built = np.array([cells[(i * 5) % 12] for i in range(12)], np.int32).reshape(6, 2)
+    got = stale_prefixes(np.array(dev, np.int32), gateway, area, built)
+    assert got.tolist() == [d for d in dev if (built[d, 0], built[d, 1]) != (gateway[d],
+                                                                           area[d])]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 8).flatmap(lambda n: st.tuples(
+    st.just(n), st.lists(st.integers(0, n - 1), max_size=30))))
+def test_values_are_grouped_by_reading_in_value_order(case: tuple[int, list[int]]) -> None:
+    n, rows = case
+    start, order, grouped = group_by_reading(n, np.array(rows, np.int32))
+    index = np.arange(len(rows)) if grouped else order
+    assert grouped == (rows == sorted(rows))
+    for i in range(n):
+        assert index[start[i] : start[i + 1]].tolist() == [j for j, r in enumerate(rows)
+                                                            if r == i]
+
+
+@settings(deadline=None)
+@given(st.lists(st.integers(-(2**31), 2**31 - 1), min_size=1, max_size=50))
+def test_index_range(values: list[int]) -> None:
+    assert index_range(np.array(values, np.int32)) == (min(values), max(values))

@@ -99,7 +99,12 @@ def test_kernels_match_the_reference(events: list[tuple[int, int]], mark: int) -
     last = np.full(n, -1, np.int64)
     gap = np.zeros(n)
     for d, t in events:
-        note_seen(np.array([d], np.int32), np.array([t], np.int64), last, gap, 0.2)
+        assert note_seen(np.array([d], np.int32), np.array([t], np.int64), last, gap, 0.2) == t
+    if events:
+        dev, ts = (np.array(c, dtype) for c, dtype in zip(zip(*events, strict=True),
+                                                           (np.int32, np.int64), strict=True))
+        assert note_seen(dev, ts, last.copy(), gap.copy(), 0.2) == max(t for _, t in events)
+    assert note_seen(np.zeros(0, np.int32), np.zeros(0, np.int64), last, gap, 0.2) == -1
     state = np.zeros(n, np.int8)
     out_dev = np.empty(n, np.int64)
     out_state = np.empty(n, np.int8)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sensing.registry import Registry
 from sensing.wire import BatchBuilder, binary
@@ -38,3 +40,32 @@ def test_a_repeated_table_maps_to_the_same_indices_and_moves_with_its_gateway() 
     assert reg.describe(2)[2:] == ("gw-1", "a") and reg.describe(0)[2:] == ("gw-2", "b")
     assert reg.device_kind[:4].tolist() == [0, 1, 2, 0]
     assert reg.devices.lookup([]).dtype == np.int32
+
+
+TABLES = [[("smoke-1", "smoke"), ("manhole-2", "manhole")],
+          [("manhole-2", "manhole"), ("wearable-3", "wearable")],
+          [("wearable-3", "wearable"), ("smoke-1", "smoke"), ("smoke-4", "smoke")],
+          [("smoke-1", "wearable")]]  # a device that changes kind
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, len(TABLES) - 1), st.sampled_from(["g1", "g2"]),
+                          st.sampled_from(["a", "b"])), max_size=25))
+def test_devices_follow_the_gateway_area_and_kind_they_last_reported(
+    steps: list[tuple[int, str, str]]
+) -> None:
+    """Against a dictionary of the last table, gateway and area each device came with; the
+    decoded tables repeat (the decoder's cache), so most steps take the registry's shortcut."""
+    reg = Registry(capacity=1)
+    payloads = [payload(t) for t in TABLES]
+    last: dict[str, tuple[str, str, str]] = {}
+    order: list[str] = []
+    for t, gateway, area in steps:
+        batch = decode_readings(payloads[t], gateway, area, 1 << 20).batch
+        dev, _ = reg.intern_batch(batch, gateway, area)
+        for device, kind in TABLES[t]:
+            last[device] = (kind, gateway, area)
+            if device not in order:
+                order.append(device)
+        assert dev.tolist() == [order.index(d) for d, _ in TABLES[t]]
+        assert {reg.describe(d)[0]: reg.describe(d)[1:] for d in range(len(order))} == last

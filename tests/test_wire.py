@@ -141,6 +141,7 @@ def _outcome(parse: object, tables: bytes, n_dev: int, n_chan: int) -> object:
 raw_names = st.one_of(
     names.map(str.encode),
     st.binary(min_size=0, max_size=6),  # NULs, bad UTF-8, empty names
+    st.text(min_size=28, max_size=40).map(str.encode),  # length bytes of 32 and more
     st.sampled_from([b"smoke", "井盖-1".encode(), b"a\0b", b"\xff", b"\xe4\xba"]),
 )
 

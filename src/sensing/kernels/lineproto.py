@@ -3,27 +3,55 @@
 Line of reading `i`: the device's prefix bytes (`reading,<tags> `), then per value of the reading
 (in value order) `<field key>=<float>`, then `battery=<float>` when present, then
 `seq=<int>i,epoch=<int>i`, a space, the timestamp in ms, and a newline. Prefixes and field keys
-are bytes prepared once by the owner (CSR: `prefix[prefix_ptr[d]:prefix_ptr[d] + prefix_len[d]]`,
-`key[key_ptr[c]:key_ptr[c] + key_len[c]]`).
+with their `=` are bytes prepared once by the owner (CSR:
+`prefix[prefix_ptr[d]:prefix_ptr[d] + prefix_len[d]]`, `key[key_ptr[c]:key_ptr[c] + key_len[c]]`),
+each arena followed by PADDING bytes; `out` has OUT_PADDING bytes beyond the bound.
 
 Floats are written exactly as Python's `repr` writes them: the shortest decimal that reads back
 as the same double (the closest such, ties to even), found with Giulietti's Schubfach
 algorithm ("The Schubfach way to render doubles", 2020), then `repr`'s layout: plain notation
-for decimal exponents -4 ..< 16, else `d.ddde±XX`.
+for decimal exponents -4 ..< 16, else `d.ddde±XX`. Sensor values mostly have a few decimals
+(0.23, 22.4, 97.0): those are written directly, as integer part, point and decimals, and the
+texts of recent values are kept in a small cache by their bits, as a batch repeats them.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
 
 import numpy as np
 from numba import config, njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _njit_without_refcounts(fn: _F) -> _F:
+    """njit without the runtime's reference counting, hence without allocation (which the
+    compiler enforces), for the writers and the loop that calls them: with it, each call of a
+    writer costs atomic increments and decrements of the arrays it touches, five times the
+    work of writing a cached float."""
+    compile_: Any = njit(cache=True, nogil=True, _nrt=False)  # type: ignore[call-overload]
+    return cast(_F, compile_(fn))
+
+
 FLOAT_MAX_CHARS = 24
 """-2.2250738585072014e-308"""
 INT_MAX_CHARS = 20
+CHUNK = 16
+"""prefixes and keys are copied in chunks of this many bytes"""
+PADDING = CHUNK
+"""bytes an arena of prefixes or keys needs after its last entry"""
+OUT_PADDING = 64
+"""bytes `out` needs beyond the bound of its content (chunks and cached floats overshoot)"""
+CACHE_SLOTS = 4096
+CACHE_ENTRY = 32
+"""bytes per cached text: FLOAT_MAX_CHARS, then the length"""
+_CACHE_SHIFT = np.uint64(65 - CACHE_SLOTS.bit_length())  # the slot: the top 12 bits
+_HASH = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing: the top bits of bits * 2^64 / phi
+_NAN_BITS = np.uint64(0x7FF8000000000000)
 
 
 def _g_table() -> np.ndarray:
@@ -57,6 +85,8 @@ _U0 = np.uint64(0)
 FEW_DECIMALS = 8
 _POW10 = 10.0 ** np.arange(FEW_DECIMALS + 1)
 _FEW_LIMIT = float(2**50)
+DIRECT_DECIMALS = 3
+_POW10_I = np.array([10**i for i in range(DIRECT_DECIMALS + 1)], dtype=np.int64)
 _U1 = np.uint64(1)
 _U2 = np.uint64(2)
 _U10 = np.uint64(10)
@@ -227,7 +257,7 @@ def _n_digits(x: np.uint64) -> int:
     return n
 
 
-@njit(cache=True, nogil=True)
+@_njit_without_refcounts
 def _digits(buf: np.ndarray, end: int, x: np.uint64) -> None:
     """The decimal digits of `x`, ending just before `end`, two at a time."""
     while x >= _U100:
@@ -244,7 +274,23 @@ def _digits(buf: np.ndarray, end: int, x: np.uint64) -> None:
         buf[end - 1] = _CH_0 + int(x)
 
 
-@njit(cache=True, nogil=True)
+@_njit_without_refcounts
+def _write_small_int(buf: np.ndarray, pos: int, x: int) -> int:
+    """Decimal digits of 0 <= x < 2^63 at `pos`, the usual one or two digits without a loop."""
+    if x < 10:
+        buf[pos] = _CH_0 + x
+        return pos + 1
+    if x < 100:
+        buf[pos] = _PAIRS[2 * x]
+        buf[pos + 1] = _PAIRS[2 * x + 1]
+        return pos + 2
+    u = np.uint64(x)
+    end = pos + _n_digits(u)
+    _digits(buf, end, u)
+    return end
+
+
+@_njit_without_refcounts
 def write_int(buf: np.ndarray, pos: int, x: int) -> int:
     """Decimal digits of `x` (> -2^63) at `pos`; returns the position after them."""
     if x < 0:
@@ -265,13 +311,9 @@ def _shift_in_dot(buf: np.ndarray, dot: int, end: int) -> None:
     buf[dot] = 46  # "."
 
 
-@njit(cache=True, nogil=True)
-def write_float(buf: np.ndarray, pos: int, v: float, bits: np.uint64) -> int:
-    """`repr(v)` at `pos` for a finite `v` with IEEE bits `bits`; returns the position after
-    it."""
-    if bits >> _S63:
-        buf[pos] = 45  # "-"
-        pos += 1
+@_njit_without_refcounts
+def _write_shortest(buf: np.ndarray, pos: int, v: float, bits: np.uint64) -> int:
+    """`repr(abs(v))` at `pos` for a finite `v` with IEEE bits `bits`, by Schubfach."""
     f, e = shortest_digits(v, bits)
     if f == _U0:
         buf[pos] = _CH_0
@@ -315,6 +357,54 @@ def write_float(buf: np.ndarray, pos: int, v: float, bits: np.uint64) -> int:
     return write_int(buf, end, x)
 
 
+@_njit_without_refcounts
+def _write_few_decimals(buf: np.ndarray, pos: int, v: float) -> int:
+    """`repr(v)` at `pos` for 0 < v < 2^50 with at most DIRECT_DECIMALS decimals, as
+    `<integer part>.<decimals>`; returns the position after it, or -1 if `v` has more decimals.
+
+    The first p with round(v 10^p) / 10^p == v (an exact IEEE division: the double a correct
+    parser reads for that decimal) gives the decimal with the fewest places that reads back as
+    v. It is the only one with p places (v 10^p < 2^50: their spacing exceeds v's rounding
+    interval, and the product is off by less than 1/8), so it is also the shortest and closest
+    one: what `repr` writes, in plain notation as v >= 10^-DIRECT_DECIMALS > 10^-5."""
+    whole = int(v)
+    if whole == v:
+        end = _write_small_int(buf, pos, whole)
+        buf[end] = 46  # "."
+        buf[end + 1] = _CH_0
+        return end + 2
+    for p in range(1, DIRECT_DECIMALS + 1):
+        scaled = v * _POW10[p]
+        if scaled >= _FEW_LIMIT:
+            return -1
+        x = np.floor(scaled + 0.5)
+        if x / _POW10[p] == v:
+            # v is within an ulp of x / 10^p, which is not an integer: same integer part
+            frac = int(x) - whole * _POW10_I[p]
+            end = _write_small_int(buf, pos, whole)
+            buf[end] = 46  # "."
+            end += p
+            for i in range(p):
+                buf[end - i] = _CH_0 + frac % 10
+                frac //= 10
+            return end + 1
+    return -1
+
+
+@_njit_without_refcounts
+def write_float(buf: np.ndarray, pos: int, v: float, bits: np.uint64) -> int:
+    """`repr(v)` at `pos` for a finite `v` with IEEE bits `bits`; returns the position after
+    it."""
+    if bits >> _S63:
+        buf[pos] = 45  # "-"
+        pos += 1
+    if 0.0 < abs(v) < _FEW_LIMIT:
+        end = _write_few_decimals(buf, pos, abs(v))
+        if end >= 0:
+            return end
+    return _write_shortest(buf, pos, v, bits)
+
+
 def _memcpy_typer(typingctx: Any, dst: Any, dst_pos: Any, src: Any, src_pos: Any,
                   length: Any) -> tuple[Any, Any]:
     """memcpy(dst.data + dst_pos, src.data + src_pos, length) for uint8 arrays; unchecked."""
@@ -334,32 +424,95 @@ def _memcpy_typer(typingctx: Any, dst: Any, dst_pos: Any, src: Any, src_pos: Any
 _memcpy: Any = intrinsic(_memcpy_typer)
 
 if config.DISABLE_JIT:  # type: ignore[attr-defined]  # an intrinsic needs the compiler: the same copy as Python slices
-    @njit(cache=True, nogil=True)
+    @_njit_without_refcounts
     def _copy(buf: np.ndarray, pos: int, src: np.ndarray, start: int, length: int) -> int:
         buf[pos : pos + length] = src[start : start + length]
         return pos + length
+
+    @_njit_without_refcounts
+    def _copy_chunks(buf: np.ndarray, pos: int, src: np.ndarray, start: int,
+                     length: int) -> int:
+        buf[pos : pos + length] = src[start : start + length]
+        return pos + length
 else:
-    @njit(cache=True, nogil=True)
+    @_njit_without_refcounts
     def _copy(buf: np.ndarray, pos: int, src: np.ndarray, start: int, length: int) -> int:
         """buf[pos:pos + length] = src[start:start + length] as one memcpy (numba's element
         loop costs about 1 ns a byte here); the caller guarantees the bounds."""
         _memcpy(buf, pos, src, start, length)
         return pos + length
 
+    @_njit_without_refcounts
+    def _copy_chunks(buf: np.ndarray, pos: int, src: np.ndarray, start: int,
+                     length: int) -> int:
+        """buf[pos:pos + length] = src[start:start + length] in whole chunks of CHUNK bytes,
+        each a few inlined moves instead of a call to memcpy: it reads and writes up to
+        CHUNK - 1 bytes past the ends, which the caller provides (padding)."""
+        for k in range(0, length, CHUNK):
+            _memcpy(buf, pos + k, src, start + k, CHUNK)
+        return pos + length
+
+
+@_njit_without_refcounts
+def _write_float_cached(buf: np.ndarray, pos: int, v: float, bits: np.uint64,
+                        cache_bits: np.ndarray, cache_text: np.ndarray) -> int:
+    """write_float through a direct-mapped cache of the texts of recent values by their bits:
+    sensor readings repeat a small set of values, and a hit is one fixed-size copy. An entry
+    is `cache_text[slot * CACHE_ENTRY :][:FLOAT_MAX_CHARS]`, its length in the byte after."""
+    slot = int((bits * _HASH) >> _CACHE_SHIFT)
+    at = slot * CACHE_ENTRY
+    if cache_bits[slot] == bits:
+        _copy(buf, pos, cache_text, at, FLOAT_MAX_CHARS)
+        return pos + int(cache_text[at + FLOAT_MAX_CHARS])
+    end = write_float(buf, pos, v, bits)
+    _copy(cache_text, at, buf, pos, end - pos)
+    cache_text[at + FLOAT_MAX_CHARS] = end - pos
+    cache_bits[slot] = bits
+    return end
+
+
+def new_float_cache() -> tuple[np.ndarray, np.ndarray]:
+    """An empty cache for format_readings: (bits, texts); NaN bits, never a value's, mark a
+    free slot."""
+    return (np.full(CACHE_SLOTS, _NAN_BITS, dtype=np.uint64),
+            np.zeros(CACHE_SLOTS * CACHE_ENTRY, dtype=np.uint8))
+
 
 @njit(cache=True, nogil=True)
-def format_readings(
-    dev: np.ndarray, epoch: np.ndarray, seq: np.ndarray, ts: np.ndarray, battery: np.ndarray,
-    value_row: np.ndarray, value_channel: np.ndarray, value: np.ndarray,
-    prefix: np.ndarray, prefix_ptr: np.ndarray, prefix_len: np.ndarray,
-    key: np.ndarray, key_ptr: np.ndarray, key_len: np.ndarray,
-    out: np.ndarray,
-) -> int:
-    """One line per reading into `out` (large enough: see the owner's bound); returns the
-    number of bytes written, the last line without its newline."""
-    n = dev.shape[0]
-    m = value.shape[0]
-    # values grouped by reading, in value order (a counting sort unless already grouped)
+def index_range(index: np.ndarray) -> tuple[int, int]:
+    """(min, max) of a non-empty array in one pass."""
+    low = high = index[0]
+    for x in index:
+        low = min(low, x)
+        high = max(high, x)
+    return int(low), int(high)
+
+
+@njit(cache=True, nogil=True)
+def stale_prefixes(dev: np.ndarray, device_gateway: np.ndarray, device_area: np.ndarray,
+                   prefix_of: np.ndarray) -> np.ndarray:
+    """The entries of `dev` whose prefix was built for another (gateway, area) than theirs
+    (`prefix_of[d]`; (-1, -1): none built), repeats included; usually none."""
+    stale = np.empty(0, dtype=np.int32)
+    for i in range(dev.shape[0]):
+        d = dev[i]
+        if prefix_of[d, 0] != device_gateway[d] or prefix_of[d, 1] != device_area[d]:
+            stale = np.empty(dev.shape[0] - i, dtype=np.int32)
+            k = 0
+            for d in dev[i:]:
+                if prefix_of[d, 0] != device_gateway[d] or prefix_of[d, 1] != device_area[d]:
+                    stale[k] = d
+                    k += 1
+            return stale[:k]
+    return stale
+
+
+@njit(cache=True, nogil=True)
+def group_by_reading(n: int, value_row: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
+    """(start, order, grouped) for `n` readings: the values of reading i are
+    order[start[i]:start[i + 1]], or start[i]:start[i + 1] themselves when `grouped` (already in
+    reading order; `order` is then empty)."""
+    m = value_row.shape[0]
     start = np.zeros(n + 1, dtype=np.int64)
     for j in range(m):
         start[value_row[j] + 1] += 1
@@ -377,26 +530,41 @@ def format_readings(
         for j in range(m):
             order[fill[value_row[j]]] = j
             fill[value_row[j]] += 1
+    return start, order, grouped
+
+
+@_njit_without_refcounts
+def format_readings(
+    dev: np.ndarray, epoch: np.ndarray, seq: np.ndarray, ts: np.ndarray, battery: np.ndarray,
+    start: np.ndarray, order: np.ndarray, grouped: bool, value_channel: np.ndarray,
+    value: np.ndarray, prefix: np.ndarray, prefix_ptr: np.ndarray, prefix_len: np.ndarray,
+    key: np.ndarray, key_ptr: np.ndarray, key_len: np.ndarray,
+    cache_bits: np.ndarray, cache_text: np.ndarray, out: np.ndarray,
+) -> int:
+    """One line per reading into `out` (large enough: see the owner's bound, plus
+    OUT_PADDING); returns the number of bytes written, the last line without its newline.
+    Values by reading as `group_by_reading` gives them; the prefix and key arenas need PADDING
+    bytes after their last entry."""
     value_bits = value.view(np.uint64)
     battery_bits = battery.view(np.uint64)
     pos = 0
-    for i in range(n):
+    for i in range(dev.shape[0]):
         if i:
             out[pos] = 10  # "\n"
             pos += 1
         d = dev[i]
-        pos = _copy(out, pos, prefix, prefix_ptr[d], prefix_len[d])
+        pos = _copy_chunks(out, pos, prefix, prefix_ptr[d], prefix_len[d])
         for q in range(start[i], start[i + 1]):
             j = q if grouped else order[q]
             c = value_channel[j]
-            pos = _copy(out, pos, key, key_ptr[c], key_len[c])
-            out[pos] = 61  # "="
-            pos = write_float(out, pos + 1, value[j], value_bits[j])
+            pos = _copy_chunks(out, pos, key, key_ptr[c], key_len[c])  # "<key>="
+            pos = _write_float_cached(out, pos, value[j], value_bits[j], cache_bits, cache_text)
             out[pos] = 44  # ","
             pos += 1
         if not np.isnan(battery[i]):
             pos = _copy(out, pos, _BATTERY, 0, 8)
-            pos = write_float(out, pos, battery[i], battery_bits[i])
+            pos = _write_float_cached(out, pos, battery[i], battery_bits[i], cache_bits,
+                                      cache_text)
             out[pos] = 44
             pos += 1
         pos = _copy(out, pos, _SEQ, 0, 4)

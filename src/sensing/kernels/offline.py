@@ -20,10 +20,13 @@ HELD = np.int8(2)
 
 @njit(cache=True, nogil=True)
 def note_seen(dev: np.ndarray, ts: np.ndarray, last_seen: np.ndarray, gap: np.ndarray,
-              alpha: float) -> None:
+              alpha: float) -> int:
+    """Returns the newest `ts` (-1 for none)."""
+    newest = -1
     for i in range(dev.shape[0]):
         d = dev[i]
         t = ts[i]
+        newest = max(newest, t)
         prev = last_seen[d]
         if t <= prev:
             continue  # late or repeated: the device was heard of later already
@@ -31,6 +34,7 @@ def note_seen(dev: np.ndarray, ts: np.ndarray, last_seen: np.ndarray, gap: np.nd
             g = float(t - prev)
             gap[d] = g if gap[d] <= 0.0 else (1.0 - alpha) * gap[d] + alpha * g
         last_seen[d] = t
+    return newest
 
 
 @njit(cache=True, nogil=True)

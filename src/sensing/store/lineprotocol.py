@@ -7,7 +7,8 @@ stored as `ch_<name>`); timestamp in ms. In VictoriaMetrics each field becomes a
 
 A batch of readings becomes one bytes block in one kernel call (`sensing.kernels.lineproto`):
 each device's tag prefix and each channel's field key are escaped and encoded once, when first
-needed (again if a device moves to another gateway or area), and kept in byte arenas.
+needed (again if a device moves to another gateway or area), and kept in byte arenas; the texts
+of recent float values stay cached from batch to batch.
 """
 
 from __future__ import annotations
@@ -16,7 +17,17 @@ import numpy as np
 import numpy.typing as npt
 
 from sensing.arrays import grown
-from sensing.kernels.lineproto import FLOAT_MAX_CHARS, INT_MAX_CHARS, format_readings
+from sensing.kernels.lineproto import (
+    FLOAT_MAX_CHARS,
+    INT_MAX_CHARS,
+    OUT_PADDING,
+    PADDING,
+    format_readings,
+    group_by_reading,
+    index_range,
+    new_float_cache,
+    stale_prefixes,
+)
 from sensing.registry import Registry
 from sensing.wire.messages import Alert
 
@@ -39,7 +50,8 @@ def field_key(channel: str) -> str:
 
 class ByteTable:
     """Byte strings by dense index in one growing arena, as a kernel reads them:
-    `arena[ptr[i] : ptr[i] + length[i]]`. Replacing an entry appends it anew."""
+    `arena[ptr[i] : ptr[i] + length[i]]`, with PADDING bytes after the last one. Replacing an
+    entry appends it anew."""
 
     def __init__(self, capacity: int = 1024) -> None:
         self.arena = np.zeros(64 * capacity, dtype=np.uint8)
@@ -58,12 +70,22 @@ class ByteTable:
     def set(self, i: int, raw: bytes) -> None:
         self.reserve(i + 1)
         end = self.used + len(raw)
-        self.arena = grown(self.arena, end)
+        self.arena = grown(self.arena, end + PADDING)
         self.arena[self.used : end] = np.frombuffer(raw, dtype=np.uint8)
         self.ptr[i] = self.used
         self.length[i] = len(raw)
         self.used = end
         self.longest = max(self.longest, len(raw))
+
+
+def _within(index: np.ndarray, size: int) -> bool:
+    """Whether every entry of a non-empty index array lies in 0 ..< size: the int32 arrays of
+    the pipeline in one kernel pass, others as they are (a cast could wrap them)."""
+    if index.dtype == np.int32 and index.flags.c_contiguous:
+        low, high = index_range(index)
+    else:
+        low, high = int(index.min()), int(index.max())
+    return low >= 0 and high < size
 
 
 class LineFormatter:
@@ -73,7 +95,9 @@ class LineFormatter:
         self._prefix_of = np.full((1024, 2), -1, dtype=np.int32)
         """(gateway, area) each device's prefix was built for; -1: not built"""
         self._keys = ByteTable(64)
+        """field keys with their "=" """
         self._n_keys = 0
+        self._float_cache = new_float_cache()
         self._out = np.zeros(1 << 16, dtype=np.uint8)
 
     def _prefixes(self, dev: npt.NDArray[np.int32]) -> None:
@@ -81,13 +105,10 @@ class LineFormatter:
         reg = self.registry
         n = len(reg.devices)
         self._prefix_of = grown(self._prefix_of, n, -1)
-        gateway = reg.device_gateway[dev]
-        area = reg.device_area[dev]
-        built = self._prefix_of[dev]
-        stale = (built[:, 0] != gateway) | (built[:, 1] != area)
-        if not stale.any():
+        stale = stale_prefixes(dev, reg.device_gateway, reg.device_area, self._prefix_of)
+        if not stale.size:
             return
-        for d in np.unique(dev[stale]).tolist():
+        for d in np.unique(stale).tolist():
             name, kind, gw, area_name = reg.describe(d)
             self._prefix.set(d, (
                 f"reading,area={escape_key(area_name)},gateway={escape_key(gw)},"
@@ -97,7 +118,7 @@ class LineFormatter:
     def _field_keys(self) -> None:
         names = self.registry.channels.names
         for c in range(self._n_keys, len(names)):
-            self._keys.set(c, field_key(names[c]).encode())
+            self._keys.set(c, f"{field_key(names[c])}=".encode())
         self._n_keys = len(names)
 
     def readings(
@@ -120,29 +141,29 @@ class LineFormatter:
             raise ValueError("value_row, value_channel and value must have the same length")
         if not n:
             return b""
-        if int(dev.min()) < 0 or int(dev.max()) >= len(self.registry.devices):
+        if not _within(dev, len(self.registry.devices)):
             raise IndexError("device index unknown to the registry")
-        if m and (int(value_row.min()) < 0 or int(value_row.max()) >= n):
+        if m and not _within(value_row, n):
             raise IndexError("value row outside the batch")
-        if m and (int(value_channel.min()) < 0
-                  or int(value_channel.max()) >= len(self.registry.channels)):
+        if m and not _within(value_channel, len(self.registry.channels)):
             raise IndexError("channel index unknown to the registry")
         dev = np.ascontiguousarray(dev, dtype=np.int32)
         self._prefixes(dev)
         self._field_keys()
         bound = (n * (self._prefix.longest + _LINE_FIXED)
-                 + m * (self._keys.longest + FLOAT_MAX_CHARS + 2))
+                 + m * (self._keys.longest + FLOAT_MAX_CHARS + 1) + OUT_PADDING)
         if bound > self._out.shape[0]:
             self._out = np.zeros(max(bound, 2 * self._out.shape[0]), dtype=np.uint8)
+        start, order, grouped = group_by_reading(n, np.ascontiguousarray(value_row,
+                                                                         dtype=np.int32))
         size = format_readings(
             dev, np.ascontiguousarray(epoch, dtype=np.int64),
             np.ascontiguousarray(seq, dtype=np.int64), np.ascontiguousarray(ts, dtype=np.int64),
-            np.ascontiguousarray(battery, dtype=np.float64),
-            np.ascontiguousarray(value_row, dtype=np.int32),
+            np.ascontiguousarray(battery, dtype=np.float64), start, order, grouped,
             np.ascontiguousarray(value_channel, dtype=np.int32),
             np.ascontiguousarray(value, dtype=np.float64),
             self._prefix.arena, self._prefix.ptr, self._prefix.length,
-            self._keys.arena, self._keys.ptr, self._keys.length, self._out)
+            self._keys.arena, self._keys.ptr, self._keys.length, *self._float_cache, self._out)
         return self._out[:size].tobytes()
 
     @staticmethod

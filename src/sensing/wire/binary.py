@@ -134,22 +134,49 @@ def _parse_tables_slowly(tables: bytes, n_dev: int, n_chan: int) -> Tables:
     return tuple(devices), tuple(kinds), tuple(channels)
 
 
+def _entry_starts_in_bulk(table: np.ndarray, count: int) -> np.ndarray | None:
+    """Where the `count` entries start, if every length byte is below 32 and no name holds
+    such a byte (short names of printable text): then the starts are exactly the bytes 1..31,
+    confirmed by each one's length pointing at the next. None: walk the table instead."""
+    starts = np.flatnonzero((table > 0) & (table < 32))
+    if starts.size != count or not count or starts[0] != 0:
+        return None
+    following = starts + 1 + table[starts]
+    if not np.array_equal(following[:-1], starts[1:]):
+        return None
+    return np.append(starts, following[-1])
+
+
+def _entry_starts(tables: bytes, count: int) -> list[int] | None:
+    """Where the `count` entries start, then where the padding starts; None if truncated."""
+    starts = [0] * (count + 1)
+    pos = 0
+    end = len(tables)
+    for i in range(count):
+        if pos >= end:
+            return None
+        starts[i] = pos
+        pos += 1 + tables[pos]
+    starts[count] = pos
+    return starts
+
+
 def _parse_tables(tables: bytes, n_dev: int, n_chan: int) -> Tables:
     """All names at once: find the length bytes, make them NUL and decode the whole table in
     one call (UTF-8 is self-synchronising, so it decodes exactly when every name does). Any
     doubt (a NUL inside a name, a bad name, truncation) goes name by name."""
     count = 2 * n_dev + n_chan
-    starts = [0] * count
-    pos = 0
-    end = len(tables)
-    for i in range(count):
-        if pos >= end:
+    table = np.frombuffer(tables, dtype=np.uint8)
+    starts: np.ndarray | list[int] | None = _entry_starts_in_bulk(table, count)
+    if starts is None:
+        starts = _entry_starts(tables, count)
+        if starts is None:
             return _parse_tables_slowly(tables, n_dev, n_chan)
-        starts[i] = pos
-        pos += 1 + tables[pos]
-    if pos > end or any(tables[pos:]) or tables.count(0, 0, pos):
+    pos = int(starts[-1])
+    starts = starts[:-1]
+    if pos > len(tables) or any(tables[pos:]) or tables.count(0, 0, pos):
         return _parse_tables_slowly(tables, n_dev, n_chan)
-    raw = np.frombuffer(tables, dtype=np.uint8, count=pos).copy()
+    raw = table[:pos].copy()
     lengths = raw[starts]
     if not lengths.all():
         return _parse_tables_slowly(tables, n_dev, n_chan)
@@ -175,12 +202,17 @@ class _TableCache:
         self.max_bytes = max_bytes
         self.max_tables = max_tables
 
-    def get(self, tables: bytes, n_dev: int, n_chan: int) -> Tables:
-        key = (n_dev, n_chan, len(tables), tables[:64], tables[-64:])
+    def get(self, payload: bytes, n_dev: int, n_chan: int, start: int = 0,
+            end: int | None = None) -> Tables:
+        """The names of the table `payload[start:end]`, compared in place on a hit."""
+        end = len(payload) if end is None else end
+        key = (n_dev, n_chan, end - start, payload[start : min(start + 64, end)],
+               payload[max(end - 64, start) : end])
         hit = self._tables.get(key)
-        if hit is not None and hit[0] == tables:
+        if hit is not None and payload.startswith(hit[0], start):
             self._tables.move_to_end(key)
             return hit[1]
+        tables = bytes(payload[start:end])
         parsed = _parse_tables(tables, n_dev, n_chan)
         old = self._tables.pop(key, None)
         if old is not None:
@@ -210,22 +242,24 @@ def decode(payload: bytes) -> ReadingBatch:
     columns_len = n_read * (8 + 8 + 8 + 4 + 2) + n_val * (8 + 4 + 2)
     if tables_len % 8 or HEADER_SIZE + tables_len + columns_len != len(payload):
         raise WireError("SNB1 length does not match its header")
-    tables = bytes(payload[HEADER_SIZE : HEADER_SIZE + tables_len])
-    devices, kinds, channels = _TABLES.get(tables, n_dev, n_chan)
+    devices, kinds, channels = _TABLES.get(payload, n_dev, n_chan, HEADER_SIZE,
+                                           HEADER_SIZE + tables_len)
     offset = HEADER_SIZE + tables_len
-    cols: dict[str, np.ndarray] = {}
+    raw: dict[str, np.ndarray] = {}
     for name, dtype, per_reading in _COLUMNS:
         count = n_read if per_reading else n_val
-        raw = np.frombuffer(payload, dtype=dtype, count=count, offset=offset)
-        offset += raw.nbytes
-        # a copy only where the type changes: native columns stay read-only views of the payload
-        cols[name] = raw if raw.dtype == _NATIVE[name] else raw.astype(_NATIVE[name])
-    if n_read and int(cols["device"].max()) >= n_dev:
+        raw[name] = np.frombuffer(payload, dtype=dtype, count=count, offset=offset)
+        offset += raw[name].nbytes
+    # checked on the narrow wire types, before they are widened
+    if n_read and int(raw["device"].max()) >= n_dev:
         raise WireError("SNB1 device index out of range")
-    if n_val and int(cols["value_channel"].max()) >= n_chan:
+    if n_val and int(raw["value_channel"].max()) >= n_chan:
         raise WireError("SNB1 channel index out of range")
-    if n_val and int(cols["value_row"].max()) >= n_read:
+    if n_val and int(raw["value_row"].max()) >= n_read:
         raise WireError("SNB1 value row out of range")
+    # a copy only where the type changes: native columns stay read-only views of the payload
+    cols = {name: a if a.dtype == _NATIVE[name] else a.astype(_NATIVE[name])
+            for name, a in raw.items()}
     return ReadingBatch(
         devices=devices,
         kinds=kinds,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from sensing.wire.batch import ReadingBatch
@@ -67,7 +69,9 @@ def invalid_readings(batch: ReadingBatch) -> list[tuple[int, str]]:
         and int(batch.ts.min()) >= TS_MIN_MS and int(batch.ts.max()) <= TS_MAX_MS
         # fmin and fmax skip NaN (no battery)
         and not np.fmin.reduce(batch.battery) < 0.0 and not np.fmax.reduce(batch.battery) > 1.0
-        and (not batch.n_values or bool(np.isfinite(batch.value).all()))
+        # a sum is finite only if every term is (NaN and infinities propagate); an overflow
+        # merely sends the batch through the exact checks below
+        and math.isfinite(batch.value.sum())
     )):
         return []
     reasons: dict[int, str] = {}
