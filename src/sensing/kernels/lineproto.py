@@ -17,25 +17,14 @@ texts of recent values are kept in a small cache by their bits, as a batch repea
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, TypeVar, cast
+from typing import Any
 
 import numpy as np
 from numba import config, njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-_F = TypeVar("_F", bound=Callable[..., Any])
-
-
-def _njit_without_refcounts(fn: _F) -> _F:
-    """njit without the runtime's reference counting, hence without allocation (which the
-    compiler enforces), for the writers and the loop that calls them: with it, each call of a
-    writer costs atomic increments and decrements of the arrays it touches, five times the
-    work of writing a cached float."""
-    compile_: Any = njit(cache=True, nogil=True, _nrt=False)  # type: ignore[call-overload]
-    return cast(_F, compile_(fn))
-
+from sensing.kernels.jit import njit_without_refcounts
 
 FLOAT_MAX_CHARS = 24
 """-2.2250738585072014e-308"""
@@ -257,7 +246,7 @@ def _n_digits(x: np.uint64) -> int:
     return n
 
 
-@_njit_without_refcounts
+@njit_without_refcounts
 def _digits(buf: np.ndarray, end: int, x: np.uint64) -> None:
     """The decimal digits of `x`, ending just before `end`, two at a time."""
     while x >= _U100:
@@ -274,7 +263,7 @@ def _digits(buf: np.ndarray, end: int, x: np.uint64) -> None:
         buf[end - 1] = _CH_0 + int(x)
 
 
-@_njit_without_refcounts
+@njit_without_refcounts
 def _write_small_int(buf: np.ndarray, pos: int, x: int) -> int:
     """Decimal digits of 0 <= x < 2^63 at `pos`, the usual one or two digits without a loop."""
     if x < 10:
@@ -290,7 +279,7 @@ def _write_small_int(buf: np.ndarray, pos: int, x: int) -> int:
     return end
 
 
-@_njit_without_refcounts
+@njit_without_refcounts
 def write_int(buf: np.ndarray, pos: int, x: int) -> int:
     """Decimal digits of `x` (> -2^63) at `pos`; returns the position after them."""
     if x < 0:
@@ -311,7 +300,7 @@ def _shift_in_dot(buf: np.ndarray, dot: int, end: int) -> None:
     buf[dot] = 46  # "."
 
 
-@_njit_without_refcounts
+@njit_without_refcounts
 def _write_shortest(buf: np.ndarray, pos: int, v: float, bits: np.uint64) -> int:
     """`repr(abs(v))` at `pos` for a finite `v` with IEEE bits `bits`, by Schubfach."""
     f, e = shortest_digits(v, bits)
@@ -357,7 +346,7 @@ def _write_shortest(buf: np.ndarray, pos: int, v: float, bits: np.uint64) -> int
     return write_int(buf, end, x)
 
 
-@_njit_without_refcounts
+@njit_without_refcounts
 def _write_few_decimals(buf: np.ndarray, pos: int, v: float) -> int:
     """`repr(v)` at `pos` for 0 < v < 2^50 with at most DIRECT_DECIMALS decimals, as
     `<integer part>.<decimals>`; returns the position after it, or -1 if `v` has more decimals.
@@ -391,7 +380,7 @@ def _write_few_decimals(buf: np.ndarray, pos: int, v: float) -> int:
     return -1
 
 
-@_njit_without_refcounts
+@njit_without_refcounts
 def write_float(buf: np.ndarray, pos: int, v: float, bits: np.uint64) -> int:
     """`repr(v)` at `pos` for a finite `v` with IEEE bits `bits`; returns the position after
     it."""
@@ -424,25 +413,25 @@ def _memcpy_typer(typingctx: Any, dst: Any, dst_pos: Any, src: Any, src_pos: Any
 _memcpy: Any = intrinsic(_memcpy_typer)
 
 if config.DISABLE_JIT:  # type: ignore[attr-defined]  # an intrinsic needs the compiler: the same copy as Python slices
-    @_njit_without_refcounts
+    @njit_without_refcounts
     def _copy(buf: np.ndarray, pos: int, src: np.ndarray, start: int, length: int) -> int:
         buf[pos : pos + length] = src[start : start + length]
         return pos + length
 
-    @_njit_without_refcounts
+    @njit_without_refcounts
     def _copy_chunks(buf: np.ndarray, pos: int, src: np.ndarray, start: int,
                      length: int) -> int:
         buf[pos : pos + length] = src[start : start + length]
         return pos + length
 else:
-    @_njit_without_refcounts
+    @njit_without_refcounts
     def _copy(buf: np.ndarray, pos: int, src: np.ndarray, start: int, length: int) -> int:
         """buf[pos:pos + length] = src[start:start + length] as one memcpy (numba's element
         loop costs about 1 ns a byte here); the caller guarantees the bounds."""
         _memcpy(buf, pos, src, start, length)
         return pos + length
 
-    @_njit_without_refcounts
+    @njit_without_refcounts
     def _copy_chunks(buf: np.ndarray, pos: int, src: np.ndarray, start: int,
                      length: int) -> int:
         """buf[pos:pos + length] = src[start:start + length] in whole chunks of CHUNK bytes,
@@ -453,7 +442,7 @@ else:
         return pos + length
 
 
-@_njit_without_refcounts
+@njit_without_refcounts
 def _write_float_cached(buf: np.ndarray, pos: int, v: float, bits: np.uint64,
                         cache_bits: np.ndarray, cache_text: np.ndarray) -> int:
     """write_float through a direct-mapped cache of the texts of recent values by their bits:
@@ -533,7 +522,7 @@ def group_by_reading(n: int, value_row: np.ndarray) -> tuple[np.ndarray, np.ndar
     return start, order, grouped
 
 
-@_njit_without_refcounts
+@njit_without_refcounts
 def format_readings(
     dev: np.ndarray, epoch: np.ndarray, seq: np.ndarray, ts: np.ndarray, battery: np.ndarray,
     start: np.ndarray, order: np.ndarray, grouped: bool, value_channel: np.ndarray,
