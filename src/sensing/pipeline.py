@@ -131,7 +131,7 @@ class Pipeline:
         self.offline.ensure_capacity(n_dev, n_gw)
         for change in self.offline.scan(reg.device_gateway, n_dev, n_gw, now):
             device, kind, gateway, area = reg.describe(change.device)
-            grade = OFFLINE_GRADE[kind] if change.offline else None
+            grade = OFFLINE_GRADE.get(kind, Grade.MAJOR) if change.offline else None
             silent_s = (now - change.silent_since) / 1000
             self._emit_all(step, self.lifecycle.condition(
                 device=device, alert_type=DEVICE_OFFLINE, grade=grade, gateway=gateway,

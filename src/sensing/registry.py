@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import repeat
 
 import numpy as np
 import numpy.typing as npt
@@ -119,7 +120,9 @@ class Registry:
                 self._tables.clear()
             hit = self._tables[key] = _Table(
                 devices, kinds, self.devices.lookup(devices),
-                np.fromiter(map(self.kind_index.__getitem__, kinds), dtype=np.int8,
+                # -1 for a kind the contract does not know: its readings are dead-lettered by
+                # validation, but the table still names it
+                np.fromiter(map(self.kind_index.get, kinds, repeat(-1)), dtype=np.int8,
                             count=len(kinds)))
         return hit
 
@@ -133,10 +136,11 @@ class Registry:
         return hit[1]
 
     def describe(self, device: int) -> tuple[str, str, str, str]:
-        """(device id, kind, gateway, area) of a device index."""
+        """(device id, kind, gateway, area) of a device index ("" for an unknown kind)."""
+        kind = int(self.device_kind[device])
         return (
             self.devices.names[device],
-            KINDS[int(self.device_kind[device])],
+            KINDS[kind] if kind >= 0 else "",
             self.gateways.names[int(self.device_gateway[device])],
             self.areas.names[int(self.device_area[device])],
         )

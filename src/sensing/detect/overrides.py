@@ -250,6 +250,8 @@ class Overrides:
                                       return_inverse=True)
             for g, key in enumerate(groups.tolist()):
                 k, a = divmod(key - 1, len(registry.areas) + 1)
+                if k < 0:
+                    continue  # a kind the contract does not know: nothing to set
                 area = registry.areas.names[a] if a >= 0 else None
                 devices = first + np.flatnonzero(where == g)
                 self._assign(bank, KINDS[k], area, None, devices)
@@ -262,6 +264,8 @@ class Overrides:
                 named = [d for d in (index.get(n) for n in self.device)
                          if d is not None and first <= d < stop]
             for d in named:
+                if registry.device_kind[d] < 0:
+                    continue
                 area_i = int(registry.device_area[d])
                 area = registry.areas.names[area_i] if area_i >= 0 else None
                 self._assign(bank, KINDS[int(registry.device_kind[d])], area, names[d],
