@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from sensing.kernels.columns import batch_bounds
+
 I32 = npt.NDArray[np.int32]
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
@@ -39,20 +41,21 @@ class BankInput:
             raise ValueError("dev, ts, kind and battery must have the same length")
         if not (value_row.shape[0] == value_channel.shape[0] == m):
             raise ValueError("value_row, value_channel and value must have the same length")
-        if n and int(dev.min()) < 0:
+        dev = np.ascontiguousarray(dev, dtype=np.int32)
+        kind = np.ascontiguousarray(kind, dtype=np.int8)
+        value_row = np.ascontiguousarray(value_row, dtype=np.int32)
+        value_channel = np.ascontiguousarray(value_channel, dtype=np.int32)
+        dev_lo, dev_hi, kind_hi, row_lo, row_hi, chan_lo = batch_bounds(
+            dev, kind, value_row, value_channel)
+        if dev_lo < 0:
             raise IndexError("negative device index")
-        if m and (int(value_row.min()) < 0 or int(value_row.max()) >= n):
+        if row_lo < 0 or row_hi >= n:
             raise IndexError("value row outside the batch")
-        if m and int(value_channel.min()) < 0:
+        if chan_lo < 0:
             raise IndexError("negative channel index")
-        return cls(
-            np.ascontiguousarray(dev, dtype=np.int32), np.ascontiguousarray(ts, dtype=np.int64),
-            np.ascontiguousarray(kind, dtype=np.int8),
-            np.ascontiguousarray(battery, dtype=np.float64),
-            np.ascontiguousarray(value_row, dtype=np.int32),
-            np.ascontiguousarray(value_channel, dtype=np.int32),
-            np.ascontiguousarray(value, dtype=np.float64),
-            int(dev.max()) + 1 if n else 0, int(kind.max()) + 1 if n else 0)
+        return cls(dev, np.ascontiguousarray(ts, dtype=np.int64), kind,
+                   np.ascontiguousarray(battery, dtype=np.float64), value_row, value_channel,
+                   np.ascontiguousarray(value, dtype=np.float64), dev_hi + 1, kind_hi + 1)
 
     def check_fits(self, capacity: int, kinds: int) -> None:
         """Raise unless a bank of this capacity, knowing this many kinds, can run it."""

@@ -16,6 +16,7 @@ from sensing.detect.checks import Check, CheckBank, CheckView
 from sensing.detect.overrides import Overrides
 from sensing.detect.rules import BATTERY_CHANNEL, DEFAULT_RULES, Rule
 from sensing.detect.threshold import RuleView, ThresholdBank
+from sensing.kernels.columns import take
 from sensing.registry import Registry
 from sensing.wire.messages import GRADE_BY_RANK, Grade
 
@@ -94,10 +95,11 @@ class DetectionEngine:
         self._known = 0
 
     def ensure_capacity(self, n: int) -> None:
+        if n <= self._known:
+            return
         for d in self.detectors:
             d.ensure_capacity(n)
-        if n > self._known:
-            self.devices_added(self._known, n)
+        self.devices_added(self._known, n)
 
     def devices_added(self, first: int, stop: int) -> None:
         """Devices `first..stop-1` were seen for the first time (the registry knows their kind
@@ -154,8 +156,11 @@ class DetectionEngine:
         self.ensure_capacity(len(self.registry.devices))
         changes: list[tuple[int, int, int, int, float]] = []  # row, rule, level, onset, signal
         if self._banks and r.dev.shape[0]:
-            batch = BankInput.checked(r.dev, r.ts, self.registry.device_kind[r.dev], r.battery,
-                                      r.value_row, r.value_channel, r.value)
+            kind = np.empty(r.dev.shape[0], dtype=np.int8)
+            if take(self.registry.device_kind, np.ascontiguousarray(r.dev, np.int32), kind) >= 0:
+                raise IndexError("device index unknown to the registry")
+            batch = BankInput.checked(r.dev, r.ts, kind, r.battery, r.value_row,
+                                      r.value_channel, r.value)
             for bank, index in self._banks:
                 fired = bank.run(batch)
                 if fired.row.shape[0]:
