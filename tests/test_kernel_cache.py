@@ -36,3 +36,14 @@ def test_numba_caches_under_that_directory_unless_told_otherwise(tmp_path: Path)
     theirs = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                             text=True, check=True).stdout.strip()
     assert theirs == str(tmp_path / "mine")
+
+
+def test_an_unusable_cache_directory_leaves_numbas_own_choice(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    code = "import sensing.kernels, numba.core.config as c; print(repr(c.CACHE_DIR))"
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+    env["XDG_CACHE_HOME"] = str(blocker)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == "''"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import tempfile
 from pathlib import Path
 
 from numba.core import config
@@ -24,9 +25,23 @@ def source_hash(directory: Path) -> str:
 
 
 def cache_dir(directory: Path = Path(__file__).parent) -> Path:
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "sensing-numba" / source_hash(directory)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    if base.startswith("~"):  # no home directory (a bare service account): the temp dir
+        base = os.path.join(tempfile.gettempdir(), f"sensing-{os.getuid()}")
+    return Path(base) / "sensing-numba" / source_hash(directory)
 
 
-if not os.environ.get("NUMBA_CACHE_DIR"):
-    config.CACHE_DIR = str(cache_dir())  # type: ignore[attr-defined]  # not in the stubs
+def _use_own_cache_dir() -> None:
+    """Unless NUMBA_CACHE_DIR is set; where the directory cannot be made, numba's own
+    choice (beside the sources) stands."""
+    if os.environ.get("NUMBA_CACHE_DIR"):
+        return
+    path = cache_dir()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return
+    config.CACHE_DIR = str(path)  # type: ignore[attr-defined]  # not in the stubs
+
+
+_use_own_cache_dir()
