@@ -352,6 +352,6 @@ class CheckView:
         return score
 
 
-def standalone(check: Check[Any], capacity: int = 1024) -> CheckView:
-    """`check` as a detector with its own state (a bank of one check)."""
-    return CheckBank([check], kinds=(check.spec.kind,), capacity=capacity).views[0]
+def bank_of_one(check: Check[Any], capacity: int = 1024) -> CheckBank:
+    """A bank of `check` alone: its state for a detector of its own (the bank's one view)."""
+    return CheckBank([check], kinds=(check.spec.kind,), capacity=capacity)

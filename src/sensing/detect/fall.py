@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sensing.detect.base import DetectorSpec
-from sensing.detect.checks import Check, CheckBank, CheckView, ms, span
+from sensing.detect.checks import Check, CheckView, bank_of_one, ms, span
 from sensing.kernels.checks import FALL
 from sensing.wire.messages import Grade
 
@@ -55,4 +55,4 @@ class FallDetector(CheckView):
     """`Fall` as a detector with its own state."""
 
     def __init__(self, params: FallParams | None = None, capacity: int = 1024) -> None:
-        super().__init__(CheckBank([Fall(params)], kinds=("wearable",), capacity=capacity), 0)
+        super().__init__(bank_of_one(Fall(params), capacity), 0)

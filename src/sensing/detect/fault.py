@@ -14,8 +14,8 @@ from sensing.detect.checks import (
     HOUR_S,
     MINUTE_S,
     Check,
-    CheckBank,
     CheckView,
+    bank_of_one,
     ms,
     span,
 )
@@ -262,16 +262,12 @@ def default_fault_checks() -> list[FaultCheck[Any]]:
     return out
 
 
-def _alone(check: Check[Any], capacity: int) -> CheckBank:
-    return CheckBank([check], kinds=(check.spec.kind,), capacity=capacity)
-
-
 class ImpossibleValueDetector(CheckView):
     """`ImpossibleValues` as a detector with its own state."""
 
     def __init__(self, kind: str, channel: str, params: ImpossibleParams | None = None,
                  capacity: int = 1024) -> None:
-        super().__init__(_alone(ImpossibleValues(kind, channel, params), capacity), 0)
+        super().__init__(bank_of_one(ImpossibleValues(kind, channel, params), capacity), 0)
 
 
 class StuckSensorDetector(CheckView):
@@ -279,7 +275,7 @@ class StuckSensorDetector(CheckView):
 
     def __init__(self, kind: str, channel: str, params: StuckParams | None = None,
                  capacity: int = 1024) -> None:
-        super().__init__(_alone(StuckValues(kind, channel, params), capacity), 0)
+        super().__init__(bank_of_one(StuckValues(kind, channel, params), capacity), 0)
 
 
 class DriftDetector(CheckView):
@@ -287,9 +283,9 @@ class DriftDetector(CheckView):
 
     def __init__(self, kind: str, channel: str, params: DriftParams | None = None,
                  capacity: int = 1024) -> None:
-        super().__init__(_alone(Drift(kind, channel, params), capacity), 0)
+        super().__init__(bank_of_one(Drift(kind, channel, params), capacity), 0)
 
 
 def default_fault_detectors(capacity: int = 1024) -> list[CheckView]:
     """Every default fault check as a detector with its own state."""
-    return [CheckView(_alone(c, capacity), 0) for c in default_fault_checks()]
+    return [CheckView(bank_of_one(c, capacity), 0) for c in default_fault_checks()]

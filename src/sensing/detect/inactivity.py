@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sensing.detect.base import DetectorSpec
-from sensing.detect.checks import HOUR_S, Check, CheckBank, CheckView, ms, span
+from sensing.detect.checks import HOUR_S, Check, CheckView, bank_of_one, ms, span
 from sensing.kernels.checks import INACTIVITY
 from sensing.wire.messages import Grade
 
@@ -52,5 +52,4 @@ class InactivityDetector(CheckView):
     """`Inactivity` as a detector with its own state."""
 
     def __init__(self, params: InactivityParams | None = None, capacity: int = 1024) -> None:
-        super().__init__(
-            CheckBank([Inactivity(params)], kinds=("wearable",), capacity=capacity), 0)
+        super().__init__(bank_of_one(Inactivity(params), capacity), 0)

@@ -15,6 +15,7 @@ def batch_bounds(dev: np.ndarray, kind: np.ndarray, value_row: np.ndarray,
     dev_lo, dev_hi, kind_hi = 0, -1, -1
     if dev.shape[0]:
         dev_lo = dev_hi = int(dev[0])
+        kind_hi = int(kind[0])
     for i in range(dev.shape[0]):
         d = int(dev[i])
         dev_lo = min(dev_lo, d)
