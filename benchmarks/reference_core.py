@@ -98,37 +98,24 @@ class Dedup:
 
 
 class Newest:
-    """The one place that decides when the fault, fall and inactivity checks skip a reading as
-    older than the device's newest one (threshold rules never skip).
-
-    `per_device` (the check bank, `sensing.kernels.checks`): one clock per device, moved by
-    every admitted reading whatever it carries; a reading older than it is skipped by every
-    check. Otherwise (the kernels before the check bank): each check keeps its own newest time
-    per device, i.e. per channel, moved only by the readings it takes (drift skips NaN values
-    before it looks)."""
-
-    per_device = True
+    """When the fault, fall and inactivity checks skip a reading as older than the device's
+    newest one (threshold rules never skip): one clock per device, moved by every admitted
+    reading whatever it carries; a reading older than it is skipped by every check (as the
+    check bank does, `sensing.kernels.checks`)."""
 
     def __init__(self) -> None:
-        self.ts: dict[Any, int] = {}
+        self.ts: dict[int, int] = {}
         self.late = False
 
     def reading(self, device: int, t: int) -> None:
         """An admitted reading of `device` at `t`, before any check sees its values."""
-        if self.per_device:
-            self.late = t < self.ts.get(device, -1)
-            if not self.late:
-                self.ts[device] = t
+        self.late = t < self.ts.get(device, -1)
+        if not self.late:
+            self.ts[device] = t
 
     def accept(self, check: int, device: int, t: int) -> bool:
         """False if check `check` is to skip the reading at `t` as older than the newest."""
-        if self.per_device:
-            return not self.late
-        key = (check, device)
-        if t < self.ts.get(key, -1):
-            return False
-        self.ts[key] = t
-        return True
+        return not self.late
 
 
 # -- detectors ---------------------------------------------------------------------------------
@@ -324,16 +311,15 @@ class _Drift(_Hold):
 
 class DriftCheck(FaultCheck):
     """The EWMAs run once per tick: the mean of a device's readings over at least the tick's
-    length of event time (`DriftParams.step_s` or `tick_s`; 0 or absent: every reading is a
-    tick). A tick is closed by the first reading at least that long after the previous tick
-    (or the device's first reading), and includes it; min_count and hold_count count ticks."""
+    length of event time (`DriftParams.tick_s`; 0: every reading is a tick). A tick is closed
+    by the first reading at least that long after the previous tick (or the device's first
+    reading), and includes it; min_count and hold_count count ticks."""
 
     def __init__(self, index: int, kind: str, channel: str, p: DriftParams,
                  newest: Newest) -> None:
         super().__init__(index, kind, channel, p.hold_s, p.hold_count, newest)
         self.p = p
-        # the tick's length: announced as `step_s`, landing as `tick_s`; 0 before the change
-        self.step_ms = ms(getattr(p, "step_s", getattr(p, "tick_s", 0.0)))
+        self.step_ms = ms(p.tick_s)
         self.fast_tau, self.base_tau = p.fast_tau_s * 1000, p.base_tau_s * 1000
         self.cusum_tau = p.cusum_tau_s * 1000
         self.warmup_ms, self.min_ms = ms(p.warmup_s), ms(p.min_duration_s)
