@@ -14,6 +14,7 @@ from sensing.ingest.mqtt import CoreSession, Incoming
 from sensing.pipeline import CoreStats, Pipeline, now_ms
 from sensing.settings import CoreSettings
 from sensing.store.writer import StoreWriter
+from sensing.warmup import warm_up
 from sensing.wire import topics
 
 log = structlog.get_logger("sensing.core")
@@ -43,6 +44,7 @@ class StreamCore:
 
     def run(self) -> None:
         """Process until `stop_event` is set. Input never stops it; only a stop does."""
+        log.info("kernels ready", seconds=round(warm_up()[0], 2))
         self.session.start()
         log.info("core running", mqtt=f"{self.settings.mqtt_host}:{self.settings.mqtt_port}",
                  store=self.settings.store_url)

@@ -221,7 +221,9 @@ def run_demo(args: argparse.Namespace) -> int:
             stack.callback(terminate_group, core)
             feed = _Feed(broker, console)
             stack.callback(feed.close)
-            if not feed.stats_seen.wait(60):
+            console.print("  starting the stream core (its first start on a machine compiles "
+                          "the numba kernels: about 20 s)")
+            if not feed.stats_seen.wait(120):
                 console.print(f"[red]the core did not start; see {workdir / 'core.log'}[/red]")
                 return 1
             console.print(f"  stream core running; fleet: {args.devices} devices behind "
