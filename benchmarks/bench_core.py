@@ -3,7 +3,9 @@
     .venv/bin/python benchmarks/bench_core.py [--devices 100000] [--batch 10000] [--json]
 
 (a) dedup + every detector + grading on decoded columnar arrays (what `Pipeline._readings`
-    does after decoding, without line protocol);
+    does after decoding, without line protocol), with each batch's devices in index order and
+    again with each gateway's 1,000 devices in a new random order every round, as real readings
+    arrive (the state of devices in index order is read ahead by the processor);
 (b) the whole `Pipeline.process` step from SNB1 messages: decode, validation, interning,
     dedup, detection, grading, alert lifecycle and line protocol (no broker, no store); once
     with gateways that send the same device table every time (1,000 devices each) and once with
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import gc
 import json
 import logging
 import os
@@ -146,12 +149,19 @@ class Fleet:
         return reg
 
 
-def batches(fleet: Fleet, batch: int, rounds: range) -> list[dict[str, np.ndarray]]:
-    """Every device once per round, `batch` devices at a time, a gateway after another."""
+def batches(fleet: Fleet, batch: int, rounds: range, shuffled: bool = False
+            ) -> list[dict[str, np.ndarray]]:
+    """Every device once per round, `batch` devices at a time, a gateway after another; with
+    `shuffled`, each gateway's devices in a new random order every round (as its readings
+    arrive), else in index order."""
     out = []
     for rnd in rounds:
+        rng = np.random.default_rng(rnd)
         for start in range(0, fleet.n, batch):
             devices = np.arange(start, min(start + batch, fleet.n))
+            if shuffled:
+                devices = np.concatenate([rng.permutation(devices[i : i + PER_GATEWAY])
+                                          for i in range(0, devices.size, PER_GATEWAY)])
             out.append(fleet.readings(devices, rnd, seed=rnd * 1_000_003 + start))
     return out
 
@@ -178,7 +188,8 @@ def columnar_step(dedup: DedupWindow, engine: DetectionEngine, c: dict[str, np.n
     return int(keep.shape[0]), len(engine.process(r))
 
 
-def bench_columnar(fleet: Fleet, batch: int, passes: int, per_pass: int) -> tuple[float, int]:
+def bench_columnar(fleet: Fleet, batch: int, passes: int, per_pass: int,
+                   shuffled: bool = False) -> tuple[float, int]:
     """(readings/s, condition changes graded in the timed passes)"""
     reg = fleet.registry()
     dedup, engine = DedupWindow(), DetectionEngine(reg)
@@ -199,7 +210,7 @@ def bench_columnar(fleet: Fleet, batch: int, passes: int, per_pass: int) -> tupl
     runs = []
     for p in range(passes):
         steps = batches(fleet, batch, range(1 + p * rounds_per_pass,
-                                            1 + (p + 1) * rounds_per_pass))
+                                            1 + (p + 1) * rounds_per_pass), shuffled)
         runs.append(lambda steps=steps: run(steps))
     return best_rate(runs), graded[0]
 
@@ -353,14 +364,22 @@ def main(argv: list[str] | None = None) -> int:
     fleet = Fleet(args.devices)
     say = (lambda *_: None) if args.json else (lambda s: print(s, file=sys.stderr, flush=True))
     figures: dict[str, float] = {}
+    # each figure on its own fleet state; the one before is collected first (its banks are
+    # reference cycles), so that no figure pays for the garbage of another
     say("(a) dedup + detection + grading on arrays ...")
     figures["columnar"], open_alerts = bench_columnar(fleet, args.batch, args.passes,
                                                       args.readings)
+    gc.collect()
+    figures["columnar_shuffled"], _ = bench_columnar(fleet, args.batch, args.passes,
+                                                     args.readings, shuffled=True)
+    gc.collect()
     say("(b) pipeline step from SNB1 ...")
     figures["pipeline_snb1"] = bench_pipeline(fleet, args.batch, args.passes, args.readings,
                                               None)
+    gc.collect()
     figures["pipeline_snb1_changing_tables"] = bench_pipeline(
         fleet, args.batch, args.passes, args.readings, 500)
+    gc.collect()
     say("(c) pure Python ...")
     figures["python"] = bench_python(fleet, args.batch, 3)
     say("(d) river ...")
@@ -379,6 +398,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'path':<62}{'per second':>14}{'× Python':>10}")
     rows = [
         ("columnar", "(a) dedup + detectors + grading, decoded arrays"),
+        ("columnar_shuffled", "(a) the same, each gateway's devices in random order"),
         ("pipeline_snb1", "(b) + SNB1 decode + line protocol (same table per gateway)"),
         ("pipeline_snb1_changing_tables", "(b) + SNB1 decode + line protocol (changing tables)"),
         ("python", "(c) pure Python: same logic (dedup + every detector + grading)"),
