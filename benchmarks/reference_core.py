@@ -162,6 +162,8 @@ class RuleCheck(Check):
         return self.rule.levels[level - 1].grade
 
     def feed(self, device: int, t: int, v: float) -> Fired | None:
+        if math.isnan(v):
+            return None  # no evidence either way
         s = self.state.get(device)
         if s is None:
             s = self.state[device] = _RuleState()

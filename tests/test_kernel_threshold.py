@@ -288,3 +288,12 @@ def test_wrapper_checks_its_input() -> None:
                      np.zeros(0, np.int32), np.zeros(0))
     with pytest.raises(ValueError, match="levels"):
         bank.profile_index(0, DEFAULT_RULES[0].levels[:1])
+
+
+def test_a_value_that_is_not_a_number_neither_raises_nor_clears() -> None:
+    rule = next(r for r in DEFAULT_RULES if r.name == "manhole-gas")
+    events = [(0, 1000 * i, v) for i, v in enumerate([30.0, 30.0, np.nan, np.nan, 30.0, 0.0])]
+    got = [(row, lvl) for row, lvl, _ in run_kernel(rule, events, 100)]
+    # raised by the alarm values; the NaN readings change nothing; 0.0 clears it
+    assert got[0][1] >= 1 and got[-1] == (5, 0)
+    assert all(row not in (2, 3) for row, _ in got)

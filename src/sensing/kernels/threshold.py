@@ -80,6 +80,8 @@ def threshold_bank(
                 continue
             key = k * stride + c + 1
             x0 = value[w]
+            if np.isnan(x0):
+                continue  # no evidence either way: neither raises nor clears
         else:  # a battery level
             i = w - m
             k = kind[i]
