@@ -2,9 +2,10 @@
 
 A check watches one channel of the devices of one kind and is one of the step functions of
 `sensing.kernels.fault`, `sensing.kernels.fall` and `sensing.kernels.inactivity`. Each check
-type keeps its state in a 2-D record array `[device, slot]` (a device's records side by side,
-so one reading's checks touch a few neighbouring cache lines) and its parameters in a 1-D
-record array, one record per check of that type.
+type keeps its state in a 2-D record array `[device, slot]` (a device's checks of one type side
+by side; its checks of other types are in the other types' arrays, so a reading touches a
+record array per type it feeds, the cost that dominates when devices come in random order)
+and its parameters in a 2-D record array `[row, profile]`, one row per check of that type.
 
 Tables (built once by the owner, see `sensing.detect.checks.CheckBank`):
 
