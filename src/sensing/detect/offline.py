@@ -51,6 +51,8 @@ class OfflineWatch:
         self.gw_back = np.full(gateways, -1, dtype=np.int64)
 
     def ensure_capacity(self, n_devices: int, n_gateways: int) -> None:
+        if n_devices <= self.last_seen.shape[0] and n_gateways <= self.gw_max_ts.shape[0]:
+            return  # the usual case, once per message
         self.last_seen = grown(self.last_seen, n_devices, -1)
         self.gap = grown(self.gap, n_devices, 0.0)
         self.state = grown(self.state, n_devices, 0)
