@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -15,11 +16,17 @@ from paho.mqtt.enums import CallbackAPIVersion
 from sensing.core import StreamCore
 from sensing.services import Mosquitto, VictoriaMetrics
 from sensing.settings import CoreSettings
+from sensing.warmup import warm_up
+
+_warmed_up = functools.cache(warm_up)
+"""the core's warm-up, once per test session: on a fresh machine it compiles every kernel
+(about 20 s), which is no part of what a test's timeouts are for"""
 
 
 @contextmanager
 def running_core(broker: Mosquitto, store: VictoriaMetrics, state_dir: Path,
                  **overrides: object) -> Iterator[StreamCore]:
+    _warmed_up()
     settings = CoreSettings(mqtt_port=broker.port, store_url=store.url, state_dir=state_dir,
                             mqtt_client_id=f"core-{state_dir.name}", **overrides)  # type: ignore[arg-type]
     core = StreamCore(settings)
