@@ -18,6 +18,7 @@ from sensing.detect.rules import BATTERY_CHANNEL, DEFAULT_RULES, Rule
 from sensing.detect.threshold import RuleView, ThresholdBank
 from sensing.kernels.columns import take
 from sensing.registry import Registry
+from sensing.wire.batch import kept_values
 from sensing.wire.messages import GRADE_BY_RANK, Grade
 
 Signal = tuple[np.ndarray, np.ndarray, np.ndarray]
@@ -43,10 +44,9 @@ class Readings:
         """The readings where `keep` is true, with their values (rows renumbered)."""
         if keep.all():  # the usual case: nothing to copy
             return cls(dev, ts, battery, value_row, value_channel, value)
-        new_row = (np.cumsum(keep) - 1).astype(np.int32)
-        value_keep = keep[value_row]
-        return cls(dev[keep], ts[keep], battery[keep], new_row[value_row[value_keep]],
-                   value_channel[value_keep], value[value_keep])
+        value_keep, kept_rows = kept_values(keep, value_row)
+        return cls(dev[keep], ts[keep], battery[keep], kept_rows, value_channel[value_keep],
+                   value[value_keep])
 
 
 @dataclass(frozen=True, slots=True)

@@ -128,3 +128,12 @@ class BatchBuilder:
 
 def empty_batch() -> ReadingBatch:
     return BatchBuilder().build()
+
+
+def kept_values(keep: npt.NDArray[np.bool_], value_row: npt.NDArray[np.int32]
+                ) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.int32]]:
+    """For the readings where `keep` is true: which values stay, and their readings' rows
+    renumbered among the kept readings."""
+    new_row = (np.cumsum(keep, dtype=np.int64) - 1).astype(np.int32)
+    value_keep = keep[value_row]
+    return value_keep, new_row[value_row[value_keep]]

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from sensing.wire.batch import ReadingBatch
+from sensing.wire.batch import ReadingBatch, kept_values
 from sensing.wire.kinds import KINDS
 
 MAX_DEVICE_ID = 128
@@ -97,8 +97,7 @@ def invalid_readings(batch: ReadingBatch) -> list[tuple[int, str]]:
 def select(batch: ReadingBatch, keep: np.ndarray) -> ReadingBatch:
     """The readings where `keep` is true, with their values; tables stay as they are."""
     keep = np.asarray(keep, dtype=np.bool_)
-    new_row = np.cumsum(keep, dtype=np.int64) - 1
-    value_keep = keep[batch.value_row] if batch.n_values else np.zeros(0, dtype=np.bool_)
+    value_keep, value_row = kept_values(keep, batch.value_row)
     return ReadingBatch(
         devices=batch.devices,
         kinds=batch.kinds,
@@ -108,7 +107,7 @@ def select(batch: ReadingBatch, keep: np.ndarray) -> ReadingBatch:
         seq=batch.seq[keep],
         ts=batch.ts[keep],
         battery=batch.battery[keep],
-        value_row=new_row[batch.value_row[value_keep]].astype(np.int32),
+        value_row=value_row,
         value_channel=batch.value_channel[value_keep],
         value=batch.value[value_keep],
     )
