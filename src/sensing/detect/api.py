@@ -17,9 +17,8 @@ import numpy as np
 import numpy.typing as npt
 
 from sensing.detect.base import Detector
-from sensing.detect.fall import FallDetector
-from sensing.detect.fault import default_fault_detectors
-from sensing.detect.inactivity import InactivityDetector
+from sensing.detect.catalog import default_checks
+from sensing.detect.checks import CheckView, bank_of_one
 from sensing.detect.rules import DEFAULT_RULES
 from sensing.detect.threshold import ThresholdDetector
 from sensing.wire.kinds import KINDS
@@ -48,10 +47,9 @@ class SeriesResult:
 
 
 def default_detectors() -> list[Detector]:
-    """Fresh instances of every default detector."""
+    """Fresh instances of every default detector, each with its own state."""
     return [*(ThresholdDetector(rule, capacity=1) for rule in DEFAULT_RULES),
-            *default_fault_detectors(capacity=1), FallDetector(capacity=1),
-            InactivityDetector(capacity=1)]
+            *(CheckView(bank_of_one(check, capacity=1), 0) for check in default_checks())]
 
 
 def evaluate(
