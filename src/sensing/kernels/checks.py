@@ -55,6 +55,7 @@ from sensing.kernels.inactivity import (
     INACTIVITY_STATE,
     inactivity_step,
 )
+from sensing.kernels.jit import ix
 
 IMPOSSIBLE, STUCK, DRIFT, FALL, INACTIVITY = range(5)
 STATE = (IMPOSSIBLE_STATE, STUCK_STATE, DRIFT_STATE, FALL_STATE, INACTIVITY_STATE)
@@ -69,7 +70,7 @@ PLAIN = np.dtype([("low", np.float64), ("high", np.float64), ("integral", np.boo
 
 @njit(cache=True, nogil=True)
 def _profile(params: np.ndarray, profile: np.ndarray, d: int, s: int) -> int:
-    return int(profile[d, s]) if params.shape[1] > 1 else 0
+    return ix(profile[d, s] if params.shape[1] > 1 else 0)
 
 
 @njit(cache=True, nogil=True)
@@ -101,19 +102,19 @@ def run_checks(
     track = score.shape[0] > 0
     late = np.zeros(dev.shape[0], dtype=np.bool_)
     for i in range(dev.shape[0]):
-        d = dev[i]
+        d = ix(dev[i])
         if ts[i] < newest[d]:
             late[i] = True
         else:
             newest[d] = ts[i]
     for w in range(value.shape[0]):
-        i = value_row[w]
+        i = ix(value_row[w])
         k = kind[i]
         c = value_channel[w]
         if late[i] or k < 0 or c >= width:
             continue
-        key = k * width + c
-        d = dev[i]
+        key = ix(k * width + c)
+        d = ix(dev[i])
         t = ts[i]
         v = value[w]
         first = route_ptr[key]
@@ -121,10 +122,10 @@ def run_checks(
         if busy[d] & pk["bits"] == 0 and not impossible(pk, v):
             first += pk["skip"]
         for q in range(first, route_ptr[key + 1]):
-            ch = route_check[q]
+            ch = ix(route_check[ix(q)])
             typ = check_type[ch]
-            j = check_param[ch]
-            s = check_slot[ch]
+            j = ix(check_param[ch])
+            s = ix(check_slot[ch])
             if typ == IMPOSSIBLE:
                 bit = np.uint16(1 << s)
                 rec = impossible_s[d, s]

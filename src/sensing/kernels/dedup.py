@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from sensing.kernels.jit import ix
+
 WINDOW_WORDS = 16
 WINDOW_BITS = WINDOW_WORDS * 64
 
@@ -32,7 +34,7 @@ def dedup_window(
     """Classify readings in arrival order into `verdict`; returns how many were admitted."""
     admitted = 0
     for i in range(dev.shape[0]):
-        d = dev[i]
+        d = ix(dev[i])
         e = epoch[i]
         s = seq[i]
         if e > cur_epoch[d]:
@@ -51,17 +53,18 @@ def dedup_window(
             else:
                 for x in range(t + 1, s):
                     b = x % WINDOW_BITS
-                    bitmap[d, b >> 6] &= ~(np.uint64(1) << np.uint64(b & 63))
+                    bitmap[d, ix(b >> 6)] &= ~(np.uint64(1) << np.uint64(b & 63))
             top[d] = s
         elif t - s >= WINDOW_BITS:
             verdict[i] = TOO_OLD
             continue
         b = s % WINDOW_BITS
+        word = ix(b >> 6)
         mask = np.uint64(1) << np.uint64(b & 63)
-        if s <= t and bitmap[d, b >> 6] & mask:
+        if s <= t and bitmap[d, word] & mask:
             verdict[i] = DUPLICATE
             continue
-        bitmap[d, b >> 6] |= mask
+        bitmap[d, word] |= mask
         verdict[i] = ADMITTED
         admitted += 1
     return admitted

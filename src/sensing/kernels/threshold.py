@@ -40,6 +40,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from sensing.kernels.jit import ix
+
 MAX_LEVELS = 3
 CALM = np.dtype([("low", np.float64), ("high", np.float64), ("bits", np.uint32),
                  ("skip", np.int64)], align=True)
@@ -73,35 +75,35 @@ def threshold_bank(
     m = value.shape[0]
     for w in range(m + dev.shape[0]):
         if w < m:  # a value
-            i = value_row[w]
+            i = ix(value_row[w])
             k = kind[i]
             c = value_channel[w]
             if k < 0 or c >= width:
                 continue
-            key = k * stride + c + 1
+            key = ix(k * stride + c + 1)
             x0 = value[w]
             if np.isnan(x0):
                 continue  # no evidence either way: neither raises nor clears
         else:  # a battery level
-            i = w - m
+            i = ix(w - m)
             k = kind[i]
             x0 = battery[i]
             if k < 0 or np.isnan(x0):
                 continue
-            key = k * stride
-        d = dev[i]
+            key = ix(k * stride)
+        d = ix(dev[i])
         t = ts[i]
         first = route_ptr[key]
         ck = calm[key]
         if busy[d] & ck["bits"] == 0 and ck["low"] < x0 < ck["high"]:
             first += ck["skip"]
         for q in range(first, route_ptr[key + 1]):
-            r = route_rule[q]
-            s = slot[r]
+            r = ix(route_rule[ix(q)])
+            s = ix(slot[r])
             v = x0
             window = rate_ms[r]
             if window > 0:
-                rs = rate_slot[r]
+                rs = ix(rate_slot[r])
                 pt = prev_ts[d, rs]
                 if pt >= 0 and t - pt < window:
                     continue
@@ -113,7 +115,7 @@ def threshold_bank(
                 v = (v - pv) * 60000.0 / (t - pt)
             sg = sign[r]
             x = sg * v
-            p = int(profile[d, s]) if profiled else 0
+            p = ix(profile[d, s] if profiled else 0)
             on = int(runs[d, s])
             if on == 0 and x < quiet[r, p] and level[d, s] == 0:
                 continue  # the usual case: short of every threshold, nothing going on
