@@ -21,7 +21,7 @@ def njit_without_refcounts(fn: _F) -> _F:
 
 
 @njit(cache=True, nogil=True)
-def ix(x: int) -> int:
+def ix(x: int | np.integer[Any]) -> int:
     """`x` (known not to be negative) as an array index numba need not check: it lets a
     negative signed index count from the end, with a compare and a select per index and
     dimension. In the banks' loops, indexing with unsigned integers made them up to twice as

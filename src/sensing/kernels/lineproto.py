@@ -24,7 +24,7 @@ from numba import config, njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from sensing.kernels.jit import njit_without_refcounts
+from sensing.kernels.jit import ix, njit_without_refcounts
 
 FLOAT_MAX_CHARS = 24
 """-2.2250738585072014e-308"""
@@ -448,8 +448,8 @@ def _write_float_cached(buf: np.ndarray, pos: int, v: float, bits: np.uint64,
     """write_float through a direct-mapped cache of the texts of recent values by their bits:
     sensor readings repeat a small set of values, and a hit is one fixed-size copy. An entry
     is `cache_text[slot * CACHE_ENTRY :][:FLOAT_MAX_CHARS]`, its length in the byte after."""
-    slot = int((bits * _HASH) >> _CACHE_SHIFT)
-    at = slot * CACHE_ENTRY
+    slot = ix((bits * _HASH) >> _CACHE_SHIFT)
+    at = ix(slot * CACHE_ENTRY)
     if cache_bits[slot] == bits:
         _copy(buf, pos, cache_text, at, FLOAT_MAX_CHARS)
         return pos + int(cache_text[at + FLOAT_MAX_CHARS])
@@ -541,11 +541,11 @@ def format_readings(
         if i:
             out[pos] = 10  # "\n"
             pos += 1
-        d = dev[i]
+        d = ix(dev[i])
         pos = _copy_chunks(out, pos, prefix, prefix_ptr[d], prefix_len[d])
         for q in range(start[i], start[i + 1]):
-            j = q if grouped else order[q]
-            c = value_channel[j]
+            j = ix(q if grouped else order[ix(q)])
+            c = ix(value_channel[j])
             pos = _copy_chunks(out, pos, key, key_ptr[c], key_len[c])  # "<key>="
             pos = _write_float_cached(out, pos, value[j], value_bits[j], cache_bits, cache_text)
             out[pos] = 44  # ","

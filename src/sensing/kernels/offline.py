@@ -13,6 +13,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from sensing.kernels.jit import ix
+
 REPORTING = np.int8(0)
 OFFLINE = np.int8(1)
 HELD = np.int8(2)
@@ -24,7 +26,7 @@ def note_seen(dev: np.ndarray, ts: np.ndarray, last_seen: np.ndarray, gap: np.nd
     """Returns the newest `ts` (-1 for none)."""
     newest = -1
     for i in range(dev.shape[0]):
-        d = dev[i]
+        d = ix(dev[i])
         t = ts[i]
         newest = max(newest, t)
         prev = last_seen[d]
@@ -45,9 +47,9 @@ def offline_scan(n_devices: int, last_seen: np.ndarray, gap: np.ndarray,
                  out_state: np.ndarray) -> int:
     n_out = 0
     for d in range(n_devices):
-        if last_seen[d] < 0:
-            continue
-        g = device_gateway[d]
+        if last_seen[d] < 0 or device_gateway[d] < 0:
+            continue  # never heard of, or under no gateway: no watermark to measure on
+        g = ix(device_gateway[d])
         timeout = max(float(min_timeout_ms), factor * gap[d])
         since = max(last_seen[d], gateway_back[g])
         silent = gateway_watermark[g] - since > timeout
