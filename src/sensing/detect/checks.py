@@ -146,6 +146,9 @@ class CheckBank:
             self._slot[q] = columns[key] = columns.get(key, -1) + 1
         self._n_slots = [1 + max((s for (c, _), s in columns.items() if c == code), default=-1)
                          for code in range(len(STATE))]
+        self._kind_types = np.zeros(max(1, len(self.kinds)), dtype=np.int64)
+        for check in self.checks:
+            self._kind_types[self.kinds.index(check.spec.kind)] |= 1 << check.code
         if self._n_slots[IMPOSSIBLE] > 16:
             raise ValueError("at most 16 impossible-value checks per kind (the busy bits)")
         # per type [row, profile]; profile 0 holds the defaults
@@ -263,7 +266,8 @@ class CheckBank:
         out_signal = np.empty(bound, dtype=np.float64)
         p, f, r = self._params, state.profiles, state.records
         k = run_checks(dev, ts, kind, value_row, value_channel, value, width, route_ptr,
-                       route_check, plain, self._type, self._param, self._slot, state.newest,
+                       route_check, plain, self._type, self._param, self._slot,
+                       self._kind_types, state.newest,
                        state.busy, p[IMPOSSIBLE], f[IMPOSSIBLE], r[IMPOSSIBLE],
                        p[STUCK], f[STUCK], r[STUCK], p[DRIFT], f[DRIFT], r[DRIFT],
                        p[FALL], f[FALL], r[FALL], p[INACTIVITY], f[INACTIVITY], r[INACTIVITY],

@@ -17,6 +17,8 @@ Tables (built once by the owner, see `sensing.detect.checks.CheckBank`):
   that type's parameter array `[row, profile]`) and `check_slot[q]` (its column in that type's
   state array). Profile 0 holds each check's defaults; `<type>_prof[d, slot]` picks a device's
   profile (read only when the type has more than one).
+- per kind `k`, `kind_types[k]`: bit `t` set when a check of type code `t` watches devices of
+  that kind (whose state records are fetched ahead, `PREFETCH_AHEAD` readings early).
 - per key, a `PLAIN` record: the range (and wholeness) a value must have to be plausible for
   every impossible-value check of the key in every profile, their `bits` in `busy` and their
   number `skip`.
@@ -56,6 +58,7 @@ from sensing.kernels.inactivity import (
     inactivity_step,
 )
 from sensing.kernels.jit import ix
+from sensing.kernels.memory import PREFETCH_AHEAD, prefetch
 
 IMPOSSIBLE, STUCK, DRIFT, FALL, INACTIVITY = range(5)
 STATE = (IMPOSSIBLE_STATE, STUCK_STATE, DRIFT_STATE, FALL_STATE, INACTIVITY_STATE)
@@ -79,7 +82,7 @@ def run_checks(
     value_row: np.ndarray, value_channel: np.ndarray, value: np.ndarray,
     width: int, route_ptr: np.ndarray, route_check: np.ndarray, plain: np.ndarray,
     check_type: np.ndarray, check_param: np.ndarray, check_slot: np.ndarray,
-    newest: np.ndarray, busy: np.ndarray,
+    kind_types: np.ndarray, newest: np.ndarray, busy: np.ndarray,
     impossible_p: np.ndarray, impossible_prof: np.ndarray, impossible_s: np.ndarray,
     stuck_p: np.ndarray, stuck_prof: np.ndarray, stuck_s: np.ndarray,
     drift_p: np.ndarray, drift_prof: np.ndarray, drift_s: np.ndarray,
@@ -107,8 +110,28 @@ def run_checks(
             late[i] = True
         else:
             newest[d] = ts[i]
+    n = dev.shape[0]
+    ahead = -1  # the reading whose state was last asked for
     for w in range(value.shape[0]):
         i = ix(value_row[w])
+        if i + PREFETCH_AHEAD > ahead and i + PREFETCH_AHEAD < n:
+            # the state the reading that many ahead will need (written out here: a call with
+            # arrays costs reference counting); impossible-value records are left out, being
+            # touched only while busy
+            ahead = i + PREFETCH_AHEAD
+            k = kind[ahead]
+            if k >= 0:
+                d = ix(dev[ahead])
+                types = kind_types[k]
+                prefetch(busy, d, 0)
+                if types & (1 << STUCK):
+                    prefetch(stuck_s, d, 0)
+                if types & (1 << DRIFT):
+                    prefetch(drift_s, d, 0)
+                if types & (1 << FALL):
+                    prefetch(fall_s, d, 0)
+                if types & (1 << INACTIVITY):
+                    prefetch(inactivity_s, d, 0)
         k = kind[i]
         c = value_channel[w]
         if late[i] or k < 0 or c >= width:

@@ -11,6 +11,7 @@ import numpy as np
 from numba import njit
 
 from sensing.kernels.jit import ix
+from sensing.kernels.memory import prefetch
 
 WINDOW_WORDS = 16
 WINDOW_BITS = WINDOW_WORDS * 64
@@ -19,6 +20,8 @@ DUPLICATE = np.int8(0)
 ADMITTED = np.int8(1)
 TOO_OLD = np.int8(2)
 """Older than the window or from an earlier epoch: cannot be proven new or repeated."""
+DEDUP_AHEAD = 8
+"""readings: 100,000 devices in random order, 0.23 -> 0.16 ms a batch of 10,000"""
 
 
 @njit(cache=True, nogil=True)
@@ -33,7 +36,13 @@ def dedup_window(
 ) -> int:
     """Classify readings in arrival order into `verdict`; returns how many were admitted."""
     admitted = 0
-    for i in range(dev.shape[0]):
+    n = dev.shape[0]
+    for i in range(n):
+        if i + DEDUP_AHEAD < n:  # ask for the state of a reading ahead (sensing.kernels.memory)
+            a = ix(dev[i + DEDUP_AHEAD])
+            prefetch(cur_epoch, a, 0)
+            prefetch(top, a, 0)
+            prefetch(bitmap, a, ix((seq[i + DEDUP_AHEAD] % WINDOW_BITS) >> 6))
         d = ix(dev[i])
         e = epoch[i]
         s = seq[i]
