@@ -8,7 +8,7 @@ import struct
 
 import orjson
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sensing.wire import BatchBuilder, WireError, binary, decode_readings, topics
@@ -34,6 +34,7 @@ KIND_OF = {"smoke-1": "smoke", "manhole-2": "manhole", "wearable-3": "wearable",
            "smoke-4": "smoke"}
 
 
+@settings(deadline=None)  # the first example compiles the decoders' kernels on a fresh cache
 @given(readings)
 def test_snb1_and_json_decode_to_the_same_readings(rows: list[tuple]) -> None:  # type: ignore[type-arg]
     b = BatchBuilder()

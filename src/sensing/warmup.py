@@ -11,7 +11,7 @@ from pathlib import Path
 from sensing.ingest.mqtt import Incoming
 from sensing.pipeline import Pipeline
 from sensing.settings import CoreSettings
-from sensing.wire import BatchBuilder, binary, topics
+from sensing.wire import BatchBuilder, binary, json_codec, topics
 from sensing.wire.kinds import KIND_CHANNELS
 
 T0 = 1_795_478_819_832
@@ -30,13 +30,19 @@ def warm_up() -> tuple[float, int]:
         for kind, channels in KIND_CHANNELS.items():
             b.add(f"warm-{kind}-{i % 3}", kind, 0, i, T0 + i * 1000,
                   {c: QUIET[c] for c in channels}, 0.9)
-    message = Incoming(topics.readings_topic("warm-up", "warm-up"), binary.encode(b.build()),
-                       1, 1, 0)
+    topic = topics.readings_topic("warm-up", "warm-up")
+    # the same readings in both codecs: their checks compile for each codec's arrays
+    json_payload = json_codec.encode([
+        {"device": f"warm-json-{kind}", "kind": kind, "seq": 0, "ts": T0,
+         "values": {c: QUIET[c] for c in channels}, "battery": 0.9}
+        for kind, channels in KIND_CHANNELS.items()])
+    messages = [Incoming(topic, binary.encode(b.build()), 1, 1, 0),
+                Incoming(topic, json_payload, 1, 1, 0)]
     with tempfile.TemporaryDirectory() as tmp:
         # defaults only: no environment or config file has a say in a warm-up
         pipe = Pipeline(CoreSettings.model_construct(state_dir=Path(tmp)))
         try:
-            pipe.process([message], T0 + 60_000)
+            pipe.process(messages, T0 + 60_000)
         finally:
             pipe.book.close()
     return time.perf_counter() - started, sum(pipe.stats.alerts.values())

@@ -22,6 +22,7 @@ from collections import OrderedDict
 
 import numpy as np
 
+from sensing.kernels.columns import widen_wire_indices
 from sensing.wire.batch import ReadingBatch
 from sensing.wire.errors import WireError
 
@@ -52,6 +53,9 @@ _NATIVE = {
     "device": np.int32,
     "value_channel": np.int32,
 }
+
+_WIDENED = ("device", "epoch", "value_row", "value_channel")
+"""the columns narrower on the wire than in memory, in `widen_wire_indices`' order"""
 
 
 def is_binary(payload: bytes) -> bool:
@@ -250,16 +254,19 @@ def decode(payload: bytes) -> ReadingBatch:
         count = n_read if per_reading else n_val
         raw[name] = np.frombuffer(payload, dtype=dtype, count=count, offset=offset)
         offset += raw[name].nbytes
-    # checked on the narrow wire types, before they are widened
-    if n_read and int(raw["device"].max()) >= n_dev:
-        raise WireError("SNB1 device index out of range")
-    if n_val and int(raw["value_channel"].max()) >= n_chan:
-        raise WireError("SNB1 channel index out of range")
-    if n_val and int(raw["value_row"].max()) >= n_read:
-        raise WireError("SNB1 value row out of range")
-    # a copy only where the type changes: native columns stay read-only views of the payload
+    # the narrow columns are widened (the others stay read-only views of the payload) and
+    # their indices checked in the same pass
     cols = {name: a if a.dtype == _NATIVE[name] else a.astype(_NATIVE[name])
-            for name, a in raw.items()}
+            for name, a in raw.items() if name not in _WIDENED}
+    cols |= {name: np.empty(raw[name].shape[0], dtype=_NATIVE[name]) for name in _WIDENED}
+    dev_hi, row_hi, chan_hi = widen_wire_indices(*(raw[name] for name in _WIDENED),
+                                                 *(cols[name] for name in _WIDENED))
+    if dev_hi >= n_dev:
+        raise WireError("SNB1 device index out of range")
+    if chan_hi >= n_chan:
+        raise WireError("SNB1 channel index out of range")
+    if row_hi >= n_read:
+        raise WireError("SNB1 value row out of range")
     return ReadingBatch(
         devices=devices,
         kinds=kinds,

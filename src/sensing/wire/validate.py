@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
+from sensing.kernels.columns import readings_in_range
 from sensing.wire.batch import ReadingBatch, kept_values
 from sensing.wire.kinds import KINDS
 
@@ -64,16 +63,9 @@ def invalid_readings(batch: ReadingBatch) -> list[tuple[int, str]]:
     """(reading index, reason) for every reading the contract does not allow, first reason only."""
     n = len(batch)
     bad_devices = _device_tables(batch.devices, batch.kinds)
-    if not bad_devices and (not n or (  # the usual case: a few reductions, no mask per check
-        int(batch.seq.min()) >= 0 and int(batch.epoch.min()) >= 0
-        and int(batch.ts.min()) >= TS_MIN_MS and int(batch.ts.max()) <= TS_MAX_MS
-        # fmin and fmax skip NaN (no battery)
-        and not np.fmin.reduce(batch.battery) < 0.0 and not np.fmax.reduce(batch.battery) > 1.0
-        # a sum is finite only if every term is (NaN and infinities propagate); an overflow
-        # merely sends the batch through the exact checks below
-        and math.isfinite(batch.value.sum())
-    )):
-        return []
+    if not bad_devices and readings_in_range(batch.seq, batch.epoch, batch.ts, batch.battery,
+                                             batch.value, TS_MIN_MS, TS_MAX_MS):
+        return []  # the usual case: one pass, no mask per check
     reasons: dict[int, str] = {}
 
     def flag(mask: np.ndarray, reason: str) -> None:
