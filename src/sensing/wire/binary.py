@@ -22,7 +22,6 @@ from collections import OrderedDict
 
 import numpy as np
 
-from sensing.kernels.columns import widen_wire_indices
 from sensing.wire.batch import ReadingBatch
 from sensing.wire.errors import WireError
 
@@ -255,7 +254,10 @@ def decode(payload: bytes) -> ReadingBatch:
         raw[name] = np.frombuffer(payload, dtype=dtype, count=count, offset=offset)
         offset += raw[name].nbytes
     # the narrow columns are widened (the others stay read-only views of the payload) and
-    # their indices checked in the same pass
+    # their indices checked in the same pass; imported here, as the edge agent imports this
+    # module to encode and must not load numba
+    from sensing.kernels.columns import widen_wire_indices
+
     cols = {name: a if a.dtype == _NATIVE[name] else a.astype(_NATIVE[name])
             for name, a in raw.items() if name not in _WIDENED}
     cols |= {name: np.empty(raw[name].shape[0], dtype=_NATIVE[name]) for name in _WIDENED}

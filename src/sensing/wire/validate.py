@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from sensing.kernels.columns import readings_in_range
 from sensing.wire.batch import ReadingBatch, kept_values
 from sensing.wire.kinds import KINDS
 
@@ -61,6 +60,9 @@ _device_tables = _DeviceTableCheck()
 
 def invalid_readings(batch: ReadingBatch) -> list[tuple[int, str]]:
     """(reading index, reason) for every reading the contract does not allow, first reason only."""
+    # imported here: the edge agent imports sensing.wire and must not load numba
+    from sensing.kernels.columns import readings_in_range
+
     n = len(batch)
     bad_devices = _device_tables(batch.devices, batch.kinds)
     if not bad_devices and readings_in_range(batch.seq, batch.epoch, batch.ts, batch.battery,
