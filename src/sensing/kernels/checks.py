@@ -120,7 +120,8 @@ def run_checks(
             # touched only while busy
             ahead = i + PREFETCH_AHEAD
             k = kind[ahead]
-            if k >= 0:
+            # devices in ascending order are read ahead by the processor itself
+            if k >= 0 and dev[ahead] != dev[ahead - 1] + 1:
                 d = ix(dev[ahead])
                 types = kind_types[k]
                 prefetch(busy, d, 0)
