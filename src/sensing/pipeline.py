@@ -46,6 +46,8 @@ class CoreStats:
     readings_stored: int = 0
     duplicates_dropped: int = 0
     readings_rejected: int = 0
+    readings_late: int = 0
+    """stored, but too old for the dedup window to place and not fed to the detectors"""
     deadletters: int = 0
     alerts: Counter[str] = field(default_factory=Counter)
     """transitions by "type/grade/state" """
@@ -57,6 +59,7 @@ class CoreStats:
             "readings_stored": self.readings_stored,
             "duplicates_dropped": self.duplicates_dropped,
             "readings_rejected": self.readings_rejected,
+            "readings_late": self.readings_late,
             "deadletters": self.deadletters,
             "alerts": dict(self.alerts),
         }
@@ -251,34 +254,31 @@ class Pipeline:
         verdict = self.dedup.classify(dev, epoch, seq)
         self.stats.readings_received += int(verdict.shape[0])
         self.stats.duplicates_dropped += int(np.count_nonzero(verdict == DUPLICATE))
-        self._dead_too_old(step, verdict)
-        keep = verdict == ADMITTED
-        if not keep.all():
-            epoch, seq = epoch[keep], seq[keep]
-        r = Readings.kept(keep, dev, np.concatenate(step.ts), np.concatenate(step.battery),
-                          np.concatenate(step.value_row), np.concatenate(step.value_channel),
-                          np.concatenate(step.value))
-        step.admitted = (r.dev, epoch, seq)
+        # Too old for the window (an earlier epoch, or 1,024 seqs behind): a gateway's backlog
+        # after a restart or a long outage. It cannot be proven new, but storing it again is
+        # harmless (the store keeps one sample per series and timestamp), so it is stored;
+        # it is not fed to the detectors, whose state has moved past it.
+        stored = verdict != DUPLICATE
+        admitted = verdict == ADMITTED
+        late = int(np.count_nonzero(verdict == TOO_OLD))
+        ts, value_row = np.concatenate(step.ts), np.concatenate(step.value_row)
+        battery, channel = np.concatenate(step.battery), np.concatenate(step.value_channel)
+        value = np.concatenate(step.value)
+        s = Readings.kept(stored, dev, ts, battery, value_row, channel, value)
+        s_epoch, s_seq = (epoch, seq) if stored.all() else (epoch[stored], seq[stored])
         step.lines.append(self.formatter.readings(
-            r.dev, epoch, seq, r.ts, r.battery, r.value_row, r.value_channel, r.value))
-        self.stats.readings_stored += int(r.dev.shape[0])
+            s.dev, s_epoch, s_seq, s.ts, s.battery, s.value_row, s.value_channel, s.value))
+        self.stats.readings_stored += int(s.dev.shape[0])
+        self.stats.readings_late += late
+        if late:
+            log.info("late readings stored without detection", readings=late)
+            r = Readings.kept(admitted, dev, ts, battery, value_row, channel, value)
+            epoch, seq = epoch[admitted], seq[admitted]
+        else:
+            r, epoch, seq = s, s_epoch, s_seq
+        step.admitted = (r.dev, epoch, seq)
         for change in self.engine.process(r):
             self._condition(change, step, now)
-
-    def _dead_too_old(self, step: _Step, verdict: np.ndarray) -> None:
-        start = 0
-        for chunk, m in zip(step.dev, step.source, strict=True):
-            part = verdict[start : start + chunk.shape[0]]
-            start += chunk.shape[0]
-            late = np.flatnonzero(part == TOO_OLD)
-            if late.size:
-                self.stats.readings_rejected += int(late.size)
-                parsed = topics.parse_gateway_topic(m.topic)
-                assert parsed is not None
-                self._dead(step, m, parsed.area, parsed.gateway,
-                           f"{late.size} reading(s) older than the dedup window or from an earlier"
-                           f" epoch (first: reading[{int(late[0])}]); not stored, to avoid storing"
-                           " them twice")
 
     def _condition(self, change: ConditionChange, step: _Step, now: int) -> None:
         device, _kind, gateway, area = self.registry.describe(change.device)
