@@ -1,9 +1,12 @@
 """sensing_edge: the gateway's edge agent. Light: it never imports numba.
 
+Every reading is committed to a durable buffer (`buffer_path`) before it is published.
+
     from sensing_edge import AgentSettings, GatewayAgent, SimulatedDriver
 
     agent = GatewayAgent(
-        AgentSettings(gateway="gw-1", area="demo", broker_port=1883),
+        AgentSettings(gateway="gw-1", area="demo", broker_port=1883,
+                      buffer_path="/var/lib/sensing-edge/buffer.db"),
         [SimulatedDriver([("smoke-1", "smoke")], interval_s=1.0, seed=0)],
     )
     agent.start()
@@ -12,25 +15,28 @@
 """
 
 from .agent import AgentSettings, AgentStats, GatewayAgent, PayloadHook, wall_clock_ms
-from .batching import NumberedSample, PayloadFormat, Sequencer, encode_batch, reading_dict
+from .alarms import DEFAULT_ALARMS, AlarmRule, AlarmSettings, LocalAlarm
+from .batching import NumberedSample, PayloadFormat, encode_batch, reading_dict
+from .buffer import ReadingBuffer, WhenFull
 from .drivers import Driver, SensorSample
-from .outbox import MemoryOutbox, Outbox, OutboxEntry
 from .simulated import SimulatedDriver, make_fleet
 
 __all__ = [
+    "DEFAULT_ALARMS",
     "AgentSettings",
     "AgentStats",
+    "AlarmRule",
+    "AlarmSettings",
     "Driver",
     "GatewayAgent",
-    "MemoryOutbox",
+    "LocalAlarm",
     "NumberedSample",
-    "Outbox",
-    "OutboxEntry",
     "PayloadFormat",
     "PayloadHook",
+    "ReadingBuffer",
     "SensorSample",
-    "Sequencer",
     "SimulatedDriver",
+    "WhenFull",
     "encode_batch",
     "make_fleet",
     "reading_dict",

@@ -1,18 +1,26 @@
-"""The gateway's edge agent: polls drivers, numbers and batches readings, publishes at QoS 1.
+"""The gateway's edge agent: polls drivers, buffers every reading durably, publishes at QoS 1.
 
 Threads: paho's network loop (callbacks: connect, disconnect, PUBACK) and one sampling thread
-(polls the drivers, builds batches, hands batches from the outbox to MQTT). Every batch goes
-into the `Outbox` first and leaves it only on its PUBACK; at most `max_inflight` batches are
-handed to the MQTT client at a time, the rest wait in the outbox.
+(polls the drivers, commits their readings to the `ReadingBuffer`, cuts batches from it and hands
+them to MQTT, deletes what the broker acknowledged). A reading leaves the buffer only after the
+PUBACK of the batch that carried it.
+
+Two cursors run over the buffer's rows. *Live* readings (appended since the last connect) go out
+in batches bounded by size and age. The *backlog* (what was buffered before: an outage, or a
+previous run of the agent) drains oldest first, at most `drain_readings_per_s`, beside them. At
+most `max_inflight` batches are handed to the MQTT client at a time; a local alarm's batch goes
+out at once regardless (see `sensing_edge.alarms`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import random
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import structlog
@@ -26,9 +34,10 @@ from sensing.wire import WireError
 from sensing.wire.messages import GatewayStatus
 from sensing.wire.topics import RESERVED_AREAS, readings_topic, status_topic
 
-from .batching import NumberedSample, PayloadFormat, Sequencer, encode_batch
+from .alarms import AlarmSettings, LocalAlarms
+from .batching import PayloadFormat, encode_batch
+from .buffer import ReadingBuffer, Row, WhenFull
 from .drivers import Driver, SensorSample
-from .outbox import MemoryOutbox, Outbox, OutboxEntry
 
 NAME_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 PayloadHook = Callable[[str, bytes], None]
@@ -56,8 +65,19 @@ class AgentSettings(BaseModel):
     poll_interval_s: float = Field(default=0.1, gt=0)
     max_inflight: int = Field(default=100, ge=1, le=60000)
     """Batches handed to MQTT and not yet acknowledged, at most (publish_now may exceed it)."""
-    epoch: int = Field(default=0, ge=0, le=2**32 - 1)
+    epoch: int | None = Field(default=None, ge=0, le=2**32 - 1)
+    """None: the buffer's (one more than the previous run's, at least the Unix time in s)"""
     keepalive_s: int = Field(default=30, ge=5, le=65535)
+    buffer_path: Path | None = None
+    """the durable buffer's SQLite file; None keeps it in memory (lost with the process)"""
+    buffer_max_readings: int = Field(default=1_000_000, ge=1)
+    buffer_when_full: WhenFull = WhenFull.DROP_OLDEST
+    drain_readings_per_s: float = Field(default=50_000.0, gt=0)
+    """how fast the backlog of an outage or an earlier run goes out, beside live readings"""
+    reconnect_min_s: float = Field(default=0.5, gt=0)
+    reconnect_max_s: float = Field(default=30.0, gt=0)
+    """reconnect delays double from min to max, each drawn at random in [half, all] of it"""
+    alarms: AlarmSettings = AlarmSettings()
 
     @model_validator(mode="before")
     @classmethod
@@ -73,6 +93,12 @@ class AgentSettings(BaseModel):
             raise ValueError(f"area {area!r} is reserved for topics of the core")
         return area
 
+    @model_validator(mode="after")
+    def _delays_in_order(self) -> AgentSettings:
+        if self.reconnect_max_s < self.reconnect_min_s:
+            raise ValueError("reconnect_max_s must be at least reconnect_min_s")
+        return self
+
 
 @dataclass(frozen=True, slots=True)
 class AgentStats:
@@ -85,21 +111,38 @@ class AgentStats:
     readings_acked: int
     """readings in batches the broker acknowledged (PUBACK)"""
     readings_dropped: int
-    """readings that could not be encoded (logged)"""
+    """readings that could not be encoded, or dropped by a full buffer (both logged)"""
+    readings_buffered: int
+    """readings in the buffer: not yet acknowledged"""
     batches: int
     """batches handed to the MQTT client"""
     batches_acked: int
     pending_batches: int
-    """batches in the outbox: built, not yet acknowledged"""
+    """batches handed to the MQTT client and not yet acknowledged"""
     connected: bool
     connects: int
+    epoch: int
+    local_alarms: int
+    """readings that met a local alarm rule"""
 
     def as_dict(self) -> dict[str, int | bool]:
         return asdict(self)
 
 
+class _Sent:
+    """A batch handed to MQTT: its buffer rows."""
+
+    __slots__ = ("rows",)
+
+    def __init__(self, rows: list[int]) -> None:
+        self.rows = rows
+
+
 class GatewayAgent:
-    """One gateway's agent. `start()`, let it run, `stop()`; `stats()` at any time."""
+    """One gateway's agent. `start()`, let it run, `stop()`; `stats()` at any time.
+
+    `buffer` defaults to the one `settings` describe (a file, or memory); an agent closes the
+    buffer it opened itself when it stops."""
 
     def __init__(
         self,
@@ -107,7 +150,7 @@ class GatewayAgent:
         drivers: Sequence[Driver],
         clock: Callable[[], int] = wall_clock_ms,
         *,
-        outbox: Outbox | None = None,
+        buffer: ReadingBuffer | None = None,
         on_payload: PayloadHook | None = None,
     ) -> None:
         self.settings = settings
@@ -115,31 +158,41 @@ class GatewayAgent:
         """Called with (topic, payload) once for each batch handed to MQTT."""
         self._drivers = tuple(drivers)
         self._clock = clock
-        self._outbox: Outbox = MemoryOutbox() if outbox is None else outbox
+        self._owns_buffer = buffer is None
+        self._buffer = buffer if buffer is not None else ReadingBuffer(
+            settings.buffer_path or ":memory:", max_readings=settings.buffer_max_readings,
+            when_full=settings.buffer_when_full, epoch=settings.epoch)
+        self.epoch = self._buffer.epoch
+        self._alarms = LocalAlarms(settings.alarms, settings.gateway, settings.area)
         self._readings_topic = readings_topic(settings.area, settings.gateway)
         self._status_topic = status_topic(settings.area, settings.gateway)
-        self._sequencer = Sequencer(settings.epoch)
         self._log = structlog.get_logger(__name__).bind(
             gateway=settings.gateway, area=settings.area
         )
 
-        # The batch being built (sampling thread; flush() and stop() from others).
-        self._batch_lock = threading.Lock()
-        self._batch: list[NumberedSample] = []
-        self._batch_started_ms = 0
-        # Serialises hand-overs to paho. Never taken in a paho callback: paho calls
-        # on_publish holding its message lock, which client.publish() needs too.
+        # Cursors over the buffer's rows (sampling thread, under _send_lock): everything up to
+        # `_boundary` when the agent started or last connected is backlog.
+        self._boundary = self._buffer.last_row()
+        self._backlog_after = 0
+        self._live_after = self._boundary
+        self._live_since: float | None = None  # monotonic time of the oldest unsent live row
+        self._tokens = 0.0
+        self._tokens_at = time.monotonic()
+        self._flush_wanted = False
+        self._reconnected = False
+        # Serialises the buffer's cursors and hand-overs to paho. Never taken in a paho
+        # callback: paho calls on_publish holding its message lock, which publish() needs too.
         self._send_lock = threading.Lock()
         # Bookkeeping shared with paho's callbacks; `_acked` is notified on every PUBACK.
         self._lock = threading.Lock()
         self._acked = threading.Condition(self._lock)
-        self._inflight: dict[int, OutboxEntry | None] = {}  # mid -> batch (None: status)
+        self._inflight: dict[int, _Sent | None] = {}  # mid -> batch (None: status)
         self._early_acks: set[int] = set()  # PUBACKs that beat publish() returning
-        self._handed: set[int] = set()  # outbox ids handed to paho, not yet acked
-        # wait_acked() covers batches a durable outbox brought back from before a restart.
-        self._last_entry_id = max((e.id for e in self._outbox.pending()), default=-1)
+        self._handed_rows: set[int] = set()  # rows handed to paho, not yet acknowledged
+        self._acked_rows: list[int] = []  # acknowledged, to delete from the buffer
         self._sampled = self._published = self._acked_readings = self._dropped = 0
         self._batches = self._batches_acked = self._connects = 0
+        self._failed_connects = 0
 
         self._connected = threading.Event()
         self._stop_event = threading.Event()
@@ -157,7 +210,8 @@ class GatewayAgent:
         s = self.settings
         self._log.info(
             "agent_starting", broker=f"{s.broker_host}:{s.broker_port}", client_id=s.client_id,
-            format=s.payload_format, epoch=s.epoch,
+            format=s.payload_format, epoch=self.epoch, buffered=len(self._buffer),
+            buffer=str(s.buffer_path or ":memory:"),
         )
         self._client.connect_async(s.broker_host, s.broker_port, keepalive=s.keepalive_s)
         self._client.loop_start()
@@ -167,10 +221,11 @@ class GatewayAgent:
         self._sampler.start()
 
     def stop(self, timeout: float = 5.0) -> bool:
-        """Stop sampling, publish the last batch, wait up to `timeout` s for PUBACKs, publish
-        the retained offline status and disconnect. True if every batch was acknowledged."""
+        """Stop sampling, publish what is buffered, wait up to `timeout` s for PUBACKs, publish
+        the retained offline status and disconnect. True if every reading was acknowledged
+        (what was not stays in a durable buffer for the next run)."""
         if self._sampler is None or self._stopped:
-            return len(self._outbox) == 0
+            return len(self._buffer) == 0
         self._stopped = True
         deadline = time.monotonic() + timeout
         self._stop_event.set()
@@ -186,7 +241,11 @@ class GatewayAgent:
         self._client.disconnect()
         self._client.loop_stop()
         self._connected.clear()
+        with self._send_lock:
+            self._delete_acked()
         self._log.info("agent_stopped", all_acked=all_acked, **self.stats().as_dict())
+        if self._owns_buffer:
+            self._buffer.close()
         return all_acked
 
     def stats(self) -> AgentStats:
@@ -195,12 +254,15 @@ class GatewayAgent:
                 readings_sampled=self._sampled,
                 readings_published=self._published,
                 readings_acked=self._acked_readings,
-                readings_dropped=self._dropped,
+                readings_dropped=self._dropped + self._buffer.dropped,
+                readings_buffered=len(self._buffer),
                 batches=self._batches,
                 batches_acked=self._batches_acked,
-                pending_batches=len(self._outbox),
+                pending_batches=sum(1 for e in self._inflight.values() if e is not None),
                 connected=self._connected.is_set(),
                 connects=self._connects,
+                epoch=self.epoch,
+                local_alarms=self._alarms.raised,
             )
 
     @property
@@ -212,47 +274,33 @@ class GatewayAgent:
         return self._connected.wait(timeout)
 
     def wait_acked(self, timeout: float) -> bool:
-        """Wait until every batch built so far is acknowledged; False on timeout.
-
-        The batch still being built is not included; `flush()` first to include it.
-        """
+        """Wait until every reading buffered so far is acknowledged; False on timeout. Young
+        live readings are sent at once (as by `flush`)."""
         deadline = time.monotonic() + timeout
-        with self._lock:
-            mark = self._last_entry_id
+        mark = self._buffer.last_row()
         while True:
-            self._pump()  # after stop() no sampling thread moves the backlog
+            self._flush_wanted = True
+            self._pump()  # after stop() no sampling thread moves the buffer
+            if self._buffer.count_after(0, through=mark) == 0:
+                return True
             with self._acked:
-                oldest = self._outbox.pending(limit=1)
-                if not oldest or oldest[0].id > mark:
-                    return True
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return False
-                self._acked.wait(min(remaining, 0.1))
+                self._acked.wait(min(remaining, 0.05))
 
     def flush(self) -> None:
-        """Publish the batch being built now, however small or young."""
-        with self._batch_lock:
-            readings, self._batch = self._batch, []
-        if readings:
-            self._enqueue(readings)
+        """Publish the live readings now, however few or young."""
+        self._flush_wanted = True
         self._pump()
 
     def publish_now(self, samples: Sequence[SensorSample]) -> None:
-        """Number `samples` and publish them at once as their own batch, ahead of the
-        outbox backlog and regardless of the in-flight bound (for local alarms)."""
-        if not samples:
-            return
-        numbered = self._sequencer.number(samples)
+        """Buffer `samples` and publish them at once, with any live readings before them,
+        regardless of the batch's age and of the in-flight bound (for local alarms)."""
+        rows = self._buffer.append(samples)
         with self._lock:
-            self._sampled += len(numbered)
-        with self._send_lock:  # else a pump could hand the new entry over first: twice
-            entry = self._enqueue(numbered)
-            handed = entry is not None and self._publish(
-                entry.topic, entry.payload, retain=False, entry=entry
-            ) is not None
-        if entry is not None and handed:
-            self._call_hook(entry)
+            self._sampled += len(rows)
+        self._pump(urgent=True)
 
     # -- sampling thread -------------------------------------------------------------------
 
@@ -268,6 +316,7 @@ class GatewayAgent:
                     if next_poll < now:  # fell behind: skip the missed ticks
                         next_poll = now + interval
                 self._pump()
+                self._alarms.reap()
             except Exception:
                 self._log.exception("sampling_step_failed")
             self._wake.wait(max(0.0, next_poll - time.monotonic()))
@@ -281,64 +330,107 @@ class GatewayAgent:
                 samples.extend(driver.poll(now_ms))
             except Exception:
                 self._log.exception("driver_failed", driver=type(driver).__name__)
-        full: list[list[NumberedSample]] = []
-        if samples:
-            numbered = self._sequencer.number(samples)
-            with self._lock:
-                self._sampled += len(numbered)
-            limit = self.settings.batch_max_readings
-            with self._batch_lock:
-                for n in numbered:
-                    if not self._batch:
-                        self._batch_started_ms = now_ms
-                    self._batch.append(n)
-                    if len(self._batch) >= limit:
-                        full.append(self._batch)
-                        self._batch = []
-        with self._batch_lock:
-            max_age_ms = self.settings.batch_max_age_s * 1000.0
-            if self._batch and now_ms - self._batch_started_ms >= max_age_ms:
-                full.append(self._batch)
-                self._batch = []
-        for readings in full:
-            self._enqueue(readings)
-
-    # -- outbox -> MQTT --------------------------------------------------------------------
-
-    def _enqueue(self, readings: list[NumberedSample]) -> OutboxEntry | None:
-        try:
-            payload = encode_batch(readings, self.settings.payload_format)
-        except WireError as exc:
-            self._log.error("batch_dropped", readings=len(readings), reason=str(exc))
-            with self._lock:
-                self._dropped += len(readings)
-            return None
-        entry = self._outbox.put(self._readings_topic, payload, len(readings))
+        if not samples:
+            return
+        rows = self._buffer.append(samples)
         with self._lock:
-            self._last_entry_id = max(self._last_entry_id, entry.id)
-        return entry
+            self._sampled += len(rows)
+        if self._live_since is None and rows:
+            self._live_since = time.monotonic()
+        if self._alarms.check(samples):
+            self._pump(urgent=True)
 
-    def _pump(self) -> None:
-        """Hand the oldest waiting batches to MQTT while fewer than max_inflight are out."""
-        sent: list[OutboxEntry] = []
+    # -- buffer -> MQTT --------------------------------------------------------------------
+
+    def _pump(self, urgent: bool = False) -> None:
+        """Delete what was acknowledged; hand live batches that are due (all of them when
+        `urgent`, regardless of the in-flight bound) and backlog batches the drain rate allows,
+        while fewer than max_inflight batches are out."""
+        s = self.settings
+        sent: list[tuple[list[int], bytes]] = []
         with self._send_lock:
-            with self._lock:
-                handed = set(self._handed)
-            room = self.settings.max_inflight - len(handed)
-            if room > 0:
-                for entry in self._outbox.pending(limit=room + len(handed)):
-                    if entry.id in handed:
-                        continue
-                    if self._publish(entry.topic, entry.payload, False, entry) is None:
-                        break  # paho refused it; retried on the next pump
-                    sent.append(entry)
-                    if len(sent) == room:
+            self._delete_acked()
+            if self._reconnected:  # what was not handed yet joins the backlog
+                self._reconnected = False
+                self._boundary = self._buffer.last_row()
+                self._live_after = self._boundary
+                self._live_since = None
+            flush, self._flush_wanted = self._flush_wanted, False
+            room = s.max_inflight - self._batches_out()
+            live = self._buffer.count_after(self._live_after)
+            if live == 0:
+                self._live_since = None
+            else:
+                # a full batch goes when it is full, the rest when it is old enough (or now)
+                partial_due = urgent or flush or (
+                    self._live_since is not None
+                    and time.monotonic() - self._live_since >= s.batch_max_age_s)
+                while live > 0 and (room > 0 or urgent):
+                    if live < s.batch_max_readings and not partial_due:
                         break
-        for entry in sent:
-            self._call_hook(entry)
+                    rows = self._buffer.take(self._live_after, s.batch_max_readings)
+                    if not rows:
+                        break
+                    if not self._hand(rows, sent):
+                        break
+                    self._live_after = rows[-1][0]
+                    live -= len(rows)
+                    room -= 1
+                    # what is left waits its own batch_max_age from now (an approximation)
+                    self._live_since = time.monotonic() if live > 0 else None
+            self._refill_tokens()
+            while room > 0 and self._backlog_after < self._boundary and self._tokens >= 1:
+                limit = min(s.batch_max_readings, int(self._tokens))
+                rows = self._buffer.take(self._backlog_after, limit, through=self._boundary)
+                if not rows:
+                    self._backlog_after = self._boundary
+                    break
+                self._backlog_after = rows[-1][0]
+                with self._lock:
+                    fresh = [r for r in rows if r[0] not in self._handed_rows]
+                if fresh and not self._hand(fresh, sent):
+                    self._backlog_after = rows[0][0] - 1
+                    break
+                self._tokens -= len(rows)
+                room -= 1
+        for _, payload in sent:
+            self._call_hook(payload)
+
+    def _refill_tokens(self) -> None:
+        now = time.monotonic()
+        rate = self.settings.drain_readings_per_s
+        burst = max(float(self.settings.batch_max_readings), rate * self.settings.poll_interval_s)
+        self._tokens = min(burst, self._tokens + (now - self._tokens_at) * rate)
+        self._tokens_at = now
+
+    def _batches_out(self) -> int:
+        with self._lock:
+            return sum(1 for e in self._inflight.values() if e is not None)
+
+    def _hand(self, rows: list[Row], sent: list[tuple[list[int], bytes]]) -> bool:
+        """Encode and publish one batch; False if paho refused it (retried later)."""
+        ids = [r for r, _ in rows]
+        try:
+            payload = encode_batch([n for _, n in rows], self.settings.payload_format)
+        except WireError as exc:
+            self._log.error("batch_dropped", readings=len(rows), reason=str(exc))
+            with self._lock:
+                self._dropped += len(rows)
+                self._acked_rows.extend(ids)  # nothing can ever send them: out of the buffer
+            return True
+        if self._publish(self._readings_topic, payload, False, _Sent(ids)) is None:
+            return False
+        sent.append((ids, payload))
+        return True
+
+    def _delete_acked(self) -> None:
+        with self._lock:
+            rows, self._acked_rows = self._acked_rows, []
+        if rows:
+            self._buffer.remove(rows)
 
     def _publish(
-        self, topic: str, payload: bytes, retain: bool, entry: OutboxEntry | None
+        self, topic: str, payload: bytes, retain: bool, batch: _Sent | None
     ) -> mqtt.MQTTMessageInfo | None:
         """QoS 1 publish, recording its mid so the PUBACK finds it. None if paho refused."""
         info = self._client.publish(topic, payload, qos=1, retain=retain)
@@ -346,31 +438,31 @@ class GatewayAgent:
             self._log.warning("publish_refused", topic=topic, rc=mqtt.error_string(info.rc))
             return None
         with self._lock:
-            if entry is not None:
-                self._handed.add(entry.id)
-                self._published += entry.readings
+            if batch is not None:
+                self._handed_rows.update(batch.rows)
+                self._published += len(batch.rows)
                 self._batches += 1
             if info.mid in self._early_acks:
                 self._early_acks.discard(info.mid)
-                if entry is not None:
-                    self._settle_locked(entry)
+                if batch is not None:
+                    self._settle_locked(batch)
             else:
-                self._inflight[info.mid] = entry
+                self._inflight[info.mid] = batch
         return info
 
-    def _settle_locked(self, entry: OutboxEntry) -> None:
-        self._outbox.ack(entry.id)
-        self._handed.discard(entry.id)
-        self._acked_readings += entry.readings
+    def _settle_locked(self, batch: _Sent) -> None:
+        self._handed_rows.difference_update(batch.rows)
+        self._acked_rows.extend(batch.rows)
+        self._acked_readings += len(batch.rows)
         self._batches_acked += 1
         self._acked.notify_all()
 
-    def _call_hook(self, entry: OutboxEntry) -> None:
+    def _call_hook(self, payload: bytes) -> None:
         hook = self.on_payload
         if hook is None:
             return
         try:
-            hook(entry.topic, entry.payload)
+            hook(self._readings_topic, payload)
         except Exception:
             self._log.exception("on_payload_hook_failed")
 
@@ -391,7 +483,7 @@ class GatewayAgent:
             protocol=mqtt.MQTTv311,
         )
         client.max_inflight_messages_set(0)  # unlimited in paho: the agent bounds it itself
-        client.reconnect_delay_set(min_delay=0.5, max_delay=30)  # type: ignore[arg-type]
+        self._next_reconnect_delay(client)
         client.on_pre_connect = self._on_pre_connect
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
@@ -399,6 +491,16 @@ class GatewayAgent:
         client.on_publish = self._on_publish
         self._set_will(client)
         return client
+
+    def _next_reconnect_delay(self, client: mqtt.Client) -> None:
+        """Capped exponential backoff with jitter: the n-th failed attempt in a row waits a
+        random time in [d/2, d], d = min(max, min * 2**n), so that gateways that lost the
+        broker together do not all come back at the same instant. paho waits its
+        `min_delay` after `reconnect_delay_set`, so the agent sets it before each wait."""
+        s = self.settings
+        cap = min(s.reconnect_max_s, s.reconnect_min_s * 2.0 ** min(self._failed_connects, 30))
+        delay = random.uniform(cap / 2, cap)
+        client.reconnect_delay_set(min_delay=delay, max_delay=max(delay, s.reconnect_max_s))  # type: ignore[arg-type]
 
     def _set_will(self, client: mqtt.Client) -> None:
         client.will_set(self._status_topic, self._status_payload("offline"), qos=1, retain=True)
@@ -413,23 +515,35 @@ class GatewayAgent:
     ) -> None:
         if reason_code.is_failure:
             self._log.warning("broker_refused_connection", reason=str(reason_code))
+            self._failed_connects += 1
+            self._next_reconnect_delay(client)
             return
         with self._lock:
             self._connects += 1
-        self._log.info("connected", session_present=flags.session_present)
+            reconnect = self._connects > 1
+        self._failed_connects = 0
+        self._next_reconnect_delay(client)
+        self._log.info("connected", session_present=flags.session_present,
+                       buffered=len(self._buffer))
         self._publish_status("online")
+        if reconnect:
+            self._reconnected = True
         self._connected.set()
         self._wake.set()
 
     def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
         s = self.settings
-        self._log.warning("connect_failed", broker=f"{s.broker_host}:{s.broker_port}")
+        self._failed_connects += 1
+        self._next_reconnect_delay(client)
+        self._log.warning("connect_failed", broker=f"{s.broker_host}:{s.broker_port}",
+                          attempts=self._failed_connects)
 
     def _on_disconnect(
         self, client: mqtt.Client, userdata: Any, flags: mqtt.DisconnectFlags,
         reason_code: ReasonCode, properties: Properties | None,
     ) -> None:
         self._connected.clear()
+        self._next_reconnect_delay(client)
         if self._stopped:
             self._log.info("disconnected")
         else:
@@ -443,7 +557,7 @@ class GatewayAgent:
             if mid not in self._inflight:
                 self._early_acks.add(mid)
                 return
-            entry = self._inflight.pop(mid)
-            if entry is not None:
-                self._settle_locked(entry)
+            batch = self._inflight.pop(mid)
+            if batch is not None:
+                self._settle_locked(batch)
         self._wake.set()

@@ -1,8 +1,8 @@
-"""Numbering samples (device, epoch, seq) and encoding a batch of them for the readings topic."""
+"""Numbered samples `(device, epoch, seq)` (numbered by the buffer) and encoding a batch of them
+for the readings topic."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -22,29 +22,6 @@ class NumberedSample:
     sample: SensorSample
     epoch: int
     seq: int
-
-
-class Sequencer:
-    """Gives each device's readings seq 0, 1, 2, ... within one epoch. Thread-safe."""
-
-    def __init__(self, epoch: int) -> None:
-        self.epoch = epoch
-        self._next: dict[str, int] = {}
-        self._lock = threading.Lock()
-
-    def number(self, samples: Sequence[SensorSample]) -> list[NumberedSample]:
-        with self._lock:
-            out: list[NumberedSample] = []
-            for sample in samples:
-                seq = self._next.get(sample.device, 0)
-                self._next[sample.device] = seq + 1
-                out.append(NumberedSample(sample, self.epoch, seq))
-            return out
-
-    def next_seq(self, device: str) -> int:
-        """The seq the device's next reading will get."""
-        with self._lock:
-            return self._next.get(device, 0)
 
 
 def reading_dict(n: NumberedSample) -> dict[str, Any]:

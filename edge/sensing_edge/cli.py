@@ -7,6 +7,7 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import orjson
 from pydantic import ValidationError
@@ -110,9 +111,14 @@ def build_parser() -> argparse.ArgumentParser:
     who.add_argument("--gateway", required=True, type=_name, help="gateway id, e.g. gw-1")
     who.add_argument("--area", required=True, type=_name, help="community or street code")
     who.add_argument("--epoch", type=int, default=None,
-                     help="restart counter of the devices' readings (default: seconds since "
-                          "the Unix epoch at start, so a restarted agent never repeats an "
-                          "earlier run's (device, epoch, seq))")
+                     help="restart counter of the devices' readings (default: one more than "
+                          "the buffer's previous run, and at least the Unix time in seconds, "
+                          "so a restarted agent never repeats an earlier run's "
+                          "(device, epoch, seq))")
+    who.add_argument("--buffer", type=Path, default=None, metavar="PATH",
+                     help="the durable reading buffer (SQLite); readings not acknowledged "
+                          "when the agent stops or dies are sent by its next run (default: "
+                          "in memory, lost with the process)")
     broker = run.add_argument_group("broker")
     broker.add_argument("--host", default="127.0.0.1",
                         help="MQTT broker host (default %(default)s)")
@@ -160,7 +166,7 @@ def _report(args: argparse.Namespace, stats: AgentStats, all_acked: bool) -> Non
     print(
         f"{args.gateway}@{args.area}: sampled {stats.readings_sampled}, "
         f"published {stats.readings_published}, acknowledged {stats.readings_acked} readings "
-        f"in {stats.batches} batches; {stats.pending_batches} batches unacknowledged"
+        f"in {stats.batches} batches; {stats.readings_buffered} readings still buffered"
     )
 
 
@@ -169,7 +175,7 @@ def run(args: argparse.Namespace) -> int:
         settings = AgentSettings(
             gateway=args.gateway, area=args.area, broker_host=args.host,
             broker_port=args.broker_port, payload_format=args.format,
-            epoch=int(time.time()) if args.epoch is None else args.epoch,
+            epoch=args.epoch, buffer_path=args.buffer,
             batch_max_readings=args.batch_max_readings, batch_max_age_s=args.batch_max_age,
         )
         driver = SimulatedDriver(
@@ -207,8 +213,10 @@ def run(args: argparse.Namespace) -> int:
     stats = agent.stats()
     _report(args, stats, all_acked)
     if not all_acked:
-        _error(f"{stats.readings_sampled - stats.readings_acked} readings were not acknowledged "
-               "by the broker and are lost")
+        where = (f"stay in {args.buffer} for the next run" if args.buffer is not None
+                 else "are lost (no --buffer)")
+        _error(f"{stats.readings_buffered} readings were not acknowledged by the broker and "
+               f"{where}")
         return EXIT_FAILURE
     return EXIT_OK
 

@@ -20,7 +20,6 @@ from sensing_edge import (
     AgentSettings,
     Driver,
     GatewayAgent,
-    MemoryOutbox,
     SensorSample,
     SimulatedDriver,
     make_fleet,
@@ -165,7 +164,7 @@ def test_status_is_retained_online_while_running_and_offline_after_stop(
     assert agent.stats().connected is False
 
 
-def test_publish_now_goes_out_at_once_and_shares_the_devices_numbering(
+def test_publish_now_goes_out_at_once_with_the_young_readings_before_it(
     broker: Mosquitto, subscribe: Subscribe, gateway: str
 ) -> None:
     sub = subscribe(broker.port, readings_topic(AREA, gateway))
@@ -175,14 +174,16 @@ def test_publish_now_goes_out_at_once_and_shares_the_devices_numbering(
         deadline = time.monotonic() + 5
         while agent.stats().readings_sampled < 5 and time.monotonic() < deadline:
             time.sleep(0.01)
+        time.sleep(0.2)
+        assert sub.messages == []  # a young batch of 5: waiting for its age (60 s)
         alarm = SensorSample("smoke-a", "smoke", 1_795_478_900_000, {"obscuration": 14.2}, 0.9)
+        sent = time.monotonic()
         agent.publish_now([alarm])
         assert sub.wait_for(lambda ms: len(ms) == 1, timeout=5)
-        (first,) = readings_of(sub.messages, gateway, AREA)
-        assert first["seq"] == 5
-        assert first["values"] == {"obscuration": 14.2}
-    readings = wait_readings(sub, gateway, 6)
-    assert sorted(seqs_by_device(readings)["smoke-a"]) == [0, 1, 2, 3, 4, 5]
+        assert time.monotonic() - sent < 2.0
+        first = readings_of(sub.messages, gateway, AREA)
+        assert [r["seq"] for r in first] == [0, 1, 2, 3, 4, 5]
+        assert first[-1]["values"] == {"obscuration": 14.2}
 
 
 def test_in_flight_batches_stay_within_max_inflight_and_the_hook_sees_every_batch(
@@ -257,7 +258,7 @@ def test_readings_survive_a_broker_restart(
         assert sum(len(set(s)) for s in by_device.values()) == stats.readings_sampled
 
 
-# -- settings and outbox -------------------------------------------------------------------
+# -- settings -------------------------------------------------------------------------
 
 
 def test_settings_defaults_and_validation() -> None:
@@ -265,7 +266,7 @@ def test_settings_defaults_and_validation() -> None:
     assert s.client_id == "edge-demo-gw-1"
     assert (s.broker_host, s.broker_port) == ("127.0.0.1", 1883)
     assert (s.batch_max_readings, s.batch_max_age_s, s.payload_format) == (200, 0.5, "snb1")
-    assert (s.poll_interval_s, s.max_inflight, s.epoch) == (0.1, 100, 0)
+    assert (s.poll_interval_s, s.max_inflight, s.epoch, s.buffer_path) == (0.1, 100, None, None)
     assert AgentSettings(gateway="g", area="a", client_id="mine").client_id == "mine"
     for bad in (
         {"gateway": "gw 1", "area": "demo"},
@@ -277,23 +278,10 @@ def test_settings_defaults_and_validation() -> None:
         {"gateway": "gw-1", "area": "demo", "epoch": -1},
         {"gateway": "gw-1", "area": "demo", "batch_max_readings": 0},
         {"gateway": "gw-1", "area": "demo", "unknown_option": 1},
+        {"gateway": "gw-1", "area": "demo", "reconnect_min_s": 5, "reconnect_max_s": 1},
+        {"gateway": "gw-1", "area": "demo", "buffer_when_full": "drop-some"},
     ):
         with pytest.raises(ValidationError):
             AgentSettings.model_validate(bad)
     with pytest.raises(ValidationError):
         s.gateway = "other"
-
-
-def test_memory_outbox_keeps_unacknowledged_batches_in_order() -> None:
-    box = MemoryOutbox()
-    a, b, c = (box.put("t", bytes([i]), i + 1) for i in range(3))
-    assert [e.id for e in box.pending()] == [a.id, b.id, c.id] == [0, 1, 2]
-    assert box.ack(b.id) == b
-    assert box.ack(b.id) is None
-    assert box.pending() == [a, c]
-    assert box.pending(limit=1) == [a]
-    assert len(box) == 2
-    box.ack(a.id)
-    box.ack(c.id)
-    assert box.pending() == [] and len(box) == 0
-    assert box.put("t", b"x", 1).id == 3
