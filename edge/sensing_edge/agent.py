@@ -297,9 +297,9 @@ class GatewayAgent:
     def publish_now(self, samples: Sequence[SensorSample]) -> None:
         """Buffer `samples` and publish them at once, with any live readings before them,
         regardless of the batch's age and of the in-flight bound (for local alarms)."""
-        rows = self._buffer.append(samples)
+        self._buffer.append(samples)
         with self._lock:
-            self._sampled += len(rows)
+            self._sampled += len(samples)
         self._pump(urgent=True)
 
     # -- sampling thread -------------------------------------------------------------------
@@ -334,7 +334,7 @@ class GatewayAgent:
             return
         rows = self._buffer.append(samples)
         with self._lock:
-            self._sampled += len(rows)
+            self._sampled += len(samples)  # numbered, whether the buffer kept them or not
         if self._live_since is None and rows:
             self._live_since = time.monotonic()
         if self._alarms.check(samples):

@@ -103,27 +103,28 @@ class ReadingBuffer:
 
     def append(self, samples: Sequence[SensorSample]) -> list[Row]:
         """Number `samples` in this epoch and commit them (durably) in one transaction;
-        returns them with their rows. When the buffer is full, the policy decides: with
-        drop-newest the samples that do not fit are left out (and not numbered)."""
+        returns them with their rows. When the buffer is full, the policy decides which
+        readings are dropped; a dropped reading keeps its seq, so that the stream downstream
+        shows the gap."""
         if not samples:
             return []
         with self._lock:
-            free = self.max_readings - self._count
-            if len(samples) > free and self.when_full is WhenFull.DROP_NEWEST:
-                refused = len(samples) - max(0, free)
-                samples = samples[: max(0, free)]
-                self._note_dropped(refused, "buffer full: newest readings refused")
-            elif len(samples) > self.max_readings:  # drop-oldest, more than the whole buffer
-                self._note_dropped(len(samples) - self.max_readings,
-                                   "buffer full: oldest readings deleted")
-                samples = samples[len(samples) - self.max_readings :]
-            if not samples:
-                return []
             numbered = []
             for s in samples:
                 seq = self._next_seq.get(s.device, 0)
                 self._next_seq[s.device] = seq + 1
                 numbered.append(NumberedSample(s, self.epoch, seq))
+            free = self.max_readings - self._count
+            if len(numbered) > free and self.when_full is WhenFull.DROP_NEWEST:
+                self._note_dropped(len(numbered) - max(0, free),
+                                   "buffer full: newest readings refused")
+                numbered = numbered[: max(0, free)]
+            elif len(numbered) > self.max_readings:  # drop-oldest, more than the whole buffer
+                self._note_dropped(len(numbered) - self.max_readings,
+                                   "buffer full: oldest readings deleted")
+                numbered = numbered[len(numbered) - self.max_readings :]
+            if not numbered:
+                return []
             with self._transaction():
                 evict = self._count + len(numbered) - self.max_readings
                 if evict > 0:  # drop-oldest (drop-newest never gets here)
