@@ -43,6 +43,18 @@ NAME_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 PayloadHook = Callable[[str, bytes], None]
 
 
+def backoff_delay(failures: int, min_s: float, max_s: float,
+                  rng: random.Random | None = None) -> float:
+    """Capped exponential backoff with jitter: after `failures` failed attempts in a row, a
+    random time in [d/2, d] with d = min(max_s, min_s * 2**failures), so that gateways that
+    lost the broker together do not all come back at the same instant."""
+    cap = min(max_s, min_s * 2.0 ** min(failures, 60))
+    return (rng or _jitter).uniform(cap / 2, cap)
+
+
+_jitter = random.Random()
+
+
 def wall_clock_ms() -> int:
     """Milliseconds since the Unix epoch (UTC)."""
     return time.time_ns() // 1_000_000
@@ -493,13 +505,10 @@ class GatewayAgent:
         return client
 
     def _next_reconnect_delay(self, client: mqtt.Client) -> None:
-        """Capped exponential backoff with jitter: the n-th failed attempt in a row waits a
-        random time in [d/2, d], d = min(max, min * 2**n), so that gateways that lost the
-        broker together do not all come back at the same instant. paho waits its
-        `min_delay` after `reconnect_delay_set`, so the agent sets it before each wait."""
+        """paho waits its `min_delay` after `reconnect_delay_set`: the agent sets it to the
+        next `backoff_delay` before each wait."""
         s = self.settings
-        cap = min(s.reconnect_max_s, s.reconnect_min_s * 2.0 ** min(self._failed_connects, 30))
-        delay = random.uniform(cap / 2, cap)
+        delay = backoff_delay(self._failed_connects, s.reconnect_min_s, s.reconnect_max_s)
         client.reconnect_delay_set(min_delay=delay, max_delay=max(delay, s.reconnect_max_s))  # type: ignore[arg-type]
 
     def _set_will(self, client: mqtt.Client) -> None:
