@@ -38,6 +38,7 @@ from .alarms import AlarmSettings, LocalAlarms
 from .batching import PayloadFormat, encode_batch
 from .buffer import ReadingBuffer, Row, WhenFull
 from .drivers import Driver, SensorSample
+from .security import BrokerSecurity, apply_security
 
 NAME_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 PayloadHook = Callable[[str, bytes], None]
@@ -90,6 +91,8 @@ class AgentSettings(BaseModel):
     reconnect_max_s: float = Field(default=30.0, gt=0)
     """reconnect delays double from min to max, each drawn at random in [half, all] of it"""
     alarms: AlarmSettings = AlarmSettings()
+    security: BrokerSecurity = BrokerSecurity()
+    """credentials and TLS for the broker (see sensing_edge.security)"""
 
     @model_validator(mode="before")
     @classmethod
@@ -495,6 +498,7 @@ class GatewayAgent:
             protocol=mqtt.MQTTv311,
         )
         client.max_inflight_messages_set(0)  # unlimited in paho: the agent bounds it itself
+        apply_security(client, s.security)
         self._next_reconnect_delay(client)
         client.on_pre_connect = self._on_pre_connect
         client.on_connect = self._on_connect
