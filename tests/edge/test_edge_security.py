@@ -372,3 +372,58 @@ def test_frozen_and_uses_tls(pki: Pki) -> None:
     assert BrokerSecurity(tls=True).uses_tls
     assert BrokerSecurity(ca_file=pki.ca.cert).uses_tls
     assert BrokerSecurity(ca_file=str(pki.ca.cert)).ca_file == pki.ca.cert  # type: ignore[arg-type]
+
+
+def test_the_agent_publishes_over_tls_with_its_password(
+    tls_broker: Mosquitto, pki: Pki, passwords: Path, probe: Callable[..., Probe],
+    tmp_path: Path
+) -> None:
+    """GatewayAgent itself, configured as a deployed gateway would be (TLS trusting the test
+    CA, a user and a password file): its readings reach an authorised reader."""
+    from sensing.wire import decode_readings
+    from sensing.wire.topics import readings_topic
+    from sensing_edge import AgentSettings, GatewayAgent
+    from tests.edge.support import ListDriver, smoke_samples
+
+    gateway = f"gw-{uuid.uuid4().hex[:8]}"
+    reader = probe(tls_broker.port, BrokerSecurity.model_validate(
+        {"username": READER, "password": READER_PASSWORD, "ca_file": pki.ca.cert})).connect()
+    assert reader.connected
+    reader.subscribe(readings_topic("tls-area", gateway))
+    (tmp_path / "pw").write_text(PASSWORD + "\n")
+    settings = AgentSettings.model_validate({
+        "gateway": gateway, "area": "tls-area", "broker_port": tls_broker.port,
+        "poll_interval_s": 0.02, "batch_max_age_s": 0.05,
+        "security": {"username": USER, "password_file": tmp_path / "pw",
+                     "ca_file": pki.ca.cert}})
+    agent = GatewayAgent(settings, [ListDriver(smoke_samples("smoke-tls", 7))])
+    agent.start()
+    try:
+        assert agent.wait_connected(10)
+        assert agent.wait_acked(10)
+        payload = reader.wait_message(readings_topic("tls-area", gateway))
+    finally:
+        agent.stop(5)
+    assert payload is not None
+    batch = decode_readings(payload, gateway, "tls-area", 1 << 20).batch
+    assert [r["seq"] for r in batch.readings()] == list(range(7))
+
+
+def test_the_agent_with_a_wrong_password_never_connects_and_keeps_its_readings(
+    tls_broker: Mosquitto, pki: Pki
+) -> None:
+    from sensing_edge import AgentSettings, GatewayAgent
+    from tests.edge.support import ListDriver, smoke_samples
+
+    settings = AgentSettings.model_validate({
+        "gateway": f"gw-{uuid.uuid4().hex[:8]}", "area": "tls-area",
+        "broker_port": tls_broker.port, "poll_interval_s": 0.02, "reconnect_min_s": 0.2,
+        "reconnect_max_s": 0.5,
+        "security": {"username": USER, "password": "wrong", "ca_file": pki.ca.cert}})
+    agent = GatewayAgent(settings, [ListDriver(smoke_samples("smoke-tls", 3))])
+    agent.start()
+    try:
+        assert not agent.wait_connected(2)
+    finally:
+        assert agent.stop(0) is False
+    assert agent.stats().readings_buffered == 3
