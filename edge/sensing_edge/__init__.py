@@ -18,7 +18,10 @@ from .agent import AgentSettings, AgentStats, GatewayAgent, PayloadHook, wall_cl
 from .alarms import DEFAULT_ALARMS, AlarmRule, AlarmSettings, LocalAlarm
 from .batching import NumberedSample, PayloadFormat, encode_batch, reading_dict
 from .buffer import ReadingBuffer, WhenFull
+from .config import GatewayConfig, load_config
 from .drivers import Driver, SensorSample
+from .local_input import LocalInput
+from .security import BrokerSecurity
 from .simulated import SimulatedDriver, make_fleet
 
 __all__ = [
@@ -27,9 +30,12 @@ __all__ = [
     "AgentStats",
     "AlarmRule",
     "AlarmSettings",
+    "BrokerSecurity",
     "Driver",
     "GatewayAgent",
+    "GatewayConfig",
     "LocalAlarm",
+    "LocalInput",
     "NumberedSample",
     "PayloadFormat",
     "PayloadHook",
@@ -38,6 +44,7 @@ __all__ = [
     "SimulatedDriver",
     "WhenFull",
     "encode_batch",
+    "load_config",
     "make_fleet",
     "reading_dict",
     "wall_clock_ms",

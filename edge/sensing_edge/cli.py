@@ -1,4 +1,5 @@
-"""`sensing-edge`: run a gateway's edge agent (with simulated sensors, for now)."""
+"""`sensing-edge`: run a gateway's edge agent, from its configuration file or with simulated
+sensors."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import argparse
 import sys
 import threading
 import time
+import tomllib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,6 +20,8 @@ from sensing.wire.kinds import KINDS
 from sensing.wire.topics import is_valid_name
 
 from .agent import AgentSettings, AgentStats, GatewayAgent
+from .config import load_config
+from .drivers import Driver
 from .simulated import SimulatedDriver, make_fleet
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
@@ -28,6 +32,21 @@ Edge agent of a sensing gateway: reads its sensors, numbers every reading
 (device, epoch, seq), publishes them in batches at QoS 1 to
 sensing/v1/{area}/{gateway}/readings and keeps a retained online/offline status
 (with an MQTT last will) on sensing/v1/{area}/{gateway}/status."""
+
+CONFIG_EPILOG = """\
+examples:
+  # a gateway as deployed: broker, TLS, buffer, alarms and drivers from its file
+  sensing-edge --config /etc/sensing-edge/gateway.toml
+
+  # check a file and print the settings it gives, as JSON
+  sensing-edge --config gateway.toml --check --json
+
+  # simulated sensors from the command line only
+  sensing-edge run --gateway gw-1 --area demo
+
+Exit status: 0 clean stop (every reading acknowledged) or a good --check, 1 the
+broker unreachable (run) or readings left unacknowledged, 2 usage or configuration
+error."""
 
 RUN_EPILOG = f"""\
 examples:
@@ -93,19 +112,39 @@ def parse_mix(value: str) -> dict[str, float]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    control = argparse.ArgumentParser(add_help=False)
+    ctl = control.add_argument_group("run")
+    ctl.add_argument("--duration", type=_positive_float, metavar="S",
+                     help="stop after this many seconds (default: run until Ctrl-C/SIGTERM)")
+    ctl.add_argument("--stop-timeout", type=_positive_float, default=10.0, metavar="S",
+                     help="on stop, wait this long for acknowledgements (default %(default)s)")
+    ctl.add_argument("--json", action="store_true",
+                     help="print the final counts (with --check: the settings) as one JSON "
+                          "object")
+    ctl.add_argument("--log-level", default="info",
+                     choices=("debug", "info", "warning", "error"), help="(default info)")
     parser = argparse.ArgumentParser(
         prog="sensing-edge",
         description=DESCRIPTION,
-        epilog="Run 'sensing-edge run --help' for the agent's options and examples.",
+        epilog=CONFIG_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[control],
     )
+    parser.add_argument("--config", type=Path, metavar="FILE",
+                        help="run the gateway this TOML file describes (see "
+                             "edge/gateway.example.toml); it keeps retrying an unreachable "
+                             "broker, buffering readings, until stopped")
+    parser.add_argument("--check", action="store_true",
+                        help="with --config: check the file, print the settings it gives "
+                             "(secrets hidden) and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     run = sub.add_parser(
         "run",
-        help="run an agent with simulated sensors",
+        help="run an agent with simulated sensors, all options on the command line",
         description=DESCRIPTION,
         epilog=RUN_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[control],
     )
     who = run.add_argument_group("gateway")
     who.add_argument("--gateway", required=True, type=_name, help="gateway id, e.g. gw-1")
@@ -142,15 +181,6 @@ def build_parser() -> argparse.ArgumentParser:
                      help="publish a batch when it holds this many readings (default 200)")
     out.add_argument("--batch-max-age", type=_positive_float, default=0.5, metavar="S",
                      help="... or when its oldest reading is this old (default 0.5)")
-    ctl = run.add_argument_group("run")
-    ctl.add_argument("--duration", type=_positive_float, metavar="S",
-                     help="stop after this many seconds (default: run until Ctrl-C/SIGTERM)")
-    ctl.add_argument("--stop-timeout", type=_positive_float, default=10.0, metavar="S",
-                     help="on stop, wait this long for acknowledgements (default %(default)s)")
-    ctl.add_argument("--json", action="store_true",
-                     help="print the final counts as one JSON object")
-    ctl.add_argument("--log-level", default="info",
-                     choices=("debug", "info", "warning", "error"), help="(default info)")
     return parser
 
 
@@ -158,19 +188,27 @@ def _error(message: str) -> None:
     print(f"sensing-edge: error: {message}", file=sys.stderr)
 
 
-def _report(args: argparse.Namespace, stats: AgentStats, all_acked: bool) -> None:
+def _report(args: argparse.Namespace, settings: AgentSettings, stats: AgentStats,
+            all_acked: bool) -> None:
     if args.json:
-        doc = {"gateway": args.gateway, "area": args.area, "all_acked": all_acked}
+        doc = {"gateway": settings.gateway, "area": settings.area, "all_acked": all_acked}
         print(orjson.dumps({**doc, **stats.as_dict()}).decode())
         return
     print(
-        f"{args.gateway}@{args.area}: sampled {stats.readings_sampled}, "
+        f"{settings.gateway}@{settings.area}: sampled {stats.readings_sampled}, "
         f"published {stats.readings_published}, acknowledged {stats.readings_acked} readings "
         f"in {stats.batches} batches; {stats.readings_buffered} readings still buffered"
     )
 
 
+def _invalid(exc: ValidationError, prefix: str) -> str:
+    return "; ".join(
+        f"{prefix}{'.'.join(map(str, e['loc']))}: {e['msg'].removeprefix('Value error, ')}"
+        for e in exc.errors())
+
+
 def run(args: argparse.Namespace) -> int:
+    """`sensing-edge run`: simulated sensors, settings from the command line."""
     try:
         settings = AgentSettings(
             gateway=args.gateway, area=args.area, broker_host=args.host,
@@ -182,39 +220,84 @@ def run(args: argparse.Namespace) -> int:
             make_fleet(args.devices, args.mix, args.gateway), args.interval, args.seed
         )
     except ValidationError as exc:
-        _error("; ".join(
-            f"--{'.'.join(map(str, e['loc']))}: {e['msg'].removeprefix('Value error, ')}"
-            for e in exc.errors()
-        ))
+        _error(_invalid(exc, "--"))
         return EXIT_USAGE
     except ValueError as exc:
         _error(str(exc))
         return EXIT_USAGE
+    return _serve(args, settings, [driver], give_up_after=args.connect_timeout)
 
+
+def run_config(args: argparse.Namespace) -> int:
+    """`sensing-edge --config FILE`: everything from the gateway's file."""
+    path: Path = args.config
+    try:
+        config = load_config(path)
+    except OSError as exc:
+        _error(f"cannot read {path}: {exc.strerror or exc}")
+        return EXIT_USAGE
+    except tomllib.TOMLDecodeError as exc:
+        _error(f"{path}: not valid TOML: {exc}")
+        return EXIT_USAGE
+    except ValidationError as exc:
+        _error(f"{path}: {_invalid(exc, '')}")
+        return EXIT_USAGE
+    try:
+        settings = config.agent_settings()
+    except ValidationError as exc:
+        _error(f"{path}: {_invalid(exc, '')}")
+        return EXIT_USAGE
+    if args.check:
+        shown = config.model_dump(mode="json")  # SecretStr dumps as "**********"
+        if args.json:
+            print(orjson.dumps(shown).decode())
+        else:
+            print(f"{path}: gateway {settings.gateway} in {settings.area}, broker "
+                  f"{settings.broker_host}:{settings.broker_port}"
+                  f"{' (TLS)' if settings.security.uses_tls else ''}, buffer "
+                  f"{settings.buffer_path or 'in memory'}, {len(config.drivers)} driver(s): ok")
+        return EXIT_OK
+    try:
+        drivers = config.build_drivers()
+    except (OSError, ValueError) as exc:
+        _error(f"{path}: cannot open a driver: {exc}")
+        return EXIT_FAILURE
+    try:
+        return _serve(args, settings, drivers, give_up_after=None)
+    finally:
+        for driver in drivers:
+            close = getattr(driver, "close", None)
+            if close is not None:
+                close()
+
+
+def _serve(args: argparse.Namespace, settings: AgentSettings, drivers: list[Driver],
+           give_up_after: float | None) -> int:
+    """Run the agent until a signal or --duration; with `give_up_after`, exit 1 if the broker
+    cannot be reached that soon (a deployed gateway keeps trying instead, buffering)."""
     configure("console", args.log_level.upper())
     stop = threading.Event()
     with stop_on_signals(stop):
-        agent = GatewayAgent(settings, [driver])
+        agent = GatewayAgent(settings, drivers)
         started = time.monotonic()
         agent.start()
-        deadline = started + args.connect_timeout
-        while not agent.connected and not stop.is_set() and time.monotonic() < deadline:
-            stop.wait(0.05)
-        if not agent.connected and not stop.is_set():
-            agent.stop(timeout=0)
-            _error(
-                f"cannot reach the MQTT broker at {args.host}:{args.broker_port} "
-                f"within {args.connect_timeout:g} s"
-            )
-            return EXIT_FAILURE
+        if give_up_after is not None:
+            deadline = started + give_up_after
+            while not agent.connected and not stop.is_set() and time.monotonic() < deadline:
+                stop.wait(0.05)
+            if not agent.connected and not stop.is_set():
+                agent.stop(timeout=0)
+                _error(f"cannot reach the MQTT broker at {settings.broker_host}:"
+                       f"{settings.broker_port} within {give_up_after:g} s")
+                return EXIT_FAILURE
         remaining = None if args.duration is None else started + args.duration - time.monotonic()
         stop.wait(None if remaining is None else max(0.0, remaining))
         all_acked = agent.stop(timeout=args.stop_timeout)
     stats = agent.stats()
-    _report(args, stats, all_acked)
+    _report(args, settings, stats, all_acked)
     if not all_acked:
-        where = (f"stay in {args.buffer} for the next run" if args.buffer is not None
-                 else "are lost (no --buffer)")
+        where = (f"stay in {settings.buffer_path} for the next run"
+                 if settings.buffer_path is not None else "are lost (no buffer file)")
         _error(f"{stats.readings_buffered} readings were not acknowledged by the broker and "
                f"{where}")
         return EXIT_FAILURE
@@ -227,10 +310,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help (0) or a usage error (2)
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
-    if args.command is None:
-        parser.print_help(sys.stderr)
+    if args.command == "run":
+        if args.config is not None:
+            _error("--config and run are exclusive: the file holds what run's options say")
+            return EXIT_USAGE
+        return run(args)
+    if args.config is not None:
+        return run_config(args)
+    if args.check:
+        _error("--check needs --config FILE")
         return EXIT_USAGE
-    return run(args)
+    parser.print_help(sys.stderr)
+    return EXIT_USAGE
 
 
 if __name__ == "__main__":

@@ -43,6 +43,17 @@ def _number(value: object, what: str) -> float:
     return float(value)
 
 
+def device_and_kind(obj: dict[str, Any]) -> tuple[str, str]:
+    """A reading object's `device` and `kind` fields, which must be strings."""
+    device = obj.get("device")
+    kind = obj.get("kind")
+    if not isinstance(device, str):
+        raise WireError("missing or non-string field 'device'")
+    if not isinstance(kind, str):
+        raise WireError("missing or non-string field 'kind'")
+    return device, kind
+
+
 def parse_reading(obj: object, gateway: str, area: str) -> tuple[str, str, int, int, int,
                                                                dict[str, float], float | None]:
     """Type-check one reading object; range checks happen in `validate`."""
@@ -53,12 +64,7 @@ def parse_reading(obj: object, gateway: str, area: str) -> tuple[str, str, int, 
         raise WireError(f"reading speaks for gateway {named!r}, topic is {gateway!r}")
     if obj.get("area", area) != area:
         raise WireError(f"reading speaks for area {str(obj['area'])[:64]!r}, topic is {area!r}")
-    device = obj.get("device")
-    kind = obj.get("kind")
-    if not isinstance(device, str):
-        raise WireError("missing or non-string field 'device'")
-    if not isinstance(kind, str):
-        raise WireError("missing or non-string field 'kind'")
+    device, kind = device_and_kind(obj)
     raw_values = obj.get("values")
     if not isinstance(raw_values, dict):
         raise WireError("missing field 'values' (an object of channel: number)")

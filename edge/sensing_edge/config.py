@@ -1,0 +1,165 @@
+"""A gateway's configuration file (TOML): who it is, its broker, buffer, alarms and drivers.
+
+    sensing-edge --config /etc/sensing-edge/gateway.toml
+
+See `edge/gateway.example.toml` for every option with its default. Sections:
+
+- `[gateway]` `id`, `area`;
+- `[broker]` `host`, `port`, `client_id`, `keepalive_s`, and the security options of
+  `sensing_edge.security.BrokerSecurity` (`username`, `password_file`, `ca_file`, ...);
+- `[publish]` `format`, `batch_max_readings`, `batch_max_age_s`, `max_inflight`,
+  `drain_readings_per_s`, `reconnect_min_s`, `reconnect_max_s`, `poll_interval_s`;
+- `[buffer]` `path`, `max_readings`, `when_full`;
+- `[alarms]` `command`, `repeat_s`, `hook_timeout_s`, and `[[alarms.rules]]` to replace the
+  default rules;
+- `[[drivers]]`, one table per driver: `type = "local"` with `address` (JSON lines over
+  loopback UDP or a Unix socket, `sensing_edge.local_input`), or `type = "simulated"` with
+  `devices` (a count) and `mix`, `interval_s`, `seed`.
+
+Relative paths are relative to the file's folder. Unknown keys are errors, so a typo does not
+go unnoticed.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .agent import NAME_PATTERN, AgentSettings
+from .alarms import AlarmSettings
+from .batching import PayloadFormat
+from .buffer import WhenFull
+from .drivers import Driver
+from .local_input import LocalInput
+from .security import BrokerSecurity
+from .simulated import SimulatedDriver, make_fleet
+
+_STRICT = ConfigDict(frozen=True, extra="forbid")
+
+
+class GatewaySection(BaseModel):
+    model_config = _STRICT
+    id: str = Field(pattern=NAME_PATTERN)
+    area: str = Field(pattern=NAME_PATTERN)
+
+
+class BrokerSection(BrokerSecurity):
+    host: str = "127.0.0.1"
+    port: int = Field(default=1883, ge=1, le=65535)
+    client_id: str = ""
+    keepalive_s: int = Field(default=30, ge=5, le=65535)
+
+    def security(self) -> BrokerSecurity:
+        return BrokerSecurity.model_validate(
+            self.model_dump(include=set(BrokerSecurity.model_fields)))
+
+
+class PublishSection(BaseModel):
+    model_config = _STRICT
+    format: PayloadFormat = "snb1"
+    batch_max_readings: int = 200
+    batch_max_age_s: float = 0.5
+    max_inflight: int = 100
+    drain_readings_per_s: float = 50_000.0
+    reconnect_min_s: float = 0.5
+    reconnect_max_s: float = 30.0
+    poll_interval_s: float = 0.1
+
+
+class BufferSection(BaseModel):
+    model_config = _STRICT
+    path: Path | None = None
+    max_readings: int = 1_000_000
+    when_full: WhenFull = WhenFull.DROP_OLDEST
+
+
+class LocalDriver(BaseModel):
+    model_config = _STRICT
+    type: Literal["local"]
+    address: str
+    max_line_bytes: int = Field(default=65536, ge=1)
+
+    def build(self) -> Driver:
+        return LocalInput(self.address, max_line_bytes=self.max_line_bytes)
+
+
+class SimulatedDriverSection(BaseModel):
+    model_config = _STRICT
+    type: Literal["simulated"]
+    devices: int = Field(default=100, ge=1, le=1_000_000)
+    mix: dict[str, float] = Field(default_factory=lambda: {"smoke": 0.5, "manhole": 0.2,
+                                                            "wearable": 0.3})
+    interval_s: float = Field(default=5.0, gt=0)
+    seed: int = 0
+
+    def build(self, gateway: str) -> Driver:
+        return SimulatedDriver(make_fleet(self.devices, self.mix, gateway), self.interval_s,
+                               self.seed)
+
+
+DriverSection = Annotated[LocalDriver | SimulatedDriverSection, Field(discriminator="type")]
+
+
+class GatewayConfig(BaseModel):
+    model_config = _STRICT
+    gateway: GatewaySection
+    broker: BrokerSection = BrokerSection()
+    publish: PublishSection = PublishSection()
+    buffer: BufferSection = BufferSection()
+    alarms: AlarmSettings = AlarmSettings()
+    drivers: tuple[DriverSection, ...] = Field(min_length=1)
+
+    def agent_settings(self) -> AgentSettings:
+        p, b = self.publish, self.buffer
+        return AgentSettings(
+            gateway=self.gateway.id, area=self.gateway.area, broker_host=self.broker.host,
+            broker_port=self.broker.port, client_id=self.broker.client_id,
+            keepalive_s=self.broker.keepalive_s, payload_format=p.format,
+            batch_max_readings=p.batch_max_readings, batch_max_age_s=p.batch_max_age_s,
+            max_inflight=p.max_inflight, drain_readings_per_s=p.drain_readings_per_s,
+            reconnect_min_s=p.reconnect_min_s, reconnect_max_s=p.reconnect_max_s,
+            poll_interval_s=p.poll_interval_s, buffer_path=b.path,
+            buffer_max_readings=b.max_readings, buffer_when_full=b.when_full,
+            alarms=self.alarms, security=self.broker.security())
+
+    def build_drivers(self) -> list[Driver]:
+        """The drivers, opened (a local input binds its socket now)."""
+        out: list[Driver] = []
+        try:
+            for d in self.drivers:
+                out.append(d.build() if isinstance(d, LocalDriver) else d.build(self.gateway.id))
+        except BaseException:
+            for driver in out:
+                close = getattr(driver, "close", None)
+                if close is not None:
+                    close()
+            raise
+        return out
+
+
+def _relative_to(base: Path, doc: dict[str, Any]) -> dict[str, Any]:
+    """Paths in the file, made relative to its folder."""
+    broker = dict(doc.get("broker", {}))
+    for key in ("password_file", "ca_file", "cert_file", "key_file"):
+        if isinstance(broker.get(key), str):
+            broker[key] = str(base / broker[key])
+    buffer = dict(doc.get("buffer", {}))
+    if isinstance(buffer.get("path"), str):
+        buffer["path"] = str(base / buffer["path"])
+    out = {**doc}
+    if broker:
+        out["broker"] = broker
+    if buffer:
+        out["buffer"] = buffer
+    return out
+
+
+def load_config(path: Path) -> GatewayConfig:
+    """Read and check a gateway's TOML file; raises OSError, tomllib.TOMLDecodeError or
+    pydantic.ValidationError with what is wrong."""
+    with path.open("rb") as f:
+        doc = tomllib.load(f)
+    return GatewayConfig.model_validate(_relative_to(path.resolve().parent, doc))
