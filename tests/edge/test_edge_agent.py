@@ -285,3 +285,24 @@ def test_settings_defaults_and_validation() -> None:
             AgentSettings.model_validate(bad)
     with pytest.raises(ValidationError):
         s.gateway = "other"
+
+
+def test_a_local_alarm_in_a_drivers_readings_goes_out_at_once(
+    broker: Mosquitto, subscribe: Subscribe, gateway: str
+) -> None:
+    """A batch would wait 60 s; a reading at an alarm level (SOS) takes it out at once."""
+    sub = subscribe(broker.port, readings_topic(AREA, gateway))
+    driver = ListDriver()
+    settings = make_settings(gateway, broker.port, batch_max_age_s=60)
+    with running(GatewayAgent(settings, [driver])) as agent:
+        quiet = {"heart_rate": 72.0, "spo2": 97.0, "accel_g": 1.0, "steps": 3.0, "sos": 0.0}
+        driver.feed([SensorSample("band-1", "wearable", 1_795_478_900_000 + i, quiet, 0.8)
+                     for i in range(3)])
+        time.sleep(0.5)
+        assert sub.messages == []
+        fed = time.monotonic()
+        driver.feed([SensorSample("band-1", "wearable", 1_795_478_900_010,
+                                  quiet | {"sos": 1.0}, 0.8)])
+        assert sub.wait_for(lambda ms: len(readings_of(ms, gateway, AREA)) == 4, timeout=5)
+        assert time.monotonic() - fed < 2.0
+        assert agent.stats().local_alarms == 1
