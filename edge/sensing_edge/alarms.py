@@ -8,7 +8,8 @@ on its standard input and in `SENSING_ALARM_*` environment variables. The hook d
 the broker. The core still decides the graded alert from the full stream; these rules only
 decide what must not wait for it.
 
-The same (device, alarm type) starts the hook at most once per `repeat_s` while it lasts.
+The same (device, alarm type) is logged and starts the hook at most once per `repeat_s` while it
+lasts; every reading that meets a rule is still published at once and counted.
 """
 
 from __future__ import annotations
@@ -120,12 +121,12 @@ class LocalAlarms:
         now = time.monotonic()
         for key, alarm in found.items():
             self.raised += 1
-            log.warning("local_alarm", alarm=alarm.type, device=alarm.device,
-                        channel=alarm.channel, value=alarm.value)
             last = self._last.get(key)
             if last is not None and now - last < self.settings.repeat_s:
-                continue
+                continue  # still the same alarm: counted, not logged or hooked again
             self._last[key] = now
+            log.warning("local_alarm", alarm=alarm.type, device=alarm.device,
+                        channel=alarm.channel, value=alarm.value)
             self._start_hook(alarm, now)
         return list(found.values())
 
