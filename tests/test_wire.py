@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sensing.wire import BatchBuilder, WireError, binary, decode_readings, topics
+from sensing.wire import BatchBuilder, WireError, binary, decode_readings, snb1, topics
 from sensing.wire.kinds import KINDS
 
 TS = 1_795_478_819_832
@@ -172,3 +172,29 @@ def test_repeated_tables_are_parsed_and_checked_once() -> None:
     assert first.batch.devices is again.batch.devices  # one parse for both
     assert first.rejected == again.rejected == [(1, first.rejected[0][1])]
     assert "printable" in first.rejected[0][1]
+
+
+@settings(deadline=None)
+@given(readings)
+def test_the_numpy_free_snb1_writer_gives_the_same_bytes(rows: list[tuple]) -> None:  # type: ignore[type-arg]
+    """What the edge agent sends (`snb1.encode_readings`, no numpy) is byte for byte what
+    `binary.encode` makes of the same readings, and decodes back to them."""
+    b = BatchBuilder()
+    for device, epoch, seq, ts, values, battery in rows:
+        b.add(device, KIND_OF[device], epoch, seq, ts, values, battery)
+    direct = snb1.encode_readings(
+        (device, KIND_OF[device], epoch, seq, ts, values, battery)
+        for device, epoch, seq, ts, values, battery in rows)
+    assert direct == binary.encode(b.build())
+    if rows:
+        assert decode_readings(direct, "gw", "a", LIMIT).batch.readings() == \
+            b.build().readings()
+
+
+def test_the_numpy_free_snb1_writer_refuses_what_snb1_cannot_hold() -> None:
+    with pytest.raises(WireError, match="32 bits"):
+        snb1.encode_readings([("smoke-1", "smoke", 2**32, 0, TS, {}, None)])
+    with pytest.raises(WireError, match="1-255 bytes"):
+        snb1.encode_readings([("s" * 300, "smoke", 0, 0, TS, {}, None)])
+    with pytest.raises(WireError, match="65535"):
+        snb1.encode_readings((f"d-{i}", "smoke", 0, 0, TS, {}, None) for i in range(70_000))

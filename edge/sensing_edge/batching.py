@@ -7,8 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sensing.wire import binary, json_codec
-from sensing.wire.batch import BatchBuilder
+from sensing.wire import json_codec, snb1
 
 from .drivers import SensorSample
 
@@ -44,8 +43,6 @@ def encode_batch(readings: Sequence[NumberedSample], payload_format: PayloadForm
     """SNB1 bytes or a JSON array; raises sensing.wire.WireError if SNB1 cannot hold them."""
     if payload_format == "json":
         return json_codec.encode([reading_dict(n) for n in readings])
-    builder = BatchBuilder()
-    for n in readings:
-        s = n.sample
-        builder.add(s.device, s.kind, n.epoch, n.seq, s.ts, s.values, s.battery)
-    return binary.encode(builder.build())
+    return snb1.encode_readings(
+        (n.sample.device, n.sample.kind, n.epoch, n.seq, n.sample.ts, n.sample.values,
+         n.sample.battery) for n in readings)

@@ -77,7 +77,7 @@ import structlog
 
 from sensing.wire.errors import WireError
 from sensing.wire.json_codec import _number, _ts_field, device_and_kind
-from sensing.wire.validate import TS_MAX_MS, TS_MIN_MS, _bad_device_reason
+from sensing.wire.limits import TS_MAX_MS, TS_MIN_MS, bad_device_reason
 
 from .drivers import SensorSample
 
@@ -199,7 +199,7 @@ def parse_line(line: bytes, default_ts: int) -> SensorSample:
     if type(obj) is not dict:
         raise WireError(f"a reading must be a JSON object, got {type(obj).__name__}")
     device, kind = device_and_kind(obj)
-    reason = _bad_device_reason(device, kind)
+    reason = bad_device_reason(device, kind)
     if reason is not None:
         raise WireError(reason)
     raw_values = obj.get("values")

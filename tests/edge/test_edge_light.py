@@ -14,10 +14,11 @@ EDGE_PACKAGE = Path(sensing_edge.__file__).parent
 SHARED = ("sensing.wire", "sensing.logs", "sensing.process")
 
 
-def test_importing_the_agent_does_not_import_numba() -> None:
+def test_importing_the_agent_imports_neither_numba_nor_numpy() -> None:
     code = (
         "import sensing_edge, sensing_edge.agent, sensing_edge.cli, sensing_edge.simulated, sys; "
         "assert 'numba' not in sys.modules, 'numba imported'; "
+        "assert 'numpy' not in sys.modules, 'numpy imported (12 MB on a gateway)'; "
         "core = sorted(m for m in sys.modules if m.startswith('sensing.') "
         f"and not m.startswith({SHARED!r})); "
         "assert core == [], core"

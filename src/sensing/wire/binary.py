@@ -1,47 +1,25 @@
-"""SNB1, the project's compact columnar batch format (documented in docs/binary-batch.md).
-
-Layout, all integers little-endian:
-
-    header   24 bytes  b"SNB1", u8 version=1, u8 flags=0, u16 n_devices, u16 n_channels,
-                       u16 reserved=0, u32 n_readings, u32 n_values, u32 tables_len
-    tables   tables_len bytes (a multiple of 8):
-               per device:  u8 len, id (UTF-8), u8 len, kind (UTF-8)
-               per channel: u8 len, name (UTF-8)
-               zero padding
-    columns  i64 ts[n_readings], i64 seq[n_readings], f64 battery[n_readings] (NaN = none),
-             f64 value[n_values], u32 epoch[n_readings], u32 value_row[n_values],
-             u16 device[n_readings], u16 value_channel[n_values]
-
-A payload is SNB1 if and only if it starts with the magic; JSON never does.
+"""SNB1, the project's compact columnar batch format (docs/binary-batch.md; its layout is in
+`sensing.wire.snb1`, with an encoder that needs no numpy): decoding into numpy columns, and
+encoding a `ReadingBatch`.
 """
 
 from __future__ import annotations
 
-import struct
 from collections import OrderedDict
 
 import numpy as np
 
 from sensing.wire.batch import ReadingBatch
 from sensing.wire.errors import WireError
-
-MAGIC = b"SNB1"
-VERSION = 1
-_HEADER = struct.Struct("<4sBBHHHIII")
-HEADER_SIZE = _HEADER.size
-MAX_TABLE_ENTRIES = 65535
-
-_COLUMNS: tuple[tuple[str, str, bool], ...] = (
-    # (field, little-endian dtype, per reading (True) or per value (False))
-    ("ts", "<i8", True),
-    ("seq", "<i8", True),
-    ("battery", "<f8", True),
-    ("value", "<f8", False),
-    ("epoch", "<u4", True),
-    ("value_row", "<u4", False),
-    ("device", "<u2", True),
-    ("value_channel", "<u2", False),
+from sensing.wire.snb1 import (
+    COLUMNS,
+    HEADER,
+    HEADER_SIZE,
+    MAGIC,
+    VERSION,
+    header_and_tables,
 )
+
 _NATIVE = {
     "ts": np.int64,
     "seq": np.int64,
@@ -61,41 +39,15 @@ def is_binary(payload: bytes) -> bool:
     return payload[:4] == MAGIC
 
 
-def _pack_names(names: tuple[str, ...], what: str) -> bytes:
-    out = bytearray()
-    for name in names:
-        raw = name.encode()
-        if not 0 < len(raw) < 256:
-            raise WireError(f"{what} {name!r} must be 1-255 bytes of UTF-8")
-        out.append(len(raw))
-        out += raw
-    return bytes(out)
-
-
 def encode(batch: ReadingBatch) -> bytes:
     """Encode a batch; raises WireError if it does not fit the format's limits."""
-    if len(batch.devices) > MAX_TABLE_ENTRIES or len(batch.channels) > MAX_TABLE_ENTRIES:
-        raise WireError("SNB1 holds at most 65535 devices and channels per batch")
     if len(batch) and (batch.epoch.min() < 0 or batch.epoch.max() > 0xFFFFFFFF):
         raise WireError("epoch must fit in 32 bits")
-    tables = bytearray()
-    for device, kind in zip(batch.devices, batch.kinds, strict=True):
-        tables += _pack_names((device,), "device id") + _pack_names((kind,), "kind")
-    tables += _pack_names(batch.channels, "channel")
-    tables += b"\0" * (-len(tables) % 8)
-    header = _HEADER.pack(
-        MAGIC,
-        VERSION,
-        0,
-        len(batch.devices),
-        len(batch.channels),
-        0,
-        len(batch),
-        batch.n_values,
-        len(tables),
-    )
-    parts = [header, bytes(tables)]
-    for name, dtype, _ in _COLUMNS:
+    head = header_and_tables(zip(batch.devices, batch.kinds, strict=True), batch.channels,
+                             len(batch.devices), len(batch.channels), len(batch),
+                             batch.n_values)
+    parts = [head]
+    for name, dtype, _ in COLUMNS:
         parts.append(np.ascontiguousarray(getattr(batch, name), dtype=dtype).tobytes())
     return b"".join(parts)
 
@@ -235,7 +187,7 @@ def decode(payload: bytes) -> ReadingBatch:
     """Decode and check an SNB1 payload; raises WireError with a reason."""
     if len(payload) < HEADER_SIZE:
         raise WireError("SNB1 payload shorter than its header")
-    magic, version, _flags, n_dev, n_chan, _res, n_read, n_val, tables_len = _HEADER.unpack_from(
+    magic, version, _flags, n_dev, n_chan, _res, n_read, n_val, tables_len = HEADER.unpack_from(
         payload
     )
     if magic != MAGIC:
@@ -249,7 +201,7 @@ def decode(payload: bytes) -> ReadingBatch:
                                            HEADER_SIZE + tables_len)
     offset = HEADER_SIZE + tables_len
     raw: dict[str, np.ndarray] = {}
-    for name, dtype, per_reading in _COLUMNS:
+    for name, dtype, per_reading in COLUMNS:
         count = n_read if per_reading else n_val
         raw[name] = np.frombuffer(payload, dtype=dtype, count=count, offset=offset)
         offset += raw[name].nbytes

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from sensing.wire.batch import BatchBuilder, ReadingBatch
 from sensing.wire.errors import WireError
+
+if TYPE_CHECKING:
+    from sensing.wire.batch import ReadingBatch
 
 
 def _int_field(obj: dict[str, Any], name: str, default: int | None = None) -> int:
@@ -87,6 +89,8 @@ def decode(
     """Decode a JSON payload: the batch, the array index of each of its readings, and
     (index, reason) of the items it had to reject. Raises WireError if it is not JSON at all.
     """
+    from sensing.wire.batch import BatchBuilder  # here: the edge agent imports this module
+
     try:
         doc = orjson.loads(payload)
     except orjson.JSONDecodeError as exc:

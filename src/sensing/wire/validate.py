@@ -6,18 +6,7 @@ import numpy as np
 
 from sensing.wire.batch import ReadingBatch, kept_values
 from sensing.wire.kinds import KINDS
-
-MAX_DEVICE_ID = 128
-TS_MIN_MS = 946_684_800_000  # 2000-01-01T00:00:00Z
-TS_MAX_MS = 4_102_444_800_000  # 2100-01-01T00:00:00Z
-
-
-def _bad_device_reason(device: str, kind: str) -> str | None:
-    if not device or len(device) > MAX_DEVICE_ID or not device.isprintable():
-        return f"device id {device[:40]!r} must be 1-{MAX_DEVICE_ID} printable characters"
-    if kind not in KINDS:
-        return f"device {device!r}: unknown kind {kind[:40]!r} (expected one of {', '.join(KINDS)})"
-    return None
+from sensing.wire.limits import MAX_DEVICE_ID, TS_MAX_MS, TS_MIN_MS, bad_device_reason
 
 
 class _DeviceTableCheck:
@@ -48,7 +37,7 @@ class _DeviceTableCheck:
             return []  # the usual case, checked without a Python step per device
         out = []
         for d, (device, kind) in enumerate(zip(devices, kinds, strict=True)):
-            reason = _bad_device_reason(device, kind)
+            reason = bad_device_reason(device, kind)
             if reason is not None:
                 out.append((d, reason))
         return out
