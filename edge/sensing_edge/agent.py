@@ -15,9 +15,11 @@ out at once regardless (see `sensing_edge.alarms`).
 from __future__ import annotations
 
 import contextlib
+import itertools
 import random
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -42,6 +44,10 @@ from .security import BrokerSecurity, apply_security
 
 NAME_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 PayloadHook = Callable[[str, bytes], None]
+
+
+RECENT_MAX = 20_000
+"""live rows kept in memory for their batches (about 2 MB); more are read back from the buffer"""
 
 
 def backoff_delay(failures: int, min_s: float, max_s: float,
@@ -191,6 +197,13 @@ class GatewayAgent:
         self._backlog_after = 0
         self._live_after = self._boundary
         self._live_since: float | None = None  # monotonic time of the oldest unsent live row
+        self._live_pending = 0  # live rows not handed yet (kept here: a COUNT per pump costs)
+        # The live rows not handed yet, as appended, while there are few (reading them back
+        # from the buffer costs more than the rest of publishing them); when `_recent_ok` is
+        # off (too many, or the buffer dropped some), live batches are read from the buffer.
+        self._recent: deque[Row] = deque()
+        self._recent_ok = True
+        self._dropped_seen = self._buffer.dropped
         self._tokens = 0.0
         self._tokens_at = time.monotonic()
         self._flush_wanted = False
@@ -312,9 +325,10 @@ class GatewayAgent:
     def publish_now(self, samples: Sequence[SensorSample]) -> None:
         """Buffer `samples` and publish them at once, with any live readings before them,
         regardless of the batch's age and of the in-flight bound (for local alarms)."""
-        self._buffer.append(samples)
+        rows = self._buffer.append(samples)
         with self._lock:
             self._sampled += len(samples)
+        self._note_live(rows)
         self._pump(urgent=True)
 
     # -- sampling thread -------------------------------------------------------------------
@@ -350,6 +364,7 @@ class GatewayAgent:
         rows = self._buffer.append(samples)
         with self._lock:
             self._sampled += len(samples)  # numbered, whether the buffer kept them or not
+        self._note_live(rows)
         if self._live_since is None and rows:
             self._live_since = time.monotonic()
         if self._alarms.check(samples):
@@ -370,10 +385,13 @@ class GatewayAgent:
                 self._boundary = self._buffer.last_row()
                 self._live_after = self._boundary
                 self._live_since = None
+                self._live_pending = 0
+                self._recent.clear()
+                self._recent_ok = True
             flush, self._flush_wanted = self._flush_wanted, False
             room = s.max_inflight - self._batches_out()
-            live = self._buffer.count_after(self._live_after)
-            if live == 0:
+            live = self._live_pending
+            if live <= 0:
                 self._live_since = None
             else:
                 # a full batch goes when it is full, the rest when it is old enough (or now)
@@ -383,13 +401,17 @@ class GatewayAgent:
                 while live > 0 and (room > 0 or urgent):
                     if live < s.batch_max_readings and not partial_due:
                         break
-                    rows = self._buffer.take(self._live_after, s.batch_max_readings)
-                    if not rows:
+                    rows, cached = self._take_live(s.batch_max_readings)
+                    if not rows:  # a full buffer deleted them (drop-oldest)
+                        live = self._live_pending = 0
                         break
                     if not self._hand(rows, sent):
                         break
+                    for _ in range(len(rows) if cached else 0):
+                        self._recent.popleft()
                     self._live_after = rows[-1][0]
                     live -= len(rows)
+                    self._live_pending -= len(rows)
                     room -= 1
                     # what is left waits its own batch_max_age from now (an approximation)
                     self._live_since = time.monotonic() if live > 0 else None
@@ -410,6 +432,35 @@ class GatewayAgent:
                 room -= 1
         for _, payload in sent:
             self._call_hook(payload)
+
+    def _note_live(self, rows: list[Row]) -> None:
+        with self._send_lock:
+            self._live_pending += len(rows)
+            if not self._recent_ok:
+                return
+            if len(self._recent) + len(rows) > RECENT_MAX:
+                self._recent_ok = False
+                self._recent.clear()
+            else:
+                self._recent.extend(rows)
+
+    def _take_live(self, limit: int) -> tuple[list[Row], bool]:
+        """The oldest live rows not handed yet (at most `limit`), and whether they came from
+        `_recent` (under _send_lock)."""
+        if self._buffer.dropped != self._dropped_seen:  # some may be gone from the buffer
+            self._dropped_seen = self._buffer.dropped
+            self._recent_ok = False
+            self._recent.clear()
+        if self._recent_ok:
+            while self._recent and self._recent[0][0] <= self._live_after:
+                self._recent.popleft()
+            if self._recent:
+                return list(itertools.islice(self._recent, limit)), True
+        rows = self._buffer.take(self._live_after, limit)
+        if not self._recent_ok and len(rows) < limit:  # caught up: the cache can start again
+            self._recent_ok = True
+            self._recent.clear()
+        return rows, False
 
     def _refill_tokens(self) -> None:
         now = time.monotonic()

@@ -102,6 +102,9 @@ class LocalAlarms:
         self.gateway = gateway
         self.area = area
         self._last: dict[tuple[str, str], float] = {}
+        self._rules_of: dict[str, list[AlarmRule]] = {}
+        for rule in settings.rules:
+            self._rules_of.setdefault(rule.kind, []).append(rule)
         self._running: list[tuple[subprocess.Popen[bytes], float, LocalAlarm]] = []
         self.raised = 0
         self.hooks_started = 0
@@ -112,7 +115,7 @@ class LocalAlarms:
         the hook started for each not started within `repeat_s`."""
         found: dict[tuple[str, str], LocalAlarm] = {}
         for s in samples:
-            for rule in self.settings.rules:
+            for rule in self._rules_of.get(s.kind, ()):
                 value = rule.met(s)
                 if value is not None and (s.device, rule.type) not in found:
                     found[(s.device, rule.type)] = LocalAlarm(

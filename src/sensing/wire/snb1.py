@@ -55,12 +55,21 @@ Reading = tuple[str, str, int, int, int, Mapping[str, float], float | None]
 def pack_names(names: Iterable[str], what: str) -> bytes:
     out = bytearray()
     for name in names:
-        raw = name.encode()
-        if not 0 < len(raw) < 256:
-            raise WireError(f"{what} {name!r} must be 1-255 bytes of UTF-8")
-        out.append(len(raw))
-        out += raw
+        packed = _packed.get(name)
+        if packed is None:
+            raw = name.encode()
+            if not 0 < len(raw) < 256:
+                raise WireError(f"{what} {name!r} must be 1-255 bytes of UTF-8")
+            if len(_packed) >= _PACKED_MAX:
+                _packed.clear()
+            packed = _packed[name] = bytes((len(raw),)) + raw
+        out += packed
     return bytes(out)
+
+
+_packed: dict[str, bytes] = {}
+"""names as packed before: a gateway's batches name the same devices again and again"""
+_PACKED_MAX = 100_000
 
 
 def header_and_tables(devices: Iterable[tuple[str, str]], channels: Iterable[str],
