@@ -169,7 +169,7 @@ class Pipeline:
                        "area and gateway must match [A-Za-z0-9_-]{1,64}")
             return
         if parsed.leaf == "readings":
-            self._decode(m, parsed.gateway, parsed.area, step)
+            self._decode(m, parsed.gateway, parsed.area, step, now)
         elif parsed.leaf == "status":
             self._status(m, parsed.gateway, parsed.area, step, now)
 
@@ -179,7 +179,7 @@ class Pipeline:
         step.publish.append((topics.deadletter_topic(area, gateway),
                              DeadLetter.of(reason, m.topic, m.payload).to_json()))
 
-    def _decode(self, m: Incoming, gateway: str, area: str, step: _Step) -> None:
+    def _decode(self, m: Incoming, gateway: str, area: str, step: _Step, now: int) -> None:
         try:
             decoded = decode_readings(m.payload, gateway, area, self.settings.max_payload_bytes)
         except WireError as exc:
@@ -194,7 +194,8 @@ class Pipeline:
             return
         dev, chan = self.registry.intern_batch(batch, gateway, area)
         self.offline.ensure_capacity(len(self.registry.devices), len(self.registry.gateways))
-        self.offline.seen(dev, batch.ts, self.registry.gateways.index[gateway], now_ms())
+        # the step's clock, not the wall's: a simulated fleet runs on its own
+        self.offline.seen(dev, batch.ts, self.registry.gateways.index[gateway], now)
         step.dev.append(dev)
         step.epoch.append(batch.epoch)
         step.seq.append(batch.seq)
