@@ -36,6 +36,7 @@ DEMO_INCIDENT_TYPES: Final[tuple[str, ...]] = (
     "manhole.displaced",
     "manhole.gas",
     "wearable.sos",
+    "wearable.fall",
 )
 
 # Independent random streams of one seed.

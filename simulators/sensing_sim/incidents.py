@@ -25,6 +25,7 @@ INCIDENT_TYPES: Final[dict[str, tuple[str | None, Grade]]] = {
     "manhole.gas": ("manhole", Grade.CRITICAL),
     "wearable.vitals": ("wearable", Grade.CRITICAL),
     "wearable.sos": ("wearable", Grade.CRITICAL),
+    "wearable.fall": ("wearable", Grade.CRITICAL),
     "device.battery": (None, Grade.MAJOR),
 }
 
@@ -38,6 +39,7 @@ LEVEL_RANGES: Final[dict[str, tuple[float, float]]] = {
     "manhole.gas": (30.0, 40.0),  # gas_lel
     "wearable.vitals": (82.0, 84.0),  # spo2 (severe hypoxaemia: under 85 %)
     "wearable.sos": (1.0, 1.0),  # sos
+    "wearable.fall": (3.0, 4.5),  # accel_g of the impact (a fall from standing: 3-6 g)
     "device.battery": (0.03, 0.03),  # battery
 }
 
@@ -50,6 +52,7 @@ INCIDENT_CHANNEL: Final[dict[str, str]] = {
     "manhole.gas": "gas_lel",
     "wearable.vitals": "spo2",
     "wearable.sos": "sos",
+    "wearable.fall": "accel_g",
     "device.battery": "battery",
 }
 
@@ -61,6 +64,7 @@ TYPICAL_LENGTH_S: Final[dict[str, float]] = {
     "manhole.gas": 40.0,
     "wearable.vitals": 40.0,
     "wearable.sos": 10.0,
+    "wearable.fall": 40.0,
     "device.battery": 30.0,
 }
 
@@ -73,6 +77,10 @@ GAS_RAMP_S: Final = 20.0
 CO_RAMP_S: Final = 10.0
 OVERFLOW_RAMP_S: Final = 30.0
 VITALS_RAMP_S: Final = 10.0
+FALL_IMPACT_S: Final = 5.0
+"""the readings of the first seconds carry the impact's peak (every device sampling at least
+every 5 s shows it), then the wearer lies still"""
+FALL_STILL_G: Final = 1.0
 
 
 def _ramp(start: float, end: float, elapsed_s: float, ramp_s: float) -> float:
@@ -177,6 +185,15 @@ def _vitals(inc: Incident, e: float, v: Values, battery: float) -> tuple[Values,
     return v, battery
 
 
+def _fall(inc: Incident, e: float, v: Values, battery: float) -> tuple[Values, float]:
+    if e < FALL_IMPACT_S:
+        v["accel_g"] = inc.level
+    else:  # lying on the floor: gravity alone, a little wrist tremor, no steps
+        v["accel_g"] = round(FALL_STILL_G + 0.02 * math.sin(e), 2)
+        v["steps"] = 0.0
+    return v, battery
+
+
 def _sos(inc: Incident, e: float, v: Values, battery: float) -> tuple[Values, float]:
     v["sos"] = inc.level
     return v, battery
@@ -194,5 +211,6 @@ _EFFECTS: Final[dict[str, Effect]] = {
     "manhole.gas": _gas,
     "wearable.vitals": _vitals,
     "wearable.sos": _sos,
+    "wearable.fall": _fall,
     "device.battery": _battery,
 }

@@ -56,7 +56,22 @@ def test_incident_changes_its_window_only(type_: str) -> None:
             assert (q.values, q.battery) == (x.values, x.battery)
     changed = [(q.values, q.battery) != (x.values, x.battery) for q, x in zip(quiet, loud,
                                                                               strict=True)]
-    assert sum(changed) >= int(inside.sum()) - 2
+    if type_ != "wearable.fall":  # lying still can read like resting (see its own test)
+        assert sum(changed) >= int(inside.sum()) - 2
+
+
+def test_a_fall_is_an_impact_then_lying_still() -> None:
+    from sensing_sim.incidents import FALL_IMPACT_S
+
+    _, loud = with_incident("wearable.fall", level=3.5)
+    inside = window(loud)
+    t = np.array([s.ts / 1000.0 for s in loud])[inside] - START_S
+    accel, steps = ch(loud, "accel_g")[inside], ch(loud, "steps")[inside]
+    impact = t < FALL_IMPACT_S - 0.2
+    assert impact.any() and (accel[impact] == 3.5).all()
+    still = t > FALL_IMPACT_S + 0.2
+    assert still.sum() >= 10
+    assert ((accel[still] >= 0.95) & (accel[still] <= 1.05)).all() and (steps[still] == 0).all()
 
 
 def test_fire_ramps_obscuration_and_heats_fast() -> None:

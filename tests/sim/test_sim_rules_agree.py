@@ -42,7 +42,26 @@ def test_quiet_signals_stay_short_of_every_rule(rule: object) -> None:
         assert not beyond(rule, worst, level.threshold), (rule, level)
 
 
-@pytest.mark.parametrize("type_", sorted(INCIDENT_TYPES))
+def test_a_fall_incident_is_what_the_fall_check_confirms() -> None:
+    """An impact beyond the check's impact level, then lying still within its still band for
+    longer than its still time, inside its window, at the check's grade."""
+    from sensing.detect.fall import Fall, FallParams
+    from sensing_sim.incidents import FALL_IMPACT_S, FALL_STILL_G, TYPICAL_LENGTH_S
+
+    p = FallParams()
+    lo, _ = LEVEL_RANGES["wearable.fall"]
+    assert lo > p.impact_g
+    assert p.still_low_g <= FALL_STILL_G - 0.02 and p.still_high_g >= FALL_STILL_G + 0.02
+    assert TYPICAL_LENGTH_S["wearable.fall"] - FALL_IMPACT_S >= p.still_s
+    assert FALL_IMPACT_S + p.still_s <= p.window_s
+    assert INCIDENT_TYPES["wearable.fall"][1] == Fall.grade
+
+
+CHECKED_NOT_BY_RULES = {"wearable.fall"}
+"""incident types the core detects with a check of its own (tested above), not a rule"""
+
+
+@pytest.mark.parametrize("type_", sorted(set(INCIDENT_TYPES) - CHECKED_NOT_BY_RULES))
 def test_incident_levels_reach_their_expected_grade(type_: str) -> None:
     kind, expected = INCIDENT_TYPES[type_]
     channel = INCIDENT_CHANNEL[type_]
