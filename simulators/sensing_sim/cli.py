@@ -6,11 +6,13 @@ import argparse
 import math
 import sys
 import threading
+import tomllib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import orjson
+from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
@@ -107,13 +109,31 @@ def _offline(args: argparse.Namespace, err: Console) -> int:
     from sensing.logs import configure
     from sensing_sim.fleet import Fleet, FleetSpec
     from sensing_sim.offline import run_offline
+    from sensing_sim.scenario import load_scenario
 
     configure("console", "WARNING")
     try:
-        fleet = Fleet(FleetSpec(n_gateways=args.gateways, n_devices=args.devices, mix=args.mix,
-                                areas=args.areas, interval_s=args.interval, seed=args.seed))
-        if args.incidents == "demo":
-            fleet.schedule_demo_incidents(args.duration)
+        if args.scenario is not None:
+            scenario = load_scenario(args.scenario)
+            fleet = scenario.build()
+            args.duration, args.start = scenario.run.duration_s, scenario.run.start_ms
+        else:
+            fleet = Fleet(FleetSpec(n_gateways=args.gateways, n_devices=args.devices,
+                                    mix=args.mix, areas=args.areas, interval_s=args.interval,
+                                    seed=args.seed))
+            if args.incidents == "demo":
+                fleet.schedule_demo_incidents(args.duration)
+    except OSError as exc:
+        err.print(f"sensing-sim offline: cannot read {args.scenario}: {exc}", markup=False)
+        return 2
+    except tomllib.TOMLDecodeError as exc:
+        err.print(f"sensing-sim offline: {args.scenario}: not valid TOML: {exc}", markup=False)
+        return 2
+    except ValidationError as exc:
+        err.print(f"sensing-sim offline: {args.scenario}: " + "; ".join(
+            f"{'.'.join(map(str, e['loc']))}: {e['msg'].removeprefix('Value error, ')}"
+            for e in exc.errors()), markup=False)
+        return 2
     except ValueError as exc:
         err.print(f"sensing-sim offline: {exc}", markup=False)
         return 2
@@ -249,6 +269,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     _fleet_options(offline)
     orun = offline.add_argument_group("run")
+    orun.add_argument("--scenario", type=Path, metavar="FILE",
+                      help="a scenario file (TOML: fleet, run, incidents; see scenarios/); it "
+                           "replaces the fleet options, --duration, --start and --incidents")
     orun.add_argument("--duration", type=_ranged(float, 1.0, 1e8), default=600.0,
                       metavar="SECONDS", help="simulated seconds (default 600)")
     orun.add_argument("--start", type=_ranged(int, 946_684_800_000, 4_102_444_800_000),

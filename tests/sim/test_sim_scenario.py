@@ -1,0 +1,71 @@
+"""Scenario files: the shipped pilot, a small run from a file, and clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pytest
+from pydantic import ValidationError
+
+from sensing.wire import Grade
+from sensing_sim.cli import main
+from sensing_sim.scenario import Scenario, load_scenario
+
+SCENARIOS = Path(__file__).resolve().parents[2] / "simulators" / "scenarios"
+
+
+def test_the_pilot_community_has_its_fleet_and_one_incident_of_each_kind() -> None:
+    scenario = load_scenario(SCENARIOS / "pilot.toml")
+    fleet = scenario.build()
+    assert len(fleet.devices) == 6800 and len(fleet.gateways) == 68
+    assert len({g.area for g in fleet.gateways}) == 20
+    fires = [i for i in fleet.incidents if i.type == "smoke.fire"]
+    assert len(fires) == 2 and {i.area for i in fires} == {"compound-12"}
+    assert {i.gateway for i in fires} == {"gw-12"} and len({i.device for i in fires}) == 2
+    assert all(i.grade is Grade.CRITICAL for i in fires)
+    assert {i.type for i in fleet.incidents} == {
+        "smoke.fire", "smoke.co", "manhole.displaced", "manhole.gas", "manhole.overflow",
+        "wearable.vitals", "wearable.sos", "wearable.fall", "device.battery"}
+
+
+def test_a_small_scenario_file_runs_offline_and_scores(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "s.toml").write_text(
+        '[fleet]\ngateways = 2\ndevices = 60\nseed = 3\n'
+        '[run]\nduration_s = 300\n'
+        '[[incidents]]\ntype = "manhole.gas"\ngateway = "gw-02"\nstart_s = 60\n'
+        '[[incidents]]\ntype = "wearable.sos"\ngateway = "gw-01"\nstart_s = 120\n')
+    assert main(["offline", "--scenario", str(tmp_path / "s.toml"), "--json"]) == 0
+    doc = orjson.loads(capsys.readouterr().out)
+    assert doc["simulated_s"] == 300 and doc["readings"] == 60 * 150
+    assert {(s["type"], s["recall"], s["precision"]) for s in doc["score"]} == {
+        ("manhole.gas", 1.0, 1.0), ("wearable.sos", 1.0, 1.0)}
+
+
+@pytest.mark.parametrize(("text", "named"), [
+    ('[[incidents]]\ntype = "smoke.flood"\ngateway = "gw-01"\nstart_s = 1\n', "unknown incident"),
+    ('[[incidents]]\ntype = "smoke.co"\ngateway = "gw-01"\ndevice = "x"\nstart_s = 1\n',
+     "device or a gateway"),
+    ("[fleet]\ngatways = 3\n", "gatways"),
+    ("[run]\nduration_s = -5\n", "duration_s"),
+])
+def test_a_bad_scenario_is_a_usage_error_naming_what_is_wrong(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, named: str
+) -> None:
+    (tmp_path / "s.toml").write_text(text)
+    assert main(["offline", "--scenario", str(tmp_path / "s.toml")]) == 2
+    assert named in capsys.readouterr().err
+
+
+def test_an_incident_on_an_unknown_gateway_or_the_wrong_kind_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"incidents\[0\]"):
+        Scenario.model_validate({"incidents": [
+            {"type": "smoke.co", "gateway": "gw-99", "start_s": 1}]}).build()
+    scenario = Scenario.model_validate({"fleet": {"mix": {"manhole": 1}}, "incidents": [
+        {"type": "smoke.co", "gateway": "gw-01", "start_s": 1}]})
+    with pytest.raises(ValueError, match="no free smoke under gw-01"):
+        scenario.build()
+    with pytest.raises(ValidationError):
+        Scenario.model_validate({"run": {"start_ms": 5}})
