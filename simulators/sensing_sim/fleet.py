@@ -134,6 +134,9 @@ class Fleet:
             numbers[kind] += 1
         self.devices: tuple[Device, ...] = tuple(devices)
         self._by_id = {d.id: d for d in devices}
+        self._by_gateway: dict[str, list[Device]] = {gw.id: [] for gw in self.gateways}
+        for d in devices:
+            self._by_gateway[d.gateway].append(d)
         self._incidents: list[Incident] = []
         self._incidents_by_device: dict[str, list[Incident]] = {}
 
@@ -144,7 +147,7 @@ class Fleet:
         return self._by_id[device_id]
 
     def devices_of(self, gateway: str) -> list[Device]:
-        return [d for d in self.devices if d.gateway == gateway]
+        return list(self._by_gateway.get(gateway, ()))
 
     def gateway(self, gateway_id: str) -> Gateway:
         for gw in self.gateways:

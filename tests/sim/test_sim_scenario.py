@@ -69,3 +69,12 @@ def test_an_incident_on_an_unknown_gateway_or_the_wrong_kind_is_refused() -> Non
         scenario.build()
     with pytest.raises(ValidationError):
         Scenario.model_validate({"run": {"start_ms": 5}})
+
+
+def test_the_district_load_scenario_builds_its_fleet() -> None:
+    """100,000 devices behind 1,000 gateways, every device under exactly one of them."""
+    fleet = load_scenario(SCENARIOS / "district.toml").build()
+    assert len(fleet.devices) == 100_000 and len(fleet.gateways) == 1000
+    assert len({g.area for g in fleet.gateways}) == 50
+    assert sum(len(fleet.devices_of(g.id)) for g in fleet.gateways) == 100_000
+    assert len(fleet.incidents) >= 9
