@@ -77,9 +77,10 @@ GAS_RAMP_S: Final = 20.0
 CO_RAMP_S: Final = 10.0
 OVERFLOW_RAMP_S: Final = 30.0
 VITALS_RAMP_S: Final = 10.0
-FALL_IMPACT_S: Final = 5.0
-"""the readings of the first seconds carry the impact's peak (every device sampling at least
-every 5 s shows it), then the wearer lies still"""
+FALL_IMPACT_S: Final = 10.0
+"""the readings of the first seconds carry the impact's peak (accel_g is the peak since the
+previous reading: every device sampling at least every 10 s shows it), then the wearer lies
+still"""
 FALL_STILL_G: Final = 1.0
 
 
