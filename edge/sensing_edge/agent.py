@@ -217,7 +217,7 @@ class GatewayAgent:
         self._inflight: dict[int, _Sent | None] = {}  # mid -> batch (None: status)
         self._early_acks: set[int] = set()  # PUBACKs that beat publish() returning
         self._handed_rows: set[int] = set()  # rows handed to paho, not yet acknowledged
-        self._acked_rows: list[int] = []  # acknowledged, to delete from the buffer
+        self._acked_rows: set[int] = set()  # acknowledged, to delete from the buffer
         self._sampled = self._published = self._acked_readings = self._dropped = 0
         self._batches = self._batches_acked = self._connects = 0
         self._failed_connects = 0
@@ -423,8 +423,9 @@ class GatewayAgent:
                     self._backlog_after = self._boundary
                     break
                 self._backlog_after = rows[-1][0]
-                with self._lock:
-                    fresh = [r for r in rows if r[0] not in self._handed_rows]
+                with self._lock:  # not in flight, and not acknowledged since the deletion
+                    fresh = [r for r in rows if r[0] not in self._handed_rows
+                             and r[0] not in self._acked_rows]
                 if fresh and not self._hand(fresh, sent):
                     self._backlog_after = rows[0][0] - 1
                     break
@@ -482,7 +483,7 @@ class GatewayAgent:
             self._log.error("batch_dropped", readings=len(rows), reason=str(exc))
             with self._lock:
                 self._dropped += len(rows)
-                self._acked_rows.extend(ids)  # nothing can ever send them: out of the buffer
+                self._acked_rows.update(ids)  # nothing can ever send them: out of the buffer
             return True
         if self._publish(self._readings_topic, payload, False, _Sent(ids)) is None:
             return False
@@ -491,7 +492,7 @@ class GatewayAgent:
 
     def _delete_acked(self) -> None:
         with self._lock:
-            rows, self._acked_rows = self._acked_rows, []
+            rows, self._acked_rows = self._acked_rows, set()
         if rows:
             self._buffer.remove(rows)
 
@@ -518,7 +519,7 @@ class GatewayAgent:
 
     def _settle_locked(self, batch: _Sent) -> None:
         self._handed_rows.difference_update(batch.rows)
-        self._acked_rows.extend(batch.rows)
+        self._acked_rows.update(batch.rows)
         self._acked_readings += len(batch.rows)
         self._batches_acked += 1
         self._acked.notify_all()
