@@ -46,11 +46,17 @@ class GatewaySection(BaseModel):
     area: str = Field(pattern=NAME_PATTERN)
 
 
+def _agent_default(name: str) -> Any:
+    """The agent's own default for a setting, so that the file's defaults are never a second
+    copy that can drift."""
+    return AgentSettings.model_fields[name].default
+
+
 class BrokerSection(BrokerSecurity):
-    host: str = "127.0.0.1"
-    port: int = Field(default=1883, ge=1, le=65535)
-    client_id: str = ""
-    keepalive_s: int = Field(default=30, ge=5, le=65535)
+    host: str = _agent_default("broker_host")
+    port: int = Field(default=_agent_default("broker_port"), ge=1, le=65535)
+    client_id: str = _agent_default("client_id")
+    keepalive_s: int = Field(default=_agent_default("keepalive_s"), ge=5, le=65535)
 
     def security(self) -> BrokerSecurity:
         return BrokerSecurity.model_validate(
@@ -59,21 +65,21 @@ class BrokerSection(BrokerSecurity):
 
 class PublishSection(BaseModel):
     model_config = _STRICT
-    format: PayloadFormat = "snb1"
-    batch_max_readings: int = 200
-    batch_max_age_s: float = 0.5
-    max_inflight: int = 100
-    drain_readings_per_s: float = 50_000.0
-    reconnect_min_s: float = 0.5
-    reconnect_max_s: float = 30.0
-    poll_interval_s: float = 0.1
+    format: PayloadFormat = _agent_default("payload_format")
+    batch_max_readings: int = _agent_default("batch_max_readings")
+    batch_max_age_s: float = _agent_default("batch_max_age_s")
+    max_inflight: int = _agent_default("max_inflight")
+    drain_readings_per_s: float = _agent_default("drain_readings_per_s")
+    reconnect_min_s: float = _agent_default("reconnect_min_s")
+    reconnect_max_s: float = _agent_default("reconnect_max_s")
+    poll_interval_s: float = _agent_default("poll_interval_s")
 
 
 class BufferSection(BaseModel):
     model_config = _STRICT
-    path: Path | None = None
-    max_readings: int = 1_000_000
-    when_full: WhenFull = WhenFull.DROP_OLDEST
+    path: Path | None = _agent_default("buffer_path")
+    max_readings: int = _agent_default("buffer_max_readings")
+    when_full: WhenFull = _agent_default("buffer_when_full")
 
 
 class LocalDriver(BaseModel):
