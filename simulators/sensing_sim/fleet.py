@@ -6,6 +6,16 @@
 
 Everything is deterministic from `FleetSpec.seed`: the devices, their phases and signals, and
 the demo incidents. A `FleetSpec` is a plain value, the seam for scenarios read from files.
+
+The demo incidents (`DEMO_INCIDENTS`) are those the core raises at their grade within a
+demo-length run (the live demo runs 60 s, sampling every 2 s): fire, CO, a displaced cover,
+overflow, gas, SpO2 and heart rate (high and low) out of range, SOS, a fall, a flat battery
+and impossible sensor values (`device.fault`, "impossible"). Left out, as they take longer
+than a demo: `device.offline` (at least 60 s of silence plus the core's lateness; scheduled
+when asked for by `types` and the run is long enough), `wearable.inactivity` (3 h of
+daytime stillness), `device.fault` "stuck" (30 min for a heart rate, 6 h for a room's
+temperature) and "drift" (a day of baseline, then hours), and `gateway.offline` (the
+transport's to simulate; see `Fleet.gateway_outages`).
 """
 
 from __future__ import annotations
@@ -21,23 +31,43 @@ import numpy as np
 from sensing.wire import KINDS, Grade
 from sensing.wire.topics import is_valid_name
 from sensing_edge.drivers import SensorSample
-from sensing_sim.incidents import INCIDENT_TYPES, LEVEL_RANGES, TYPICAL_LENGTH_S, Incident
+from sensing_sim.incidents import (
+    Incident,
+    default_variant,
+    device_offline_needs_s,
+    form_of,
+    kinds_of,
+)
 from sensing_sim.signals import HOUR_S, Signal, make_signal
 
 DEFAULT_MIX: Final[Mapping[str, float]] = {"smoke": 0.5, "manhole": 0.25, "wearable": 0.25}
 DEFAULT_AREAS: Final[tuple[str, ...]] = ("demo-a", "demo-b")
-DEMO_INCIDENT_TYPES: Final[tuple[str, ...]] = (
-    # Those that take longest to reach their grade (ramps, hold times) start first.
-    "smoke.fire",
-    "smoke.co",
-    "manhole.overflow",
-    "wearable.vitals",
-    "device.battery",
-    "manhole.displaced",
-    "manhole.gas",
-    "wearable.sos",
-    "wearable.fall",
+_SCHEDULE_ORDER: Final[tuple[tuple[str, str], ...]] = (
+    # (type, variant), those that take longest to reach their grade (silence, ramps, hold
+    # times) first: each needs, sampling every 2 s, about
+    ("wearable.inactivity", ""),  # 3 h (daytime only)
+    ("device.offline", ""),  # 65-80 s
+    ("smoke.co", ""),  # 40 s
+    ("wearable.vitals", "hr_high"),  # 35 s
+    ("wearable.vitals", "hr_low"),  # 35 s
+    ("manhole.overflow", ""),  # 30 s
+    ("wearable.vitals", "spo2"),  # 30 s
+    ("wearable.fall", ""),  # 20 s
+    ("smoke.fire", ""),  # 15 s (its partner 3 s later)
+    ("manhole.gas", ""),  # 15 s
+    ("device.battery", ""),  # 3 readings
+    ("manhole.displaced", ""),  # 5 s
+    ("device.fault", "impossible"),  # 2 readings
+    ("wearable.sos", ""),  # 1 reading
 )
+DEMO_INCIDENTS: Final[tuple[tuple[str, str], ...]] = tuple(
+    (t, v) for t, v in _SCHEDULE_ORDER if t not in ("wearable.inactivity", "device.offline"))
+"""(type, variant) of the demo incidents, in the order they start"""
+DEMO_INCIDENT_TYPES: Final[tuple[str, ...]] = tuple(dict.fromkeys(t for t, _ in DEMO_INCIDENTS))
+
+_QUICK_S: Final = 60.0
+"""incidents needing longer than this are left out of runs too short for them (shorter ones
+are cut to the run, as ever)"""
 
 # Independent random streams of one seed.
 _STREAM_LAYOUT, _STREAM_SIGNAL, _STREAM_INCIDENTS = 0, 1, 2
@@ -139,6 +169,7 @@ class Fleet:
             self._by_gateway[d.gateway].append(d)
         self._incidents: list[Incident] = []
         self._incidents_by_device: dict[str, list[Incident]] = {}
+        self._outages: dict[str, list[Incident]] = {}
 
     def __repr__(self) -> str:
         return f"Fleet({self.spec!r}, incidents={len(self._incidents)})"
@@ -169,51 +200,109 @@ class Fleet:
     def incidents_of(self, device_id: str) -> Sequence[Incident]:
         return self._incidents_by_device.get(device_id, ())
 
-    def add_incident(self, incident: Incident) -> None:
-        """Schedule an incident; its device must be in the fleet and of the incident's kind."""
+    def gateway_outages(self, gateway_id: str) -> Sequence[Incident]:
+        """The `gateway.offline` incidents of a gateway: when its link is down."""
+        return self._outages.get(gateway_id, ())
+
+    def add_incident(self, incident: Incident) -> Incident:
+        """Schedule an incident; its device must be in the fleet and of a kind the incident
+        can happen on. What depends on the device's kind is settled (`Incident.for_kind`).
+
+        A `gateway.offline` incident is on a gateway: its device is the gateway's id (given a
+        device under the gateway instead, the incident is moved to its gateway).
+        Returns the incident as scheduled."""
+        if incident.type == "gateway.offline":
+            return self._add_outage(incident)
         device = self._by_id.get(incident.device)
         if device is None:
             raise ValueError(f"no device {incident.device!r} in the fleet")
-        if incident.kind not in (None, device.kind):
-            raise ValueError(f"{incident.type} cannot happen on {device.kind} {device.id}")
+        if device.kind not in incident.kinds:
+            raise ValueError(f"{incident.label} cannot happen on {device.kind} {device.id}")
         if (incident.gateway, incident.area) != (device.gateway, device.area):
             raise ValueError(f"{device.id} is on {device.gateway} in {device.area}")
+        incident = incident.for_kind(device.kind)
         self._incidents.append(incident)
         self._incidents_by_device.setdefault(device.id, []).append(incident)
+        return incident
+
+    def _add_outage(self, incident: Incident) -> Incident:
+        device = self._by_id.get(incident.device)
+        if device is not None and device.gateway == incident.gateway:
+            incident = replace(incident, device=device.gateway)
+        if incident.device != incident.gateway:
+            raise ValueError(f"a gateway.offline incident is on a gateway: its device "
+                             f"{incident.device!r} must be its gateway {incident.gateway!r}")
+        try:
+            gw = self.gateway(incident.gateway)
+        except KeyError:
+            raise ValueError(f"no gateway {incident.gateway!r} in the fleet") from None
+        if incident.area != gw.area:
+            raise ValueError(f"{gw.id} is in {gw.area}")
+        self._incidents.append(incident)
+        self._outages.setdefault(gw.id, []).append(incident)
+        return incident
+
+    def length_needed_s(self, type_: str, variant: str = "", kind: str | None = None) -> float:
+        """How long an incident must last for the core to raise it, at this fleet's interval:
+        the type's typical length, or for `device.offline` its silence (whichever is longer).
+        """
+        variant = variant or default_variant(type_)
+        forms = [form_of(type_, variant, k) for k in ((kind,) if kind else
+                                                      kinds_of(type_, variant))]
+        length = max(f.length_s for f in forms if f is not None)
+        if type_ == "device.offline":
+            length = max(length, device_offline_needs_s(self.spec.interval_s))
+        return length
 
     def schedule_demo_incidents(
         self, duration_s: float, types: Iterable[str] = DEMO_INCIDENT_TYPES
     ) -> list[Incident]:
-        """One incident of each type, each on its own device, spread over the run.
+        """One incident of each type in `types` (of each variant in DEMO_INCIDENTS: heart rate
+        high and low besides SpO2), each on its own device, spread over the run.
 
         They start after ~5 s (less in runs under a minute) and end before the run ends.
-        Types whose kind of device the fleet lacks are left out. Returns the new labels.
+        Types whose kind of device the fleet lacks are left out, and so are those the core
+        cannot raise before the run ends (a `device.offline` needs over a minute of silence).
+        Returns the new labels.
         """
         lead = min(5.0, 0.1 * duration_s)
         last_end = duration_s - min(2.0, 0.05 * duration_s)
         if last_end - lead < 1.0:
             raise ValueError("the run is too short for demo incidents (under ~1.2 s)")
+        wanted = list(dict.fromkeys(types))
+        order = [(t, v) for t, v in _SCHEDULE_ORDER if t in wanted and (
+            (t, v) in DEMO_INCIDENTS or t not in DEMO_INCIDENT_TYPES)]
+        order += [(t, default_variant(t)) for t in wanted if t not in {t for t, _ in order}]
         rng = np.random.default_rng([self.spec.seed, _STREAM_INCIDENTS])
         used = {i.device for i in self._incidents}
         free = [d for d in self.devices if d.id not in used]
-        placeable: list[tuple[str, Device]] = []
-        for type_ in types:
-            kind = INCIDENT_TYPES[type_][0]
-            candidates = [d for d in free if kind in (None, d.kind)]
+        placeable: list[tuple[str, str, Device]] = []
+        for type_, variant in order:
+            if type_ == "gateway.offline":
+                continue  # on a gateway, with no reading of its own to show
+            kinds = kinds_of(type_, variant)
+            candidates = [d for d in free if d.kind in kinds]
             if not candidates:
                 continue
             device = candidates[int(rng.integers(len(candidates)))]
+            needed = self.length_needed_s(type_, variant, device.kind)
+            if needed > _QUICK_S and lead + needed > last_end:
+                continue  # the core could not raise it before the run ends
             free.remove(device)
-            placeable.append((type_, device))
+            placeable.append((type_, variant, device))
         spread = 0.6 * (last_end - lead)
         new: list[Incident] = []
-        for n, (type_, device) in enumerate(placeable):
+        for n, (type_, variant, device) in enumerate(placeable):
             start = round(lead + spread * n / max(1, len(placeable)), 3)
-            end = round(min(start + TYPICAL_LENGTH_S[type_], last_end), 3)
-            lo, hi = LEVEL_RANGES[type_]
+            end = round(min(start + self.length_needed_s(type_, variant, device.kind),
+                            last_end), 3)
+            form = form_of(type_, variant, device.kind)
+            assert form is not None
+            lo, hi = form.levels
             incident = Incident.of(
                 type_, device.id, device.gateway, device.area, start, end,
                 level=round(float(rng.uniform(lo, hi)), 1) if hi > lo else lo,
+                variant=variant, kind=device.kind,
             )
             if type_ == "smoke.fire":
                 # A second detector under the same gateway catches the same fire a little
@@ -225,10 +314,8 @@ class Fleet:
                     incident = replace(incident, grade=Grade.CRITICAL)
                     second = replace(incident, device=partner.id,
                                      start_s=min(round(start + 3.0, 3), end - 1.0))
-                    self.add_incident(second)
-                    new.append(second)
-            self.add_incident(incident)
-            new.append(incident)
+                    new.append(self.add_incident(second))
+            new.append(self.add_incident(incident))
         return new
 
     # -- driving -------------------------------------------------------------------------------
@@ -245,7 +332,8 @@ class FleetDriver:
     Time runs from `start_ms` (the first poll's `now_ms` if not given): a device samples at
     `phase + k * interval` seconds from then. A poll returns one sample per device that was
     due, stamped `ts = now_ms`; a device whose slots were all missed by a late poll samples
-    once and carries on with its next future slot, as a real sensor would.
+    once and carries on with its next future slot, as a real sensor would. A device silenced
+    by a `device.offline` incident sends nothing while it lasts.
     """
 
     def __init__(self, fleet: Fleet, gateway: str, start_ms: int | None = None) -> None:
@@ -270,15 +358,20 @@ class FleetDriver:
         out: list[SensorSample] = []
         while self._due and self._due[0][0] <= t_now:
             t_slot, i = heapq.heappop(self._due)
-            out.append(self._sample(i, t_slot, now_ms))
+            incidents = self.fleet.incidents_of(self._devices[i].id)
+            if any(inc.silences(t_slot) for inc in incidents):
+                self._signals[i].sample(t_slot)  # measures on, sends nothing
+            else:
+                out.append(self._sample(i, t_slot, now_ms, incidents))
             missed = math.floor((t_now - t_slot) / interval)
             heapq.heappush(self._due, (t_slot + (missed + 1) * interval, i))
         self.samples_taken += len(out)
         return out
 
-    def _sample(self, i: int, t_s: float, now_ms: int) -> SensorSample:
+    def _sample(self, i: int, t_s: float, now_ms: int,
+                incidents: Sequence[Incident]) -> SensorSample:
         device = self._devices[i]
         values, battery = self._signals[i].sample(t_s)
-        for incident in self.fleet.incidents_of(device.id):
+        for incident in incidents:
             values, battery = incident.apply(t_s, values, battery)
         return SensorSample(device.id, device.kind, now_ms, values, battery)

@@ -1,18 +1,53 @@
 """Scripted, labelled incidents: what a device measures while something is really wrong.
 
 An `Incident` overrides its device's quiet signal from `start_s` (inclusive) to `end_s`
-(exclusive), seconds since the run start; outside that window the device is quiet. The
-incidents of a run are its labels: the alert type and grade a correct core should raise.
+(exclusive), seconds since the run start; outside that window the device is quiet (but for
+the walk to a chair before a `wearable.inactivity`). The incidents of a run are its labels:
+the alert type and grade a correct core should raise.
+
+Every alert type of the contract has incidents; some come in variants (`Incident.variant`):
+
+- `wearable.vitals`: "spo2" (the default; SpO2 falls to 82-84 %), "hr_high" (heart rate
+  races to 155-170 bpm, a tachyarrhythmia), "hr_low" (heart rate falls to 30-33 bpm, a heart
+  block). All three are critical.
+- `device.fault` (minor), on the channel the core's default fault checks watch for the
+  device's kind (`FORMS`):
+  "impossible" (the default): a broken sensor reports values it cannot measure: a smoke
+  detector's CO cell reads -40..-60 ppm, a manhole's ultrasonic level sensor its no-echo
+  99.9 m, a wristband's oximeter its "no reading" code 127 %;
+  "stuck": the value freezes at `level` (a smoke detector's temperature, a wristband's
+  heart rate; manholes have no stuck check);
+  "drift": a smoke detector's thermistor drifts upwards at `DRIFT_C_PER_H` until it is
+  `level` °C off (only smoke temperature: a wristband's SpO2 drifting by the 4 points the
+  drift check needs would cross the hypoxaemia threshold first).
+- `wearable.inactivity` (major): no steps and the wrist still at about 1.0 g. The label
+  starts when the stillness begins: the wearer's last steps (to a chair or bed) show in
+  the readings of the `INACTIVITY_LEAD_S` before the start, the one effect outside its
+  window, so the core counts the stillness from the last reading before the start (a quiet
+  wearer may have sat still for a while already). The core can only raise it once it has
+  counted `INACTIVITY_LIMIT_S` (3 h) of stillness inside its daytime window (08:00-21:00 at
+  UTC+8): about 3 h after the start at the earliest (`inactivity_raised_by_s` says when).
+- `device.offline`: the device sends nothing in the window (`Incident.silences`); its grade
+  is the core's for the device's kind (`DEVICE_OFFLINE_GRADE`). The core calls a device
+  offline after `max(60 s, 5 intervals)` of silence measured on its gateway's watermark
+  (`device_offline_needs_s`).
+- `gateway.offline` (major): the gateway's link is down in the window; its `device` and
+  `gateway` are both the gateway id (what the core's alert carries as device). It changes no
+  reading: the transport drops the link (`Fleet.gateway_outages`).
+
+Constants copied from the core (which imports numba, the simulator must not) are checked
+against it in tests/sim/test_sim_rules_agree.py.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, replace
 from typing import Final
 
-from sensing.wire import Grade
+from sensing.wire import KINDS, Grade
+from sensing_sim.signals import CORE_UTC_OFFSET_H, DAY_S, HOUR_S
 
 Values = dict[str, float]
 
@@ -26,47 +61,87 @@ INCIDENT_TYPES: Final[dict[str, tuple[str | None, Grade]]] = {
     "wearable.vitals": ("wearable", Grade.CRITICAL),
     "wearable.sos": ("wearable", Grade.CRITICAL),
     "wearable.fall": ("wearable", Grade.CRITICAL),
+    "wearable.inactivity": ("wearable", Grade.MAJOR),
     "device.battery": (None, Grade.MAJOR),
+    "device.fault": (None, Grade.MINOR),
+    "device.offline": (None, Grade.MAJOR),  # by the device's kind: DEVICE_OFFLINE_GRADE
+    "gateway.offline": (None, Grade.MAJOR),  # on a gateway, not a device
 }
 
-LEVEL_RANGES: Final[dict[str, tuple[float, float]]] = {
-    # type: range of the incident's level (its peak or plateau), in the channel's unit; each
-    # range lies wholly beyond the threshold of its expected grade in the core's default rules
-    "smoke.fire": (21.0, 25.0),  # obscuration %/m (dense smoke: 20 %/m and more)
-    "smoke.co": (350.0, 500.0),  # co_ppm
-    "manhole.displaced": (35.0, 60.0),  # tilt_deg
-    "manhole.overflow": (0.1, 0.1),  # water_m below the cover
-    "manhole.gas": (30.0, 40.0),  # gas_lel
-    "wearable.vitals": (82.0, 84.0),  # spo2 (severe hypoxaemia: under 85 %)
-    "wearable.sos": (1.0, 1.0),  # sos
-    "wearable.fall": (3.0, 4.5),  # accel_g of the impact (a fall from standing: 3-6 g)
-    "device.battery": (0.03, 0.03),  # battery
+VARIANTS: Final[dict[str, tuple[str, ...]]] = {
+    # type: its variants, the default first; types not named have one, ""
+    "wearable.vitals": ("spo2", "hr_high", "hr_low"),
+    "device.fault": ("impossible", "stuck", "drift"),
 }
 
-INCIDENT_CHANNEL: Final[dict[str, str]] = {
-    # type: the channel its level is measured on ("battery": the reading's battery field)
-    "smoke.fire": "obscuration",
-    "smoke.co": "co_ppm",
-    "manhole.displaced": "tilt_deg",
-    "manhole.overflow": "water_m",
-    "manhole.gas": "gas_lel",
-    "wearable.vitals": "spo2",
-    "wearable.sos": "sos",
-    "wearable.fall": "accel_g",
-    "device.battery": "battery",
+
+@dataclass(frozen=True, slots=True)
+class Form:
+    """What an incident type (and variant) does on one kind of device."""
+
+    channel: str
+    """the channel its level is measured on ("battery": the reading's battery field; "": no
+    channel, the incident silences the device or its gateway)"""
+    levels: tuple[float, float]
+    """range of the incident's level (its peak, plateau or value), in the channel's unit;
+    beyond the threshold of its expected grade in the core's default rules and checks"""
+    length_s: float
+    """typical length: enough for the core to raise the alert at its grade, sampling every
+    10 s or faster (`device_offline_needs_s` for the offline one)"""
+
+
+ANY: Final = ""
+"""the kind key of a form that is the same on every kind of device"""
+
+FORMS: Final[Mapping[tuple[str, str], Mapping[str, Form]]] = {
+    # (type, variant): kind (ANY: every kind) -> form
+    ("smoke.fire", ""): {"smoke": Form("obscuration", (21.0, 25.0), 60.0)},  # dense: 20+ %/m
+    ("smoke.co", ""): {"smoke": Form("co_ppm", (350.0, 500.0), 60.0)},
+    ("manhole.displaced", ""): {"manhole": Form("tilt_deg", (35.0, 60.0), 30.0)},
+    ("manhole.overflow", ""): {"manhole": Form("water_m", (0.1, 0.1), 60.0)},  # below cover
+    ("manhole.gas", ""): {"manhole": Form("gas_lel", (30.0, 40.0), 40.0)},
+    # severe hypoxaemia: under 85 %
+    ("wearable.vitals", "spo2"): {"wearable": Form("spo2", (82.0, 84.0), 40.0)},
+    ("wearable.vitals", "hr_high"): {"wearable": Form("heart_rate", (155.0, 170.0), 60.0)},
+    ("wearable.vitals", "hr_low"): {"wearable": Form("heart_rate", (30.0, 33.0), 60.0)},
+    ("wearable.sos", ""): {"wearable": Form("sos", (1.0, 1.0), 10.0)},
+    # accel_g of the impact (a fall from standing: 3-6 g)
+    ("wearable.fall", ""): {"wearable": Form("accel_g", (3.0, 4.5), 40.0)},
+    ("wearable.inactivity", ""): {"wearable": Form("steps", (0.0, 0.0), 3.5 * HOUR_S)},
+    ("device.battery", ""): {ANY: Form("battery", (0.03, 0.03), 30.0)},
+    ("device.fault", "impossible"): {
+        "smoke": Form("co_ppm", (-60.0, -40.0), 60.0),
+        "manhole": Form("water_m", (99.9, 99.9), 60.0),
+        "wearable": Form("spo2", (127.0, 127.0), 60.0),
+    },
+    ("device.fault", "stuck"): {
+        "smoke": Form("temp_c", (20.5, 22.5), 6.5 * HOUR_S),
+        "wearable": Form("heart_rate", (66.0, 78.0), 45 * 60.0),
+    },
+    ("device.fault", "drift"): {"smoke": Form("temp_c", (8.0, 12.0), 16 * HOUR_S)},
+    ("device.offline", ""): {ANY: Form("", (0.0, 0.0), 90.0)},
+    ("gateway.offline", ""): {ANY: Form("", (0.0, 0.0), 120.0)},
 }
 
-TYPICAL_LENGTH_S: Final[dict[str, float]] = {
-    "smoke.fire": 60.0,
-    "smoke.co": 60.0,
-    "manhole.displaced": 30.0,
-    "manhole.overflow": 60.0,
-    "manhole.gas": 40.0,
-    "wearable.vitals": 40.0,
-    "wearable.sos": 10.0,
-    "wearable.fall": 40.0,
-    "device.battery": 30.0,
-}
+# -- what the simulator copies from the core (checked in tests/sim/test_sim_rules_agree.py) --
+
+DEVICE_OFFLINE_GRADE: Final[dict[str, Grade]] = {
+    "smoke": Grade.MAJOR, "manhole": Grade.MINOR, "wearable": Grade.MAJOR}
+"""`sensing.pipeline.OFFLINE_GRADE`"""
+OFFLINE_MIN_TIMEOUT_S: Final = 60.0
+OFFLINE_FACTOR: Final = 5.0
+OFFLINE_LATENESS_S: Final = 5.0
+OFFLINE_IDLE_S: Final = 10.0
+"""`sensing.detect.offline.OfflinePolicy`: min_timeout_s, factor, lateness_s, idle_s"""
+INACTIVITY_LIMIT_S: Final = 3 * HOUR_S
+INACTIVITY_DAY_H: Final = (8.0, 21.0)
+"""`sensing.detect.inactivity.InactivityParams`: limit_s, (day_start_h, day_end_h); its
+utc_offset_h is `signals.CORE_UTC_OFFSET_H`"""
+DRIFT_WARMUP_S: Final = DAY_S
+"""`sensing.detect.fault.DriftParams.warmup_s`: a drift incident starts at least this long
+after its device's first reading, or the check has no baseline to see it against"""
+
+# -- effects -----------------------------------------------------------------------------------
 
 FIRE_TEMP_RISE_C_PER_MIN: Final = 15.0
 FIRE_TEMP_MAX_C: Final = 95.0
@@ -77,11 +152,97 @@ GAS_RAMP_S: Final = 20.0
 CO_RAMP_S: Final = 10.0
 OVERFLOW_RAMP_S: Final = 30.0
 VITALS_RAMP_S: Final = 10.0
+HR_RAMP_S: Final = 5.0
+"""tachy- and bradyarrhythmias set in within a few beats"""
+HR_WOBBLE: Final = (2.0, 1.0)
+"""bpm either side of the level (hr_high, hr_low): a racing or failing heart is not flat"""
 FALL_IMPACT_S: Final = 10.0
 """the readings of the first seconds carry the impact's peak (accel_g is the peak since the
 previous reading: every device sampling at least every 10 s shows it), then the wearer lies
 still"""
 FALL_STILL_G: Final = 1.0
+INACTIVITY_LEAD_S: Final = 60.0
+"""the wearer walks to a chair or bed in the last minute before the stillness: steps in
+every reading of it (devices sampling at least every minute show them)"""
+STILL_WOBBLE_G: Final = 0.02
+"""a still wrist (lying after a fall, inactive) reads 1.0 g up to this much more"""
+DRIFT_C_PER_H: Final = 1.0
+"""how fast a drifting thermistor walks off (°C per hour), up to the incident's level"""
+
+# Derived, for the default variant of each type where its form does not depend on the kind
+# of device (device.fault's default depends on it: see FORMS).
+
+
+def _default_forms() -> dict[str, Form]:
+    out = {}
+    for type_ in INCIDENT_TYPES:
+        forms = list(FORMS[(type_, VARIANTS.get(type_, ("",))[0])].values())
+        if len(forms) == 1:
+            out[type_] = forms[0]
+    return out
+
+
+_DEFAULT_FORMS: Final = _default_forms()
+LEVEL_RANGES: Final[dict[str, tuple[float, float]]] = {
+    t: f.levels for t, f in _DEFAULT_FORMS.items()}
+INCIDENT_CHANNEL: Final[dict[str, str]] = {t: f.channel for t, f in _DEFAULT_FORMS.items()}
+TYPICAL_LENGTH_S: Final[dict[str, float]] = {
+    t: max(f.length_s for (t2, v), fs in FORMS.items() if t2 == t
+           and v == VARIANTS.get(t, ("",))[0] for f in fs.values())
+    for t in INCIDENT_TYPES}
+"""of the default variant (the longest over kinds of device)"""
+
+
+def default_variant(type_: str) -> str:
+    return VARIANTS.get(type_, ("",))[0]
+
+
+def kinds_of(type_: str, variant: str = "") -> tuple[str, ...]:
+    """Kinds of device an incident of this type and variant can happen on."""
+    forms = FORMS[(type_, variant or default_variant(type_))]
+    return KINDS if ANY in forms else tuple(k for k in KINDS if k in forms)
+
+
+def form_of(type_: str, variant: str = "", kind: str | None = None) -> Form | None:
+    """The form on `kind`; with kind None, the form if it is the same on every kind."""
+    forms = FORMS[(type_, variant or default_variant(type_))]
+    if ANY in forms:
+        return forms[ANY]
+    if kind is None:
+        return next(iter(forms.values())) if len(forms) == 1 else None
+    return forms.get(kind)
+
+
+def device_offline_needs_s(interval_s: float) -> float:
+    """How long a device sampling every `interval_s` must stay silent for the core to call it
+    offline: its timeout (from its last reading, at most an interval before the silence),
+    the watermark's lateness, the idle time after which a gateway's watermark follows the
+    clock (when the device is alone under its gateway), and an interval to spare."""
+    timeout = max(OFFLINE_MIN_TIMEOUT_S, OFFLINE_FACTOR * interval_s)
+    return timeout + OFFLINE_LATENESS_S + OFFLINE_IDLE_S + interval_s
+
+
+def inactivity_raised_by_s(run_start_ms: int, start_s: float, interval_s: float = 0.0,
+                           limit_s: float = INACTIVITY_LIMIT_S) -> float:
+    """When (seconds since the run start) the core's inactivity check has counted `limit_s`
+    of stillness that began at `start_s`, plus one reading interval: it counts only in its
+    local daytime window, from the later of the stillness' start and the day's start, and
+    raises at a daytime reading; stillness reaching the day's end before `limit_s` is
+    counted again from the next morning."""
+    day_start, day_end = (h * HOUR_S for h in INACTIVITY_DAY_H)
+    t = start_s
+    for _ in range(3):
+        tod = (run_start_ms / 1000.0 + t + CORE_UTC_OFFSET_H * HOUR_S) % DAY_S
+        if tod < day_start:
+            t += day_start - tod
+            tod = day_start
+        elif tod >= day_end:
+            t += DAY_S - tod + day_start
+            tod = day_start
+        if tod + limit_s + interval_s < day_end:
+            return t + limit_s + interval_s
+        t += DAY_S - tod + day_start
+    raise ValueError(f"{limit_s} s of stillness never fits the core's daytime window")
 
 
 def _ramp(start: float, end: float, elapsed_s: float, ramp_s: float) -> float:
@@ -90,7 +251,7 @@ def _ramp(start: float, end: float, elapsed_s: float, ramp_s: float) -> float:
 
 @dataclass(frozen=True, slots=True)
 class Incident:
-    """One labelled incident on one device."""
+    """One labelled incident on one device (or, for `gateway.offline`, one gateway)."""
 
     type: str
     device: str
@@ -101,40 +262,127 @@ class Incident:
     grade: Grade
     """the grade a correct core raises the alert with"""
     level: float
-    """peak or plateau of the incident's channel (see LEVEL_RANGES)"""
+    """peak, plateau or value of the incident's channel (see FORMS); NaN when it depends on
+    the device's kind and that is not known yet (`Fleet.add_incident` fills it in)"""
+    variant: str = ""
+    """see VARIANTS; "" is the type's default, and is replaced by its name"""
+    device_kind: str | None = None
+    """the kind of the device it happens on; None until known (`for_kind`)"""
 
     def __post_init__(self) -> None:
         if self.type not in INCIDENT_TYPES:
             raise ValueError(f"unknown incident type {self.type!r}")
+        variants = VARIANTS.get(self.type, ("",))
+        if not self.variant:
+            object.__setattr__(self, "variant", variants[0])
+        elif self.variant not in variants:
+            raise ValueError(f"{self.type} has no variant {self.variant!r}"
+                             + (f" (one of {', '.join(variants)})" if variants[0] else ""))
         if not 0.0 <= self.start_s < self.end_s:
             raise ValueError(f"incident window [{self.start_s}, {self.end_s}) is empty")
+        if self.device_kind is not None and self.device_kind not in self.kinds:
+            raise ValueError(f"{self.label} cannot happen on a {self.device_kind} device")
+        if math.isnan(self.level) and form_of(self.type, self.variant,
+                                              self.device_kind) is not None:
+            raise ValueError("level must be a number")
 
     @classmethod
     def of(
         cls, type: str, device: str, gateway: str, area: str, start_s: float,
-        end_s: float | None = None, level: float | None = None,
+        end_s: float | None = None, level: float | None = None, *, variant: str = "",
+        kind: str | None = None,
     ) -> Incident:
-        """An incident with its type's expected grade, typical length and mid-range level."""
+        """An incident with its type's expected grade, typical length and mid-range level.
+
+        `kind`, the kind of the device, settles what depends on it (device.offline's grade,
+        device.fault's channel and level); `Fleet.add_incident` settles it when not given.
+        """
         if type not in INCIDENT_TYPES:
             raise ValueError(f"unknown incident type {type!r} (one of {', '.join(INCIDENT_TYPES)})")
-        lo, hi = LEVEL_RANGES[type]
+        variant = variant or default_variant(type)
+        if (type, variant) not in FORMS:
+            raise ValueError(f"{type} has no variant {variant!r}")
+        kind = kind or INCIDENT_TYPES[type][0]
+        form = form_of(type, variant, kind)
+        if kind is not None and form is None:
+            raise ValueError(f"{type} ({variant}) cannot happen on a {kind} device")
+        if form is None:
+            length = max(f.length_s for f in FORMS[(type, variant)].values())
+            mid = math.nan
+        else:
+            length, mid = form.length_s, sum(form.levels) / 2
+        grade = INCIDENT_TYPES[type][1]
+        if type == "device.offline" and kind is not None:
+            grade = DEVICE_OFFLINE_GRADE.get(kind, grade)
         return cls(
             type=type, device=device, gateway=gateway, area=area, start_s=start_s,
-            end_s=start_s + TYPICAL_LENGTH_S[type] if end_s is None else end_s,
-            grade=INCIDENT_TYPES[type][1], level=(lo + hi) / 2 if level is None else level,
+            end_s=start_s + length if end_s is None else end_s, grade=grade,
+            level=mid if level is None else level, variant=variant, device_kind=kind,
         )
+
+    def for_kind(self, kind: str) -> Incident:
+        """This incident on a device of `kind`: fills in `device_kind`, a level left to the
+        kind (NaN) and device.offline's grade (the core's for the kind, unless another grade
+        than the default was set)."""
+        if kind not in self.kinds:
+            raise ValueError(f"{self.label} cannot happen on a {kind} device")
+        if self.device_kind == kind:
+            return self
+        if self.device_kind is not None:
+            raise ValueError(f"{self.label} is on a {self.device_kind} device, not {kind}")
+        form = form_of(self.type, self.variant, kind)
+        assert form is not None
+        level = sum(form.levels) / 2 if math.isnan(self.level) else self.level
+        grade = self.grade
+        if self.type == "device.offline" and grade == INCIDENT_TYPES[self.type][1]:
+            grade = DEVICE_OFFLINE_GRADE.get(kind, grade)
+        return replace(self, device_kind=kind, level=level, grade=grade)
+
+    @property
+    def label(self) -> str:
+        """The type, with the variant if the type has variants."""
+        return f"{self.type} ({self.variant})" if self.variant else self.type
 
     @property
     def kind(self) -> str | None:
-        """Kind of device the incident happens on; None if any."""
+        """Kind of device the incident type happens on; None if any."""
         return INCIDENT_TYPES[self.type][0]
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        """Kinds of device this incident (its type and variant) can happen on."""
+        return kinds_of(self.type, self.variant)
+
+    @property
+    def form(self) -> Form:
+        form = form_of(self.type, self.variant, self.device_kind)
+        if form is None:
+            raise ValueError(f"{self.label} on {self.device}: the kind of device is not known")
+        return form
+
+    @property
+    def channel(self) -> str:
+        """The channel its level is measured on (see `Form.channel`)."""
+        return self.form.channel
 
     def active(self, t_s: float) -> bool:
         return self.start_s <= t_s < self.end_s
 
+    @property
+    def effect_start_s(self) -> float:
+        """When it starts to change the device's readings: its start, but for the walk to
+        a chair before a `wearable.inactivity` (`INACTIVITY_LEAD_S`)."""
+        if self.type == "wearable.inactivity":
+            return max(0.0, self.start_s - INACTIVITY_LEAD_S)
+        return self.start_s
+
+    def silences(self, t_s: float) -> bool:
+        """Whether the device sends nothing at `t_s` (a `device.offline` incident's window)."""
+        return self.type == "device.offline" and self.start_s <= t_s < self.end_s
+
     def apply(self, t_s: float, values: Values, battery: float) -> tuple[Values, float]:
         """The device's reading at `t_s` with this incident, from its quiet reading."""
-        if not self.active(t_s):
+        if not self.effect_start_s <= t_s < self.end_s:
             return values, battery
         return _EFFECTS[self.type](self, t_s - self.start_s, dict(values), battery)
 
@@ -182,7 +430,14 @@ def _gas(inc: Incident, e: float, v: Values, battery: float) -> tuple[Values, fl
 
 
 def _vitals(inc: Incident, e: float, v: Values, battery: float) -> tuple[Values, float]:
-    v["spo2"] = float(round(_ramp(v.get("spo2", 97.0), inc.level, e, VITALS_RAMP_S)))
+    if inc.variant == "spo2":
+        v["spo2"] = float(round(_ramp(v.get("spo2", 97.0), inc.level, e, VITALS_RAMP_S)))
+        return v, battery
+    wobble = HR_WOBBLE[0] if inc.variant == "hr_high" else HR_WOBBLE[1]
+    hr = _ramp(v.get("heart_rate", 70.0), inc.level, e, HR_RAMP_S)
+    if e >= HR_RAMP_S:
+        hr += wobble * math.sin(e / 4.0)
+    v["heart_rate"] = float(round(hr))
     return v, battery
 
 
@@ -190,8 +445,19 @@ def _fall(inc: Incident, e: float, v: Values, battery: float) -> tuple[Values, f
     if e < FALL_IMPACT_S:
         v["accel_g"] = inc.level
     else:  # lying on the floor: gravity alone, a little wrist tremor, no steps
-        v["accel_g"] = round(FALL_STILL_G + 0.02 * math.sin(e), 2)
+        v["accel_g"] = round(FALL_STILL_G + STILL_WOBBLE_G * math.sin(e), 2)
         v["steps"] = 0.0
+    return v, battery
+
+
+def _inactivity(inc: Incident, e: float, v: Values, battery: float) -> tuple[Values, float]:
+    if e < 0:  # walking to the chair or bed
+        v["steps"] = max(v.get("steps", 0.0), 2.0)
+        v["accel_g"] = max(v.get("accel_g", 1.0), 1.2)
+        return v, battery
+    # sitting or lying still: gravity alone at the wrist, no steps (heart rate as it was)
+    v["accel_g"] = round(FALL_STILL_G + STILL_WOBBLE_G * abs(math.sin(e / 7.0)), 2)
+    v["steps"] = 0.0
     return v, battery
 
 
@@ -204,6 +470,22 @@ def _battery(inc: Incident, e: float, v: Values, battery: float) -> tuple[Values
     return v, inc.level
 
 
+def _fault(inc: Incident, e: float, v: Values, battery: float) -> tuple[Values, float]:
+    channel = inc.channel
+    if inc.variant == "drift":
+        offset = min(inc.level, DRIFT_C_PER_H * e / HOUR_S)
+        v[channel] = round(v.get(channel, 0.0) + offset, 2)
+    else:  # impossible, stuck: the channel reports the level, whatever it measures
+        v[channel] = inc.level
+    return v, battery
+
+
+def _unchanged(inc: Incident, e: float, v: Values, battery: float) -> tuple[Values, float]:
+    # device.offline: the device sends nothing (see `silences`); gateway.offline: the
+    # transport drops the gateway's link
+    return v, battery
+
+
 _EFFECTS: Final[dict[str, Effect]] = {
     "smoke.fire": _fire,
     "smoke.co": _co,
@@ -213,5 +495,9 @@ _EFFECTS: Final[dict[str, Effect]] = {
     "wearable.vitals": _vitals,
     "wearable.sos": _sos,
     "wearable.fall": _fall,
+    "wearable.inactivity": _inactivity,
     "device.battery": _battery,
+    "device.fault": _fault,
+    "device.offline": _unchanged,
+    "gateway.offline": _unchanged,
 }

@@ -9,16 +9,31 @@ minutes by EN 50291). The first such alert is a true positive; further ones for 
 are duplicates; an alert that matches no label is a false positive. Latency is the first
 alert's raise time minus the label's start; `grade_ok` counts detected labels whose alert
 reached at least the label's grade.
+
+Time-scaled labels: a label with `"speed": N` comes from a run N times faster than simulated
+time (a replayed recording); its `ts_start`/`ts_end` are on that run's wall clock, like the
+alerts' `ts_raised`. Its latency is reported in simulated seconds, (ts_raised - ts_start) * N,
+and the grace window is `grace_s` simulated seconds, grace_s / N of wall time. No `speed`: 1.
+
+Dead letters against malformed messages (`deadletter_score`): how many malformed messages a
+run sent (by the simulator's reasons, `sensing_sim.faults.MALFORMED_REASONS`) against how many
+dead letters the core published, the latter sorted into the same reasons by their free-text
+reason (and, to tell NaN from other broken JSON, their raw payload); `other` holds dead letters
+that fit none (an unknown ack, a bad topic name).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import math
 import statistics
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from sensing.wire.messages import GRADE_RANK, Grade
+from sensing_sim.faults import MALFORMED_REASONS
 
 RANK = GRADE_RANK
 
@@ -69,6 +84,15 @@ def _p95(xs: list[float]) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(0.95 * len(ordered)) - 1))]
 
 
+def label_speed(label: Mapping[str, Any]) -> float:
+    """How many times faster than simulated time the label's run went (1 without `speed`)."""
+    speed = label.get("speed", 1)
+    if isinstance(speed, bool) or not isinstance(speed, int | float) or not (
+            math.isfinite(speed) and speed > 0):
+        raise ValueError(f"label speed must be a positive number, got {speed!r}")
+    return float(speed)
+
+
 def score(labels: Iterable[Mapping[str, Any]], alerts: Iterable[Alert],
           grace_s: float = 600.0) -> list[TypeScore]:
     """Per type, sorted by type; types with neither labels nor alerts are left out."""
@@ -80,8 +104,9 @@ def score(labels: Iterable[Mapping[str, Any]], alerts: Iterable[Alert],
     found: dict[str, list[tuple[Mapping[str, Any], Alert | None, int]]] = {}
     for label in sorted(labels, key=lambda lb: int(lb["ts_start"])):
         start, end = int(label["ts_start"]), int(label["ts_end"])
+        until = end + grace_s * 1000 / label_speed(label)
         hits = [a for a in by_key.get((str(label["device"]), str(label["type"])), [])
-                if start <= a.ts_raised <= end + grace_s * 1000 and a.alert_id not in used]
+                if start <= a.ts_raised <= until and a.alert_id not in used]
         used.update(a.alert_id for a in hits)
         found.setdefault(str(label["type"]), []).append(
             (label, hits[0] if hits else None, max(0, len(hits) - 1)))
@@ -94,7 +119,8 @@ def score(labels: Iterable[Mapping[str, Any]], alerts: Iterable[Alert],
         detected = [(lb, a) for lb, a, _ in rows if a is not None]
         n_alerts = len(alerts_of.get(type_, []))
         false_pos = sum(1 for a in alerts_of.get(type_, []) if a.alert_id not in used)
-        latencies = [(a.ts_raised - int(lb["ts_start"])) / 1000 for lb, a in detected]
+        latencies = [(a.ts_raised - int(lb["ts_start"])) / 1000 * label_speed(lb)
+                     for lb, a in detected]
         recall = len(detected) / len(rows) if rows else 0.0
         precision = len(detected) / (len(detected) + false_pos) if detected or false_pos else 0.0
         f1 = 2 * recall * precision / (recall + precision) if recall + precision else 0.0
@@ -110,3 +136,88 @@ def score(labels: Iterable[Mapping[str, Any]], alerts: Iterable[Alert],
 
 def as_json(scores: Iterable[TypeScore]) -> list[dict[str, Any]]:
     return [asdict(s) for s in scores]
+
+
+OTHER_REASON = "other"
+"""dead letters that match none of the simulator's malformed reasons"""
+
+
+def deadletter_reason(reason: str, payload_b64: str | None = None) -> str:
+    """Which of the simulator's MALFORMED_REASONS a dead letter of the core stands for, from
+    its reason text (`sensing.wire` errors) and raw payload; OTHER_REASON if none."""
+    if "exceeds the limit" in reason:
+        return "oversize"
+    if "speaks for gateway" in reason or "speaks for area" in reason:
+        return "foreign_gateway"
+    if "missing field" in reason or "missing or non-string field" in reason:
+        return "missing_field"
+    if "must be finite" in reason:
+        return "nan_value"
+    if "must be an integer, got" in reason or "must be a number, got" in reason:
+        return "wrong_type"
+    if "malformed JSON" in reason:
+        try:
+            raw = base64.b64decode(payload_b64 or "", validate=True)
+        except (binascii.Error, ValueError):
+            raw = b""
+        # JSON has no NaN: the simulator's nan_value payload is broken JSON with a bare NaN
+        return "nan_value" if b"NaN" in raw else "malformed_json"
+    return OTHER_REASON
+
+
+@dataclass(frozen=True, slots=True)
+class ReasonCount:
+    reason: str
+    sent: int | None
+    """malformed messages the run sent for this reason; None: unknown (no run report)"""
+    dead_lettered: int | None
+    """dead letters the core published for it; None: not counted (no source of them)"""
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterScore:
+    malformed_sent: int | None
+    dead_lettered: int | None
+    by_reason: tuple[ReasonCount, ...]
+
+    @property
+    def known(self) -> bool:
+        """Whether there is anything to report."""
+        return self.malformed_sent is not None or self.dead_lettered is not None
+
+    def as_json(self) -> dict[str, Any]:
+        return {"malformed_sent": self.malformed_sent, "dead_lettered": self.dead_lettered,
+                "by_reason": {r.reason: {"sent": r.sent, "dead_lettered": r.dead_lettered}
+                              for r in self.by_reason}}
+
+
+def deadletter_score(malformed_sent: Mapping[str, int] | None,
+                     deadletters: Iterable[Mapping[str, Any]] | None) -> DeadLetterScore:
+    """Malformed messages sent by reason (a live report's `malformed_sent`; None: unknown)
+    against dead letters heard (the contract's dead-letter messages; None: not counted).
+    Reasons: the simulator's, in its order, then any other reason a report names, then
+    OTHER_REASON if a dead letter fits none."""
+    heard: dict[str, int] | None = None
+    if deadletters is not None:
+        heard = {}
+        for d in deadletters:
+            payload = d.get("payload")
+            why = deadletter_reason(str(d.get("reason", "")),
+                                    payload if isinstance(payload, str) else None)
+            heard[why] = heard.get(why, 0) + 1
+    sent = None if malformed_sent is None else {str(k): int(v) for k, v in malformed_sent.items()}
+    names = list(MALFORMED_REASONS)
+    names += sorted((set(sent or {}) | set(heard or {})) - set(names) - {OTHER_REASON})
+    if OTHER_REASON in (sent or {}) or OTHER_REASON in (heard or {}):
+        names.append(OTHER_REASON)
+    rows = tuple(ReasonCount(
+        n, None if sent is None else sent.get(n, 0), None if heard is None else heard.get(n, 0))
+        for n in names)
+    return DeadLetterScore(None if sent is None else sum(sent.values()),
+                           None if heard is None else sum(heard.values()), rows)
+
+
+def report_json(scores: Iterable[TypeScore], deadletters: DeadLetterScore,
+                **extra: Any) -> dict[str, Any]:
+    """The whole score as one JSON object: `types` (as_json's list), `deadletters`, extras."""
+    return {"types": as_json(scores), "deadletters": deadletters.as_json(), **extra}

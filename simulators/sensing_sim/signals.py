@@ -7,10 +7,22 @@ battery level. The same generator seed and the same sequence of times give the s
 Nuisances, by kind (all stay below any sensible alarm level):
 
 - smoke: cooking smoke bumps obscuration to 1-3 %/m for about a minute (and CO and
-  temperature a little); temperature follows a slow daily cycle.
+  temperature a little); temperature follows a slow daily cycle. A share of the detectors
+  hangs near a bathroom or an open kitchen: a hot shower or a boiling pot sends steam past
+  them, obscuration 1-3 %/m for 3-8 minutes and the room 1-2 °C warmer, no CO (the contract's
+  detector has no humidity channel: the humid air shows as obscuration and warmth only).
 - manhole: a vehicle driving over the cover tilts it 3-6 degrees for one reading; rain
   raises the water slowly (water_m falls) but never above 1.25 m below the cover.
 - wearable: walking bouts raise heart rate (up to 110), acceleration (up to 1.5 g) and steps.
+  At night the wearer sleeps (bedtime 21:30-23:30, up at 05:30-07:30, the signal's own time
+  of day): heart rate 6-12 bpm under its resting level (never under 45), no steps, the wrist
+  still at about 1.0 g but for turning over now and then, and once in a while a short walk
+  to the bathroom. Sleeping is no `wearable.inactivity`: the core counts stillness only in
+  its daytime window, and the daytime walks and fidgeting steps restart its count.
+
+Time of day: `day_start_s` is the signal's time of day at t=0. The core reads time of day
+as local time at UTC+8 (`CORE_UTC_OFFSET_H`); for the two clocks to agree, give a fleet the
+`local_time_of_day_s` of its run's `start_ms`.
 """
 
 from __future__ import annotations
@@ -28,6 +40,11 @@ SMOKE_OBSCURATION_QUIET_MAX: Final = 0.3
 SMOKE_COOKING_PEAK: Final = (1.0, 3.0)
 SMOKE_TEMP_RANGE: Final = (19.0, 25.0)
 SMOKE_CO_MAX: Final = 5.0
+SMOKE_STEAM_PEAK: Final = (1.0, 3.0)
+SMOKE_STEAM_SHARE: Final = 0.3
+"""share of smoke detectors near a bathroom or an open kitchen (they see steam)"""
+SMOKE_STEAM_LENGTH_S: Final = (240.0, 480.0)
+SMOKE_STEAM_WARMTH_C: Final = (1.0, 2.0)
 MANHOLE_TILT_QUIET_MAX: Final = 1.0
 MANHOLE_TRAFFIC_TILT: Final = (3.0, 6.0)
 MANHOLE_WATER_RANGE: Final = (1.5, 3.0)
@@ -35,11 +52,28 @@ MANHOLE_WATER_RAIN_MIN: Final = 1.25
 MANHOLE_GAS_MAX: Final = 2.0
 WEARABLE_HR_REST: Final = (55.0, 95.0)
 WEARABLE_HR_WALK_MAX: Final = 110.0
+WEARABLE_HR_SLEEP_MIN: Final = 45.0
+WEARABLE_SLEEP_DIP: Final = (6.0, 12.0)
+"""bpm under the resting heart rate while asleep"""
+WEARABLE_BEDTIME_H: Final = (21.5, 23.5)
+WEARABLE_WAKE_H: Final = (5.5, 7.5)
+WEARABLE_ACCEL_TURN_MAX: Final = 1.3
+"""turning over in bed: one reading up to this, no steps"""
 WEARABLE_SPO2_RANGE: Final = (94.0, 99.0)
 WEARABLE_ACCEL_WALK_MAX: Final = 1.5
 BATTERY_QUIET_MIN: Final = 0.3
 """Quiet batteries never drain below this (wristbands get recharged, detectors last years);
 only the `device.battery` incident goes lower."""
+
+CORE_UTC_OFFSET_H: Final = 8.0
+"""the local time the core reads time of day in (`InactivityParams.utc_offset_h`, China
+Standard Time); tests/sim/test_sim_rules_agree.py checks the copy"""
+
+
+def local_time_of_day_s(ts_ms: int, utc_offset_h: float = CORE_UTC_OFFSET_H) -> float:
+    """Local time of day (seconds after midnight) at `ts_ms` (ms since the Unix epoch): pass
+    a run's `start_ms` as a fleet's `day_start_s` for the signals' day to be the core's."""
+    return (ts_ms / 1000.0 + utc_offset_h * HOUR_S) % DAY_S
 
 
 class Signal(Protocol):
@@ -103,6 +137,7 @@ class SmokeSignal(_Base):
     kind = "smoke"
     _drain_per_h = (5e-6, 2e-5)
     COOKING_PER_S: Final = 1.0 / (2 * HOUR_S)
+    STEAM_PER_S: Final = 1.0 / (6 * HOUR_S)
     TEMP_DRIFT_S: Final = 600.0
 
     def __init__(self, rng: np.random.Generator, day_start_s: float = 10 * HOUR_S) -> None:
@@ -114,10 +149,16 @@ class SmokeSignal(_Base):
         self._cooking_start = -math.inf
         self._cooking_len = 0.0
         self._cooking_peak = 0.0
+        self.steamy = bool(rng.random() < SMOKE_STEAM_SHARE)
+        """near a bathroom or an open kitchen: sees steam now and then"""
+        self._steam_start = -math.inf
+        self._steam_len = 0.0
+        self._steam_peak = 0.0
+        self._steam_warmth = 0.0
 
     def sample(self, t_s: float) -> tuple[dict[str, float], float]:
         dt = self._step(t_s)
-        u = self._rng.random(4).tolist()
+        u = self._rng.random(8).tolist()
         n = self._rng.standard_normal(3).tolist()
         cooking = _bump(t_s - self._cooking_start, self._cooking_len)
         if cooking == 0.0 and _hit(self.COOKING_PER_S, dt, u[0]):
@@ -125,14 +166,24 @@ class SmokeSignal(_Base):
             self._cooking_peak = SMOKE_COOKING_PEAK[0] + (
                 SMOKE_COOKING_PEAK[1] - SMOKE_COOKING_PEAK[0]
             ) * u[2]
+        steam = _bump(t_s - self._steam_start, self._steam_len)
+        if self.steamy and steam == 0.0 and _hit(self.STEAM_PER_S, dt, u[4]):
+            lo, hi = SMOKE_STEAM_LENGTH_S
+            self._steam_start, self._steam_len = t_s, lo + (hi - lo) * u[5]
+            lo, hi = SMOKE_STEAM_PEAK
+            self._steam_peak = lo + (hi - lo) * u[6]
+            lo, hi = SMOKE_STEAM_WARMTH_C
+            self._steam_warmth = lo + (hi - lo) * u[7]
         quiet = min(SMOKE_OBSCURATION_QUIET_MAX, self._obscuration0 + abs(0.03 * n[0]))
-        obscuration = quiet + self._cooking_peak * cooking
+        # cooking and steam at once do not add up: the detector sees the denser of the two
+        obscuration = quiet + max(self._cooking_peak * cooking, self._steam_peak * steam)
         daily = math.sin(2 * math.pi * (self._time_of_day_s(t_s) - 9 * HOUR_S) / DAY_S)
         # Room air wanders slowly (Ornstein-Uhlenbeck, sd 0.2 °C, ~10 min): no jumps between
         # readings that a rate-of-rise heat detector (~8 °C/min) could mistake for a fire.
         keep = math.exp(-dt / self.TEMP_DRIFT_S)
         self._temp_drift = keep * self._temp_drift + 0.2 * math.sqrt(1 - keep * keep) * n[1]
-        temp = self._temp0 + 1.5 * daily + self._temp_drift + 0.5 * cooking
+        temp = (self._temp0 + 1.5 * daily + self._temp_drift + 0.5 * cooking
+                + self._steam_warmth * steam)
         co = self._co0 + abs(0.4 * n[2]) + 2.0 * cooking * u[3]
         values = {
             "obscuration": round(obscuration, 2),
@@ -191,7 +242,12 @@ class WearableSignal(_Base):
     _battery_start = (0.4, 1.0)
     WALK_PER_S_DAY: Final = 1.0 / (30 * 60.0)
     WALK_PER_S_NIGHT: Final = 1.0 / (4 * HOUR_S)
+    BATHROOM_PER_S: Final = 1.0 / (6 * HOUR_S)
+    """a short walk while asleep (and back to bed)"""
+    TURN_PER_S: Final = 1.0 / HOUR_S
     HR_SETTLE_S: Final = 30.0
+    HR_SLEEP_SETTLE_S: Final = 600.0
+    """falling asleep and waking take minutes, not seconds"""
 
     def __init__(self, rng: np.random.Generator, day_start_s: float = 10 * HOUR_S) -> None:
         super().__init__(rng, day_start_s)
@@ -202,28 +258,51 @@ class WearableSignal(_Base):
         self._walk_len = 0.0
         self._walk_hr = 0.0
         self._cadence = float(rng.uniform(1.4, 1.9))
+        self._bedtime_s = float(rng.uniform(*WEARABLE_BEDTIME_H)) * HOUR_S
+        self._wake_s = float(rng.uniform(*WEARABLE_WAKE_H)) * HOUR_S
+        self._sleep_dip = float(rng.uniform(*WEARABLE_SLEEP_DIP))
 
     def _walk_rate(self, t_s: float) -> float:
         daytime = 7 * HOUR_S <= self._time_of_day_s(t_s) < 21 * HOUR_S
         return self.WALK_PER_S_DAY if daytime else self.WALK_PER_S_NIGHT
 
+    def asleep(self, t_s: float) -> bool:
+        """In bed, between this wearer's bedtime and getting-up time (the signal's clock)."""
+        tod = self._time_of_day_s(t_s)
+        return tod >= self._bedtime_s or tod < self._wake_s
+
     def sample(self, t_s: float) -> tuple[dict[str, float], float]:
         dt = self._step(t_s)
-        u = self._rng.random(6).tolist()
+        u = self._rng.random(7).tolist()
         n = self._rng.standard_normal(3).tolist()
+        asleep = self.asleep(t_s)
         walking = 0.0 <= t_s - self._walk_start < self._walk_len
-        if not walking and _hit(self._walk_rate(t_s), dt, u[0]):
-            self._walk_start, self._walk_len = t_s, 180.0 + 720.0 * u[1]
-            self._walk_hr = 15.0 + 15.0 * u[2]
+        if not walking and _hit(self.BATHROOM_PER_S if asleep else self._walk_rate(t_s), dt,
+                                u[0]):
+            if asleep:  # a couple of minutes to the bathroom and back
+                self._walk_start, self._walk_len = t_s, 60.0 + 120.0 * u[1]
+                self._walk_hr = 8.0 + 8.0 * u[2]
+            else:
+                self._walk_start, self._walk_len = t_s, 180.0 + 720.0 * u[1]
+                self._walk_hr = 15.0 + 15.0 * u[2]
             walking = True
+        sleeping = asleep and not walking
         target = self._hr_rest + (self._walk_hr if walking else 0.0)
-        self._hr += (target - self._hr) * -math.expm1(-dt / self.HR_SETTLE_S)
+        target -= self._sleep_dip if sleeping else 0.0
+        settle = self.HR_SLEEP_SETTLE_S if asleep and not walking else self.HR_SETTLE_S
+        self._hr += (target - self._hr) * -math.expm1(-dt / settle)
         hr_max = WEARABLE_HR_WALK_MAX if walking else WEARABLE_HR_REST[1]
-        hr = min(max(self._hr + 1.5 * n[0], WEARABLE_HR_REST[0]), hr_max)
+        hr_min = WEARABLE_HR_SLEEP_MIN if asleep else WEARABLE_HR_REST[0]
+        hr = min(max(self._hr + 1.5 * n[0], hr_min), hr_max)
         spo2 = min(max(self._spo2 + 0.6 * n[1], WEARABLE_SPO2_RANGE[0]), WEARABLE_SPO2_RANGE[1])
         if walking:
             accel = 1.15 + (WEARABLE_ACCEL_WALK_MAX - 1.15) * u[3]
             steps = round(self._cadence * dt * (0.8 + 0.4 * u[4]))
+        elif sleeping:
+            turning = _hit(self.TURN_PER_S, dt, u[6])
+            accel = (1.1 + (WEARABLE_ACCEL_TURN_MAX - 1.1) * u[3] if turning
+                     else min(1.05, 1.0 + abs(0.01 * n[2])))
+            steps = 0
         else:
             accel = min(1.1, 1.0 + abs(0.03 * n[2]))
             steps = 1 + int(4 * u[4]) if u[5] < 0.05 else 0

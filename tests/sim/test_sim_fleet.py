@@ -14,6 +14,8 @@ from sensing_sim import (
     Incident,
     kind_counts,
 )
+from sensing_sim.fleet import DEMO_INCIDENTS
+from sensing_sim.incidents import device_offline_needs_s
 
 
 def test_devices_gateways_and_areas() -> None:
@@ -92,6 +94,12 @@ def test_demo_incidents_cover_the_types_on_distinct_devices() -> None:
     required = {"smoke.fire", "smoke.co", "manhole.displaced", "manhole.gas", "device.battery"}
     assert required <= types and types & {"wearable.vitals", "wearable.sos"}
     assert types == set(DEMO_INCIDENT_TYPES)
+    assert {(i.type, i.variant or "") for i in labels} == {
+        (t, v or "") for t, v in DEMO_INCIDENTS}
+    assert {i.variant for i in labels if i.type == "wearable.vitals"} == {
+        "spo2", "hr_high", "hr_low"}
+    assert not types & {"device.offline", "gateway.offline", "wearable.inactivity"}
+    assert all(i.device_kind == fleet.device(i.device).kind for i in labels)
     assert len({i.device for i in labels}) == len(labels)
     for inc in labels:
         device = fleet.device(inc.device)
@@ -108,10 +116,32 @@ def test_demo_incidents_cover_the_types_on_distinct_devices() -> None:
 def test_demo_incidents_fit_short_runs_and_skip_missing_kinds() -> None:
     fleet = Fleet(FleetSpec(n_gateways=1, n_devices=10, mix={"smoke": 1.0}, seed=5))
     labels = fleet.schedule_demo_incidents(5.0)
-    assert {i.type for i in labels} == {"smoke.fire", "smoke.co", "device.battery"}
+    assert {i.type for i in labels} == {"smoke.fire", "smoke.co", "device.battery",
+                                        "device.fault"}
     assert all(0.0 < i.start_s < i.end_s <= 5.0 for i in labels)
     with pytest.raises(ValueError, match="too short"):
         fleet.schedule_demo_incidents(1.0)
+
+
+def test_slow_incidents_are_scheduled_only_when_asked_for_and_the_run_is_long_enough() -> None:
+    spec = FleetSpec(n_gateways=2, n_devices=30, interval_s=10.0, seed=5)
+    short = Fleet(spec).schedule_demo_incidents(
+        60.0, types=("device.offline", "wearable.inactivity", "smoke.co"))
+    assert [i.type for i in short] == ["smoke.co"], "neither fits a minute"
+    fleet = Fleet(spec)
+    long = fleet.schedule_demo_incidents(
+        300.0, types=("smoke.co", "device.offline", "gateway.offline"))
+    assert [i.type for i in long] == ["device.offline", "smoke.co"], "the slowest first"
+    offline = long[0]
+    assert offline.end_s - offline.start_s >= device_offline_needs_s(10.0)
+    assert offline.grade == {"manhole": "minor"}.get(offline.device_kind or "", "major")
+    assert fleet.length_needed_s("device.offline") == 90.0 > device_offline_needs_s(10.0)
+    slow = Fleet(FleetSpec(n_gateways=1, n_devices=3, interval_s=30.0))
+    assert slow.length_needed_s("device.offline") == device_offline_needs_s(30.0) == 195.0
+    assert fleet.length_needed_s("device.fault", "stuck", "wearable") == 45 * 60.0
+    assert fleet.length_needed_s("device.fault", "stuck") == 6.5 * 3600.0
+    day = Fleet(spec).schedule_demo_incidents(5 * 3600.0, types=("wearable.inactivity",))
+    assert [(i.type, i.end_s - i.start_s) for i in day] == [("wearable.inactivity", 3.5 * 3600)]
 
 
 def test_incidents_show_in_the_driver_output() -> None:

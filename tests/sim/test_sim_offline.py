@@ -50,12 +50,12 @@ def test_the_cli_runs_offline_writes_labels_and_alerts_and_scores_them_again(
             "--labels", str(tmp_path / "labels.jsonl"), "--alerts", str(tmp_path / "a.jsonl")]
     assert main([*args, "--json"]) == 0
     doc = orjson.loads(capsys.readouterr().out)
-    assert doc["readings"] == 80 * 200 and doc["score"]
-    assert all(s["recall"] == 1.0 for s in doc["score"])
+    assert doc["readings"] == 80 * 200 and doc["score"]["types"]
+    assert all(s["recall"] == 1.0 for s in doc["score"]["types"])
     assert main(["score", "--labels", str(tmp_path / "labels.jsonl"), "--alerts",
                  str(tmp_path / "a.jsonl"), "--json"]) == 0
     again = orjson.loads(capsys.readouterr().out)
-    assert again == doc["score"]
+    assert again["types"] == doc["score"]["types"]
     assert main(["score", "--labels", str(tmp_path / "none.jsonl"), "--alerts",
                  str(tmp_path / "a.jsonl")]) == 2
     assert "FileNotFoundError" in capsys.readouterr().err

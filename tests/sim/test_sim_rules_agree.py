@@ -1,28 +1,38 @@
-"""The simulator's labels and quiet signals agree with the core's default detection rules.
+"""The simulator's labels and quiet signals agree with the core's default detection rules and
+checks, and its copies of the core's constants (the simulator must not import numba, the core's
+detectors do) equal the core's.
 
-If a rule changes, this says which labels (expected grades, incident levels) or nuisance
-bounds of the simulator must follow.
+If a rule or check changes, this says which labels (expected grades, incident levels and
+lengths) or nuisance bounds of the simulator must follow.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from sensing.wire import Grade
+from sensing.wire import KIND_CHANNELS, Grade
 from sensing_sim import INCIDENT_TYPES, LEVEL_RANGES
+from sensing_sim import incidents as inc
 from sensing_sim import signals as sig
-from sensing_sim.incidents import FIRE_WOBBLE, INCIDENT_CHANNEL
+from sensing_sim.incidents import FIRE_WOBBLE, FORMS, HR_WOBBLE, INCIDENT_CHANNEL, kinds_of
 
 rules = pytest.importorskip("sensing.detect.rules")
 
+CONTRACT_ALERT_TYPES = {
+    "smoke.fire", "smoke.co", "manhole.displaced", "manhole.overflow", "manhole.gas",
+    "wearable.fall", "wearable.vitals", "wearable.sos", "wearable.inactivity", "device.offline",
+    "gateway.offline", "device.fault", "device.battery",
+}
+
 QUIET_RANGE: dict[tuple[str, str], tuple[float, float]] = {
-    ("smoke", "obscuration"): (0.0, sig.SMOKE_OBSCURATION_QUIET_MAX + sig.SMOKE_COOKING_PEAK[1]),
+    ("smoke", "obscuration"): (0.0, sig.SMOKE_OBSCURATION_QUIET_MAX
+                               + max(sig.SMOKE_COOKING_PEAK[1], sig.SMOKE_STEAM_PEAK[1])),
     ("smoke", "temp_c"): sig.SMOKE_TEMP_RANGE,
     ("smoke", "co_ppm"): (0.0, sig.SMOKE_CO_MAX),
     ("manhole", "tilt_deg"): (0.0, sig.MANHOLE_TRAFFIC_TILT[1]),
     ("manhole", "water_m"): (sig.MANHOLE_WATER_RAIN_MIN, sig.MANHOLE_WATER_RANGE[1]),
     ("manhole", "gas_lel"): (0.0, sig.MANHOLE_GAS_MAX),
-    ("wearable", "heart_rate"): (sig.WEARABLE_HR_REST[0], sig.WEARABLE_HR_WALK_MAX),
+    ("wearable", "heart_rate"): (sig.WEARABLE_HR_SLEEP_MIN, sig.WEARABLE_HR_WALK_MAX),
     ("wearable", "spo2"): sig.WEARABLE_SPO2_RANGE,
     ("wearable", "sos"): (0.0, 0.0),
     **{(k, "battery"): (sig.BATTERY_QUIET_MIN, 1.0) for k in ("smoke", "manhole", "wearable")},
@@ -31,6 +41,10 @@ QUIET_RANGE: dict[tuple[str, str], tuple[float, float]] = {
 
 def beyond(rule: object, value: float, threshold: float) -> bool:
     return value >= threshold if rule.above else value <= threshold  # type: ignore[attr-defined]
+
+
+def test_every_alert_type_of_the_contract_has_incidents() -> None:
+    assert set(INCIDENT_TYPES) == CONTRACT_ALERT_TYPES
 
 
 @pytest.mark.parametrize("rule", [r for r in rules.DEFAULT_RULES if not r.rate_window_s],
@@ -55,23 +69,138 @@ def test_a_fall_incident_is_what_the_fall_check_confirms() -> None:
     assert TYPICAL_LENGTH_S["wearable.fall"] - FALL_IMPACT_S >= p.still_s
     assert FALL_IMPACT_S + p.still_s <= p.window_s
     assert INCIDENT_TYPES["wearable.fall"][1] == Fall.grade
+    # a sleeper turning over is no impact
+    assert p.impact_g > max(sig.WEARABLE_ACCEL_TURN_MAX, sig.WEARABLE_ACCEL_WALK_MAX)
 
 
-CHECKED_NOT_BY_RULES = {"wearable.fall"}
-"""incident types the core detects with a check of its own (tested above), not a rule"""
+RULE_TYPES = {r.type for r in rules.DEFAULT_RULES}
+RULE_FORMS = sorted((t, v, k) for (t, v) in FORMS if t in RULE_TYPES for k in kinds_of(t, v))
+CHECKED_BELOW = {"wearable.fall", "wearable.inactivity", "device.fault", "device.offline",
+                 "gateway.offline"}
+"""incident types the core detects with a check or timer of its own (tested below), not a
+rule"""
 
 
-@pytest.mark.parametrize("type_", sorted(set(INCIDENT_TYPES) - CHECKED_NOT_BY_RULES))
-def test_incident_levels_reach_their_expected_grade(type_: str) -> None:
-    kind, expected = INCIDENT_TYPES[type_]
-    channel = INCIDENT_CHANNEL[type_]
-    watching = [r for r in rules.DEFAULT_RULES if r.type == type_ and r.channel == channel
-                and not r.rate_window_s and r.kind in ((kind,) if kind else (r.kind,))]
-    assert watching, f"no rule watches {channel} for {type_}"
-    lo, hi = LEVEL_RANGES[type_]
+def test_every_incident_type_is_checked_here() -> None:
+    assert set(INCIDENT_TYPES) == RULE_TYPES | CHECKED_BELOW
+    assert not RULE_TYPES & CHECKED_BELOW
+
+
+@pytest.mark.parametrize(("type_", "variant", "kind"), RULE_FORMS, ids=lambda x: str(x))
+def test_incident_levels_reach_their_expected_grade(type_: str, variant: str,
+                                                    kind: str) -> None:
+    expected = INCIDENT_TYPES[type_][1]
+    form = inc.form_of(type_, variant, kind)
+    assert form is not None
+    watching = [r for r in rules.DEFAULT_RULES if r.type == type_ and r.channel == form.channel
+                and not r.rate_window_s and r.kind == kind]
+    assert watching, f"no rule watches {form.channel} of {kind} for {type_}"
+    lo, hi = form.levels
+    if variant in ("hr_high", "hr_low"):  # one rule each way on the heart rate
+        against = [r for r in watching if r.above != (variant == "hr_high")]
+        for rule in against:
+            assert not any(beyond(rule, v, lv.threshold) for v in (lo, hi)
+                           for lv in rule.levels)
+        watching = [r for r in watching if r not in against]
+    wobble = 0.0
+    if type_ == "smoke.fire":
+        wobble = lo * FIRE_WOBBLE
+    elif variant in ("hr_high", "hr_low"):
+        wobble = HR_WOBBLE[0 if variant == "hr_high" else 1]
     for rule in watching:
-        weakest = (lo * (1 - FIRE_WOBBLE) if type_ == "smoke.fire" else lo) if rule.above else hi
+        weakest = lo - wobble if rule.above else hi + wobble
         reached = [lv.grade for lv in rule.levels if beyond(rule, weakest, lv.threshold)]
         assert reached, f"{type_} at {weakest} raises nothing under {rule.name}"
         best = max(reached, key=lambda g: Grade(g).rank)
         assert best == expected, f"{type_}: {rule.name} gives {best}, the label says {expected}"
+        # long enough to be held for the rule's duration and readings (every 10 s), after
+        # the ramp
+        level = next(lv for lv in rule.levels if lv.grade == expected)
+        ramp = {"smoke.co": inc.CO_RAMP_S, "manhole.overflow": inc.OVERFLOW_RAMP_S,
+                "manhole.gas": inc.GAS_RAMP_S, "smoke.fire": inc.FIRE_RAMP_S}.get(
+            type_, inc.HR_RAMP_S if variant.startswith("hr") else inc.VITALS_RAMP_S)
+        held = max(level.duration_s, 10.0 * (level.min_count - 1))
+        if type_ in ("wearable.sos", "device.battery", "manhole.displaced"):
+            ramp = 0.0
+        assert form.length_s >= min(ramp, 30.0) + held, (type_, variant)
+
+
+def test_default_forms_are_the_first_variants() -> None:
+    assert INCIDENT_CHANNEL["wearable.vitals"] == "spo2"
+    assert "device.fault" not in LEVEL_RANGES, "its default (impossible) depends on the kind"
+
+
+# -- checks -----------------------------------------------------------------------------------
+
+
+def test_inactivity_copies_and_labels_agree_with_the_check() -> None:
+    from sensing.detect.inactivity import Inactivity, InactivityParams
+
+    p = InactivityParams()
+    assert p.limit_s == inc.INACTIVITY_LIMIT_S
+    assert (p.day_start_h, p.day_end_h) == inc.INACTIVITY_DAY_H
+    assert p.utc_offset_h == sig.CORE_UTC_OFFSET_H
+    assert INCIDENT_TYPES["wearable.inactivity"][1] == Inactivity.grade
+    form = inc.form_of("wearable.inactivity")
+    assert form is not None and form.channel == Inactivity().spec.channel == "steps"
+    assert form.levels == (0.0, 0.0)
+    assert form.length_s >= p.limit_s + 10 * 60, "room for the core to raise it"
+
+
+def test_fault_incidents_are_what_the_default_fault_checks_see() -> None:
+    from sensing.detect.fault import (
+        DRIFT_DEFAULTS,
+        PHYSICAL_LIMITS,
+        STUCK_DEFAULTS,
+        DriftParams,
+        FaultCheck,
+        default_fault_checks,
+    )
+
+    assert INCIDENT_TYPES["device.fault"][1] == FaultCheck.grade
+    watched = {(c.spec.kind, c.spec.channel, c.check) for c in default_fault_checks()}
+    for variant in inc.VARIANTS["device.fault"]:
+        for kind in kinds_of("device.fault", variant):
+            form = inc.form_of("device.fault", variant, kind)
+            assert form is not None and form.channel in KIND_CHANNELS[kind]
+            assert (kind, form.channel, variant) in watched, (kind, variant)
+            # nothing but the fault: no rule on the channel fires at the fault's levels
+            for rule in rules.DEFAULT_RULES:
+                if (rule.kind, rule.channel) == (kind, form.channel) and not rule.rate_window_s:
+                    for value in form.levels:
+                        if variant == "drift":
+                            value = QUIET_RANGE[(kind, form.channel)][1] + value
+                        assert not any(beyond(rule, value, lv.threshold)
+                                       for lv in rule.levels), (rule.name, variant, value)
+            if variant == "impossible":
+                limits = PHYSICAL_LIMITS[form.channel]
+                assert all(not limits.low <= v <= limits.high for v in form.levels)
+                assert form.length_s >= 10.0 * (limits.min_count + 1)
+            elif variant == "stuck":
+                p = STUCK_DEFAULTS[(kind, form.channel)]
+                # at a reading every 30 s (a wristband's min_count 60 takes 30 min)
+                assert form.length_s >= max(p.min_duration_s, 30.0 * p.min_count) + 10 * 60
+                quiet = QUIET_RANGE.get((kind, form.channel), sig.SMOKE_TEMP_RANGE)
+                assert quiet[0] <= form.levels[0] <= form.levels[1] <= quiet[1], "plausible"
+            else:
+                d: DriftParams = DRIFT_DEFAULTS[(kind, form.channel)]
+                assert d.warmup_s == inc.DRIFT_WARMUP_S
+                # twice the shift the check alarms at, reached within the window
+                assert form.levels[0] >= 2 * d.z_alarm * d.min_sigma
+                assert form.levels[1] / inc.DRIFT_C_PER_H * 3600 < form.length_s
+                assert form.length_s >= d.fast_tau_s * 2
+
+
+def test_offline_copies_agree_with_the_core() -> None:
+    from sensing.detect.offline import OfflinePolicy
+    from sensing.pipeline import DEVICE_OFFLINE, GATEWAY_OFFLINE, OFFLINE_GRADE
+
+    assert inc.DEVICE_OFFLINE_GRADE == OFFLINE_GRADE
+    p = OfflinePolicy()
+    assert (p.min_timeout_s, p.factor, p.lateness_s, p.idle_s) == (
+        inc.OFFLINE_MIN_TIMEOUT_S, inc.OFFLINE_FACTOR, inc.OFFLINE_LATENESS_S, inc.OFFLINE_IDLE_S)
+    assert {"device.offline", "gateway.offline"} == {DEVICE_OFFLINE, GATEWAY_OFFLINE}
+    form = inc.form_of("device.offline")
+    assert form is not None and form.length_s >= inc.device_offline_needs_s(2.0)
+    assert inc.device_offline_needs_s(30.0) == 5 * 30.0 + p.lateness_s + p.idle_s + 30.0
+    assert INCIDENT_TYPES["gateway.offline"][1] is Grade.MAJOR

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import orjson
@@ -40,7 +41,7 @@ def test_a_small_scenario_file_runs_offline_and_scores(
     assert main(["offline", "--scenario", str(tmp_path / "s.toml"), "--json"]) == 0
     doc = orjson.loads(capsys.readouterr().out)
     assert doc["simulated_s"] == 300 and doc["readings"] == 60 * 150
-    assert {(s["type"], s["recall"], s["precision"]) for s in doc["score"]} == {
+    assert {(s["type"], s["recall"], s["precision"]) for s in doc["score"]["types"]} == {
         ("manhole.gas", 1.0, 1.0), ("wearable.sos", 1.0, 1.0)}
 
 
@@ -65,7 +66,7 @@ def test_an_incident_on_an_unknown_gateway_or_the_wrong_kind_is_refused() -> Non
             {"type": "smoke.co", "gateway": "gw-99", "start_s": 1}]}).build()
     scenario = Scenario.model_validate({"fleet": {"mix": {"manhole": 1}}, "incidents": [
         {"type": "smoke.co", "gateway": "gw-01", "start_s": 1}]})
-    with pytest.raises(ValueError, match="no free smoke under gw-01"):
+    with pytest.raises(ValueError, match="no free smoke device under gw-01"):
         scenario.build()
     with pytest.raises(ValidationError):
         Scenario.model_validate({"run": {"start_ms": 5}})
@@ -78,3 +79,52 @@ def test_the_district_load_scenario_builds_its_fleet() -> None:
     assert len({g.area for g in fleet.gateways}) == 50
     assert sum(len(fleet.devices_of(g.id)) for g in fleet.gateways) == 100_000
     assert len(fleet.incidents) >= 9
+
+
+def test_the_faults_section_becomes_transport_faults_and_link_flaps_become_labels() -> None:
+    scenario = Scenario.model_validate({
+        "fleet": {"gateways": 8, "devices": 80},
+        "run": {"duration_s": 1200, "speed": 30},
+        "faults": {"duplicate_rate": 0.02, "late_rate": 0.01, "late_max_s": 20, "malformed": 6,
+                   "restarts": [{"gateway": "gw-03", "at_s": 300, "down_s": 5}],
+                   "clock_skew": [{"gateway": "gw-05", "skew_s": -90}],
+                   "link_flaps": [{"gateway": "gw-07", "start_s": 600, "count": 3,
+                                   "down_s": 20, "every_s": 120}]},
+        "incidents": [{"type": "gateway.offline", "gateway": "gw-02", "start_s": 100,
+                       "end_s": 160},
+                      {"type": "device.fault", "gateway": "gw-04", "variant": "stuck",
+                       "start_s": 10}]})
+    fleet = scenario.build()
+    faults = scenario.faults.transport()
+    assert (faults.duplicate_rate, faults.late_rate, faults.late_max_s, faults.malformed) == (
+        0.02, 0.01, 20, 6)
+    assert [(r.gateway, r.at_s, r.down_s) for r in faults.restarts] == [("gw-03", 300, 5)]
+    assert [(c.gateway, c.skew_s) for c in faults.clock_skew] == [("gw-05", -90)]
+    flaps = [(i.start_s, i.end_s) for i in fleet.gateway_outages("gw-07")]
+    assert flaps == [(600, 620), (720, 740), (840, 860)]
+    assert [(i.device, i.start_s) for i in fleet.gateway_outages("gw-02")] == [("gw-02", 100)]
+    stuck = next(i for i in fleet.incidents if i.type == "device.fault")
+    assert stuck.variant == "stuck" and fleet.device(stuck.device).kind in ("smoke", "wearable")
+    assert scenario.run.speed == 30
+
+
+@pytest.mark.parametrize(("faults", "named"), [
+    ({"restarts": [{"gateway": "gw-77", "at_s": 1}]}, "faults.restarts[0]"),
+    ({"clock_skew": [{"gateway": "gw-77", "skew_s": 1}]}, "faults.clock_skew[0]"),
+    ({"link_flaps": [{"gateway": "gw-77", "start_s": 1, "down_s": 5}]}, "faults.link_flaps[0]"),
+])
+def test_faults_on_an_unknown_gateway_are_refused_by_name(faults: dict[str, object],
+                                                          named: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(named)):
+        Scenario.model_validate({"fleet": {"gateways": 2, "devices": 20},
+                                 "faults": faults}).build()
+
+
+def test_a_flapping_link_needs_a_period_longer_than_its_drops_and_incidents_within_the_run(
+) -> None:
+    with pytest.raises(ValidationError, match="every_s > down_s"):
+        Scenario.model_validate({"faults": {"link_flaps": [
+            {"gateway": "gw-01", "start_s": 1, "count": 2, "down_s": 30, "every_s": 20}]}})
+    with pytest.raises(ValueError, match="after the run ends"):
+        Scenario.model_validate({"run": {"duration_s": 100}, "incidents": [
+            {"type": "wearable.sos", "gateway": "gw-01", "start_s": 150}]}).build()

@@ -63,3 +63,26 @@ def test_an_alert_after_the_grace_period_does_not_count() -> None:
     assert (sc.detected, sc.false_positives) == (0, 1)
     (sc,) = score(labels, late, grace_s=700)
     assert (sc.detected, sc.false_positives) == (1, 0)
+
+
+def test_time_scaled_labels_report_latency_and_grace_in_simulated_seconds() -> None:
+    # a replay at 60x: 1 s of wall time is a simulated minute
+    fast = {**label("smoke.co", "s-1", 0, 10, "critical"), "speed": 60}
+    found = alerts_from_transitions([transition("a", "smoke.co", "s-1", 2, "critical")])
+    (sc,) = score([fast], found, grace_s=600)
+    assert sc.detected == 1 and sc.latency_median_s == pytest.approx(120.0)
+    # grace 600 simulated seconds is 10 s of the replay's wall clock: 19 s counts, 21 s not
+    inside = alerts_from_transitions([transition("a", "smoke.co", "s-1", 19, "critical")])
+    outside = alerts_from_transitions([transition("a", "smoke.co", "s-1", 21, "critical")])
+    assert score([fast], inside, grace_s=600)[0].detected == 1
+    assert score([fast], outside, grace_s=600)[0].detected == 0
+    # without speed the same alert is well inside the grace
+    plain = label("smoke.co", "s-1", 0, 10, "critical")
+    assert score([plain], outside, grace_s=600)[0].latency_median_s == pytest.approx(21.0)
+
+
+@pytest.mark.parametrize("speed", [0, -2, "fast", True, float("nan")])
+def test_a_bad_speed_is_an_error(speed: object) -> None:
+    bad = {**label("smoke.co", "s-1", 0, 10, "critical"), "speed": speed}
+    with pytest.raises(ValueError, match="speed"):
+        score([bad], [])

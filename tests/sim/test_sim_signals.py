@@ -6,9 +6,12 @@ from collections import defaultdict
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sensing_edge.drivers import SensorSample
-from sensing_sim import Fleet, FleetSpec, ManholeSignal, SmokeSignal, make_signal
+from sensing_sim import Fleet, FleetSpec, ManholeSignal, SmokeSignal, WearableSignal, make_signal
+from sensing_sim import signals as sig
 
 HOUR_MS = 3_600_000
 
@@ -43,11 +46,19 @@ def test_same_seed_gives_identical_samples_and_another_seed_does_not() -> None:
     assert [s.values for s in a] != [s.values for s in c]
 
 
+QUIET_FLEET = FleetSpec(n_gateways=2, n_devices=60, interval_s=2.0, seed=3,
+                        mix={"smoke": 1, "manhole": 1, "wearable": 1})
+
+
 @pytest.fixture(scope="module")
 def quiet_hour() -> dict[str, list[SensorSample]]:
-    fleet = Fleet(FleetSpec(n_gateways=2, n_devices=60, interval_s=2.0, seed=3,
-                            mix={"smoke": 1, "manhole": 1, "wearable": 1}))
-    return by_device(run(fleet, HOUR_MS))
+    return by_device(run(Fleet(QUIET_FLEET), HOUR_MS))
+
+
+def steamy(device_id: str) -> bool:
+    fleet = Fleet(QUIET_FLEET)
+    signal = fleet.signal(fleet.device(device_id))
+    return isinstance(signal, SmokeSignal) and signal.steamy
 
 
 def of_kind(series: dict[str, list[SensorSample]], kind: str) -> list[list[SensorSample]]:
@@ -74,10 +85,11 @@ def test_smoke_cooking_bumps_stay_below_alarm(quiet_hour: dict[str, list[SensorS
         temp = channel(samples, "temp_c")
         assert temp.min() >= 19.0 and temp.max() <= 25.0
         peaks.append(obscuration.max())
-        # a bump lasts about a minute: never more than ~90 s (45 readings) above 0.5 %/m
+        # a cooking bump lasts about a minute: never more than ~90 s (45 readings) above
+        # 0.5 %/m; steam near a bathroom up to 8 minutes
         above = obscuration > 0.5
         runs = np.diff(np.flatnonzero(np.diff(np.r_[0, above.astype(int), 0])))[::2]
-        assert all(r <= 46 for r in runs)
+        assert all(r <= (241 if steamy(samples[0].device) else 46) for r in runs)
     cooked = [p for p in peaks if p > 1.0]
     assert len(cooked) >= 3, "an hour of 20 kitchens has some cooking smoke"
 
@@ -165,3 +177,100 @@ def test_smoke_temperature_follows_the_day() -> None:
 def test_make_signal_rejects_unknown_kinds() -> None:
     with pytest.raises(ValueError, match="unknown kind"):
         make_signal("toaster", np.random.default_rng(0))
+
+
+def test_steam_near_a_bathroom_bumps_obscuration_for_minutes_below_alarm() -> None:
+    bumps: list[tuple[float, float, float]] = []  # (minutes above 0.5 %/m, peak, warmth)
+    for i in range(12):
+        signal = SmokeSignal(np.random.default_rng([21, i]))
+        signal.steamy = True
+        signal.COOKING_PER_S = 0.0  # type: ignore[misc]  # steam alone
+        t = np.arange(0.0, 24 * 3600.0, 10.0)
+        samples = [signal.sample(float(x))[0] for x in t]
+        obscuration = np.array([v["obscuration"] for v in samples])
+        temp = np.array([v["temp_c"] for v in samples])
+        co = np.array([v["co_ppm"] for v in samples])
+        assert obscuration.max() < 4.0 and co.max() <= sig.SMOKE_CO_MAX
+        assert np.abs(np.diff(temp)).max() * 6 < 3.0, "°C/min: steam warms a room gently"
+        above = np.r_[False, obscuration > 0.5, False]
+        edges = np.flatnonzero(np.diff(above.astype(int)))
+        for a, b in zip(edges[::2], edges[1::2], strict=True):
+            bumps.append(((b - a) / 6, obscuration[a:b].max(),
+                          temp[a:b].max() - np.median(temp[max(0, a - 30):a])))
+    assert len(bumps) >= 12, "a day of 12 bathrooms has some showers"
+    minutes = [m for m, _, _ in bumps]
+    assert 2.0 <= np.median(minutes) <= 8.0 and max(minutes) <= 8.0
+    assert max(p for _, p, _ in bumps) <= sig.SMOKE_OBSCURATION_QUIET_MAX + sig.SMOKE_STEAM_PEAK[1]
+    assert np.median([w for _, _, w in bumps]) > 0.5, "steam is warm"
+
+
+def test_only_some_detectors_see_steam() -> None:
+    share = np.mean([SmokeSignal(np.random.default_rng([4, i])).steamy for i in range(400)])
+    assert abs(share - sig.SMOKE_STEAM_SHARE) < 0.07
+
+
+def test_wearers_sleep_at_night_slower_heart_no_steps_still() -> None:
+    night_hr, day_hr, night_steps, turns = [], [], 0, 0
+    for i in range(10):
+        signal = WearableSignal(np.random.default_rng([31, i]), day_start_s=0.0)
+        t = np.arange(0.0, 86_400.0, 30.0)
+        samples = [signal.sample(float(x))[0] for x in t]
+        hr = np.array([v["heart_rate"] for v in samples])
+        steps = np.array([v["steps"] for v in samples])
+        accel = np.array([v["accel_g"] for v in samples])
+        hour = t / 3600
+        deep = (hour >= 0.0) & (hour < 5.0)  # everybody is asleep
+        assert hr.min() >= sig.WEARABLE_HR_SLEEP_MIN and hr[~deep].min() >= 45.0
+        assert accel[deep].max() <= sig.WEARABLE_ACCEL_WALK_MAX
+        still = deep & (steps == 0)
+        assert still.mean() / deep.mean() > 0.9, "asleep: no steps but a trip to the bathroom"
+        assert accel[still].max() <= sig.WEARABLE_ACCEL_TURN_MAX
+        turns += int((accel[still] > 1.05).sum())
+        assert (accel[still] <= 1.05).mean() > 0.95, "a sleeping wrist lies still"
+        night_steps += int((steps[deep] > 0).sum())
+        night_hr.append(np.median(hr[still]))
+        day_hr.append(np.median(hr[(hour >= 9) & (hour < 20) & (steps == 0)]))
+    assert all(n < d - 4 for n, d in zip(night_hr, day_hr, strict=True)), (night_hr, day_hr)
+    assert turns >= 10, "sleepers turn over now and then"
+    assert night_steps < 10 * 5 * 120 * 0.05
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), day_start_h=st.floats(0.0, 23.99),
+       interval_s=st.sampled_from([0.5, 2.0, 10.0, 30.0, 60.0]))
+def test_nuisances_never_leave_the_quiet_bounds(seed: int, day_start_h: float,
+                                                interval_s: float) -> None:
+    """Every kind, steam and sleep included, over 1,500 readings at any time of day."""
+    rng = np.random.default_rng(seed)
+    smoke = SmokeSignal(rng, day_start_h * 3600)
+    smoke.steamy = True
+    manhole = ManholeSignal(rng, day_start_h * 3600)
+    wearable = WearableSignal(rng, day_start_h * 3600)
+    t = np.arange(0.0, 1500 * interval_s, interval_s)
+    prev_temp = None
+    for x in t.tolist():
+        v, battery = smoke.sample(x)
+        assert 0.0 <= v["obscuration"] <= (sig.SMOKE_OBSCURATION_QUIET_MAX
+                                           + max(sig.SMOKE_COOKING_PEAK[1],
+                                                 sig.SMOKE_STEAM_PEAK[1]))
+        assert sig.SMOKE_TEMP_RANGE[0] <= v["temp_c"] <= sig.SMOKE_TEMP_RANGE[1]
+        assert 0.0 <= v["co_ppm"] <= sig.SMOKE_CO_MAX and battery >= sig.BATTERY_QUIET_MIN
+        if prev_temp is not None:
+            assert abs(v["temp_c"] - prev_temp) * 60 / interval_s < 6.0
+        prev_temp = v["temp_c"]
+        v, battery = manhole.sample(x)
+        assert 0.0 <= v["tilt_deg"] <= sig.MANHOLE_TRAFFIC_TILT[1]
+        assert sig.MANHOLE_WATER_RAIN_MIN <= v["water_m"] <= sig.MANHOLE_WATER_RANGE[1]
+        assert 0.0 <= v["gas_lel"] <= sig.MANHOLE_GAS_MAX and battery >= sig.BATTERY_QUIET_MIN
+        v, battery = wearable.sample(x)
+        assert sig.WEARABLE_HR_SLEEP_MIN <= v["heart_rate"] <= sig.WEARABLE_HR_WALK_MAX
+        assert sig.WEARABLE_SPO2_RANGE[0] <= v["spo2"] <= sig.WEARABLE_SPO2_RANGE[1]
+        assert 1.0 <= v["accel_g"] <= sig.WEARABLE_ACCEL_WALK_MAX
+        assert v["steps"] >= 0 and v["sos"] == 0.0 and battery >= sig.BATTERY_QUIET_MIN
+
+
+def test_local_time_of_day_is_the_cores() -> None:
+    midnight_utc = 1_795_478_400_000
+    assert sig.local_time_of_day_s(midnight_utc) == 8 * 3600.0
+    assert sig.local_time_of_day_s(midnight_utc + 16 * 3_600_000) == 0.0
+    assert sig.local_time_of_day_s(midnight_utc, utc_offset_h=0.0) == 0.0

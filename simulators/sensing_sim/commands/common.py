@@ -5,17 +5,24 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+import tomllib
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
 from sensing.wire.topics import is_valid_name
 from sensing_edge.cli import parse_mix
-from sensing_sim.score import TypeScore
+from sensing_sim.score import DeadLetterScore, TypeScore
+
+if TYPE_CHECKING:
+    from sensing_sim.fleet import Fleet
+    from sensing_sim.transport import TransportFaults
 
 EPILOG = """examples:
   sensing-sim live --broker-port 1883
@@ -63,6 +70,26 @@ def score_table(scores: list[TypeScore], title: str) -> Table:
     return table
 
 
+def deadletter_table(dl: DeadLetterScore) -> Table:
+    table = Table(title="dead letters (malformed sent against dead-lettered)",
+                  title_justify="left")
+    for column in ("reason", "malformed sent", "dead-lettered"):
+        table.add_column(column, justify="left" if column == "reason" else "right")
+
+    def n(x: int | None) -> str:
+        return "?" if x is None else str(x)
+
+    for r in dl.by_reason:
+        if r.sent or r.dead_lettered:
+            table.add_row(r.reason, n(r.sent), n(r.dead_lettered))
+    table.add_row("total", n(dl.malformed_sent), n(dl.dead_lettered), style="bold")
+    if dl.malformed_sent is None:
+        table.caption = "?: no run report (--report) to tell what was sent"
+    elif dl.dead_lettered is None:
+        table.caption = "?: no dead letters to count (--deadletters, or --listen)"
+    return table
+
+
 def stdout() -> Console:
     """Standard output, wide enough for the score table when it is not a terminal."""
     return Console(width=None if sys.stdout.isatty() else 120)
@@ -106,3 +133,103 @@ def fleet_options(parser: argparse.ArgumentParser) -> None:
                        help="random seed: same seed, same fleet, signals and incidents (default 1)")
     fleet.add_argument("--incidents", choices=["demo", "none"], default="demo",
                        help="demo: one scripted incident of each type; none: quiet (default demo)")
+
+
+def transport_fault_options(parser: argparse.ArgumentParser) -> None:
+    """Faults of delivery for simulated-clock runs (a scenario's [faults] replaces them)."""
+    faults = parser.add_argument_group("faults (a scenario's [faults] section replaces these)")
+    faults.add_argument("--duplicates", type=ranged(float, 0.0, 1.0), default=0.0,
+                        metavar="RATE", help="share of messages delivered twice (default 0)")
+    faults.add_argument("--late", type=ranged(float, 0.0, 1.0), default=0.0, metavar="RATE",
+                        help="share of messages delivered up to --late-max later, out of order "
+                        "(default 0)")
+    faults.add_argument("--late-max", type=ranged(float, 1.0, 86_400), default=30.0,
+                        metavar="SECONDS", help="longest delay of a late message (default 30)")
+    faults.add_argument("--malformed", type=ranged(int, 0, 1_000_000), default=0, metavar="N",
+                        help="malformed messages spread over the run, cycling through malformed "
+                        "JSON, wrong type, missing field, NaN, oversize, foreign gateway "
+                        "(default 0)")
+
+
+def run_options(parser: argparse.ArgumentParser, what: str) -> None:
+    """--scenario, --duration, --start: what a simulated-clock run covers."""
+    run = parser.add_argument_group("run")
+    run.add_argument("--scenario", type=Path, metavar="FILE",
+                     help="a scenario file (TOML: fleet, run, incidents, faults; see "
+                          "simulators/scenarios/); it replaces the fleet and fault options, "
+                          "--duration, --start and --incidents")
+    run.add_argument("--duration", type=ranged(float, 1.0, 1e8), default=600.0,
+                     metavar="SECONDS", help=f"simulated seconds {what} (default 600)")
+    run.add_argument("--start", type=ranged(int, 946_684_800_000, 4_102_444_800_000),
+                     default=1_795_478_400_000, metavar="MS",
+                     help="simulated start, ms since the Unix epoch (default 2026-11-25 "
+                          "00:00 UTC)")
+
+
+class UsageError(ValueError):
+    """A bad option or scenario file: the command exits 2 with this message."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunPlan:
+    """What a simulated-clock run is: the fleet with its incidents, time span and faults."""
+
+    fleet: Fleet
+    duration_s: float
+    start_ms: int
+    faults: TransportFaults
+    speed: float
+    source: dict[str, Any]
+    """where it came from: the scenario file and its settings, or the options"""
+
+    def labels(self) -> list[dict[str, Any]]:
+        return [i.to_dict(self.start_ms) for i in self.fleet.incidents]
+
+
+def plan_from_args(args: argparse.Namespace) -> RunPlan:
+    """The run that --scenario or the fleet, run and fault options describe; raises
+    UsageError with a message that names the bad key or option."""
+    from sensing_sim.fleet import Fleet, FleetSpec
+    from sensing_sim.scenario import load_scenario
+    from sensing_sim.transport import TransportFaults
+
+    if args.scenario is not None:
+        try:
+            scenario = load_scenario(args.scenario)
+            fleet = scenario.build()
+        except OSError as exc:
+            raise UsageError(f"cannot read {args.scenario}: {exc}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise UsageError(f"{args.scenario}: not valid TOML: {exc}") from None
+        except ValidationError as exc:
+            raise UsageError(f"{args.scenario}: " + "; ".join(
+                f"{'.'.join(map(str, e['loc']))}: {e['msg'].removeprefix('Value error, ')}"
+                for e in exc.errors())) from None
+        except ValueError as exc:
+            raise UsageError(f"{args.scenario}: {exc}") from None
+        return RunPlan(fleet, scenario.run.duration_s, scenario.run.start_ms,
+                       scenario.faults.transport(), scenario.run.speed,
+                       {"scenario": str(args.scenario), **scenario.model_dump(mode="json")})
+    try:
+        fleet = Fleet(FleetSpec(n_gateways=args.gateways, n_devices=args.devices, mix=args.mix,
+                                areas=args.areas, interval_s=args.interval, seed=args.seed))
+        if args.incidents == "demo":
+            fleet.schedule_demo_incidents(args.duration)
+        faults = TransportFaults(duplicate_rate=args.duplicates, late_rate=args.late,
+                                 late_max_s=args.late_max, malformed=args.malformed)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    source = {"options": {k: v for k, v in vars(args).items()
+                          if isinstance(v, str | int | float | bool | tuple | dict)}}
+    return RunPlan(fleet, args.duration, args.start, faults, 1.0, source)
+
+
+def write_report(path: Path, doc: dict[str, Any], err: Console, command: str) -> bool:
+    """Write a run's report (indented JSON) to `path`; False, said on stderr, if it cannot."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n")
+    except OSError as exc:
+        err.print(f"sensing-sim {command}: cannot write the report: {exc}", markup=False)
+        return False
+    return True

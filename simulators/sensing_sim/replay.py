@@ -1,0 +1,212 @@
+"""Replay a recording against a broker, `speed` times faster than it was simulated.
+
+A message recorded as arriving `t` simulated seconds after the start is published `t / speed`
+seconds after the replay starts, at QoS 1, with its retain flag. Times inside the messages
+(SNB1 `ts` columns, status `ts`) are moved by one constant so that the recording starts now:
+the core sees the fleet's own timing (a fire still rises at its rate per simulated minute)
+and detects on it as it would live. At a speed above 1 those stamps run ahead of the wall
+clock, by up to `duration * (1 - 1/speed)`. Malformed messages go out byte for byte.
+
+The report carries the labels on the replay's wall clock (`ts_start`/`ts_end` where the core
+saw the incident begin and end) with `speed`, so `sensing-sim score` gives latencies in
+simulated seconds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import struct
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+from paho.mqtt import client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from sensing.wire import snb1
+from sensing_sim.recording import RecordingReader
+from sensing_sim.transport import DUPLICATE, KINDS_OF_MESSAGE, READINGS, STATUS
+
+
+class ReplayError(RuntimeError):
+    """The replay could not run (broker unreachable, publish refused)."""
+
+
+def shift_snb1_ts(payload: bytes, shift_ms: int) -> bytes:
+    """The SNB1 batch with every reading's `ts` moved by `shift_ms`."""
+    header = snb1.HEADER.unpack_from(payload)
+    n_readings, tables_len = header[6], header[8]
+    at = snb1.HEADER_SIZE + tables_len
+    ts = struct.unpack_from(f"<{n_readings}q", payload, at)
+    moved = struct.pack(f"<{n_readings}q", *(t + shift_ms for t in ts))
+    return payload[:at] + moved + payload[at + len(moved):]
+
+
+def shift_status_ts(payload: bytes, shift_ms: int) -> bytes:
+    status = orjson.loads(payload)
+    status["ts"] = int(status["ts"]) + shift_ms
+    return orjson.dumps(status)
+
+
+def rebased(what: str, payload: bytes, shift_ms: int) -> bytes:
+    """The payload as it is published in a replay: its own times moved by `shift_ms`."""
+    if what in (READINGS, DUPLICATE) and payload.startswith(snb1.MAGIC):
+        return shift_snb1_ts(payload, shift_ms)
+    if what == STATUS:
+        return shift_status_ts(payload, shift_ms)
+    return payload
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayProgress:
+    sim_s: float
+    messages: int
+    lag_s: float
+
+
+@dataclass(slots=True)
+class ReplayReport:
+    recording: str
+    broker: str
+    speed: float
+    start_ms: int
+    """wall clock when the replay began (the recording's start maps to it)"""
+    end_ms: int
+    wall_s: float
+    simulated_s: float
+    stopped_early: bool
+    all_acked: bool
+    messages: dict[str, int]
+    readings_published: int
+    lag_max_s: float
+    """how far the replay fell behind its schedule at worst (the broker or this machine
+    could not keep up at this speed if it is large)"""
+    malformed_sent: dict[str, int]
+    recorded: dict[str, Any] | None
+    """what the recorded run sent (the recording's trailer)"""
+    incidents: list[dict[str, Any]] = field(default_factory=list)
+    """the labels, with ts_start/ts_end on this replay's wall clock and `speed`"""
+
+    @property
+    def malformed_total(self) -> int:
+        return sum(self.malformed_sent.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["malformed_total"] = self.malformed_total
+        return out
+
+
+def wall_labels(labels: list[dict[str, Any]], rec_start_ms: int, wall_start_ms: int,
+                speed: float) -> list[dict[str, Any]]:
+    """Labels moved onto the replay's wall clock: simulated time t maps to t / speed."""
+    out = []
+    for label in labels:
+        moved = dict(label)
+        for key in ("ts_start", "ts_end"):
+            moved[key] = wall_start_ms + round((int(label[key]) - rec_start_ms) / speed)
+        moved["speed"] = speed
+        out.append(moved)
+    return out
+
+
+class _Publisher:
+    def __init__(self, host: str, port: int, timeout: float) -> None:
+        self._client = mqtt.Client(CallbackAPIVersion.VERSION2,
+                                   client_id=f"sensing-sim-replay-{uuid.uuid4().hex[:12]}",
+                                   protocol=mqtt.MQTTv311)
+        self._client.max_inflight_messages_set(1000)
+        connected = threading.Event()
+
+        def on_connect(client: mqtt.Client, userdata: Any, flags: mqtt.ConnectFlags,
+                       reason_code: ReasonCode, properties: Properties | None) -> None:
+            if not reason_code.is_failure:
+                connected.set()
+
+        self._client.on_connect = on_connect
+        try:
+            self._client.connect(host, port, keepalive=30)
+        except OSError as exc:
+            raise ReplayError(f"cannot connect to the broker at {host}:{port}: {exc}") from exc
+        self._client.loop_start()
+        if not connected.wait(timeout):
+            self.close(0.0)
+            raise ReplayError(f"the broker at {host}:{port} did not accept a connection")
+        self.infos: list[mqtt.MQTTMessageInfo] = []
+
+    def publish(self, topic: str, payload: bytes, retain: bool) -> None:
+        info = self._client.publish(topic, payload, qos=1, retain=retain)
+        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            raise ReplayError(f"publish on {topic} failed: {mqtt.error_string(info.rc)}")
+        self.infos.append(info)
+        if len(self.infos) > 10_000:
+            self.infos = [i for i in self.infos if not i.is_published()]
+
+    def close(self, timeout: float) -> bool:
+        """Wait up to `timeout` for every PUBACK, then disconnect; True if all came."""
+        deadline = time.monotonic() + timeout
+        for info in self.infos:
+            with contextlib.suppress(RuntimeError, ValueError):
+                info.wait_for_publish(max(0.01, deadline - time.monotonic()))
+        acked = all(i.is_published() for i in self.infos)
+        self._client.disconnect()
+        self._client.loop_stop()
+        return acked
+
+
+def replay(path: Path, *, host: str = "127.0.0.1", port: int = 1883, speed: float = 1.0,
+           stop: threading.Event | None = None, connect_timeout_s: float = 10.0,
+           stop_timeout_s: float = 30.0,
+           progress: Callable[[ReplayProgress], None] | None = None,
+           progress_every_s: float = 1.0) -> ReplayReport:
+    """Publish the recording at `path`; blocks until done or `stop` is set."""
+    if not speed > 0:
+        raise ValueError("speed must be positive")
+    stop = stop or threading.Event()
+    reader = RecordingReader(path)
+    rec_start = reader.start_ms
+    publisher = _Publisher(host, port, connect_timeout_s)
+    counts = dict.fromkeys(KINDS_OF_MESSAGE, 0)
+    readings = 0
+    lag_max = 0.0
+    t0 = time.monotonic()
+    wall_start = time.time_ns() // 1_000_000
+    shift = wall_start - rec_start
+    sim_s = 0.0
+    next_progress = progress_every_s
+    try:
+        for m in reader.messages():
+            sim_s = (m.at_ms - rec_start) / 1000
+            due = sim_s / speed
+            while (ahead := due - (time.monotonic() - t0)) > 0:
+                if stop.wait(min(ahead, 0.2)):
+                    break
+            if stop.is_set():
+                break
+            lag_max = max(lag_max, time.monotonic() - t0 - due)
+            publisher.publish(m.topic, rebased(m.what, m.payload, shift), m.retain)
+            counts[m.what] += 1
+            readings += m.readings
+            if progress is not None and time.monotonic() - t0 >= next_progress:
+                next_progress += progress_every_s
+                progress(ReplayProgress(round(sim_s, 1), sum(counts.values()),
+                                        round(lag_max, 3)))
+    finally:
+        all_acked = publisher.close(stop_timeout_s)
+    return ReplayReport(
+        recording=str(path), broker=f"{host}:{port}", speed=speed, start_ms=wall_start,
+        end_ms=time.time_ns() // 1_000_000, wall_s=round(time.monotonic() - t0, 3),
+        simulated_s=round(sim_s, 3), stopped_early=stop.is_set(), all_acked=all_acked,
+        messages=counts, readings_published=readings, lag_max_s=round(lag_max, 3),
+        malformed_sent={w: n for w, n in counts.items()
+                        if w not in (READINGS, STATUS, DUPLICATE)},
+        recorded=reader.trailer,
+        incidents=wall_labels(reader.labels, rec_start, wall_start, speed),
+    )
