@@ -44,6 +44,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sensing.wire import Grade
 from sensing_sim.fleet import DEFAULT_AREAS, DEFAULT_MIX, Fleet, FleetSpec
 from sensing_sim.incidents import INCIDENT_TYPES, Incident, kinds_of
+from sensing_sim.signals import local_time_of_day_s
 from sensing_sim.transport import ClockSkew, Restart, TransportFaults
 
 _STRICT = ConfigDict(frozen=True, extra="forbid")
@@ -57,7 +58,9 @@ class FleetSection(BaseModel):
     mix: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_MIX))
     interval_s: float = 2.0
     seed: int = Field(default=1, ge=0)
-    day_start_s: float = Field(default=36_000.0, ge=0, lt=86_400)
+    day_start_s: float | None = Field(default=None, ge=0, lt=86_400)
+    """local time of day at the start, for daily cycles, walks and sleep; default (and best
+    left so): the core's local time at [run] start_ms, so the fleet's days are the core's"""
 
 
 class RunSection(BaseModel):
@@ -156,7 +159,8 @@ class Scenario(BaseModel):
         f = self.fleet
         fleet = Fleet(FleetSpec(n_gateways=f.gateways, n_devices=f.devices, mix=f.mix,
                                 areas=f.areas, interval_s=f.interval_s, seed=f.seed,
-                                day_start_s=f.day_start_s))
+                                day_start_s=local_time_of_day_s(self.run.start_ms)
+                                if f.day_start_s is None else f.day_start_s))
         for n, entry in enumerate(self.incidents):
             try:
                 fleet.add_incident(self._incident(fleet, entry))

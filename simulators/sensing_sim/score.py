@@ -5,8 +5,10 @@ An *alert* is one `alert_id` (its transitions grouped): its device, type, the ti
 first raised and the highest grade it reached. A label (an incident, `Incident.to_dict` with
 `ts_start`/`ts_end`) is *detected* when an alert of its device and type was raised between its
 start and `grace_s` after its end (detectors confirm over a while: a CO alarm may take tens of
-minutes by EN 50291). The first such alert is a true positive; further ones for the same label
-are duplicates; an alert that matches no label is a false positive. Latency is the first
+minutes by EN 50291), and before the next incident of the same device and type began (a
+flapping link: each drop is its own incident and gets its own alert). The first such alert
+is a true positive; further ones within the label's window are duplicates; an alert that
+matches no label is a false positive. Latency is the first
 alert's raise time minus the label's start; `grade_ok` counts detected labels whose alert
 reached at least the label's grade.
 
@@ -100,16 +102,36 @@ def score(labels: Iterable[Mapping[str, Any]], alerts: Iterable[Alert],
     all_alerts = sorted(alerts, key=lambda a: a.ts_raised)
     for a in all_alerts:
         by_key.setdefault((a.device, a.type), []).append(a)
+    labels_of: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
+    for label in sorted(labels, key=lambda lb: int(lb["ts_start"])):
+        labels_of.setdefault((str(label["device"]), str(label["type"])), []).append(label)
     used: set[str] = set()
     found: dict[str, list[tuple[Mapping[str, Any], Alert | None, int]]] = {}
-    for label in sorted(labels, key=lambda lb: int(lb["ts_start"])):
-        start, end = int(label["ts_start"]), int(label["ts_end"])
-        until = end + grace_s * 1000 / label_speed(label)
-        hits = [a for a in by_key.get((str(label["device"]), str(label["type"])), [])
-                if start <= a.ts_raised <= until and a.alert_id not in used]
-        used.update(a.alert_id for a in hits)
-        found.setdefault(str(label["type"]), []).append(
-            (label, hits[0] if hits else None, max(0, len(hits) - 1)))
+    for key, same in labels_of.items():
+        windows = []
+        for n, label in enumerate(same):
+            start, end = int(label["ts_start"]), int(label["ts_end"])
+            until = end + grace_s * 1000 / label_speed(label)
+            # An alert raised after the next incident on the same device began is that one's
+            # (a link that flaps: one gateway.offline alert per drop).
+            cap = until if n + 1 == len(same) else min(until, max(
+                end, int(same[n + 1]["ts_start"]) - 1))
+            hit = next((a for a in by_key.get(key, [])
+                        if start <= a.ts_raised <= cap and a.alert_id not in used), None)
+            if hit is not None:
+                used.add(hit.alert_id)
+            windows.append((label, hit, start, until))
+        extra = [0] * len(windows)
+        for a in by_key.get(key, []):
+            if a.alert_id in used:
+                continue
+            owner = [n for n, (_, _, start, until) in enumerate(windows)
+                     if start <= a.ts_raised <= until]
+            if owner:  # a second alert for an incident already alerted on
+                extra[owner[-1]] += 1
+                used.add(a.alert_id)
+        for (label, hit, _, _), dup in zip(windows, extra, strict=True):
+            found.setdefault(str(label["type"]), []).append((label, hit, dup))
     alerts_of: dict[str, list[Alert]] = {}
     for a in all_alerts:
         alerts_of.setdefault(a.type, []).append(a)

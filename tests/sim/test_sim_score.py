@@ -86,3 +86,21 @@ def test_a_bad_speed_is_an_error(speed: object) -> None:
     bad = {**label("smoke.co", "s-1", 0, 10, "critical"), "speed": speed}
     with pytest.raises(ValueError, match="speed"):
         score([bad], [])
+
+
+def test_each_drop_of_a_flapping_link_is_matched_by_its_own_alert() -> None:
+    labels = [label("gateway.offline", "gw-07", start, start + 30, "major")
+              for start in (240, 540, 840)]
+    alerts = alerts_from_transitions([
+        transition("g1", "gateway.offline", "gw-07", 240, "major"),
+        transition("g2", "gateway.offline", "gw-07", 541, "major"),
+        transition("g3", "gateway.offline", "gw-07", 842, "major"),
+        transition("g4", "gateway.offline", "gw-07", 850, "major"),  # a second for the third
+    ])
+    [s] = score(labels, alerts, grace_s=600)
+    assert (s.labels, s.detected, s.duplicates, s.false_positives) == (3, 3, 1, 0)
+    assert s.latency_median_s == 1.0
+
+    # the first drop went unnoticed: the second drop's alert is not taken for it
+    [s] = score(labels, [a for a in alerts if a.alert_id != "g1"], grace_s=600)
+    assert (s.detected, s.duplicates, s.false_positives) == (2, 1, 0)

@@ -191,6 +191,7 @@ def plan_from_args(args: argparse.Namespace) -> RunPlan:
     UsageError with a message that names the bad key or option."""
     from sensing_sim.fleet import Fleet, FleetSpec
     from sensing_sim.scenario import load_scenario
+    from sensing_sim.signals import local_time_of_day_s
     from sensing_sim.transport import TransportFaults
 
     if args.scenario is not None:
@@ -212,7 +213,8 @@ def plan_from_args(args: argparse.Namespace) -> RunPlan:
                        {"scenario": str(args.scenario), **scenario.model_dump(mode="json")})
     try:
         fleet = Fleet(FleetSpec(n_gateways=args.gateways, n_devices=args.devices, mix=args.mix,
-                                areas=args.areas, interval_s=args.interval, seed=args.seed))
+                                areas=args.areas, interval_s=args.interval, seed=args.seed,
+                                day_start_s=local_time_of_day_s(args.start)))
         if args.incidents == "demo":
             fleet.schedule_demo_incidents(args.duration)
         faults = TransportFaults(duplicate_rate=args.duplicates, late_rate=args.late,

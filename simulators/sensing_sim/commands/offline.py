@@ -78,7 +78,9 @@ def execute(args: argparse.Namespace, err: Console) -> int:
     from sensing_sim.offline import OfflineRun, feed_core, run_offline
     from sensing_sim.recording import RecordingError, RecordingReader
 
-    configure("console", "WARNING")
+    # The core logs each dead letter as a warning; here they are the injected malformed
+    # messages, counted in the dead-letter table instead.
+    configure("console", "ERROR")
     with Progress(console=err, transient=True) as bar:
         if args.recording is not None:
             try:
