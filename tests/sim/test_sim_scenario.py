@@ -27,7 +27,10 @@ def test_the_pilot_community_has_its_fleet_and_one_incident_of_each_kind() -> No
     assert all(i.grade is Grade.CRITICAL for i in fires)
     assert {i.type for i in fleet.incidents} == {
         "smoke.fire", "smoke.co", "manhole.displaced", "manhole.gas", "manhole.overflow",
-        "wearable.vitals", "wearable.sos", "wearable.fall", "device.battery"}
+        "wearable.vitals", "wearable.sos", "wearable.fall", "device.battery", "device.fault",
+        "device.offline", "gateway.offline"}
+    flaps = fleet.gateway_outages("gw-07")  # while the link of gateway 7 flaps
+    assert len(flaps) == 3 and all(i.end_s - i.start_s == 30 for i in flaps)
 
 
 def test_a_small_scenario_file_runs_offline_and_scores(
@@ -79,6 +82,20 @@ def test_the_district_load_scenario_builds_its_fleet() -> None:
     assert len({g.area for g in fleet.gateways}) == 50
     assert sum(len(fleet.devices_of(g.id)) for g in fleet.gateways) == 100_000
     assert len(fleet.incidents) >= 9
+
+
+def test_the_chaos_scenario_labels_every_alert_type_of_the_contract_and_injects_every_fault(
+) -> None:
+    contract = (Path(__file__).resolve().parents[2] / "docs" / "contract.md").read_text()
+    types = set(re.findall(r"^\| `([a-z]+\.[a-z]+)` \|", contract, re.MULTILINE))
+    assert len(types) == 13
+    scenario = load_scenario(SCENARIOS / "chaos.toml")
+    fleet = scenario.build()
+    assert {i.type for i in fleet.incidents} == types
+    faults = scenario.faults.transport()
+    assert faults.duplicate_rate > 0 and faults.late_rate > 0 and faults.malformed > 0
+    assert faults.restarts and faults.clock_skew and scenario.faults.link_flaps
+    assert all(i.end_s <= scenario.run.duration_s for i in fleet.incidents)
 
 
 def test_the_faults_section_becomes_transport_faults_and_link_flaps_become_labels() -> None:
