@@ -8,9 +8,11 @@ start and `grace_s` after its end (detectors confirm over a while: a CO alarm ma
 minutes by EN 50291), and before the next incident of the same device and type began (a
 flapping link: each drop is its own incident and gets its own alert). The first such alert
 is a true positive; further ones within the label's window are duplicates; an alert that
-matches no label is a false positive. Latency is the first
-alert's raise time minus the label's start; `grade_ok` counts detected labels whose alert
-reached at least the label's grade.
+matches no label is a false positive. A label with no new alert is still detected (`covered`)
+when the alert of an earlier incident of its device and type was still open when it began: a
+link that keeps flapping gets one alert held open (the core's flap damping), not one per drop;
+covered labels have no latency. Latency is the first alert's raise time minus the label's
+start; `grade_ok` counts detected labels whose alert reached at least the label's grade.
 
 Time-scaled labels: a label with `"speed": N` comes from a run N times faster than simulated
 time (a replayed recording); its `ts_start`/`ts_end` are on that run's wall clock, like the
@@ -48,12 +50,18 @@ class Alert:
     ts_raised: int
     grade: Grade
     """the highest grade it reached"""
+    ts_resolved: int | None = None
+    """when it was resolved; None: still open at the end of what was heard"""
+
+    def open_at(self, ts: int) -> bool:
+        return self.ts_raised <= ts and (self.ts_resolved is None or ts < self.ts_resolved)
 
 
 def alerts_from_transitions(transitions: Iterable[Mapping[str, Any]]) -> list[Alert]:
     """One `Alert` per alert_id, from the contract's alert messages in any order."""
     first: dict[str, Mapping[str, Any]] = {}
     top: dict[str, Grade] = {}
+    resolved: dict[str, int] = {}
     for t in transitions:
         aid = str(t["alert_id"])
         if aid not in first or int(t["ts_raised"]) < int(first[aid]["ts_raised"]):
@@ -61,8 +69,10 @@ def alerts_from_transitions(transitions: Iterable[Mapping[str, Any]]) -> list[Al
         grade = Grade(t["grade"])
         if aid not in top or RANK[grade] > RANK[top[aid]]:
             top[aid] = grade
-    return [Alert(aid, str(t["type"]), str(t["device"]), int(t["ts_raised"]), top[aid])
-            for aid, t in first.items()]
+        if t.get("state") == "resolved":
+            resolved[aid] = min(resolved.get(aid, int(t["ts_raised"])), int(t["ts_raised"]))
+    return [Alert(aid, str(t["type"]), str(t["device"]), int(t["ts_raised"]), top[aid],
+                  resolved.get(aid)) for aid, t in first.items()]
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +89,10 @@ class TypeScore:
     f1: float
     latency_median_s: float | None
     latency_p95_s: float | None
+    covered: int = 0
+    """detected labels whose device already had an open alert of the type when they began
+    (a link that keeps flapping: the core holds one alert open instead of raising anew);
+    they count for recall, not for latency"""
 
 
 def _p95(xs: list[float]) -> float:
@@ -120,6 +134,9 @@ def score(labels: Iterable[Mapping[str, Any]], alerts: Iterable[Alert],
                         if start <= a.ts_raised <= cap and a.alert_id not in used), None)
             if hit is not None:
                 used.add(hit.alert_id)
+            else:
+                hit = next((a for _, a, _, _ in windows if a is not None
+                            and a.open_at(start)), None)
             windows.append((label, hit, start, until))
         extra = [0] * len(windows)
         for a in by_key.get(key, []):
@@ -141,8 +158,9 @@ def score(labels: Iterable[Mapping[str, Any]], alerts: Iterable[Alert],
         detected = [(lb, a) for lb, a, _ in rows if a is not None]
         n_alerts = len(alerts_of.get(type_, []))
         false_pos = sum(1 for a in alerts_of.get(type_, []) if a.alert_id not in used)
+        covered = [(lb, a) for lb, a in detected if a.ts_raised < int(lb["ts_start"])]
         latencies = [(a.ts_raised - int(lb["ts_start"])) / 1000 * label_speed(lb)
-                     for lb, a in detected]
+                     for lb, a in detected if a.ts_raised >= int(lb["ts_start"])]
         recall = len(detected) / len(rows) if rows else 0.0
         precision = len(detected) / (len(detected) + false_pos) if detected or false_pos else 0.0
         f1 = 2 * recall * precision / (recall + precision) if recall + precision else 0.0
@@ -152,7 +170,7 @@ def score(labels: Iterable[Mapping[str, Any]], alerts: Iterable[Alert],
             grade_ok=sum(1 for lb, a in detected if RANK[a.grade] >= RANK[Grade(lb["grade"])]),
             recall=recall, precision=precision, f1=f1,
             latency_median_s=statistics.median(latencies) if latencies else None,
-            latency_p95_s=_p95(latencies) if latencies else None))
+            latency_p95_s=_p95(latencies) if latencies else None, covered=len(covered)))
     return out
 
 

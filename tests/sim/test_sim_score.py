@@ -104,3 +104,25 @@ def test_each_drop_of_a_flapping_link_is_matched_by_its_own_alert() -> None:
     # the first drop went unnoticed: the second drop's alert is not taken for it
     [s] = score(labels, [a for a in alerts if a.alert_id != "g1"], grace_s=600)
     assert (s.detected, s.duplicates, s.false_positives) == (2, 1, 0)
+
+
+def test_a_label_that_begins_under_an_alert_still_open_is_covered_without_a_latency() -> None:
+    labels = [label("gateway.offline", "gw-07", start, start + 30, "major")
+              for start in (3000, 3600, 4200, 4800)]
+    alerts = alerts_from_transitions([
+        transition("g1", "gateway.offline", "gw-07", 3000, "major"),
+        transition("g1", "gateway.offline", "gw-07", 3065, "major", "resolved"),
+        transition("g2", "gateway.offline", "gw-07", 3600, "major"),
+        transition("g2", "gateway.offline", "gw-07", 3665, "major", "resolved"),
+        # flapping: the core holds the third drop's alert open through the fourth
+        transition("g3", "gateway.offline", "gw-07", 4200, "major"),
+        transition("g3", "gateway.offline", "gw-07", 4230, "major", "updated"),
+        transition("g3", "gateway.offline", "gw-07", 6066, "major", "resolved"),
+    ])
+    [s] = score(labels, alerts)
+    assert (s.detected, s.covered, s.duplicates, s.false_positives) == (4, 1, 0, 0)
+    assert s.recall == 1.0 and s.latency_p95_s == 0.0
+    # an alert resolved before the label began covers nothing
+    [s] = score([*labels[:1], label("gateway.offline", "gw-07", 3070, 3080, "major")],
+                alerts[:1])
+    assert (s.detected, s.covered) == (1, 0)
