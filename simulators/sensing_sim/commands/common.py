@@ -53,14 +53,14 @@ def read_json_records(path: Path) -> list[dict[str, Any]]:
 
 
 def score_table(scores: list[TypeScore], title: str) -> Table:
-    table = Table(title=title, title_justify="left")
-    for column in ("type", "labels", "detected", "recall", "precision", "F1",
-                   "latency p50", "p95", "dup.", "false +", "grade ok"):
+    table = Table(title=f"{title}; latency p50, p95 in simulated seconds", title_justify="left")
+    for column in ("type", "labels", "found", "recall", "prec.", "F1", "p50 s", "p95 s",
+                   "dup.", "false +", "grade ok"):
         table.add_column(column, justify="left" if column == "type" else "right",
-                         no_wrap=column == "type")
+                         no_wrap=True)
 
     def secs(x: float | None) -> str:
-        return "" if x is None else f"{x:.1f} s"
+        return "" if x is None else f"{x:.1f}"
 
     for sc in scores:
         detected = f"{sc.detected}" + (f" ({sc.covered} open)" if sc.covered else "")
@@ -69,8 +69,8 @@ def score_table(scores: list[TypeScore], title: str) -> Table:
                       secs(sc.latency_p95_s), str(sc.duplicates), str(sc.false_positives),
                       f"{sc.grade_ok}/{sc.detected}")
     if any(sc.covered for sc in scores):
-        table.caption = ("(N open): labels that began while an alert of their device and type "
-                         "was still open (e.g. a flapping link held as one alert); no latency")
+        table.caption = ("found (N open): N labels began while the alert of an earlier one was "
+                         "still open (a flapping link held as one alert): no latency")
     return table
 
 
