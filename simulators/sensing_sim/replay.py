@@ -19,6 +19,7 @@ import struct
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -33,6 +34,9 @@ from paho.mqtt.reasoncodes import ReasonCode
 from sensing.wire import snb1
 from sensing_sim.recording import RecordingReader
 from sensing_sim.transport import DUPLICATE, KINDS_OF_MESSAGE, READINGS, STATUS
+
+MAX_UNACKED = 20_000
+"""publishes awaiting their PUBACK before the replay waits for the oldest"""
 
 
 class ReplayError(RuntimeError):
@@ -104,14 +108,31 @@ class ReplayReport:
         return out
 
 
+class _Clock:
+    """Where the replay's wall clock was when it reached given simulated times: the labels'
+    starts and ends, so that a replay that falls behind still labels where the core saw them."""
+
+    def __init__(self, times_ms: list[int]) -> None:
+        self._pending = sorted(set(times_ms))
+        self.reached: dict[int, int] = {}
+
+    def passed(self, sim_ms: int, wall_ms: int) -> None:
+        """Publishing has reached `sim_ms` at `wall_ms`."""
+        while self._pending and self._pending[0] <= sim_ms:
+            self.reached[self._pending.pop(0)] = wall_ms
+
+
 def wall_labels(labels: list[dict[str, Any]], rec_start_ms: int, wall_start_ms: int,
-                speed: float) -> list[dict[str, Any]]:
-    """Labels moved onto the replay's wall clock: simulated time t maps to t / speed."""
+                speed: float, reached: dict[int, int] | None = None) -> list[dict[str, Any]]:
+    """Labels moved onto the replay's wall clock: where the replay reached their times
+    (`reached`), else where its schedule put them, simulated time t at t / speed."""
+    reached = reached or {}
     out = []
     for label in labels:
         moved = dict(label)
         for key in ("ts_start", "ts_end"):
-            moved[key] = wall_start_ms + round((int(label[key]) - rec_start_ms) / speed)
+            ts = int(label[key])
+            moved[key] = reached.get(ts, wall_start_ms + round((ts - rec_start_ms) / speed))
         moved["speed"] = speed
         out.append(moved)
     return out
@@ -139,15 +160,23 @@ class _Publisher:
         if not connected.wait(timeout):
             self.close(0.0)
             raise ReplayError(f"the broker at {host}:{port} did not accept a connection")
-        self.infos: list[mqtt.MQTTMessageInfo] = []
+        self.infos: deque[mqtt.MQTTMessageInfo] = deque()
+        """publishes not yet acknowledged, oldest first (give or take: PUBACKs may come out of
+        order, so a few acknowledged ones can wait behind an older one)"""
 
     def publish(self, topic: str, payload: bytes, retain: bool) -> None:
         info = self._client.publish(topic, payload, qos=1, retain=retain)
         if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
             raise ReplayError(f"publish on {topic} failed: {mqtt.error_string(info.rc)}")
         self.infos.append(info)
-        if len(self.infos) > 10_000:
-            self.infos = [i for i in self.infos if not i.is_published()]
+        while self.infos and self.infos[0].is_published():
+            self.infos.popleft()
+        # paho numbers messages with 16 bits: hold back rather than let them wrap around (the
+        # replay then falls behind its schedule, which its lag says)
+        while len(self.infos) >= MAX_UNACKED:
+            self.infos[0].wait_for_publish(1.0)
+            while self.infos and self.infos[0].is_published():
+                self.infos.popleft()
 
     def close(self, timeout: float) -> bool:
         """Wait up to `timeout` for every PUBACK, then disconnect; True if all came."""
@@ -173,6 +202,7 @@ def replay(path: Path, *, host: str = "127.0.0.1", port: int = 1883, speed: floa
     reader = RecordingReader(path)
     rec_start = reader.start_ms
     publisher = _Publisher(host, port, connect_timeout_s)
+    clock = _Clock([int(lb[k]) for lb in reader.labels for k in ("ts_start", "ts_end")])
     counts = dict.fromkeys(KINDS_OF_MESSAGE, 0)
     readings = 0
     lag_max = 0.0
@@ -191,6 +221,7 @@ def replay(path: Path, *, host: str = "127.0.0.1", port: int = 1883, speed: floa
             if stop.is_set():
                 break
             lag_max = max(lag_max, time.monotonic() - t0 - due)
+            clock.passed(m.at_ms, time.time_ns() // 1_000_000)
             publisher.publish(m.topic, rebased(m.what, m.payload, shift), m.retain)
             counts[m.what] += 1
             readings += m.readings
@@ -208,5 +239,5 @@ def replay(path: Path, *, host: str = "127.0.0.1", port: int = 1883, speed: floa
         malformed_sent={w: n for w, n in counts.items()
                         if w not in (READINGS, STATUS, DUPLICATE)},
         recorded=reader.trailer,
-        incidents=wall_labels(reader.labels, rec_start, wall_start, speed),
+        incidents=wall_labels(reader.labels, rec_start, wall_start, speed, clock.reached),
     )
