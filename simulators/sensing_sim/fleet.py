@@ -65,6 +65,8 @@ DEMO_INCIDENTS: Final[tuple[tuple[str, str], ...]] = tuple(
 """(type, variant) of the demo incidents, in the order they start"""
 DEMO_INCIDENT_TYPES: Final[tuple[str, ...]] = tuple(dict.fromkeys(t for t, _ in DEMO_INCIDENTS))
 
+MIN_READINGS_IN_INCIDENT: Final = 5
+"""readings of a device an incident spans at the least (the core confirms over several)"""
 _QUICK_S: Final = 60.0
 """incidents needing longer than this are left out of runs too short for them (shorter ones
 are cut to the run, as ever)"""
@@ -244,12 +246,16 @@ class Fleet:
 
     def length_needed_s(self, type_: str, variant: str = "", kind: str | None = None) -> float:
         """How long an incident must last for the core to raise it, at this fleet's interval:
-        the type's typical length, or for `device.offline` its silence (whichever is longer).
+        the type's typical length, but at least `MIN_READINGS_IN_INCIDENT` readings of it (a
+        detector reading every minute sees a one-minute fire once), or for `device.offline`
+        its silence (whichever is longest).
         """
         variant = variant or default_variant(type_)
         forms = [form_of(type_, variant, k) for k in ((kind,) if kind else
                                                       kinds_of(type_, variant))]
         length = max(f.length_s for f in forms if f is not None)
+        if type_ != "gateway.offline":
+            length = max(length, MIN_READINGS_IN_INCIDENT * self.spec.interval_s)
         if type_ == "device.offline":
             length = max(length, device_offline_needs_s(self.spec.interval_s))
         return length
@@ -343,6 +349,7 @@ class FleetDriver:
         self.samples_taken = 0
         self._devices = fleet.devices_of(gateway)
         self._signals = [fleet.signal(d) for d in self._devices]
+        self._last_t: list[float | None] = [None] * len(self._devices)
         self._due: list[tuple[float, int]] = [(d.phase_s, i) for i, d in enumerate(self._devices)]
         heapq.heapify(self._due)
 
@@ -372,6 +379,7 @@ class FleetDriver:
                 incidents: Sequence[Incident]) -> SensorSample:
         device = self._devices[i]
         values, battery = self._signals[i].sample(t_s)
+        since, self._last_t[i] = self._last_t[i], t_s
         for incident in incidents:
-            values, battery = incident.apply(t_s, values, battery)
+            values, battery = incident.apply(t_s, values, battery, since)
         return SensorSample(device.id, device.kind, now_ms, values, battery)

@@ -380,11 +380,18 @@ class Incident:
         """Whether the device sends nothing at `t_s` (a `device.offline` incident's window)."""
         return self.type == "device.offline" and self.start_s <= t_s < self.end_s
 
-    def apply(self, t_s: float, values: Values, battery: float) -> tuple[Values, float]:
-        """The device's reading at `t_s` with this incident, from its quiet reading."""
+    def apply(self, t_s: float, values: Values, battery: float,
+              since_s: float | None = None) -> tuple[Values, float]:
+        """The device's reading at `t_s` with this incident, from its quiet reading;
+        `since_s`: the time of the device's previous reading, if any."""
         if not self.effect_start_s <= t_s < self.end_s:
             return values, battery
-        return _EFFECTS[self.type](self, t_s - self.start_s, dict(values), battery)
+        elapsed = t_s - self.start_s
+        if self.type == "wearable.fall" and since_s is not None and since_s < self.start_s:
+            # accel_g is the peak since the previous reading: the first reading after the
+            # impact carries it, however long the device's interval
+            elapsed = 0.0
+        return _EFFECTS[self.type](self, elapsed, dict(values), battery)
 
     def to_dict(self, run_start_ms: int | None = None) -> dict[str, object]:
         """JSON-ready label; with `run_start_ms`, also the window as `ts_start`/`ts_end` (ms)."""

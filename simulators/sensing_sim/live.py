@@ -1,45 +1,56 @@
-"""Run a fleet live against a broker: one real edge agent per gateway, in this process.
+"""Run a fleet live against a broker: one real edge agent per gateway.
 
     report = run_live(fleet, LiveOptions(port=1883, duration_s=60, duplicate_rate=0.02,
                                          malformed=6))
+    report = run_live(district, LiveOptions(port=1883, duration_s=120, processes=None))
 
-Faults are injected beside the agents by a separate MQTT client: duplicates re-publish a
-fraction of the agents' batches on the same topic, malformed messages are spread over the
-run on the gateways' readings topics. Every injected fault is counted in the `LiveReport`.
+Each agent has its own MQTT client and threads. A small fleet runs in this process; a large
+one is shared out over worker processes (`processes`; None picks `default_processes`), each
+rebuilding the fleet from its spec and running the agents of a contiguous run of gateways
+(`sensing_sim.live_workers`). One process holds at most about 300 agents: paho's network
+loop uses select(), blind to file descriptors from 1,024 on.
+
+Faults are injected beside the agents by separate MQTT clients: duplicates re-publish a
+fraction of the agents' batches on the same topic (in the agents' process), malformed
+messages are spread over the run on the gateways' readings topics (from this process). A
+gateway with `gateway.offline` incidents (`Fleet.gateway_outages`) reaches the broker through
+a loopback relay that cuts its link in each incident's window (`sensing_sim.live_relay`): the
+broker publishes the agent's last will, the agent buffers and delivers after it reconnects.
+Every injected fault is counted in the `LiveReport`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import socket
 import threading
 import time
-import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-import numpy as np
 import orjson
-from paho.mqtt import client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
-from paho.mqtt.properties import Properties
-from paho.mqtt.reasoncodes import ReasonCode
 
-from sensing.wire import decode_readings
-from sensing.wire.topics import parse_gateway_topic, readings_topic
-from sensing_edge.agent import AgentSettings, GatewayAgent, wall_clock_ms
+from sensing.wire.topics import readings_topic
+from sensing_edge.agent import wall_clock_ms
 from sensing_edge.batching import PayloadFormat
 from sensing_sim.faults import MALFORMED_REASONS, malformed_payload
-from sensing_sim.fleet import Fleet, Gateway
-from sensing_sim.tally import UniqueReadings
+from sensing_sim.fleet import Fleet
+from sensing_sim.live_shard import (
+    FaultClient,
+    LiveError,
+    Shard,
+    ShardCounters,
+    auto_poll_interval,
+    check_reachable,
+)
+from sensing_sim.live_workers import WorkerPool, default_processes
 
-DECODE_LIMIT = 1 << 24
+__all__ = ["LiveError", "LiveOptions", "LiveProgress", "LiveReport", "default_processes",
+           "run_live"]
 
-
-class LiveError(RuntimeError):
-    """The run could not start (e.g. the broker is unreachable)."""
+CONNECT_S_PER_AGENT = 0.05
+"""added to connect_timeout_s per agent for the agents' first connections"""
+LAUNCH_TIMEOUT_S = 180.0
+"""how long worker processes may take to build their fleet and agents"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +71,16 @@ class LiveOptions:
     connect_timeout_s: float = 10.0
     stop_timeout_s: float = 10.0
     progress_every_s: float = 5.0
+    processes: int | None = 1
+    """processes the agents run in: 1, this one; more, worker processes (the gateways
+    shared out in contiguous runs); None, `default_processes(fleet)`"""
+    poll_interval_s: float | None = None
+    """how often each agent polls its devices; None: `auto_poll_interval` (a tenth of the
+    fleet's sampling interval, 0.1-1 s)"""
+    reconnect_max_s: float | None = None
+    """the agents' longest wait between reconnect attempts; None: the agent's default"""
+    worker_log_level: str = "WARNING"
+    """log level of the agents in worker processes (on stderr)"""
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.duplicate_rate <= 1.0:
@@ -68,6 +89,10 @@ class LiveOptions:
             raise ValueError("malformed must be >= 0")
         if not self.duration_s > 0:
             raise ValueError("duration_s must be positive")
+        if self.processes is not None and self.processes < 1:
+            raise ValueError("processes must be at least 1")
+        if self.poll_interval_s is not None and not self.poll_interval_s > 0:
+            raise ValueError("poll_interval_s must be positive")
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +103,8 @@ class LiveProgress:
     readings_acked: int
     duplicate_readings: int
     malformed_sent: int
+    gateways_online: int = 0
+    gateways: int = 0
 
 
 @dataclass(slots=True)
@@ -94,19 +121,37 @@ class LiveReport:
     start_ms: int
     end_ms: int
     duration_s: float
+    stopping_ms: int
+    """when the agents began to stop: from then on each says `offline` (and the core raises
+    gateway.offline for it), the run's own shutdown rather than an incident"""
     stopped_early: bool
     all_acked: bool
     """every batch of every agent was acknowledged by the broker before it stopped"""
     readings_sampled: int
     readings_sent_unique: int
-    """distinct (device, epoch, seq) the agents published"""
+    """distinct (device, epoch, seq) the agents published (each batch decoded and tallied)"""
     readings_acked: int
     batches_published: int
     duplicate_batches_injected: int
     duplicate_readings_injected: int
     malformed_sent: dict[str, int]
     incidents: list[dict[str, object]] = field(default_factory=list)
-    """the labels; `start_s`/`end_s` from `start_ms`, `ts_start`/`ts_end` in ms"""
+    """the labels that started within the run; `start_s`/`end_s` from `start_ms`,
+    `ts_start`/`ts_end` in ms"""
+    processes: int = 1
+    poll_interval_s: float = 0.1
+    readings_published: int = 0
+    """readings in batches the agents handed to MQTT (their own count)"""
+    connects: int = 0
+    """successful connections of all agents (one each, more after outages)"""
+    outages: list[dict[str, object]] = field(default_factory=list)
+    """link outages as the relays carried them out (`sensing_sim.live_relay.OutageRecord`)"""
+    sim_cpu_s: float = 0.0
+    """CPU time (user + system) of the simulator's processes"""
+    sim_max_rss_mb: float = 0.0
+    """the peak resident memory of the simulator's processes, added up"""
+    errors: list[str] = field(default_factory=list)
+    """worker processes that did not stop in time (their last counters stand in)"""
 
     @property
     def malformed_total(self) -> int:
@@ -121,109 +166,47 @@ class LiveReport:
         return orjson.dumps(self.to_dict(), option=orjson.OPT_INDENT_2)
 
 
-class _FaultClient:
-    """One paho client publishing duplicates and malformed messages, counting what reached
-    the broker (PUBACK)."""
+class _Shards(Protocol):
+    """Where the agents run: this process (`_LocalShard`) or workers (`WorkerPool`)."""
 
-    def __init__(self, host: str, port: int) -> None:
-        self._host, self._port = host, port
-        self._client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=f"sensing-sim-faults-{uuid.uuid4().hex[:12]}",
-            protocol=mqtt.MQTTv311,
-        )
-        self._client.max_inflight_messages_set(0)
-        self._client.on_connect = self._on_connect
-        self._connected = threading.Event()
-        self._lock = threading.Lock()
-        self._sent: list[tuple[mqtt.MQTTMessageInfo, str, int]] = []
-
-    def _on_connect(
-        self, client: mqtt.Client, userdata: Any, flags: mqtt.ConnectFlags,
-        reason_code: ReasonCode, properties: Properties | None,
-    ) -> None:
-        if not reason_code.is_failure:
-            self._connected.set()
-
-    def connect(self, timeout: float) -> None:
-        try:
-            self._client.connect(self._host, self._port, keepalive=30)
-        except OSError as exc:
-            raise LiveError(
-                f"cannot connect to the broker at {self._host}:{self._port}: {exc}"
-            ) from exc
-        self._client.loop_start()
-        if not self._connected.wait(timeout):
-            self.close(0.0)
-            raise LiveError(f"the broker at {self._host}:{self._port} did not accept a connection")
-
-    def publish(self, topic: str, payload: bytes, what: str, count: int) -> None:
-        info = self._client.publish(topic, payload, qos=1)
-        if info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
-            with self._lock:
-                self._sent.append((info, what, count))
-
-    def delivered(self) -> list[tuple[str, int]]:
-        """(what, count) of every publish the broker acknowledged."""
-        with self._lock:
-            return [(what, n) for info, what, n in self._sent if info.is_published()]
-
-    def close(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        with self._lock:
-            infos = [info for info, _, _ in self._sent]
-        for info in infos:
-            with contextlib.suppress(RuntimeError, ValueError):
-                info.wait_for_publish(max(0.01, deadline - time.monotonic()))
-        self._client.disconnect()
-        self._client.loop_stop()
+    def launch(self, timeout: float) -> None: ...
+    def start(self, start_ms: int) -> None: ...
+    def counters(self) -> ShardCounters: ...
+    def stop(self, timeout: float) -> ShardCounters: ...
+    def close(self) -> None: ...
 
 
-class _PayloadTap:
-    """The agents' payload hook: tallies unique readings, re-publishes some batches."""
+class _LocalShard:
+    def __init__(self, shard: Shard) -> None:
+        self.shard = shard
 
-    def __init__(self, faults: _FaultClient | None, rate: float, seed: int) -> None:
-        self.unique = UniqueReadings()
-        self._faults = faults
-        self._rate = rate
-        self._rng = np.random.default_rng([seed, 9])
-        self._lock = threading.Lock()
+    def launch(self, timeout: float) -> None:
+        pass
 
-    def __call__(self, topic: str, payload: bytes) -> None:
-        parsed = parse_gateway_topic(topic)
-        if parsed is None:
-            return
-        batch = decode_readings(payload, parsed.gateway, parsed.area, DECODE_LIMIT).batch
-        self.unique.add_batch(batch)
-        if self._faults is None or self._rate <= 0.0:
-            return
-        with self._lock:
-            duplicate = bool(self._rng.random() < self._rate)
-        if duplicate:
-            self._faults.publish(topic, payload, "duplicate", len(batch))
+    def start(self, start_ms: int) -> None:
+        self.shard.start(start_ms)
 
+    def counters(self) -> ShardCounters:
+        return self.shard.counters()
 
-def _check_reachable(host: str, port: int, timeout: float) -> None:
-    """Fail fast when nothing listens (the agents themselves would retry forever)."""
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            pass
-    except OSError as exc:
-        raise LiveError(f"cannot connect to the broker at {host}:{port}: {exc}") from exc
+    def stop(self, timeout: float) -> ShardCounters:
+        return self.shard.stop(timeout)
+
+    def close(self) -> None:
+        pass
 
 
 class _LiveRun:
-    """One live run: agents, fault injection, the clock of the run and its counters."""
+    """One live run: where its agents run, malformed messages, its clock and its counters."""
 
     def __init__(self, fleet: Fleet, options: LiveOptions, stop: threading.Event) -> None:
         self.fleet, self.options, self.stop = fleet, options, stop
         self.epoch = int(time.time()) if options.epoch is None else options.epoch
-        needs_faults = options.duplicate_rate > 0 or options.malformed > 0
-        self.faults = _FaultClient(options.host, options.port) if needs_faults else None
-        self.tap = _PayloadTap(self.faults, options.duplicate_rate, fleet.spec.seed)
-        self.start_ms = wall_clock_ms()
-        self.t0 = time.monotonic()
-        self.agents = [self._agent(gw) for gw in fleet.gateways]
+        self.processes = options.processes or default_processes(fleet)
+        self.shards: _Shards = (
+            _LocalShard(Shard(fleet, fleet.gateways, options, self.epoch))
+            if self.processes == 1 else WorkerPool(fleet, options, self.epoch, self.processes))
+        self.faults = FaultClient(options.host, options.port) if options.malformed > 0 else None
         n = options.malformed
         self.malformed_due = [  # (seconds into the run, reason, gateway), evenly spread
             (options.duration_s * (k + 1) / (n + 1), MALFORMED_REASONS[k % len(MALFORMED_REASONS)],
@@ -231,30 +214,21 @@ class _LiveRun:
             for k in range(n)
         ]
         self.malformed_made = 0
-        self.all_acked = False
-
-    def _agent(self, gw: Gateway) -> GatewayAgent:
-        o = self.options
-        settings = AgentSettings.model_validate({
-            "gateway": gw.id, "area": gw.area, "broker_host": o.host, "broker_port": o.port,
-            "client_id": f"sensing-sim-{gw.area}-{gw.id}", "epoch": self.epoch,
-            "payload_format": o.payload_format, "batch_max_readings": o.batch_max_readings,
-            "batch_max_age_s": o.batch_max_age_s,
-        })
-        return GatewayAgent(settings, [self.fleet.driver(gw.id, self.start_ms)],
-                            on_payload=self.tap)
+        self.start_ms = wall_clock_ms()
+        self.t0 = time.monotonic()
+        self.final = ShardCounters()
+        self.stopping_ms = 0
 
     def run(self, progress: Callable[[LiveProgress], None] | None) -> None:
         o = self.options
         try:
+            self.shards.launch(LAUNCH_TIMEOUT_S)
             if self.faults is not None:
                 self.faults.connect(o.connect_timeout_s)
-            for agent in self.agents:
-                agent.start()
-            deadline = time.monotonic() + o.connect_timeout_s
-            if not all(a.wait_connected(max(0.0, deadline - time.monotonic()))
-                       for a in self.agents):
-                raise LiveError(f"the edge agents could not connect to {o.host}:{o.port}")
+            self.start_ms = wall_clock_ms()
+            self.t0 = time.monotonic()
+            self.shards.start(self.start_ms)
+            self._wait_connected()
             next_progress = o.progress_every_s
             while not self.stop.is_set():
                 elapsed = time.monotonic() - self.t0
@@ -266,7 +240,27 @@ class _LiveRun:
                     progress(self.progress(elapsed))
                 self.stop.wait(min(0.1, o.duration_s - elapsed))
         finally:
-            self._stop_all()
+            self.stopping_ms = wall_clock_ms()
+            try:
+                self.final = self.shards.stop(o.stop_timeout_s)
+            finally:
+                if self.faults is not None:
+                    self.faults.close(o.stop_timeout_s)
+                self.shards.close()
+
+    def _wait_connected(self) -> None:
+        """Until every agent is connected, but those whose link is cut this early."""
+        o = self.options
+        cut_early = sum(1 for gw in self.fleet.gateways if any(
+            i.start_s < o.connect_timeout_s for i in self.fleet.gateway_outages(gw.id)))
+        wanted = len(self.fleet.gateways) - cut_early
+        # hundreds of agents connecting at once in busy processes take their time
+        deadline = time.monotonic() + o.connect_timeout_s + CONNECT_S_PER_AGENT * wanted
+        while self.shards.counters().connected < wanted:
+            if time.monotonic() >= deadline:
+                raise LiveError(f"the edge agents could not connect to {o.host}:{o.port}")
+            if self.stop.wait(0.05):
+                return
 
     def _send_due_malformed(self, elapsed: float) -> None:
         gateways, due = self.fleet.gateways, self.malformed_due
@@ -278,40 +272,29 @@ class _LiveRun:
             self.faults.publish(readings_topic(gw.area, gw.id), payload, reason, 1)
             self.malformed_made += 1
 
-    def _stop_all(self) -> None:
-        """Stop every agent at once (each flushes and waits for its PUBACKs), then faults."""
-        timeout = self.options.stop_timeout_s
-        with ThreadPoolExecutor(max_workers=len(self.agents)) as pool:
-            self.all_acked = all(pool.map(lambda a: a.stop(timeout), self.agents))
+    def _with_malformed(self, counters: ShardCounters) -> ShardCounters:
+        counters = ShardCounters.from_dict(counters.to_dict())
         if self.faults is not None:
-            self.faults.close(timeout)
-
-    def _delivered(self) -> tuple[int, int, dict[str, int]]:
-        """(duplicate batches, duplicate readings, malformed messages by reason) acked so far."""
-        delivered = self.faults.delivered() if self.faults is not None else []
-        dups = [n for what, n in delivered if what == "duplicate"]
-        malformed = dict.fromkeys(MALFORMED_REASONS, 0)
-        for what, _ in delivered:
-            if what in malformed:
-                malformed[what] += 1
-        return len(dups), sum(dups), malformed
+            self.faults.tally(counters)
+        return counters
 
     def progress(self, elapsed: float) -> LiveProgress:
-        stats = [a.stats() for a in self.agents]
-        _, dup_readings, malformed = self._delivered()
+        c = self._with_malformed(self.shards.counters())
         return LiveProgress(
             elapsed_s=round(elapsed, 1),
-            readings_sampled=sum(s.readings_sampled for s in stats),
-            readings_sent_unique=self.tap.unique.unique,
-            readings_acked=sum(s.readings_acked for s in stats),
-            duplicate_readings=dup_readings,
-            malformed_sent=sum(malformed.values()),
+            readings_sampled=c.readings_sampled,
+            readings_sent_unique=c.readings_sent_unique,
+            readings_acked=c.readings_acked,
+            duplicate_readings=c.duplicate_readings,
+            malformed_sent=sum(c.malformed.values()),
+            gateways_online=c.connected,
+            gateways=len(self.fleet.gateways),
         )
 
     def report(self) -> LiveReport:
-        stats = [a.stats() for a in self.agents]
-        dup_batches, dup_readings, malformed = self._delivered()
+        c = self._with_malformed(self.final)
         o, spec = self.options, self.fleet.spec
+        duration = time.monotonic() - self.t0
         return LiveReport(
             broker=f"{o.host}:{o.port}",
             gateways=len(self.fleet.gateways),
@@ -322,18 +305,33 @@ class _LiveRun:
             payload_format=o.payload_format,
             start_ms=self.start_ms,
             end_ms=wall_clock_ms(),
-            duration_s=round(time.monotonic() - self.t0, 3),
+            duration_s=round(duration, 3),
+            stopping_ms=self.stopping_ms,
             stopped_early=self.stop.is_set(),
-            all_acked=self.all_acked,
-            readings_sampled=sum(s.readings_sampled for s in stats),
-            readings_sent_unique=self.tap.unique.unique,
-            readings_acked=sum(s.readings_acked for s in stats),
-            batches_published=sum(s.batches for s in stats),
-            duplicate_batches_injected=dup_batches,
-            duplicate_readings_injected=dup_readings,
-            malformed_sent=malformed,
-            incidents=[i.to_dict(self.start_ms) for i in self.fleet.incidents],
+            all_acked=c.all_acked,
+            readings_sampled=c.readings_sampled,
+            readings_sent_unique=c.readings_sent_unique,
+            readings_acked=c.readings_acked,
+            batches_published=c.batches_published,
+            duplicate_batches_injected=c.duplicate_batches,
+            duplicate_readings_injected=c.duplicate_readings,
+            malformed_sent=c.malformed,
+            incidents=[i.to_dict(self.start_ms) for i in self.fleet.incidents
+                       if i.start_s < max(o.duration_s, duration)],
+            processes=self.processes,
+            poll_interval_s=(o.poll_interval_s if o.poll_interval_s is not None
+                             else auto_poll_interval(spec.interval_s)),
+            readings_published=c.readings_published,
+            connects=c.connects,
+            outages=sorted(c.outages, key=_outage_order),
+            sim_cpu_s=c.cpu_s,
+            sim_max_rss_mb=c.max_rss_mb,
+            errors=list(getattr(self.shards, "errors", [])),
         )
+
+
+def _outage_order(record: dict[str, Any]) -> tuple[str, float]:
+    return str(record["gateway"]), float(record["start_s"])
 
 
 def run_live(
@@ -347,9 +345,10 @@ def run_live(
     cleanly (waiting for PUBACKs) and report. Blocks; `progress` is called every
     `options.progress_every_s` from this thread.
 
-    Raises LiveError if the broker cannot be reached.
+    Raises LiveError if the broker cannot be reached or a worker process fails, ValueError
+    if `options.processes` cannot hold the fleet.
     """
-    _check_reachable(options.host, options.port, options.connect_timeout_s)
+    check_reachable(options.host, options.port, options.connect_timeout_s)
     live = _LiveRun(fleet, options, stop or threading.Event())
     live.run(progress)
     return live.report()

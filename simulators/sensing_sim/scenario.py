@@ -26,7 +26,7 @@
     type = "smoke.fire"                      # them: smoke-000012), or on the first device of
     gateway = "gw-12"                        # the incident's kind under a gateway
     start_s = 600
-    end_s = 660                              # default: the type's typical length
+    end_s = 660                              # default: typical length, >= 5 readings
     level = 22.0                             # default: mid-range for the type
 
 `sensing-sim offline --scenario FILE` runs one (shipped: simulators/scenarios/). The same file
@@ -209,8 +209,10 @@ class Scenario(BaseModel):
             if not free:
                 raise ValueError(f"no free {' or '.join(kinds)} device under {entry.gateway}")
             device = free[0]
+        end_s = entry.end_s if entry.end_s is not None else entry.start_s + (
+            fleet.length_needed_s(entry.type, entry.variant, device.kind))
         incident = Incident.of(entry.type, device.id, device.gateway, device.area,
-                               entry.start_s, entry.end_s, entry.level, variant=entry.variant,
+                               entry.start_s, end_s, entry.level, variant=entry.variant,
                                kind=device.kind)
         return incident if entry.grade is None else replace(incident, grade=entry.grade)
 

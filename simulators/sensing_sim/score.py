@@ -122,7 +122,7 @@ def score(labels: Iterable[Mapping[str, Any]], alerts: Iterable[Alert],
     used: set[str] = set()
     found: dict[str, list[tuple[Mapping[str, Any], Alert | None, int]]] = {}
     for key, same in labels_of.items():
-        windows = []
+        windows: list[tuple[Mapping[str, Any], Alert | None, int, float]] = []
         for n, label in enumerate(same):
             start, end = int(label["ts_start"]), int(label["ts_end"])
             until = end + grace_s * 1000 / label_speed(label)

@@ -38,7 +38,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from sensing.wire import topics
-from sensing_sim.score import label_speed
+from sensing_sim.score import Alert, label_speed
 
 ALERT_MEASUREMENT_FIELD = "alert_ts_event"
 """the VictoriaMetrics metric of every stored alert transition (measurement `alert`, field
@@ -60,6 +60,14 @@ class Run:
     """malformed messages the run sent, by reason; None when the file is not a run report"""
     start_ms: int | None = None
     end_ms: int | None = None
+    stopping_ms: int | None = None
+    """when a live run began stopping its agents (each then says offline)"""
+
+    def shutdown_alert(self, alert: Alert) -> bool:
+        """A gateway.offline the run's own shutdown caused: raised once its agents began to
+        stop. Not an incident, not a false positive: the score leaves it out."""
+        return (self.stopping_ms is not None and alert.type == "gateway.offline"
+                and alert.ts_raised >= self.stopping_ms)
 
     def span_ms(self, grace_s: float) -> tuple[int, int] | None:
         """(first, last) wall-clock ms an alert of this run can be raised at and still count:
@@ -118,7 +126,7 @@ def read_run(path: Path) -> Run:
 
     return Run(_records(doc["incidents"], f"{path}: incidents"),
                None if malformed is None else {str(k): v for k, v in malformed.items()},
-               ms("start_ms"), ms("end_ms"))
+               ms("start_ms"), ms("end_ms"), ms("stopping_ms"))
 
 
 def read_malformed_sent(path: Path) -> dict[str, int]:

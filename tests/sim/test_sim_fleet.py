@@ -159,3 +159,12 @@ def test_incidents_show_in_the_driver_output() -> None:
     assert max(v for t, v in co.items() if t < 10_000) <= 5.0
     assert max(co.values()) == 400.0
     assert max(v for t, v in co.items() if t >= 40_200) <= 5.0
+
+
+def test_incidents_last_long_enough_for_several_readings_at_a_long_interval() -> None:
+    quick = Fleet(FleetSpec(n_gateways=1, n_devices=10, interval_s=2.0))
+    slow = Fleet(FleetSpec(n_gateways=1, n_devices=10, interval_s=60.0))
+    assert quick.length_needed_s("wearable.sos") < 60
+    assert slow.length_needed_s("wearable.sos") >= 5 * 60
+    assert slow.length_needed_s("smoke.fire") >= 5 * 60
+    assert slow.length_needed_s("gateway.offline") == quick.length_needed_s("gateway.offline")

@@ -353,3 +353,14 @@ def test_bad_incidents_are_refused() -> None:
         fleet.add_incident(Incident.of("smoke.fire", "smoke-999999", "gw-01", "demo-a", 1))
     with pytest.raises(ValueError, match="is on"):
         fleet.add_incident(Incident.of("device.battery", manhole.id, "gw-99", manhole.area, 1))
+
+
+def test_a_fall_shows_its_impact_in_the_first_reading_after_it_however_long_the_interval(
+) -> None:
+    fall = Incident.of("wearable.fall", "w-1", "gw-01", "a", 100.0, 400.0, 4.0)
+    quiet = {"heart_rate": 70.0, "spo2": 97.0, "accel_g": 1.0, "steps": 0.0, "sos": 0.0}
+    # a wristband reading every 60 s: its reading 45 s after the fall carries the impact
+    values, _ = fall.apply(145.0, quiet, 0.9, since_s=85.0)
+    assert values["accel_g"] == 4.0
+    values, _ = fall.apply(205.0, quiet, 0.9, since_s=145.0)
+    assert values["accel_g"] < 1.1 and values["steps"] == 0.0

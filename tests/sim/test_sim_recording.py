@@ -16,6 +16,7 @@ from sensing_sim.fleet import Fleet, FleetSpec
 from sensing_sim.recording import RecordingError, RecordingReader
 from sensing_sim.replay import replay, shift_snb1_ts
 from sensing_sim.score import alerts_from_transitions, score
+from sensing_sim.signals import local_time_of_day_s
 from sensing_sim.transport import READINGS, STATUS, FleetStream, TransportFaults
 from tests.helpers import Listener, running_core
 
@@ -34,7 +35,8 @@ def test_a_recording_holds_exactly_the_stream_its_labels_and_counts(tmp_path: Pa
                   "--duplicates", "0.1", "--late", "0.1")
     reader = RecordingReader(path)
     got = list(reader.messages())
-    fleet = Fleet(FleetSpec(n_gateways=2, n_devices=40, interval_s=2.0, seed=3))
+    fleet = Fleet(FleetSpec(n_gateways=2, n_devices=40, interval_s=2.0, seed=3,
+                            day_start_s=local_time_of_day_s(START)))
     fleet.schedule_demo_incidents(120)
     stream = FleetStream(fleet, 120, start_ms=START, faults=TransportFaults(
         duplicate_rate=0.1, late_rate=0.1, malformed=6))

@@ -391,3 +391,25 @@ def test_listen_and_store_against_the_real_core(
     assert again["source"] == "store" and again["transitions"] == 2
     assert again["types"] == doc["types"]
     assert again["deadletters"] == dl
+
+
+def test_gateway_offline_alerts_of_the_runs_own_shutdown_are_left_out(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    report = {"start_ms": T, "end_ms": T + 70_000, "stopping_ms": T + 60_000,
+              "malformed_sent": {}, "incidents": [
+                  label("gateway.offline", "gw-02", T + 10_000, T + 20_000)]}
+    (tmp_path / "run.json").write_bytes(orjson.dumps(report))
+    heard = jsonl(tmp_path / "heard.jsonl", [
+        alert("a1", "gateway.offline", "gw-02", T + 10_000),
+        alert("a2", "gateway.offline", "gw-01", T + 61_000),  # the agents stopping
+        alert("a3", "gateway.offline", "gw-02", T + 61_000),
+        alert("a4", "smoke.fire", "s-1", T + 61_000),          # still a false positive
+    ])
+    assert main(["score", "--labels", str(tmp_path / "run.json"), "--alerts", str(heard),
+                 "--json"]) == 0
+    doc = orjson.loads(capsys.readouterr().out)
+    by_type = {t["type"]: t for t in doc["types"]}
+    assert by_type["gateway.offline"]["detected"] == 1
+    assert by_type["gateway.offline"]["false_positives"] == 0
+    assert by_type["smoke.fire"]["false_positives"] == 1
+    assert doc["shutdown_alerts_left_out"] == 2

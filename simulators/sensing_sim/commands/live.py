@@ -6,13 +6,17 @@ import argparse
 import sys
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import orjson
 from rich.console import Console
 from rich.table import Table
 
 from sensing.process import stop_on_signals
-from sensing_sim.commands.common import EPILOG, fleet_options, ranged
+from sensing_sim.commands.common import EPILOG, UsageError, fleet_options, plan_from_args, ranged
+
+if TYPE_CHECKING:
+    from sensing_sim.fleet import Fleet
 
 LIVE_DESCRIPTION = """\
 Run a simulated fleet live: one real edge agent (its own MQTT client) per gateway, each
@@ -22,13 +26,30 @@ incidents (fire, CO, displaced cover, gas, vitals, SOS, overflow, low battery) i
 over the run. Optional faults: --duplicates re-publishes a fraction of the batches,
 --malformed publishes broken messages. SIGTERM or Ctrl-C stops the run cleanly; the report
 (readings sent, faults injected, incident labels) is still printed and written.
+
+--scenario FILE takes the fleet, its incidents, the duration ([run] duration_s, unless
+--duration is given) and the duplicates and malformed messages of [faults] from a scenario
+file. Its gateway.offline incidents (and [faults] link_flaps) cut the gateway's link through
+a loopback relay: the broker publishes the gateway's last will, its agent buffers and
+delivers after reconnecting. Late delivery, restarts and clock skew are not simulated live.
+
+A large fleet is shared out over worker processes (--processes; by default one per 125
+gateways: hundreds of agents' threads in one process wait on each other for the GIL; and
+paho's select() sees file descriptors below 1,024 only, about 290 agents).
+"""
+
+LIVE_EXAMPLES = """\
+  sensing-sim live --broker-port 1883 --scenario simulators/scenarios/district.toml \\
+      --duration 120
+      1,000 gateways, 100,000 devices for two minutes, in worker processes
 """
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     live = sub.add_parser(
         "live", help="run a fleet live against an MQTT broker", description=LIVE_DESCRIPTION,
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EPILOG.replace("\nexit codes", LIVE_EXAMPLES + "\nexit codes", 1),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     broker = live.add_argument_group("broker")
     broker.add_argument("--broker-port", type=ranged(int, 1, 65535), required=True,
@@ -36,8 +57,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     broker.add_argument("--host", default="127.0.0.1", help="broker host (default 127.0.0.1)")
     fleet_options(live)
     run = live.add_argument_group("run")
-    run.add_argument("--duration", type=ranged(float, 0.1, 1e7), default=60.0,
-                     metavar="SECONDS", help="length of the run (default 60)")
+    run.add_argument("--scenario", type=Path, metavar="FILE",
+                     help="a scenario file (TOML: fleet, run, incidents, faults; see "
+                          "simulators/scenarios/); it replaces the fleet options, --incidents, "
+                          "--duplicates and --malformed, and gives the duration")
+    run.add_argument("--duration", type=ranged(float, 0.1, 1e7), default=None,
+                     metavar="SECONDS",
+                     help="length of the run (default 60, or the scenario's duration_s)")
+    run.add_argument("--processes", type=ranged(int, 1, 256), default=None, metavar="N",
+                     help="processes the edge agents run in (default: one per 125 gateways)")
+    run.add_argument("--poll-interval", type=ranged(float, 0.01, 60.0), default=None,
+                     metavar="SECONDS", dest="poll_interval",
+                     help="how often each agent polls its devices (default: a tenth of the "
+                          "sampling interval, 0.1-1 s)")
     run.add_argument("--format", choices=["snb1", "json"], default="snb1", dest="payload_format",
                      help="payload format of the agents' batches (default snb1)")
     run.add_argument("--epoch", type=ranged(int, 0, 2**32 - 1), default=None,
@@ -64,9 +96,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def _summary(report: dict[str, object]) -> list[Table]:
     overview = Table(title="sensing-sim live", show_header=False, title_justify="left")
     for key in (
-        "broker", "gateways", "devices", "epoch", "duration_s", "stopped_early",
+        "broker", "gateways", "devices", "processes", "epoch", "duration_s", "stopped_early",
         "readings_sampled", "readings_sent_unique", "readings_acked", "all_acked",
-        "duplicate_readings_injected", "malformed_total",
+        "duplicate_readings_injected", "malformed_total", "connects", "sim_cpu_s",
+        "sim_max_rss_mb",
     ):
         overview.add_row(key, str(report[key]))
     incidents = Table(title="incidents (labels)", title_justify="left")
@@ -77,27 +110,63 @@ def _summary(report: dict[str, object]) -> list[Table]:
     for inc in rows:
         incidents.add_row(*(str(inc[c]) for c in ("type", "grade", "area", "gateway", "device",
                                                   "start_s", "end_s")))
-    return [overview, incidents] if rows else [overview]
+    tables = [overview, incidents] if rows else [overview]
+    cuts = report["outages"]
+    assert isinstance(cuts, list)
+    if cuts:
+        outages = Table(title="link outages", title_justify="left")
+        columns = ("gateway", "start_s", "end_s", "cut_at_s", "restored_at_s",
+                   "connections_cut", "connects_refused")
+        for column in columns:
+            outages.add_column(column)
+        for cut in cuts:
+            outages.add_row(*(str(cut[c]) for c in columns))
+        tables.append(outages)
+    return tables
+
+
+def _fleet(args: argparse.Namespace, err: Console) -> tuple[Fleet, float, float, int]:
+    """The fleet, duration, duplicate rate and malformed count of --scenario or the
+    options; raises UsageError or ValueError."""
+    from sensing_sim.fleet import Fleet, FleetSpec
+
+    if args.scenario is not None:
+        plan = plan_from_args(args)
+        f = plan.faults
+        ignored = [name for name, on in (("late delivery", f.late_rate > 0),
+                                         ("restarts", bool(f.restarts)),
+                                         ("clock skew", bool(f.clock_skew))) if on]
+        if ignored:
+            err.print(f"sensing-sim live: not simulated live, ignored: {', '.join(ignored)}",
+                      markup=False)
+        duration = args.duration if args.duration is not None else plan.duration_s
+        return plan.fleet, duration, f.duplicate_rate, f.malformed
+    duration = args.duration if args.duration is not None else 60.0
+    fleet = Fleet(FleetSpec(n_gateways=args.gateways, n_devices=args.devices, mix=args.mix,
+                            areas=args.areas, interval_s=args.interval, seed=args.seed))
+    if args.incidents == "demo":
+        fleet.schedule_demo_incidents(duration)
+    return fleet, duration, args.duplicates, args.malformed
 
 
 def execute(args: argparse.Namespace, err: Console) -> int:
     from sensing.logs import configure
-    from sensing_sim.fleet import Fleet, FleetSpec
     from sensing_sim.live import LiveError, LiveOptions, LiveProgress, run_live
+    from sensing_sim.live_workers import default_processes, plan_shards
 
     configure("console", args.log_level)
     try:
-        fleet = Fleet(FleetSpec(n_gateways=args.gateways, n_devices=args.devices, mix=args.mix,
-                                areas=args.areas, interval_s=args.interval, seed=args.seed))
-        if args.incidents == "demo":
-            fleet.schedule_demo_incidents(args.duration)
+        fleet, duration, duplicates, malformed = _fleet(args, err)
+        processes = args.processes or default_processes(fleet)
+        plan_shards(fleet, processes)  # too few processes for the fleet: a usage error
         options = LiveOptions(
-            host=args.host, port=args.broker_port, duration_s=args.duration,
-            duplicate_rate=args.duplicates, malformed=args.malformed,
+            host=args.host, port=args.broker_port, duration_s=duration,
+            duplicate_rate=duplicates, malformed=malformed,
             payload_format=args.payload_format, epoch=args.epoch,
-            progress_every_s=args.progress_every,
+            progress_every_s=args.progress_every, processes=processes,
+            poll_interval_s=args.poll_interval, worker_log_level=args.log_level,
         )
-    except ValueError as exc:
+    except (UsageError, ValueError) as exc:
         err.print(f"sensing-sim live: {exc}", markup=False)
         return 2
 
@@ -105,12 +174,15 @@ def execute(args: argparse.Namespace, err: Console) -> int:
         err.print(
             f"[dim]{p.elapsed_s:7.1f} s[/] sampled {p.readings_sampled:,}  sent "
             f"{p.readings_sent_unique:,}  acked {p.readings_acked:,}  duplicates "
-            f"{p.duplicate_readings:,}  malformed {p.malformed_sent:,}", soft_wrap=True,
+            f"{p.duplicate_readings:,}  malformed {p.malformed_sent:,}  online "
+            f"{p.gateways_online:,}/{p.gateways:,}", soft_wrap=True,
         )
 
+    outages = sum(len(fleet.gateway_outages(gw.id)) for gw in fleet.gateways)
     err.print(
-        f"sensing-sim: {len(fleet.devices):,} devices behind {len(fleet.gateways)} gateways, "
-        f"{len(fleet.incidents)} incidents, {args.duration:g} s against "
+        f"sensing-sim: {len(fleet.devices):,} devices behind {len(fleet.gateways)} gateways "
+        f"in {processes} process{'es' if processes > 1 else ''}, {len(fleet.incidents)} "
+        f"incidents ({outages} link outages), {duration:g} s against "
         f"{args.host}:{args.broker_port}", markup=False, soft_wrap=True,
     )
     stop = threading.Event()
@@ -135,6 +207,8 @@ def execute(args: argparse.Namespace, err: Console) -> int:
         out = Console()
         for table in _summary(report.to_dict()):
             out.print(table)
+    for error in report.errors:
+        err.print(f"sensing-sim live: {error}", markup=False)
     if not report.all_acked:
         err.print("sensing-sim live: not every batch was acknowledged by the broker",
                   markup=False)

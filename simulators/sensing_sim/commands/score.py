@@ -260,6 +260,8 @@ def execute(args: argparse.Namespace, err: Console) -> int:
                                      "no time range to read from the store")
                 transitions, source = query_store(args.store, *span), "store"
         alerts = alerts_from_transitions(transitions)
+        shutdown = [a for a in alerts if run.shutdown_alert(a)]
+        alerts = [a for a in alerts if not run.shutdown_alert(a)]
         scores = score(run.labels, alerts, args.grace)
         dead = _dead_letters(args, run, heard, from_file)
     except UsageError as exc:
@@ -269,11 +271,15 @@ def execute(args: argparse.Namespace, err: Console) -> int:
     except (OSError, ValueError, KeyError, TypeError) as exc:
         return fail(EXIT_USAGE, f"{type(exc).__name__}: {exc}")
     if args.json:
-        doc = report_json(scores, dead, source=source, transitions=len(transitions))
+        doc = report_json(scores, dead, source=source, transitions=len(transitions),
+                          shutdown_alerts_left_out=len(shutdown))
         sys.stdout.write(orjson.dumps(doc).decode() + "\n")
     else:
         out = stdout()
         out.print(score_table(scores, f"score (alerts against incident labels, from {source})"))
         if dead.known:
             out.print(deadletter_table(dead))
+        if shutdown:
+            out.print(f"left out: {len(shutdown)} gateway.offline alerts raised as the run "
+                      "stopped its agents", markup=False)
     return EXIT_OK
