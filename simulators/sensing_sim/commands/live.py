@@ -10,10 +10,18 @@ from typing import TYPE_CHECKING
 
 import orjson
 from rich.console import Console
+from rich.progress import Progress, TextColumn
 from rich.table import Table
 
 from sensing.process import stop_on_signals
-from sensing_sim.commands.common import EPILOG, UsageError, fleet_options, plan_from_args, ranged
+from sensing_sim.commands.common import (
+    EPILOG,
+    UsageError,
+    fleet_options,
+    plan_from_args,
+    ranged,
+    write_report,
+)
 
 if TYPE_CHECKING:
     from sensing_sim.fleet import Fleet
@@ -170,13 +178,19 @@ def execute(args: argparse.Namespace, err: Console) -> int:
         err.print(f"sensing-sim live: {exc}", markup=False)
         return 2
 
+    # On a terminal a progress bar; otherwise a line per --progress-every (for logs).
+    bar = Progress(*Progress.get_default_columns(), TextColumn("{task.fields[counts]}"),
+                   console=err, transient=True, disable=not err.is_terminal)
+    task = bar.add_task("live", total=duration, counts="connecting")
+
     def show(p: LiveProgress) -> None:
-        err.print(
-            f"[dim]{p.elapsed_s:7.1f} s[/] sampled {p.readings_sampled:,}  sent "
-            f"{p.readings_sent_unique:,}  acked {p.readings_acked:,}  duplicates "
-            f"{p.duplicate_readings:,}  malformed {p.malformed_sent:,}  online "
-            f"{p.gateways_online:,}/{p.gateways:,}", soft_wrap=True,
-        )
+        counts = (f"sampled {p.readings_sampled:,}  sent {p.readings_sent_unique:,}  acked "
+                  f"{p.readings_acked:,}  duplicates {p.duplicate_readings:,}  malformed "
+                  f"{p.malformed_sent:,}  online {p.gateways_online:,}/{p.gateways:,}")
+        if err.is_terminal:
+            bar.update(task, completed=min(p.elapsed_s, duration), counts=counts)
+        else:
+            err.print(f"[dim]{p.elapsed_s:7.1f} s[/] {counts}", soft_wrap=True)
 
     outages = sum(len(fleet.gateway_outages(gw.id)) for gw in fleet.gateways)
     err.print(
@@ -186,20 +200,14 @@ def execute(args: argparse.Namespace, err: Console) -> int:
         f"{args.host}:{args.broker_port}", markup=False, soft_wrap=True,
     )
     stop = threading.Event()
-    with stop_on_signals(stop):
+    with stop_on_signals(stop), bar:
         try:
             report = run_live(fleet, options, stop=stop, progress=show)
         except LiveError as exc:
             err.print(f"sensing-sim live: {exc}", markup=False)
             return 1
-    text = report.to_json()
-    if args.report is not None:
-        try:
-            args.report.parent.mkdir(parents=True, exist_ok=True)
-            args.report.write_bytes(text + b"\n")
-        except OSError as exc:
-            err.print(f"sensing-sim live: cannot write the report: {exc}", markup=False)
-            return 1
+    if args.report is not None and not write_report(args.report, report.to_dict(), err, "live"):
+        return 1
     if args.json:
         sys.stdout.write(orjson.dumps(report.to_dict()).decode() + "\n")
         sys.stdout.flush()
