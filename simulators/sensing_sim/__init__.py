@@ -6,7 +6,11 @@
     labels = fleet.schedule_demo_incidents(duration_s=60)
     report = run_live(fleet, LiveOptions(port=1883, duration_s=60))
 
-Imports no numba: it runs beside (or instead of) gateways.
+    stream = FleetStream(fleet, 600, start_ms=1795478400000,
+                         faults=TransportFaults(duplicate_rate=0.02, malformed=6))
+    for now_ms, messages in stream.steps(): ...        # what reaches the broker, in order
+
+The offline run (`sensing_sim.offline`) loads the core, and with it numba; nothing here does.
 """
 
 from sensing_sim.faults import MALFORMED_REASONS, malformed_payload
@@ -31,6 +35,7 @@ from sensing_sim.signals import (
     make_signal,
 )
 from sensing_sim.tally import UniqueReadings
+from sensing_sim.transport import ClockSkew, FleetStream, Message, Restart, TransportFaults
 
 __all__ = [
     "DEFAULT_AREAS",
@@ -40,10 +45,12 @@ __all__ = [
     "INCIDENT_TYPES",
     "LEVEL_RANGES",
     "MALFORMED_REASONS",
+    "ClockSkew",
     "Device",
     "Fleet",
     "FleetDriver",
     "FleetSpec",
+    "FleetStream",
     "Gateway",
     "Incident",
     "LiveError",
@@ -51,8 +58,11 @@ __all__ = [
     "LiveProgress",
     "LiveReport",
     "ManholeSignal",
+    "Message",
+    "Restart",
     "Signal",
     "SmokeSignal",
+    "TransportFaults",
     "UniqueReadings",
     "WearableSignal",
     "kind_counts",
