@@ -83,7 +83,7 @@ def execute(args: argparse.Namespace, err: Console) -> int:
         err.print(f"sensing-sim record: cannot write {args.out}: {exc}", markup=False)
         return 1
     summary = {"recording": str(args.out), "bytes": args.out.stat().st_size,
-               "messages": messages, "labels": len(plan.fleet.incidents),
+               "messages_total": messages, "labels": len(plan.fleet.incidents),
                **stream.counts.to_dict()}
     if args.json:
         sys.stdout.write(orjson.dumps(summary).decode() + "\n")
