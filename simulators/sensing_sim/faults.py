@@ -6,9 +6,13 @@ wrongly accepted one cannot confuse it with a real reading.
 
 from __future__ import annotations
 
-from typing import Final
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any, Final
 
 import orjson
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 MALFORMED_REASONS: Final[tuple[str, ...]] = (
     "malformed_json",
@@ -59,3 +63,20 @@ def malformed_payload(reason: str, n: int, ts_ms: int, other_gateway: str) -> by
     else:
         raise ValueError(f"unknown malformed reason {reason!r} (one of {MALFORMED_REASONS})")
     return orjson.dumps(reading)
+
+
+class CountsMalformed:
+    """For a run's report (a dataclass) with `malformed_sent` by reason: their total, also in
+    `to_dict`."""
+
+    __slots__ = ()
+    malformed_sent: dict[str, int]
+
+    @property
+    def malformed_total(self) -> int:
+        return sum(self.malformed_sent.values())
+
+    def to_dict(self: DataclassInstance) -> dict[str, Any]:
+        out = asdict(self)
+        out["malformed_total"] = sum(out["malformed_sent"].values())
+        return out

@@ -24,7 +24,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import orjson
@@ -32,7 +32,7 @@ import orjson
 from sensing.wire.topics import readings_topic
 from sensing_edge.agent import wall_clock_ms
 from sensing_edge.batching import PayloadFormat
-from sensing_sim.faults import MALFORMED_REASONS, malformed_payload
+from sensing_sim.faults import MALFORMED_REASONS, CountsMalformed, malformed_payload
 from sensing_sim.fleet import Fleet
 from sensing_sim.live_shard import (
     FaultClient,
@@ -108,7 +108,7 @@ class LiveProgress:
 
 
 @dataclass(slots=True)
-class LiveReport:
+class LiveReport(CountsMalformed):
     """What a live run did; `to_json()` for files and `--json`."""
 
     broker: str
@@ -153,14 +153,6 @@ class LiveReport:
     errors: list[str] = field(default_factory=list)
     """worker processes that did not stop in time (their last counters stand in)"""
 
-    @property
-    def malformed_total(self) -> int:
-        return sum(self.malformed_sent.values())
-
-    def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["malformed_total"] = self.malformed_total
-        return out
 
     def to_json(self) -> bytes:
         return orjson.dumps(self.to_dict(), option=orjson.OPT_INDENT_2)

@@ -21,7 +21,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from sensing.wire import snb1
+from sensing_sim.faults import CountsMalformed
 from sensing_sim.recording import RecordingReader
 from sensing_sim.transport import DUPLICATE, KINDS_OF_MESSAGE, READINGS, STATUS
 
@@ -76,7 +77,7 @@ class ReplayProgress:
 
 
 @dataclass(slots=True)
-class ReplayReport:
+class ReplayReport(CountsMalformed):
     recording: str
     broker: str
     speed: float
@@ -98,14 +99,6 @@ class ReplayReport:
     incidents: list[dict[str, Any]] = field(default_factory=list)
     """the labels, with ts_start/ts_end on this replay's wall clock and `speed`"""
 
-    @property
-    def malformed_total(self) -> int:
-        return sum(self.malformed_sent.values())
-
-    def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["malformed_total"] = self.malformed_total
-        return out
 
 
 class _Clock:

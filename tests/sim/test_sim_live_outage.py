@@ -8,17 +8,14 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import orjson
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 
 from sensing.services import Mosquitto
 from sensing.wire.topics import STATUS_FILTER, status_topic
 from sensing_sim import Fleet, FleetSpec, Incident, LiveOptions, run_live
 from sensing_sim.live_relay import RelayHub
+from tests.helpers import Listener
 from tests.sim.test_sim_live import Subscriber
 
 
@@ -98,32 +95,9 @@ def test_relay_carries_bytes_cuts_in_its_window_and_comes_back() -> None:
     assert record.connections_cut == 1 and record.connects_refused >= 1
 
 
-class StatusLog:
-    """Every status message of every gateway, in order of arrival."""
-
-    def __init__(self, port: int) -> None:
-        self.states: dict[str, list[str]] = {}
-        self._lock = threading.Lock()
-        subscribed = threading.Event()
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="sim-test-status")
-        self.client.on_message = self._on_message
-        self.client.on_subscribe = lambda *a: subscribed.set()
-        self.client.connect("127.0.0.1", port)
-        self.client.subscribe(STATUS_FILTER, qos=1)
-        self.client.loop_start()
-        assert subscribed.wait(10)
-
-    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        with self._lock:
-            self.states.setdefault(msg.topic, []).append(orjson.loads(msg.payload)["state"])
-
-    def of(self, topic: str) -> list[str]:
-        with self._lock:
-            return list(self.states.get(topic, []))
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+def states(status: Listener, topic: str) -> list[str]:
+    """The states a gateway's status topic carried, in order of arrival."""
+    return [str(m["state"]) for m in status.json(topic)]
 
 
 @pytest.fixture
@@ -140,7 +114,7 @@ def test_outage_shows_offline_then_online_and_loses_no_reading(
     fleet = Fleet(FleetSpec(n_gateways=2, n_devices=20, interval_s=0.5, seed=5))
     gw = fleet.gateways[0]
     fleet.add_incident(Incident.of("gateway.offline", gw.id, gw.id, gw.area, 2.0, 4.5))
-    status, readings = StatusLog(broker.port), Subscriber(broker.port)
+    status, readings = Listener(broker, STATUS_FILTER), Subscriber(broker.port)
     report = run_live(fleet, LiveOptions(
         port=broker.port, duration_s=8.0, processes=processes, reconnect_max_s=0.5,
         batch_max_age_s=0.25,
@@ -154,10 +128,10 @@ def test_outage_shows_offline_then_online_and_loses_no_reading(
     # 20 devices, 2 readings/s each, ~8 s; the cut gateway's readings all came later
     assert 280 <= report.readings_sampled == report.readings_sent_unique == report.readings_acked
     assert len(readings.names) == report.readings_sampled, "a reading was lost"
-    assert status.of(status_topic(gw.area, gw.id))[:3] == ["online", "offline", "online"]
-    assert status.of(status_topic(gw.area, gw.id))[-1] == "offline"  # stopped at the end
+    assert states(status, status_topic(gw.area, gw.id))[:3] == ["online", "offline", "online"]
+    assert states(status, status_topic(gw.area, gw.id))[-1] == "offline"  # stopped at the end
     other = fleet.gateways[1]
-    assert "offline" not in status.of(status_topic(other.area, other.id))[:-1]
+    assert "offline" not in states(status, status_topic(other.area, other.id))[:-1]
     (outage,) = report.outages
     assert outage["gateway"] == gw.id and outage["connections_cut"] == 1
     assert 2.0 <= float(outage["cut_at_s"]) < 2.3  # type: ignore[arg-type]

@@ -40,18 +40,6 @@ exit codes: 0 ok, 1 runtime failure (e.g. broker unreachable), 2 usage error
 EXIT_OK, EXIT_RUNTIME, EXIT_USAGE = 0, 1, 2
 
 
-def read_json_records(path: Path) -> list[dict[str, Any]]:
-    """JSON lines, a JSON array, or an object with an 'incidents' array (a live report)."""
-    text = path.read_bytes()
-    stripped = text.lstrip()
-    if stripped.startswith(b"[") or (stripped.startswith(b"{") and b"\n{" not in stripped):
-        doc = orjson.loads(text)
-        if isinstance(doc, dict):
-            doc = doc.get("incidents", [doc])
-        return [dict(r) for r in doc]
-    return [orjson.loads(line) for line in text.splitlines() if line.strip()]
-
-
 def score_table(scores: list[TypeScore], title: str) -> Table:
     table = Table(title=f"{title}; latency p50, p95 in simulated seconds", title_justify="left")
     for column in ("type", "labels", "found", "recall", "prec.", "F1", "p50 s", "p95 s",
@@ -149,10 +137,15 @@ def transport_fault_options(parser: argparse.ArgumentParser) -> None:
                         "(default 0)")
     faults.add_argument("--late-max", type=ranged(float, 1.0, 86_400), default=30.0,
                         metavar="SECONDS", help="longest delay of a late message (default 30)")
-    faults.add_argument("--malformed", type=ranged(int, 0, 1_000_000), default=0, metavar="N",
-                        help="malformed messages spread over the run, cycling through malformed "
-                        "JSON, wrong type, missing field, NaN, oversize, foreign gateway "
-                        "(default 0)")
+    malformed_option(faults)
+
+
+def malformed_option(group: argparse._ArgumentGroup) -> None:
+    """--malformed N, for every mode that sends broken messages."""
+    group.add_argument("--malformed", type=ranged(int, 0, 1_000_000), default=0, metavar="N",
+                       help="malformed messages spread over the run, cycling through malformed "
+                       "JSON, wrong type, missing field, NaN, oversize, foreign gateway "
+                       "(default 0)")
 
 
 def run_options(parser: argparse.ArgumentParser, what: str) -> None:

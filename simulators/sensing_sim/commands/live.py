@@ -18,6 +18,7 @@ from sensing_sim.commands.common import (
     EPILOG,
     UsageError,
     fleet_options,
+    malformed_option,
     plan_from_args,
     ranged,
     write_report,
@@ -85,10 +86,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     faults = live.add_argument_group("faults")
     faults.add_argument("--duplicates", type=ranged(float, 0.0, 1.0), default=0.0,
                         metavar="RATE", help="fraction of batches published twice (default 0)")
-    faults.add_argument("--malformed", type=ranged(int, 0, 1_000_000), default=0, metavar="N",
-                        help="malformed messages spread over the run, cycling through malformed "
-                        "JSON, wrong type, missing field, NaN, oversize, foreign gateway "
-                        "(default 0)")
+    malformed_option(faults)
     out = live.add_argument_group("output")
     out.add_argument("--report", type=Path, metavar="PATH", help="write the report (JSON) here")
     out.add_argument("--json", action="store_true",
