@@ -15,6 +15,7 @@ DISPATCH_FILTER = f"{PREFIX}/dispatch/#"
 DEADLETTER_FILTER = f"{PREFIX}/deadletter/#"
 ACK_TOPIC = f"{PREFIX}/ack"
 CORE_STATS_TOPIC = f"{PREFIX}/core/stats"
+CORE_STORED_PREFIX = f"{PREFIX}/core/stored"
 
 RESERVED_AREAS = frozenset({"alerts", "dispatch", "deadletter", "ack", "core"})
 
@@ -41,6 +42,11 @@ def dispatch_topic(tier: str, area: str) -> str:
 
 def deadletter_topic(area: str, gateway: str) -> str:
     return f"{PREFIX}/deadletter/{area}/{gateway}"
+
+
+def stored_topic(area: str, gateway: str) -> str:
+    """Where the core confirms to a gateway what it stored (`sensing.wire.confirm`)."""
+    return f"{CORE_STORED_PREFIX}/{area}/{gateway}"
 
 
 @dataclass(frozen=True, slots=True)
