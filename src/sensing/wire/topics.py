@@ -14,6 +14,8 @@ ALERTS_FILTER = f"{PREFIX}/alerts/#"
 DISPATCH_FILTER = f"{PREFIX}/dispatch/#"
 DEADLETTER_FILTER = f"{PREFIX}/deadletter/#"
 ACK_TOPIC = f"{PREFIX}/ack"
+ACK_IDENTITY_FILTER = f"{PREFIX}/ack/+"
+"""acks carrying their responder: `sensing/v1/ack/{responder}` (an addition to contract v1)"""
 CORE_STATS_TOPIC = f"{PREFIX}/core/stats"
 CORE_STORED_PREFIX = f"{PREFIX}/core/stored"
 
@@ -70,3 +72,17 @@ def parse_gateway_topic(topic: str) -> GatewayTopic | None:
     if parts[2] in RESERVED_AREAS:
         return None
     return GatewayTopic(area=parts[2], gateway=parts[3], leaf=parts[4])
+
+
+def ack_topic(responder: str) -> str:
+    """The ack topic of one responder, which the secure broker's ACL lets only that user write."""
+    return f"{ACK_TOPIC}/{responder}"
+
+
+def ack_responder(topic: str) -> str | None:
+    """The responder of a `sensing/v1/ack/{responder}` topic; None for any other topic."""
+    prefix = ACK_TOPIC + "/"
+    if not topic.startswith(prefix):
+        return None
+    responder = topic[len(prefix):]
+    return responder if responder and "/" not in responder else None
