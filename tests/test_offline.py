@@ -45,12 +45,13 @@ def test_a_silent_device_goes_offline_on_its_gateways_event_time() -> None:
 
 
 def test_replayed_fast_or_in_real_time_the_same_event_times_give_the_same_alerts() -> None:
+    """A replay ends at the wall time it finishes, its times in the past (sensing_sim.replay)."""
     def run(speedup: float) -> list[tuple[int, bool, int]]:
         w, gw_of = watch_with(3, 1)
         out = []
         for i in range(200):
             ts = T0 + i * S
-            wall = T0 + int(i * S / speedup)
+            wall = T0 + 199 * S - int((199 - i) * S / speedup)
             for d in (0, 1) if i > 50 else (0, 1, 2):
                 feed(w, d, ts, 0, wall)
             out += [(c.device, c.offline, c.silent_since) for c in w.scan(gw_of, 3, 1, wall)]

@@ -55,6 +55,9 @@ class Lifecycle:
                   area: str, ts_event: int, ts: int, value: float | None, reason: str,
                   now: int) -> list[Alert]:
         """A detector's verdict for (device, type) changed at event time `ts`."""
+        # hold and flap timers run on gateway watermarks, which never pass the core's clock:
+        # a reading stamped ahead of it must not start a hold that the watermark cannot reach
+        ts = min(ts, now)
         key = (device, alert_type)
         track = self._tracks.get(key)
         if track is None:

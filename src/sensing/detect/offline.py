@@ -3,6 +3,12 @@
 Time is the event time of each gateway's own readings (its watermark), so a gateway with a
 skewed clock cannot make every other gateway's devices look silent, and a replay at ×60 gives
 the same alerts as real time. A gateway that sends nothing at all advances on the wall clock.
+
+No time from an input is taken beyond the core's clock (`now`: the wall clock live, the
+simulated one in `sensing-sim offline`): a reading stamped ahead of it counts as heard now,
+so one reading from the future (within the skew allowance; later ones are refused before they
+get here) cannot move its gateway's watermark and make its other devices look silent, and a
+status with any `ts` at all cannot overflow the state.
 """
 
 from __future__ import annotations
@@ -14,6 +20,8 @@ import numpy.typing as npt
 
 from sensing.arrays import grown
 from sensing.kernels.offline import OFFLINE, note_seen, offline_scan
+
+INT64_MAX = int(np.iinfo(np.int64).max)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,15 +71,20 @@ class OfflineWatch:
 
     def seen(self, dev: npt.NDArray[np.int32], ts: npt.NDArray[np.int64],
              gateway: int, now_wall: int) -> None:
-        """Readings of one message (one gateway)."""
+        """Readings of one message (one gateway), heard at `now_wall` (the step's clock)."""
         if not dev.size:
             return
+        if int(ts.max()) > now_wall:
+            ts = np.minimum(ts, now_wall)
         newest = note_seen(dev, ts, self.last_seen, self.gap, self.policy.gap_alpha)
         self.gw_max_ts[gateway] = max(int(self.gw_max_ts[gateway]), newest)
         self.gw_last_wall[gateway] = now_wall
 
-    def gateway_status(self, gateway: int, online: bool, ts: int) -> None:
+    def gateway_status(self, gateway: int, online: bool, ts: int,
+                       now_wall: int | None = None) -> None:
+        """`ts`: the status's own time, taken no later than `now_wall` (any int is safe)."""
         self.gw_down[gateway] = not online
+        ts = max(min(ts, INT64_MAX if now_wall is None else now_wall), -1)
         if online:
             # its devices get a full timeout from now before they can be called offline
             self.gw_back[gateway] = max(ts, int(self.gw_max_ts[gateway]))
