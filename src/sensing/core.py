@@ -1,4 +1,13 @@
-"""The stream core: MQTT session -> pipeline -> store -> publish -> PUBACK, a batch at a time."""
+"""The stream core: MQTT session -> pipeline -> alerts out -> spool -> PUBACK, a batch at a time;
+the spool drains into the store beside it.
+
+One step: decode, dedup, detect and grade a batch of messages; commit the alert transitions with
+their messages (the outbox) and publish those at once; commit the step's lines to the spool
+(durable, on the core's disk) and journal the admitted readings; acknowledge the messages to the
+broker. The drain thread writes the spool to the store and then confirms to each gateway what is
+stored (`sensing/v1/core/stored/...`). Nothing here waits for the store: an SOS goes out while
+the store is down.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +15,23 @@ import threading
 import time
 
 import orjson
+import paho.mqtt.client as mqtt
 import structlog
 
 from sensing.alerts.book import AlertBook
 from sensing.dedup.journal import DedupJournal
 from sensing.ingest.mqtt import CoreSession, Incoming
 from sensing.pipeline import CoreStats, Pipeline, now_ms
+from sensing.redact import redact_url
 from sensing.settings import CoreSettings
-from sensing.store.writer import StoreWriter
+from sensing.store.drain import StoreDrain
+from sensing.store.spool import Spool
+from sensing.store.writer import Rejected, StoreWriter
 from sensing.warmup import warm_up
 from sensing.wire import topics
+from sensing.wire.confirm import stored_messages
+from sensing.wire.errors import Code
+from sensing.wire.messages import DeadLetter
 
 log = structlog.get_logger("sensing.core")
 
@@ -32,11 +48,14 @@ class StreamCore:
         self.journal.recover()
         self.store = StoreWriter(settings.store_url, settings.store_token, settings.store_org,
                                  settings.store_bucket, settings.store_timeout_s)
-        self.session = session or CoreSession(
-            settings.mqtt_host, settings.mqtt_port, settings.mqtt_client_id,
-            settings.mqtt_username, settings.mqtt_password)
+        self.spool = Spool(settings.state_dir / "spool.sqlite", settings.spool_max_bytes)
+        self.session = session or CoreSession.from_settings(settings)
+        self.drain = StoreDrain(self.spool, self.store, self._publish_quietly,
+                                self._dead_letter_rejected)
         self.stop_event = threading.Event()
         self._last_stats = 0.0
+        self._outbox: list[tuple[int, list[mqtt.MQTTMessageInfo]]] = []
+        """outbox entries published and waiting for the broker's PUBACK"""
 
     @property
     def stats(self) -> CoreStats:
@@ -47,36 +66,92 @@ class StreamCore:
         log.info("kernels ready", seconds=round(warm_up()[0], 2))
         self.session.start()
         log.info("core running", mqtt=f"{self.settings.mqtt_host}:{self.settings.mqtt_port}",
-                 store=self.settings.store_url)
+                 store=redact_url(self.settings.store_url), spooled=self.spool.entries)
+        self._announce_undelivered()
+        self.drain.start()
         try:
             while not self.stop_event.is_set():
+                if self.drain.error is not None:
+                    raise RuntimeError("the store drain stopped") from self.drain.error
                 messages = self.session.receive(self.settings.batch_max_messages,
                                                 self.settings.batch_max_wait_s)
                 self.step(messages)
         finally:
+            self.drain.stop(self.settings.shutdown_grace_s)
             self._publish_stats(force=True)
+            self._settle_outbox()
             self.session.stop()
             self.store.close()
+            self.spool.close()
             self.journal.close()
             self.pipeline.book.close()
             log.info("core stopped", **self.stats.as_dict())
 
     def step(self, messages: list[Incoming]) -> None:
-        """Handle one batch of messages end to end, then acknowledge them to the broker."""
-        out = self.pipeline.process(messages, now_ms())
-        # Raises StoreUnavailable only when stopping; the messages then stay unacknowledged.
-        self.store.write(out.lines, self.stop_event)
-        self.journal.append(*out.admitted)
+        """Handle one batch of messages, then acknowledge them to the broker."""
+        book = self.pipeline.book
+        with book.step():
+            out = self.pipeline.process(messages, now_ms())
+            outbox_id = book.enqueue(out.announce) if out.announce else None
+        # alerts and dispatch leave before anything is stored
+        infos = [self.session.publish(topic, payload) for topic, payload in out.announce]
+        if outbox_id is not None:
+            self._outbox.append((outbox_id, infos))
         for topic, payload in out.publish:
             self.session.publish(topic, payload)
+        lines = b"\n".join(x if isinstance(x, bytes) else x.encode() for x in out.lines if x)
+        confirms = stored_messages(out.handled) if out.handled else []
+        if not self.spool.add(lines, confirms, self.stop_event):
+            return  # stopping with a full spool: unacknowledged, the broker keeps them
+        self.journal.append(*out.admitted)
         self.session.ack(messages)
+        self._settle_outbox()
         self._publish_stats()
+
+    def _announce_undelivered(self) -> None:
+        """Publish again what a previous run decided but the broker never confirmed."""
+        for outbox_id, messages in self.pipeline.book.undelivered():
+            infos = [self.session.publish(t, p) for t, p in messages]
+            self._outbox.append((outbox_id, infos))
+            log.info("outbox published again", messages=len(messages))
+
+    def _settle_outbox(self) -> None:
+        if not self._outbox:
+            return
+        done = [i for i, infos in self._outbox if all(x.is_published() for x in infos)]
+        if done:
+            self.pipeline.book.delivered(done)
+            finished = set(done)
+            self._outbox = [e for e in self._outbox if e[0] not in finished]
+
+    def _publish_quietly(self, topic: str, payload: bytes) -> None:
+        self.session.publish(topic, payload)
+
+    def _dead_letter_rejected(self, rejected: list[Rejected]) -> None:
+        """Lines the store refused: a dead letter each, on the topic of their gateway."""
+        for r in rejected:
+            area, gateway = _line_origin(r.line)
+            self.pipeline.stats.deadletters += 1
+            letter = DeadLetter.of(f"the store refused the line: {r.reason}",
+                                   topics.readings_topic(area, gateway), r.line,
+                                   Code.STORE_REJECTED)
+            self.session.publish(topics.deadletter_topic(area, gateway), letter.to_json())
 
     def _publish_stats(self, force: bool = False) -> None:
         t = time.monotonic()
         if not force and t - self._last_stats < self.settings.stats_interval_s:
             return
         self._last_stats = t
-        doc = {"ts": now_ms(), **self.stats.as_dict()}
+        doc = {"ts": now_ms(), **self.stats.as_dict(), "spooled": self.spool.entries,
+               "spooled_bytes": self.spool.size_bytes}
         self.session.publish(topics.CORE_STATS_TOPIC, orjson.dumps(doc), retain=True)
 
+
+def _line_origin(line: bytes) -> tuple[str, str]:
+    """(area, gateway) from a line's tags; ("_", "store") if it names none valid."""
+    head = line.split(b" ", 1)[0].decode(errors="replace")
+    tags = dict(t.split("=", 1) for t in head.split(",")[1:] if "=" in t)
+    area, gateway = tags.get("area", "_"), tags.get("gateway", "store")
+    if not (topics.is_valid_name(area) and topics.is_valid_name(gateway)):
+        return "_", "store"
+    return area, gateway

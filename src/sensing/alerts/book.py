@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sqlite3
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import orjson
@@ -30,6 +32,12 @@ CREATE TABLE IF NOT EXISTS transitions (
     ts INTEGER NOT NULL,
     doc TEXT NOT NULL
 );
+-- alert and dispatch messages decided but not yet confirmed by the broker (PUBACK): written in
+-- the same transaction as the transitions they announce, published again after a crash
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    messages BLOB NOT NULL
+);
 """
 
 
@@ -38,11 +46,18 @@ class UnknownAlert(KeyError):
 
 
 class AlertBook:
+    """Open alerts in memory, every transition in SQLite.
+
+    Inside `step()` transitions are not committed one by one: the step's transitions and its
+    outbox of messages commit together when the block ends, so a crash leaves either both or
+    neither (and the broker, not yet acknowledged, delivers the step's messages again)."""
+
     def __init__(self, path: Path | str = ":memory:") -> None:
         self._db = sqlite3.connect(str(path), check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        self._deferred = False
         self._open: dict[tuple[str, str], Alert] = {}
         self._by_id: dict[str, Alert] = {}
         for (doc,) in self._db.execute("SELECT doc FROM alerts WHERE is_open = 1"):
@@ -52,6 +67,41 @@ class AlertBook:
 
     def close(self) -> None:
         self._db.close()
+
+    @contextmanager
+    def step(self) -> Iterator[None]:
+        """Commit the transitions of the block (and its `enqueue`d messages) at once."""
+        self._deferred = True
+        try:
+            yield
+        except BaseException:
+            self._db.rollback()
+            raise
+        else:
+            self._db.commit()
+        finally:
+            self._deferred = False
+
+    def enqueue(self, messages: list[tuple[str, bytes]]) -> int:
+        """Keep (topic, payload) messages until `delivered`; returns their outbox id."""
+        cur = self._db.execute("INSERT INTO outbox (messages) VALUES (?)",
+                               (orjson.dumps([[t, p.decode()] for t, p in messages]),))
+        if not self._deferred:
+            self._db.commit()
+        return int(cur.lastrowid or 0)
+
+    def delivered(self, outbox_ids: list[int]) -> None:
+        """The broker confirmed every message of these outbox entries."""
+        if not outbox_ids:
+            return
+        self._db.executemany("DELETE FROM outbox WHERE id = ?", [(i,) for i in outbox_ids])
+        if not self._deferred:
+            self._db.commit()
+
+    def undelivered(self) -> list[tuple[int, list[tuple[str, bytes]]]]:
+        """Outbox entries the broker never confirmed (a crash), oldest first."""
+        return [(int(i), [(t, p.encode()) for t, p in orjson.loads(raw)])
+                for i, raw in self._db.execute("SELECT id, messages FROM outbox ORDER BY id")]
 
     @property
     def open_alerts(self) -> list[Alert]:
@@ -79,7 +129,7 @@ class AlertBook:
             self._open.pop(key, None)
             self._by_id.pop(alert.alert_id, None)
         doc = orjson.dumps(alert.model_dump(mode="json", exclude_none=True)).decode()
-        with self._db:
+        with nullcontext() if self._deferred else self._db:
             self._db.execute(
                 "INSERT INTO alerts (alert_id, device, type, is_open, doc) VALUES (?, ?, ?, ?, ?)"
                 " ON CONFLICT (alert_id)"

@@ -1,15 +1,25 @@
-"""Writes line protocol through influxdb-client (InfluxDB v2 write API), retrying until stored."""
+"""Writes line protocol through influxdb-client (InfluxDB v2 write API).
+
+Outages (no connection, timeouts, 5xx, 429) are retried until the store takes the write or the
+caller stops. A request the store refuses (any other 4xx) is split in halves until the lines it
+refuses are alone: those come back to the caller as rejected (it dead-letters them), the others
+are stored. One bad line can therefore never stall the lines behind it.
+"""
 
 from __future__ import annotations
 
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import structlog
 from influxdb_client.client.influxdb_client import InfluxDBClient
 from influxdb_client.client.write_api import SYNCHRONOUS
 from influxdb_client.domain.write_precision import WritePrecision
+from influxdb_client.rest import ApiException
+
+from sensing.redact import redact_text, redact_url
 
 log = structlog.get_logger("sensing.store")
 
@@ -18,12 +28,31 @@ class StoreUnavailable(RuntimeError):
     """The store could not take a write before the core was asked to stop."""
 
 
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    line: bytes
+    reason: str
+    """the store's answer, e.g. 'HTTP 400: line too long'"""
+
+
+def _refusal(exc: BaseException) -> str | None:
+    """The store's reason if it refused the request itself (retrying cannot help), else None."""
+    if isinstance(exc, ApiException) and exc.status is not None:
+        status = int(exc.status)
+        if 400 <= status < 500 and status not in (408, 429):
+            body = exc.body.decode(errors="replace") if isinstance(exc.body, bytes) else str(
+                exc.body or exc.reason or "")
+            return f"HTTP {status}: {body.strip()[:300]}"
+    return None
+
+
 class StoreWriter:
     def __init__(
         self, url: str, token: str, org: str, bucket: str, timeout_s: float = 10.0,
         max_backoff_s: float = 5.0,
     ) -> None:
-        self.url = url
+        self.url = redact_url(url)
+        """for log lines: the password and token of the URL masked"""
         self.bucket = bucket
         self.org = org
         self._client = InfluxDBClient(url=url, token=token or "unused", org=org,
@@ -32,36 +61,61 @@ class StoreWriter:
         self._max_backoff = max_backoff_s
         self.points_written = 0
         self.failures = 0
+        self.rejected = 0
 
-    def write(self, lines: Sequence[str | bytes] | bytes, stop: threading.Event) -> None:
-        """Store all lines or raise StoreUnavailable once `stop` is set; never drops them.
+    def write(self, lines: Sequence[str | bytes] | bytes, stop: threading.Event
+              ) -> list[Rejected]:
+        """Store every line the store accepts, retrying outages; returns the lines it refused.
+        Raises StoreUnavailable once `stop` is set while the store is out.
 
         `lines`: line-protocol lines, or blocks of newline-separated lines as bytes (one
         batch's readings), or one such block."""
         if isinstance(lines, bytes):
             lines = [lines]
-        lines = [x for x in lines if x]
-        if not lines:
+        body = b"\n".join(x if isinstance(x, bytes) else x.encode() for x in lines if x)
+        if not body:
+            return []
+        rejected: list[Rejected] = []
+        self._write_splitting(body, stop, rejected)
+        self.rejected += len(rejected)
+        return rejected
+
+    def _write_splitting(self, body: bytes, stop: threading.Event,
+                         rejected: list[Rejected]) -> None:
+        reason = self._write_until_taken(body, stop)
+        if reason is None:
+            self.points_written += body.count(b"\n") + 1
             return
-        body = b"\n".join(x if isinstance(x, bytes) else x.encode() for x in lines)
-        points = body.count(b"\n") + 1
+        parts = body.split(b"\n")
+        if len(parts) == 1:
+            rejected.append(Rejected(body, reason))
+            log.error("store refused a line", url=self.url, reason=reason, bytes=len(body))
+            return
+        half = len(parts) // 2
+        self._write_splitting(b"\n".join(parts[:half]), stop, rejected)
+        self._write_splitting(b"\n".join(parts[half:]), stop, rejected)
+
+    def _write_until_taken(self, body: bytes, stop: threading.Event) -> str | None:
+        """None once stored; the store's reason if it refuses the request."""
         backoff = 0.2
         while True:
             try:
                 self._api.write(bucket=self.bucket, org=self.org, record=body,
                                 write_precision=WritePrecision.MS)  # type: ignore[arg-type]
             except Exception as exc:  # the client raises many types; all mean "not stored"
+                refused = _refusal(exc)
+                if refused is not None:
+                    return refused
                 self.failures += 1
-                log.warning("store write failed, retrying", url=self.url, error=str(exc)[:200],
-                            lines=points, retry_in_s=backoff)
+                log.warning("store write failed, retrying", url=self.url,
+                            error=redact_text(str(exc))[:200], bytes=len(body), retry_in_s=backoff)
                 if stop.wait(backoff):
-                    raise StoreUnavailable(str(exc)) from exc
+                    raise StoreUnavailable(redact_text(str(exc))[:200]) from exc
                 backoff = min(backoff * 2, self._max_backoff)
                 continue
-            self.points_written += points
             if backoff > 0.2:
                 log.info("store reachable again", url=self.url)
-            return
+            return None
 
     def close(self) -> None:
         self._api.close()  # type: ignore[no-untyped-call]
