@@ -1,14 +1,19 @@
 """Makes the dedup window survive a restart: a snapshot plus a write-ahead journal.
 
 Every processing step appends what it admitted — new device names, then (device, epoch, seq) —
-as one checksummed record and fsyncs it after the readings are stored and before the broker is
-acknowledged. A restarted core loads the snapshot, replays the journal, and so refuses the
-redeliveries of everything it had stored. A torn last record (a crash mid-write) fails its
-checksum and is ignored: its readings were never acknowledged, so the broker sends them again.
-The journal is folded into a fresh snapshot every `compact_every` records.
+as one checksummed record and fsyncs it after the step's lines are committed to the core's
+spool (`sensing.store.spool`: on disk, drained into the store before anything else when the core
+starts again) and before the broker is acknowledged. So the journal never names a reading that
+is neither stored nor on its way there from the spool: a stop or a crash during a store outage
+loses nothing and drops nothing as a duplicate of itself. A restarted core loads the snapshot,
+replays the journal, and so refuses the redeliveries of everything it had taken. A torn last
+record (a crash mid-write) fails its checksum and is ignored: its readings were never
+acknowledged, so the broker sends them again.
+The journal is folded into a fresh snapshot every `compact_every` records and at a stop.
 
-The one window left: a crash after the store confirmed a write and before the journal record is
-on disk (about a millisecond) lets that step's readings be stored a second time on redelivery.
+The one window left: a crash after the spool commit and before the journal record is on disk
+(about a millisecond) lets that step's readings be spooled a second time on redelivery; the
+store keeps one sample per series and timestamp, so they are stored once all the same.
 """
 
 from __future__ import annotations
