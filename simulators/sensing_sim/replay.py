@@ -2,10 +2,14 @@
 
 A message recorded as arriving `t` simulated seconds after the start is published `t / speed`
 seconds after the replay starts, at QoS 1, with its retain flag. Times inside the messages
-(SNB1 `ts` columns, status `ts`) are moved by one constant so that the recording starts now:
-the core sees the fleet's own timing (a fire still rises at its rate per simulated minute)
-and detects on it as it would live. At a speed above 1 those stamps run ahead of the wall
-clock, by up to `duration * (1 - 1/speed)`. Malformed messages go out byte for byte.
+(SNB1 `ts` columns, status `ts`) are moved by one constant (`replay_shift_ms`) so that the
+recording ends when the replay is due to finish: the core sees the fleet's own timing (a fire
+still rises at its rate per simulated minute) and detects on it as it would live, and at any
+speed of 1 or more every stamp is in the past when it is published, like a gateway's backlog,
+by up to `duration * (1 - 1/speed)` at the start and none at the end. (The core refuses
+stamps more than 5 minutes ahead of its clock and counts none ahead of it; until 2026-12 a
+replay started its recording now, and at ×N its stamps ran ahead of the wall clock.) Below
+speed 1 the recording starts now. Malformed messages go out byte for byte.
 
 The report carries the labels on the replay's wall clock (`ts_start`/`ts_end` where the core
 saw the incident begin and end) with `speed`, so `sensing-sim score` gives latencies in
@@ -82,7 +86,9 @@ class ReplayReport(CountsMalformed):
     broker: str
     speed: float
     start_ms: int
-    """wall clock when the replay began (the recording's start maps to it)"""
+    """wall clock when the replay began"""
+    shift_ms: int
+    """how far the messages' own times were moved (see `replay_shift_ms`)"""
     end_ms: int
     wall_s: float
     simulated_s: float
@@ -113,6 +119,16 @@ class _Clock:
         """Publishing has reached `sim_ms` at `wall_ms`."""
         while self._pending and self._pending[0] <= sim_ms:
             self.reached[self._pending.pop(0)] = wall_ms
+
+
+def replay_shift_ms(rec_start_ms: int, duration_ms: int, wall_start_ms: int,
+                    speed: float) -> int:
+    """What to add to a recording's times so that it ends when a replay at `speed` that began
+    at `wall_start_ms` is due to finish (starts then, at a speed below 1): a message of
+    simulated time t, published at wall_start + (t - rec_start) / speed or later, carries
+    times no later than that."""
+    behind = max(0, duration_ms - round(duration_ms / speed))
+    return wall_start_ms - rec_start_ms - behind
 
 
 def wall_labels(labels: list[dict[str, Any]], rec_start_ms: int, wall_start_ms: int,
@@ -201,7 +217,8 @@ def replay(path: Path, *, host: str = "127.0.0.1", port: int = 1883, speed: floa
     lag_max = 0.0
     t0 = time.monotonic()
     wall_start = time.time_ns() // 1_000_000
-    shift = wall_start - rec_start
+    shift = replay_shift_ms(rec_start, round(float(reader.header["duration_s"]) * 1000),
+                            wall_start, speed)
     sim_s = 0.0
     next_progress = progress_every_s
     try:
@@ -226,6 +243,7 @@ def replay(path: Path, *, host: str = "127.0.0.1", port: int = 1883, speed: floa
         all_acked = publisher.close(stop_timeout_s)
     return ReplayReport(
         recording=str(path), broker=f"{host}:{port}", speed=speed, start_ms=wall_start,
+        shift_ms=shift,
         end_ms=time.time_ns() // 1_000_000, wall_s=round(time.monotonic() - t0, 3),
         simulated_s=round(sim_s, 3), stopped_early=stop.is_set(), all_acked=all_acked,
         messages=counts, readings_published=readings, lag_max_s=round(lag_max, 3),

@@ -14,7 +14,7 @@ from sensing.wire.topics import ALERTS_FILTER, READINGS_FILTER, STATUS_FILTER, p
 from sensing_sim.cli import main
 from sensing_sim.fleet import Fleet, FleetSpec
 from sensing_sim.recording import RecordingError, RecordingReader
-from sensing_sim.replay import replay, shift_snb1_ts
+from sensing_sim.replay import replay, replay_shift_ms, shift_snb1_ts
 from sensing_sim.score import alerts_from_transitions, score
 from sensing_sim.signals import local_time_of_day_s
 from sensing_sim.transport import READINGS, STATUS, FleetStream, TransportFaults
@@ -99,6 +99,17 @@ def test_shifting_snb1_times_moves_every_ts_and_nothing_else() -> None:
     assert shift_snb1_ts(moved, -12_345) == payload
 
 
+def test_a_replay_ends_its_recording_when_it_is_due_to_finish() -> None:
+    """At ×N its times are in the past when published, never ahead of the wall clock (the
+    core counts none ahead of it); below ×1 it starts now."""
+    wall = START + 86_400_000
+    assert replay_shift_ms(START, 600_000, wall, 60.0) == wall - START - 590_000
+    assert replay_shift_ms(START, 600_000, wall, 1.0) == wall - START
+    assert replay_shift_ms(START, 600_000, wall, 0.5) == wall - START
+    for t in range(0, 600_001, 50_000):  # published at wall + t / 60, stamped t + shift
+        assert START + t + replay_shift_ms(START, 600_000, wall, 60.0) <= wall + t / 60
+
+
 @pytest.mark.e2e
 def test_a_replay_publishes_every_message_with_moved_times_at_its_speed(tmp_path: Path) -> None:
     path = record(tmp_path, "run.simrec", "--duration", "60", "--malformed", "6",
@@ -114,16 +125,19 @@ def test_a_replay_publishes_every_message_with_moved_times_at_its_speed(tmp_path
     assert report.wall_s >= 60 / 20 * 0.9  # it kept to its schedule, not faster
     assert report.malformed_total == 6 and report.malformed_sent == report.recorded[  # type: ignore[index]
         "malformed_sent"]
-    shift = report.start_ms - START
+    # the recording ends when the replay was due to finish: every time in the past when sent
+    assert report.shift_ms == report.start_ms - START - (60_000 - 60_000 // 20)
+    shift = report.shift_ms
     heard = listener.messages
-    readings_heard = [(t, p) for t, p in heard if p.startswith(snb1.MAGIC)]
+    readings_heard = [(t, p) for t, p in heard if p.startswith(b"SNB")]  # SNB1 or SNB2
     recorded_ts = sorted(ts for m in recorded if m.what in (READINGS, "duplicate")
                          for ts in _ts(m.topic, m.payload))
     heard_ts = sorted(ts for t, p in readings_heard for ts in _ts(t, p))
     assert heard_ts == [ts + shift for ts in recorded_ts]
     statuses = [orjson.loads(p) for t, p in heard if t.endswith("/status")]
     assert len(statuses) == sum(m.what == STATUS for m in recorded) == 2
-    assert all(s["ts"] >= report.start_ms - 1 for s in statuses)
+    assert all(s["ts"] == START + shift for s in statuses)
+    assert heard_ts[-1] <= report.end_ms and statuses[0]["ts"] < report.start_ms
     for label in report.incidents:
         assert label["speed"] == 20.0
         assert report.start_ms <= label["ts_start"] < label["ts_end"] <= report.end_ms
