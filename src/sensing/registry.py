@@ -10,7 +10,12 @@ import numpy.typing as npt
 
 from sensing.arrays import grown
 from sensing.wire.batch import ReadingBatch
+from sensing.wire.errors import Code
 from sensing.wire.kinds import KINDS
+from sensing.wire.limits import MAX_CHANNELS_PER_GATEWAY, MAX_DEVICES, MAX_DEVICES_PER_GATEWAY
+from sensing.wire.table_cache import ByIdentity
+
+_NO_LIMIT = 2**62
 
 
 class Names:
@@ -41,21 +46,45 @@ class Names:
 
 @dataclass(slots=True)
 class _Table:
-    """A device table seen before: its tuples (held, so that their ids stay theirs), the global
-    index and kind index of each entry, and what it last set."""
+    """A device table seen before: the global index and kind index of each entry (-1: a device
+    its gateway may not introduce, see `Registry`), and what it last set."""
 
-    devices: tuple[str, ...]
-    kinds: tuple[str, ...]
     index: npt.NDArray[np.int32]
     kind: npt.NDArray[np.int8]
+    complete: bool
+    """every entry has an index"""
     placed: tuple[int, int, int] = (-1, -1, -1)
     """(gateway, area, registry changes) when it last set its devices' attributes"""
 
 
-class Registry:
-    """Everything the core knows about each device, as arrays indexed by device index."""
+@dataclass(slots=True)
+class _ChannelTable:
+    index: npt.NDArray[np.int32]
+    complete: bool
 
-    def __init__(self, capacity: int = 1024) -> None:
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """Readings of a batch that name a device or channel their gateway may not introduce."""
+
+    rows: npt.NDArray[np.bool_]
+    reason: str
+    code: str
+
+
+class Registry:
+    """Everything the core knows about each device, as arrays indexed by device index.
+
+    Bounded: a gateway may introduce at most `max_devices_per_gateway` device ids and
+    `max_channels_per_gateway` channel names over the core's lifetime, and there are at most
+    `max_devices` devices in all; names beyond get no index (their readings are refused by
+    the caller), names known already always pass. Remembered tables are bounded in bytes.
+    """
+
+    def __init__(self, capacity: int = 1024,
+                 max_devices_per_gateway: int = MAX_DEVICES_PER_GATEWAY,
+                 max_channels_per_gateway: int = MAX_CHANNELS_PER_GATEWAY,
+                 max_devices: int = MAX_DEVICES, max_table_bytes: int = 64 << 20) -> None:
         self.devices = Names()
         self.channels = Names()
         self.gateways = Names()
@@ -64,11 +93,16 @@ class Registry:
         self.device_kind = np.full(capacity, -1, dtype=np.int8)
         self.device_gateway = np.full(capacity, -1, dtype=np.int32)
         self.device_area = np.full(capacity, -1, dtype=np.int32)
-        self._tables: dict[tuple[int, int], _Table] = {}
+        self.max_devices_per_gateway = max_devices_per_gateway
+        self.max_channels_per_gateway = max_channels_per_gateway
+        self.max_devices = max_devices
+        self.introduced_devices = np.zeros(64, dtype=np.int64)
+        """per gateway: the device ids it introduced"""
+        self.introduced_channels = np.zeros(64, dtype=np.int64)
+        self._tables: ByIdentity[_Table] = ByIdentity(max_table_bytes)
         """device tables seen, by the identity of their tuples (the decoder hands out the same
         tuples for the same table)"""
-        self._channel_tables: dict[int, tuple[tuple[str, ...], npt.NDArray[np.int32]]] = {}
-        self.max_tables = 1024
+        self._channel_tables: ByIdentity[_ChannelTable] = ByIdentity(max_table_bytes)
         self._changes = 0
         """how many times a table changed some device's kind, gateway or area"""
 
@@ -81,17 +115,43 @@ class Registry:
     def intern_batch(
         self, batch: ReadingBatch, gateway: str, area: str
     ) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int32]]:
-        """Global device index per reading and global channel index per value.
+        """Global device index per reading and global channel index per value (-1 for a name
+        the gateway may not introduce: see `intern_bounded`).
 
         A device is attached to the gateway and area it last reported through.
         """
-        table = self._device_table(batch.devices, batch.kinds)
-        self._grow(len(self.devices))
-        self._place(table, self.gateways.intern(gateway), self.areas.intern(area))
-        channels = self._channel_table(batch.channels)
-        dev = table.index[batch.device] if len(batch) else np.zeros(0, np.int32)
-        chan = channels[batch.value_channel] if batch.n_values else np.zeros(0, np.int32)
+        dev, chan, _ = self.intern_bounded(batch, gateway, area)
         return dev, chan
+
+    def intern_bounded(
+        self, batch: ReadingBatch, gateway: str, area: str
+    ) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int32], Refused | None]:
+        """As `intern_batch`, and which readings name a device or channel beyond the bounds
+        (None: none do, the usual case)."""
+        g = self.gateways.intern(gateway)
+        if g >= self.introduced_devices.shape[0]:
+            self.introduced_devices = grown(self.introduced_devices, g + 1)
+            self.introduced_channels = grown(self.introduced_channels, g + 1)
+        table = self._device_table(batch.devices, batch.kinds, g)
+        self._grow(len(self.devices))
+        self._place(table, g, self.areas.intern(area))
+        channels = self._channel_table(batch.channels, g)
+        dev = table.index[batch.device] if len(batch) else np.zeros(0, np.int32)
+        chan = channels.index[batch.value_channel] if batch.n_values else np.zeros(0, np.int32)
+        if table.complete and channels.complete:
+            return dev, chan, None
+        if not table.complete and (dev < 0).any():
+            return dev, chan, Refused(
+                dev < 0, f"gateway {gateway!r} introduced {self.max_devices_per_gateway} "
+                f"devices already (or the core knows {self.max_devices})",
+                Code.TOO_MANY_DEVICES.value)
+        if not channels.complete and (chan < 0).any():
+            rows = np.zeros(len(batch), dtype=np.bool_)
+            rows[batch.value_row[chan < 0]] = True
+            return dev, chan, Refused(
+                rows, f"gateway {gateway!r} introduced {self.max_channels_per_gateway} "
+                "channel names already", Code.TOO_MANY_CHANNELS.value)
+        return dev, chan, None
 
     def _place(self, table: _Table, gateway: int, area: int) -> None:
         """Set the kind, gateway and area of the table's devices. Skipped when the table set
@@ -99,41 +159,71 @@ class Registry:
         gateway's steady stream of the same table costs nothing here."""
         if table.placed == (gateway, area, self._changes):
             return
-        index = table.index
+        index, kind = table.index, table.kind
+        if not table.complete:
+            index, kind = index[index >= 0], kind[index >= 0]
         if table.placed[:2] != (gateway, area) or (
                 (self.device_gateway[index] != gateway).any()
                 or (self.device_area[index] != area).any()
-                or (self.device_kind[index] != table.kind).any()):
-            self.device_kind[index] = table.kind
+                or (self.device_kind[index] != kind).any()):
+            self.device_kind[index] = kind
             self.device_gateway[index] = gateway
             self.device_area[index] = area
             self._changes += 1
         table.placed = (gateway, area, self._changes)
 
-    def _device_table(self, devices: tuple[str, ...], kinds: tuple[str, ...]) -> _Table:
+    def _device_table(self, devices: tuple[str, ...], kinds: tuple[str, ...],
+                      gateway: int) -> _Table:
         """The batch's device table, interned once per distinct table: gateways send the same
-        table (the same decoded tuples) again and again."""
-        key = (id(devices), id(kinds))  # hashing the tuples would cost a step per name
-        hit = self._tables.get(key)
-        if hit is None or hit.devices is not devices or hit.kinds is not kinds:
-            if len(self._tables) >= self.max_tables:
-                self._tables.clear()
-            hit = self._tables[key] = _Table(
-                devices, kinds, self.devices.lookup(devices),
+        table (the same decoded tuples) again and again. A table some of whose devices had
+        no room is resolved again each time (their gateway may have room now, or another
+        gateway may have introduced them)."""
+        hit = self._tables.get((devices, kinds))
+        if hit is None or not hit.complete:
+            index = self._resolve(self.devices, devices, self.introduced_devices, gateway,
+                                  self.max_devices_per_gateway, self.max_devices)
+            hit = self._tables.put((devices, kinds), _Table(
+                index,
                 # -1 for a kind the contract does not know: its readings are dead-lettered by
                 # validation, but the table still names it
                 np.fromiter(map(self.kind_index.get, kinds, repeat(-1)), dtype=np.int8,
-                            count=len(kinds)))
+                            count=len(kinds)),
+                bool(index.size == 0 or index.min() >= 0)), extra_bytes=5 * len(devices))
         return hit
 
-    def _channel_table(self, channels: tuple[str, ...]) -> npt.NDArray[np.int32]:
+    def _channel_table(self, channels: tuple[str, ...], gateway: int) -> _ChannelTable:
         """Global indices of a batch's channel table, remembered like device tables."""
-        hit = self._channel_tables.get(id(channels))
-        if hit is None or hit[0] is not channels:
-            if len(self._channel_tables) >= self.max_tables:
-                self._channel_tables.clear()
-            hit = self._channel_tables[id(channels)] = (channels, self.channels.lookup(channels))
-        return hit[1]
+        hit = self._channel_tables.get((channels,))
+        if hit is None or not hit.complete:
+            index = self._resolve(self.channels, channels, self.introduced_channels, gateway,
+                                  self.max_channels_per_gateway, _NO_LIMIT)
+            hit = self._channel_tables.put((channels,), _ChannelTable(
+                index, bool(index.size == 0 or index.min() >= 0)), extra_bytes=4 * len(channels))
+        return hit
+
+    @staticmethod
+    def _resolve(table: Names, names: tuple[str, ...], introduced: npt.NDArray[np.int64],
+                 gateway: int, per_gateway: int, in_all: int) -> npt.NDArray[np.int32]:
+        """Indices of `names`, interning new ones while `gateway` may introduce more (counted
+        in `introduced`); -1 for the others."""
+        try:
+            return np.fromiter(map(table.index.__getitem__, names), dtype=np.int32,
+                               count=len(names))
+        except KeyError:
+            pass
+        out = np.empty(len(names), dtype=np.int32)
+        room = min(per_gateway - int(introduced[gateway]), in_all - len(table))
+        for k, name in enumerate(names):
+            i = table.index.get(name)
+            if i is None:
+                if room <= 0:
+                    out[k] = -1
+                    continue
+                i = table.intern(name)
+                room -= 1
+                introduced[gateway] += 1
+            out[k] = i
+        return out
 
     def describe(self, device: int) -> tuple[str, str, str, str]:
         """(device id, kind, gateway, area) of a device index ("" for an unknown kind)."""

@@ -85,3 +85,26 @@ def readings_in_range(seq: np.ndarray, epoch: np.ndarray, ts: np.ndarray, batter
         if not np.isfinite(value[j]):
             return False
     return True
+
+
+@njit(cache=True, nogil=True)
+def most_values_per_reading(value_row: np.ndarray, n: int) -> int:
+    """The largest number of values of one reading (value rows outside 0 ..< n count for
+    none): one pass, and no array when the values come grouped by reading (as encoders write
+    them)."""
+    best = run = 0
+    prev = -1
+    for j in range(value_row.shape[0]):
+        r = int(value_row[j])
+        if r < prev:
+            counts = np.zeros(n, dtype=np.int64)
+            for k in range(value_row.shape[0]):
+                r = int(value_row[k])
+                if 0 <= r < n:
+                    counts[r] += 1
+            return int(counts.max()) if n else 0
+        run = run + 1 if r == prev else 1
+        prev = r
+        if 0 <= r < n:
+            best = max(best, run)
+    return best

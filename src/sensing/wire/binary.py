@@ -1,24 +1,38 @@
-"""SNB1, the project's compact columnar batch format (docs/binary-batch.md; its layout is in
-`sensing.wire.snb1`, with an encoder that needs no numpy): decoding into numpy columns, and
-encoding a `ReadingBatch`.
+"""SNB1 and SNB2, the project's compact columnar batch formats (docs/binary-batch.md; the
+layout is in `sensing.wire.snb1`, with an encoder that needs no numpy): decoding into numpy
+columns, and encoding a `ReadingBatch`.
 """
 
 from __future__ import annotations
 
+import zlib
 from collections import OrderedDict
 
 import numpy as np
 
 from sensing.wire.batch import ReadingBatch
-from sensing.wire.errors import WireError
+from sensing.wire.errors import Code, WireError
+from sensing.wire.limits import (
+    MAX_CHANNELS_PER_MESSAGE,
+    MAX_DEVICES_PER_MESSAGE,
+    MAX_READINGS_PER_MESSAGE,
+    MAX_VALUES_PER_MESSAGE,
+)
 from sensing.wire.snb1 import (
+    CHECKSUM,
+    CHECKSUM_SIZE,
     COLUMNS,
     HEADER,
     HEADER_SIZE,
-    MAGIC,
-    VERSION,
+    MAGICS,
+    READING_BYTES,
+    VALUE_BYTES,
+    VERSION_SNB2,
     header_and_tables,
+    is_batch,
+    with_checksum,
 )
+from sensing.wire.table_cache import NAME_OVERHEAD
 
 _NATIVE = {
     "ts": np.int64,
@@ -36,35 +50,35 @@ _WIDENED = ("device", "epoch", "value_row", "value_channel")
 
 
 def is_binary(payload: bytes) -> bool:
-    return payload[:4] == MAGIC
+    return is_batch(payload)
 
 
-def encode(batch: ReadingBatch) -> bytes:
-    """Encode a batch; raises WireError if it does not fit the format's limits."""
+def encode(batch: ReadingBatch, version: int = VERSION_SNB2) -> bytes:
+    """Encode a batch as SNB2 (or SNB1); raises WireError if it does not fit the format."""
     if len(batch) and (batch.epoch.min() < 0 or batch.epoch.max() > 0xFFFFFFFF):
-        raise WireError("epoch must fit in 32 bits")
+        raise WireError("epoch must fit in 32 bits", Code.EPOCH_OUT_OF_RANGE)
     head = header_and_tables(zip(batch.devices, batch.kinds, strict=True), batch.channels,
                              len(batch.devices), len(batch.channels), len(batch),
-                             batch.n_values)
+                             batch.n_values, version)
     parts = [head]
     for name, dtype, _ in COLUMNS:
         parts.append(np.ascontiguousarray(getattr(batch, name), dtype=dtype).tobytes())
-    return b"".join(parts)
+    return with_checksum(b"".join(parts), version)
 
 
 def _unpack_names(tables: bytes, pos: int, count: int, what: str) -> tuple[list[str], int]:
     names: list[str] = []
     for _ in range(count):
         if pos >= len(tables):
-            raise WireError(f"SNB1 table truncated in {what}s")
+            raise WireError(f"SNB table truncated in {what}s", Code.BATCH_MALFORMED)
         n = tables[pos]
         raw = tables[pos + 1 : pos + 1 + n]
         if n == 0 or len(raw) != n:
-            raise WireError(f"SNB1 table truncated in {what}s")
+            raise WireError(f"SNB table truncated in {what}s", Code.BATCH_MALFORMED)
         try:
             names.append(raw.decode())
         except UnicodeDecodeError:
-            raise WireError(f"SNB1 {what} is not UTF-8") from None
+            raise WireError(f"SNB {what} is not UTF-8", Code.NAME_INVALID) from None
         pos += 1 + n
     return names, pos
 
@@ -85,7 +99,7 @@ def _parse_tables_slowly(tables: bytes, n_dev: int, n_chan: int) -> Tables:
         kinds.append(kind)
     channels, pos = _unpack_names(tables, pos, n_chan, "channel")
     if any(tables[pos:]):
-        raise WireError("SNB1 table padding is not zero")
+        raise WireError("SNB table padding is not zero", Code.BATCH_MALFORMED)
     return tuple(devices), tuple(kinds), tuple(channels)
 
 
@@ -148,7 +162,8 @@ class _TableCache:
     """Parsed name tables by their exact bytes, least recently used out first: a gateway
     sends the same table batch after batch, so most payloads cost a dict hit and a memcmp
     here. The key holds only the table's ends (hashing all of it costs more than the rest of
-    the decode); a hit is confirmed against the whole table."""
+    the decode); a hit is confirmed against the whole table. Bounded by an estimate of the
+    bytes it holds: the raw tables and their parsed names."""
 
     def __init__(self, max_bytes: int = 32 << 20, max_tables: int = 4096) -> None:
         self._tables: OrderedDict[tuple[int, int, int, bytes, bytes],
@@ -171,32 +186,60 @@ class _TableCache:
         parsed = _parse_tables(tables, n_dev, n_chan)
         old = self._tables.pop(key, None)
         if old is not None:
-            self._bytes -= len(old[0])
+            self._bytes -= _cost(old[0], old[1])
         self._tables[key] = (tables, parsed)
-        self._bytes += len(tables)
+        self._bytes += _cost(tables, parsed)
         while self._bytes > self.max_bytes or len(self._tables) > self.max_tables:
-            _, (raw, _) = self._tables.popitem(last=False)
-            self._bytes -= len(raw)
+            _, (raw, names) = self._tables.popitem(last=False)
+            self._bytes -= _cost(raw, names)
         return parsed
+
+
+def _cost(raw: bytes, names: Tables) -> int:
+    """Bytes a cached table holds, at most: its raw bytes, then each name as a str object."""
+    return 2 * len(raw) + NAME_OVERHEAD * (len(names[0]) + len(names[1]) + len(names[2]))
 
 
 _TABLES = _TableCache()
 
 
 def decode(payload: bytes) -> ReadingBatch:
-    """Decode and check an SNB1 payload; raises WireError with a reason."""
+    """Decode and check an SNB1 or SNB2 payload; raises WireError with a reason and code."""
     if len(payload) < HEADER_SIZE:
-        raise WireError("SNB1 payload shorter than its header")
+        raise WireError("SNB payload shorter than its header", Code.BATCH_MALFORMED)
     magic, version, _flags, n_dev, n_chan, _res, n_read, n_val, tables_len = HEADER.unpack_from(
         payload
     )
-    if magic != MAGIC:
-        raise WireError("not an SNB1 payload")
-    if version != VERSION:
-        raise WireError(f"unsupported SNB1 version {version}")
-    columns_len = n_read * (8 + 8 + 8 + 4 + 2) + n_val * (8 + 4 + 2)
-    if tables_len % 8 or HEADER_SIZE + tables_len + columns_len != len(payload):
-        raise WireError("SNB1 length does not match its header")
+    expected = MAGICS.get(magic)
+    if expected is None:
+        raise WireError("not an SNB payload", Code.BATCH_MALFORMED)
+    trailer = 0
+    if expected == VERSION_SNB2:
+        trailer = CHECKSUM_SIZE
+        if len(payload) < HEADER_SIZE + trailer or CHECKSUM.unpack_from(
+                payload, len(payload) - trailer)[0] != zlib.crc32(
+                memoryview(payload)[: len(payload) - trailer]):
+            raise WireError("SNB2 checksum does not match: the batch is corrupt",
+                            Code.BATCH_CORRUPT)
+    if version != expected:
+        raise WireError(f"unsupported {magic.decode()} version {version}", Code.BATCH_MALFORMED)
+    columns_len = n_read * READING_BYTES + n_val * VALUE_BYTES
+    if tables_len % 8 or HEADER_SIZE + tables_len + columns_len + trailer != len(payload):
+        raise WireError("SNB length does not match its header", Code.BATCH_MALFORMED)
+    if not n_read:
+        raise WireError("SNB batch of no readings", Code.BATCH_EMPTY)
+    if n_read > MAX_READINGS_PER_MESSAGE:
+        raise WireError(f"{n_read} readings in one message, more than "
+                        f"{MAX_READINGS_PER_MESSAGE}", Code.TOO_MANY_READINGS)
+    if n_val > MAX_VALUES_PER_MESSAGE:
+        raise WireError(f"{n_val} values in one message, more than {MAX_VALUES_PER_MESSAGE}",
+                        Code.TOO_MANY_VALUES)
+    if n_dev > MAX_DEVICES_PER_MESSAGE:
+        raise WireError(f"a table of {n_dev} devices, more than {MAX_DEVICES_PER_MESSAGE}",
+                        Code.TOO_MANY_DEVICES)
+    if n_chan > MAX_CHANNELS_PER_MESSAGE:
+        raise WireError(f"a table of {n_chan} channels, more than {MAX_CHANNELS_PER_MESSAGE}",
+                        Code.TOO_MANY_CHANNELS)
     devices, kinds, channels = _TABLES.get(payload, n_dev, n_chan, HEADER_SIZE,
                                            HEADER_SIZE + tables_len)
     offset = HEADER_SIZE + tables_len
@@ -216,11 +259,11 @@ def decode(payload: bytes) -> ReadingBatch:
     dev_hi, row_hi, chan_hi = widen_wire_indices(*(raw[name] for name in _WIDENED),
                                                  *(cols[name] for name in _WIDENED))
     if dev_hi >= n_dev:
-        raise WireError("SNB1 device index out of range")
+        raise WireError("SNB device index out of range", Code.BATCH_MALFORMED)
     if chan_hi >= n_chan:
-        raise WireError("SNB1 channel index out of range")
+        raise WireError("SNB channel index out of range", Code.BATCH_MALFORMED)
     if row_hi >= n_read:
-        raise WireError("SNB1 value row out of range")
+        raise WireError("SNB value row out of range", Code.BATCH_MALFORMED)
     return ReadingBatch(
         devices=devices,
         kinds=kinds,

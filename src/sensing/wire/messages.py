@@ -9,6 +9,9 @@ from typing import Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
+from sensing.wire.errors import Code
+from sensing.wire.limits import TS_MAX_MS, TS_MIN_MS
+
 
 class Grade(StrEnum):
     """Most severe first."""
@@ -69,7 +72,8 @@ class Ack(_Message):
 
 class GatewayStatus(_Message):
     state: Literal["online", "offline"]
-    ts: int
+    ts: int = Field(ge=TS_MIN_MS, le=TS_MAX_MS)
+    """ms; the core also refuses one more than MAX_FUTURE_MS ahead of its clock"""
 
 
 class DeadLetter(_Message):
@@ -77,10 +81,14 @@ class DeadLetter(_Message):
     topic: str
     payload: str
     """base64 of the raw bytes"""
+    code: str = Code.PAYLOAD_INVALID.value
+    """why, for machines: one of `sensing.wire.errors.Code` (an addition to contract v1)"""
 
     @classmethod
-    def of(cls, reason: str, topic: str, payload: bytes) -> DeadLetter:
-        return cls(reason=reason, topic=topic, payload=base64.b64encode(payload).decode())
+    def of(cls, reason: str, topic: str, payload: bytes,
+           code: str = Code.PAYLOAD_INVALID) -> DeadLetter:
+        return cls(reason=reason, topic=topic, payload=base64.b64encode(payload).decode(),
+                   code=str(code))
 
     def raw(self) -> bytes:
         return base64.b64decode(self.payload)

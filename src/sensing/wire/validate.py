@@ -5,76 +5,120 @@ from __future__ import annotations
 import numpy as np
 
 from sensing.wire.batch import ReadingBatch, kept_values
+from sensing.wire.errors import Code
 from sensing.wire.kinds import KINDS
-from sensing.wire.limits import MAX_DEVICE_ID, TS_MAX_MS, TS_MIN_MS, bad_device_reason
+from sensing.wire.limits import (
+    MAX_FUTURE_MS,
+    MAX_VALUES_PER_READING,
+    TS_MAX_MS,
+    TS_MIN_MS,
+    all_channel_names,
+    all_device_ids,
+    bad_channel_reason,
+    bad_device,
+)
+from sensing.wire.table_cache import ByIdentity
+
+Rejected = tuple[int, str, str]
+"""(index of the reading, reason, code)"""
+BadEntries = list[tuple[int, str, str]]
+"""(entry of a name table, reason, code)"""
 
 
-class _DeviceTableCheck:
-    """Reasons per device table, remembered per distinct (devices, kinds) pair: a decoded
-    SNB1 table is the same pair of tuples batch after batch, so a repeat costs a dict hit."""
+class _TableCheck:
+    """Bad entries per name table, remembered per distinct table: a decoded SNB table is the
+    same tuples batch after batch, so a repeat costs a dict hit."""
 
-    def __init__(self, max_tables: int = 1024) -> None:
-        self._seen: dict[tuple[int, int], tuple[tuple[str, ...], tuple[str, ...],
-                                                list[tuple[int, str]]]] = {}
-        """by the identity of the tuples (hashing them costs a step per name), holding them
-        so that their ids stay theirs"""
-        self.max_tables = max_tables
+    def __init__(self, max_bytes: int = 32 << 20) -> None:
+        self.devices: ByIdentity[BadEntries] = ByIdentity(max_bytes)
+        self.channels: ByIdentity[BadEntries] = ByIdentity(max_bytes)
 
-    def __call__(self, devices: tuple[str, ...], kinds: tuple[str, ...]) -> list[tuple[int, str]]:
-        key = (id(devices), id(kinds))
-        hit = self._seen.get(key)
-        if hit is None or hit[0] is not devices or hit[1] is not kinds:
-            if len(self._seen) >= self.max_tables:
-                self._seen.clear()
-            hit = self._seen[key] = (devices, kinds, self._check(devices, kinds))
-        return hit[2]
+    def bad_devices(self, devices: tuple[str, ...], kinds: tuple[str, ...]) -> BadEntries:
+        hit = self.devices.get((devices, kinds))
+        if hit is None:
+            hit = self.devices.put((devices, kinds), self._check_devices(devices, kinds))
+        return hit
+
+    def bad_channels(self, channels: tuple[str, ...]) -> BadEntries:
+        hit = self.channels.get((channels,))
+        if hit is None:
+            hit = self.channels.put((channels,), self._check_channels(channels))
+        return hit
 
     @staticmethod
-    def _check(devices: tuple[str, ...], kinds: tuple[str, ...]) -> list[tuple[int, str]]:
-        if (not devices or (_KIND_SET.issuperset(kinds) and all(devices)
-                            and max(map(len, devices)) <= MAX_DEVICE_ID
-                            and all(map(str.isprintable, devices)))):
+    def _check_devices(devices: tuple[str, ...], kinds: tuple[str, ...]) -> BadEntries:
+        if _KIND_SET.issuperset(kinds) and all_device_ids(devices):
             return []  # the usual case, checked without a Python step per device
         out = []
         for d, (device, kind) in enumerate(zip(devices, kinds, strict=True)):
-            reason = bad_device_reason(device, kind)
-            if reason is not None:
-                out.append((d, reason))
+            bad = bad_device(device, kind)
+            if bad is not None:
+                out.append((d, bad[0], str(bad[1])))
         return out
+
+    @staticmethod
+    def _check_channels(channels: tuple[str, ...]) -> BadEntries:
+        if all_channel_names(channels):
+            return []
+        return [(c, reason, Code.NAME_INVALID.value) for c, name in enumerate(channels)
+                if (reason := bad_channel_reason(name)) is not None]
 
 
 _KIND_SET = frozenset(KINDS)
-_device_tables = _DeviceTableCheck()
+_tables = _TableCheck()
 
 
-def invalid_readings(batch: ReadingBatch) -> list[tuple[int, str]]:
-    """(reading index, reason) for every reading the contract does not allow, first reason only."""
+def ts_limit(now_ms: int | None) -> int:
+    """The latest `ts` allowed: MAX_FUTURE_MS ahead of the core's clock (TS_MAX_MS at most)."""
+    return TS_MAX_MS if now_ms is None else max(TS_MIN_MS, min(TS_MAX_MS, now_ms + MAX_FUTURE_MS))
+
+
+def invalid_readings(batch: ReadingBatch, now_ms: int | None = None) -> list[Rejected]:
+    """(reading index, reason, code) for every reading the contract does not allow, first
+    reason only. `now_ms`: the core's clock, for the future bound on `ts` (None: 2100)."""
     # imported here: the edge agent imports sensing.wire and must not load numba
-    from sensing.kernels.columns import readings_in_range
+    from sensing.kernels.columns import most_values_per_reading, readings_in_range
 
     n = len(batch)
-    bad_devices = _device_tables(batch.devices, batch.kinds)
-    if not bad_devices and readings_in_range(batch.seq, batch.epoch, batch.ts, batch.battery,
-                                             batch.value, TS_MIN_MS, TS_MAX_MS):
+    ts_max = ts_limit(now_ms)
+    bad_devices = _tables.bad_devices(batch.devices, batch.kinds)
+    bad_channels = _tables.bad_channels(batch.channels)
+    crowded = (batch.n_values > MAX_VALUES_PER_READING
+               and most_values_per_reading(batch.value_row, n) > MAX_VALUES_PER_READING)
+    if not bad_devices and not bad_channels and not crowded and readings_in_range(
+            batch.seq, batch.epoch, batch.ts, batch.battery, batch.value, TS_MIN_MS, ts_max):
         return []  # the usual case: one pass, no mask per check
-    reasons: dict[int, str] = {}
+    reasons: dict[int, tuple[str, str]] = {}
 
-    def flag(mask: np.ndarray, reason: str) -> None:
+    def flag(mask: np.ndarray, reason: str, code: str) -> None:
         for i in np.flatnonzero(mask).tolist():
-            reasons.setdefault(int(i), reason)
+            reasons.setdefault(int(i), (reason, code))
 
-    for d, reason in bad_devices:
-        flag(batch.device == d, reason)
-    flag(batch.seq < 0, "seq must be a non-negative integer")
-    flag(batch.epoch < 0, "epoch must be a non-negative integer")
-    flag((batch.ts < TS_MIN_MS) | (batch.ts > TS_MAX_MS), "ts outside 2000-01-01 .. 2100-01-01")
-    flag((batch.battery < 0.0) | (batch.battery > 1.0), "battery must be between 0.0 and 1.0")
-    if batch.n_values:
-        bad_value_rows = batch.value_row[~np.isfinite(batch.value)]
+    def flag_values(value_mask: np.ndarray, reason: str, code: str) -> None:
         mask = np.zeros(n, dtype=np.bool_)
-        mask[bad_value_rows] = True
-        flag(mask, "values must be finite numbers (no NaN or infinity)")
-    return sorted(reasons.items())
+        mask[batch.value_row[value_mask]] = True
+        flag(mask, reason, code)
+
+    for d, reason, code in bad_devices:
+        flag(batch.device == d, reason, code)
+    for c, reason, code in bad_channels:
+        flag_values(batch.value_channel == c, reason, code)
+    if crowded:
+        counts = np.bincount(batch.value_row, minlength=n)
+        flag(counts > MAX_VALUES_PER_READING,
+             f"more than {MAX_VALUES_PER_READING} values in one reading", Code.TOO_MANY_VALUES)
+    flag(batch.seq < 0, "seq must be a non-negative integer", Code.SEQ_OUT_OF_RANGE)
+    flag(batch.epoch < 0, "epoch must be a non-negative integer", Code.EPOCH_OUT_OF_RANGE)
+    flag((batch.ts < TS_MIN_MS) | (batch.ts > TS_MAX_MS), "ts outside 2000-01-01 .. 2100-01-01",
+         Code.TS_OUT_OF_RANGE)
+    flag(batch.ts > ts_max, f"ts more than {MAX_FUTURE_MS // 1000} s ahead of the core's clock",
+         Code.TS_OUT_OF_RANGE)
+    flag((batch.battery < 0.0) | (batch.battery > 1.0), "battery must be between 0.0 and 1.0",
+         Code.BATTERY_OUT_OF_RANGE)
+    if batch.n_values:
+        flag_values(~np.isfinite(batch.value),
+                    "values must be finite numbers (no NaN or infinity)", Code.VALUE_INVALID)
+    return sorted((i, reason, str(code)) for i, (reason, code) in reasons.items())
 
 
 def select(batch: ReadingBatch, keep: np.ndarray) -> ReadingBatch:
