@@ -25,7 +25,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from sensing.wire.snb1 import COLUMNS, HEADER, HEADER_SIZE, MAGIC
+from sensing.wire.snb1 import COLUMNS, HEADER, HEADER_SIZE, is_batch
 from sensing.wire.topics import parse_gateway_topic
 from sensing_edge.agent import AgentSettings, AgentStats, GatewayAgent, wall_clock_ms
 from sensing_sim.faults import MALFORMED_REASONS
@@ -190,7 +190,7 @@ def payload_names(payload: bytes) -> list[tuple[str, int, int]]:
     Reads only what names the readings, and checks nothing: the agent encoded the batch a
     moment ago. (The core's decoder checks everything, and loads numba for SNB1: seconds in
     each worker process, with every agent's thread waiting for its import.)"""
-    if payload[:4] != MAGIC:
+    if not is_batch(payload):
         doc = orjson.loads(payload)
         return [(str(r["device"]), int(r.get("epoch", 0)), int(r["seq"]))
                 for r in (doc if isinstance(doc, list) else [doc])]

@@ -19,7 +19,6 @@ simulated seconds.
 from __future__ import annotations
 
 import contextlib
-import struct
 import threading
 import time
 import uuid
@@ -35,7 +34,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from sensing.wire import snb1
+from sensing.wire import WireError, snb1
 from sensing_sim.faults import CountsMalformed
 from sensing_sim.recording import RecordingReader
 from sensing_sim.transport import DUPLICATE, KINDS_OF_MESSAGE, READINGS, STATUS
@@ -49,13 +48,12 @@ class ReplayError(RuntimeError):
 
 
 def shift_snb1_ts(payload: bytes, shift_ms: int) -> bytes:
-    """The SNB1 batch with every reading's `ts` moved by `shift_ms`."""
-    header = snb1.HEADER.unpack_from(payload)
-    n_readings, tables_len = header[6], header[8]
-    at = snb1.HEADER_SIZE + tables_len
-    ts = struct.unpack_from(f"<{n_readings}q", payload, at)
-    moved = struct.pack(f"<{n_readings}q", *(t + shift_ms for t in ts))
-    return payload[:at] + moved + payload[at + len(moved):]
+    """The SNB1 or SNB2 batch with every reading's `ts` moved by `shift_ms` (SNB2 checksummed
+    anew); a batch that is not well formed goes out as it is."""
+    try:
+        return snb1.shift_ts(payload, shift_ms)
+    except WireError:
+        return payload
 
 
 def shift_status_ts(payload: bytes, shift_ms: int) -> bytes:
@@ -66,7 +64,7 @@ def shift_status_ts(payload: bytes, shift_ms: int) -> bytes:
 
 def rebased(what: str, payload: bytes, shift_ms: int) -> bytes:
     """The payload as it is published in a replay: its own times moved by `shift_ms`."""
-    if what in (READINGS, DUPLICATE) and payload.startswith(snb1.MAGIC):
+    if what in (READINGS, DUPLICATE) and snb1.is_batch(payload):
         return shift_snb1_ts(payload, shift_ms)
     if what == STATUS:
         return shift_status_ts(payload, shift_ms)
