@@ -23,9 +23,12 @@ from sensing.registry import Registry
 from sensing.settings import CoreSettings
 from sensing.store.lineprotocol import LineFormatter
 from sensing.wire import topics
+from sensing.wire.batch import kept_values
 from sensing.wire.decode import decode_readings
-from sensing.wire.errors import WireError
+from sensing.wire.errors import Code, WireError
+from sensing.wire.limits import MAX_FUTURE_MS, MAX_STATUS_BYTES
 from sensing.wire.messages import Ack, Alert, DeadLetter, GatewayStatus, Grade
+from sensing.wire.validate import select
 
 log = structlog.get_logger("sensing.core")
 
@@ -162,37 +165,59 @@ class Pipeline:
             self._ack(m, step, now)
             return
         parsed = topics.parse_gateway_topic(m.topic)
-        if parsed is None:
-            return
-        if not parsed.valid_names:
-            self._dead(step, m, parsed.area, parsed.gateway,
-                       "area and gateway must match [A-Za-z0-9_-]{1,64}")
-            return
-        if parsed.leaf == "readings":
+        if parsed is None or not parsed.valid_names or parsed.leaf not in ("readings", "status"):
+            self._unusable_topic(m, step)
+        elif parsed.leaf == "readings":
             self._decode(m, parsed.gateway, parsed.area, step, now)
-        elif parsed.leaf == "status":
+        else:
             self._status(m, parsed.gateway, parsed.area, step, now)
 
-    def _dead(self, step: _Step, m: Incoming, area: str, gateway: str, reason: str) -> None:
+    def _unusable_topic(self, m: Incoming, step: _Step) -> None:
+        """A message on a topic the core cannot attribute to a gateway: its dead letter goes
+        to `sensing/v1/deadletter/_/{gateway}` (`_` too when the gateway is no valid name)."""
+        parts = m.topic.split("/")
+        gateway = parts[3] if len(parts) == 5 and topics.is_valid_name(parts[3]) else "_"
+        if len(parts) == 5 and parts[:2] == ["sensing", "v1"] and \
+                parts[2] in topics.RESERVED_AREAS:
+            self._dead(step, m, "_", gateway, f"area {parts[2]!r} is reserved for the core's "
+                       "own topics", Code.AREA_RESERVED)
+        else:
+            self._dead(step, m, "_", gateway, "not a sensing/v1/{area}/{gateway}/readings or "
+                       "status topic with area and gateway of [A-Za-z0-9_-]{1,64}",
+                       Code.TOPIC_INVALID)
+
+    def _dead(self, step: _Step, m: Incoming, area: str, gateway: str, reason: str,
+              code: str) -> None:
         self.stats.deadletters += 1
-        log.warning("dead letter", area=area, gateway=gateway, reason=reason[:300])
+        log.warning("dead letter", area=area, gateway=gateway, code=code, reason=reason[:300])
         step.publish.append((topics.deadletter_topic(area, gateway),
-                             DeadLetter.of(reason, m.topic, m.payload).to_json()))
+                             DeadLetter.of(reason, m.topic, m.payload, code).to_json()))
 
     def _decode(self, m: Incoming, gateway: str, area: str, step: _Step, now: int) -> None:
         try:
-            decoded = decode_readings(m.payload, gateway, area, self.settings.max_payload_bytes)
+            decoded = decode_readings(m.payload, gateway, area, self.settings.max_payload_bytes,
+                                      now_ms=now)
         except WireError as exc:
             self.stats.readings_rejected += 1
-            self._dead(step, m, area, gateway, str(exc))
+            self._dead(step, m, area, gateway, str(exc), exc.code)
             return
         if decoded.rejected:
             self.stats.readings_rejected += len(decoded.rejected)
-            self._dead(step, m, area, gateway, decoded.reason)
+            self._dead(step, m, area, gateway, decoded.reason, decoded.code)
         batch = decoded.batch
         if not len(batch):
             return
-        dev, chan = self.registry.intern_batch(batch, gateway, area)
+        dev, chan, refused = self.registry.intern_bounded(batch, gateway, area)
+        if refused is not None:  # names beyond the gateway's bounds
+            n_refused = int(np.count_nonzero(refused.rows))
+            self.stats.readings_rejected += n_refused
+            self._dead(step, m, area, gateway, f"{n_refused} readings refused: {refused.reason}",
+                       refused.code)
+            keep = ~refused.rows
+            value_keep, _ = kept_values(keep, batch.value_row)
+            batch, dev, chan = select(batch, keep), dev[keep], chan[value_keep]
+            if not len(batch):
+                return
         self.offline.ensure_capacity(len(self.registry.devices), len(self.registry.gateways))
         # the step's clock, not the wall's: a simulated fleet runs on its own
         self.offline.seen(dev, batch.ts, self.registry.gateways.index[gateway], now)
@@ -210,10 +235,19 @@ class Pipeline:
     def _status(self, m: Incoming, gateway: str, area: str, step: _Step, now: int) -> None:
         if not m.payload:
             return  # a cleared retained status
+        if len(m.payload) > MAX_STATUS_BYTES:
+            self._dead(step, m, area, gateway, f"status of {len(m.payload)} bytes, more than "
+                       f"{MAX_STATUS_BYTES}", Code.STATUS_INVALID)
+            return
         try:
             status = GatewayStatus.model_validate_json(m.payload)
         except ValidationError as exc:
-            self._dead(step, m, area, gateway, f"bad status: {exc.errors()[0]['msg']}")
+            self._dead(step, m, area, gateway, f"bad status: {exc.errors()[0]['msg']}",
+                       Code.STATUS_INVALID)
+            return
+        if status.ts > now + MAX_FUTURE_MS:
+            self._dead(step, m, area, gateway, f"status ts more than {MAX_FUTURE_MS // 1000} s "
+                       "ahead of the core's clock", Code.STATUS_INVALID)
             return
         offline = status.state == "offline"
         g = self.registry.gateways.intern(gateway)
@@ -231,10 +265,12 @@ class Pipeline:
             ack = Ack.model_validate_json(m.payload)
             alert = self.book.ack(ack, now)
         except ValidationError as exc:
-            self._dead(step, m, "_", "ack", f"bad ack: {exc.errors()[0]['msg']}")
+            self._dead(step, m, "_", "ack", f"bad ack: {exc.errors()[0]['msg']}",
+                       Code.ACK_INVALID)
             return
         except UnknownAlert as exc:
-            self._dead(step, m, "_", "ack", f"unknown or closed alert {exc.args[0]}")
+            self._dead(step, m, "_", "ack", f"unknown or closed alert {exc.args[0]}",
+                       Code.ACK_UNKNOWN_ALERT)
             return
         if ack.action == "resolve":
             self.lifecycle.resolve_now(alert.device, alert.type)
