@@ -1,9 +1,30 @@
 """The gateway's edge agent: polls drivers, buffers every reading durably, publishes at QoS 1.
 
-Threads: paho's network loop (callbacks: connect, disconnect, PUBACK) and one sampling thread
-(polls the drivers, commits their readings to the `ReadingBuffer`, cuts batches from it and hands
-them to MQTT, deletes what the broker acknowledged). A reading leaves the buffer only after the
-PUBACK of the batch that carried it.
+Threads: paho's network loop (callbacks: connect, disconnect, PUBACK, the core's confirmations)
+and one sampling thread (polls the drivers, commits their readings to the `ReadingBuffer`, cuts
+batches from it and hands them to MQTT, deletes what is confirmed, re-sends what is overdue).
+
+A reading leaves the buffer only when the core confirms it stored it (`confirm = "core"`, the
+default): the core publishes what it stored on `sensing/v1/core/stored/{area}/{gateway}`
+(`sensing.wire.confirm`), to which the agent subscribes in its persistent session. The broker's
+PUBACK only moves a batch from "in flight to the broker" to "waiting for the core": Mosquitto
+persists its queues only every `autosave_interval`, so a broker crash loses what it PUBACKed
+since. A batch the core has not confirmed `confirm_timeout_s` after its PUBACK is sent again
+(the timeout doubling per attempt up to `confirm_timeout_max_s`); the core's dedup window drops
+the copy and confirms it again. While the core is silent (it confirmed nothing sent after the
+batch: it is down, or does not confirm), overdue batches are not all re-sent: one at a time
+probes, at the same backoff, so that an outage of hours costs the broker a few copies, not the
+whole window again and again; the rest go at once when the core confirms anything newer. A batch
+the core keeps ignoring while confirming newer ones was refused (dead-lettered: a reading the
+core will never take); after `confirm_give_up_after` such resends its readings are deleted with
+an error log and counted (`readings_refused`). A silent core never makes the agent give up.
+
+At most `max_unconfirmed_readings` readings are handed out and not yet confirmed (the bound on
+the agent's bookkeeping, about 150 bytes a reading); beyond it no new batch is handed, so a dead
+core leaves the backlog in the gateway's durable buffer rather than in the broker, and what
+waits joins the backlog (below), to drain beside live readings when the core is back. With
+`confirm = "broker"` (a core that does not confirm, or tests without a core) the PUBACK deletes,
+as before: a broker crash may then lose what it held.
 
 Two cursors run over the buffer's rows. *Live* readings (appended since the last connect) go out
 in batches bounded by size and age. The *backlog* (what was buffered before: an outage, or a
@@ -33,8 +54,9 @@ from paho.mqtt.reasoncodes import ReasonCode
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from sensing.wire import WireError
+from sensing.wire.confirm import parse_stored
 from sensing.wire.messages import GatewayStatus
-from sensing.wire.topics import RESERVED_AREAS, readings_topic, status_topic
+from sensing.wire.topics import RESERVED_AREAS, readings_topic, status_topic, stored_topic
 
 from .alarms import AlarmSettings, LocalAlarms
 from .batching import PayloadFormat, encode_batch
@@ -48,6 +70,10 @@ PayloadHook = Callable[[str, bytes], None]
 
 RECENT_MAX = 20_000
 """live rows kept in memory for their batches (about 2 MB); more are read back from the buffer"""
+RESEND_SCAN_S = 0.25
+"""how often the sampling thread looks for batches the core did not confirm in time"""
+
+ConfirmBy = Literal["core", "broker"]
 
 
 def backoff_delay(failures: int, min_s: float, max_s: float,
@@ -96,6 +122,20 @@ class AgentSettings(BaseModel):
     reconnect_min_s: float = Field(default=0.5, gt=0)
     reconnect_max_s: float = Field(default=30.0, gt=0)
     """reconnect delays double from min to max, each drawn at random in [half, all] of it"""
+    confirm: ConfirmBy = "core"
+    """who confirms a reading before it leaves the buffer: the core, once it stored it (on
+    sensing/v1/core/stored/{area}/{gateway}), or the broker's PUBACK (a core that does not
+    confirm; a broker crash may then lose what it held)"""
+    max_unconfirmed_readings: int = Field(default=50_000, ge=1)
+    """readings handed out and not yet confirmed, at most (plus one batch, and local alarms):
+    beyond it no new batch is handed and the rest waits in the buffer"""
+    confirm_timeout_s: float = Field(default=30.0, gt=0)
+    confirm_timeout_max_s: float = Field(default=300.0, gt=0)
+    """a batch the core has not confirmed this long after its PUBACK is sent again; the
+    timeout doubles per attempt from confirm_timeout_s up to confirm_timeout_max_s"""
+    confirm_give_up_after: int = Field(default=5, ge=1)
+    """resends of a batch the core ignored while confirming newer ones (it refused its
+    readings) after which they are deleted, logged as an error and counted"""
     alarms: AlarmSettings = AlarmSettings()
     security: BrokerSecurity = BrokerSecurity()
     """credentials and TLS for the broker (see sensing_edge.security)"""
@@ -118,7 +158,14 @@ class AgentSettings(BaseModel):
     def _delays_in_order(self) -> AgentSettings:
         if self.reconnect_max_s < self.reconnect_min_s:
             raise ValueError("reconnect_max_s must be at least reconnect_min_s")
+        if self.confirm_timeout_max_s < self.confirm_timeout_s:
+            raise ValueError("confirm_timeout_max_s must be at least confirm_timeout_s")
         return self
+
+    def confirm_timeout(self, attempts: int) -> float:
+        """How long a batch sent `attempts` times waits for the core before it is re-sent."""
+        return min(self.confirm_timeout_max_s,
+                   self.confirm_timeout_s * 2.0 ** min(max(attempts - 1, 0), 60))
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,18 +175,29 @@ class AgentStats:
     readings_sampled: int
     """numbered readings from drivers and publish_now"""
     readings_published: int
-    """readings in batches handed to the MQTT client"""
+    """readings in batches handed to the MQTT client (resends included)"""
     readings_acked: int
-    """readings in batches the broker acknowledged (PUBACK)"""
+    """readings in batches the broker acknowledged (PUBACK; resends included)"""
+    readings_confirmed: int
+    """readings deleted from the buffer because they are safe: the core confirmed storing them
+    (confirm = "core"), or the broker acknowledged them (confirm = "broker")"""
+    readings_awaiting_core: int
+    """readings the broker acknowledged and the core has not confirmed yet"""
+    readings_resent: int
+    """readings sent again because the core did not confirm them in time"""
+    readings_refused: int
+    """readings given up on: the core kept ignoring them while confirming newer ones (logged)"""
     readings_dropped: int
     """readings that could not be encoded, or dropped by a full buffer (both logged)"""
     readings_buffered: int
-    """readings in the buffer: not yet acknowledged"""
+    """readings in the buffer: not yet confirmed"""
     batches: int
-    """batches handed to the MQTT client"""
+    """batches handed to the MQTT client (resends included)"""
     batches_acked: int
     pending_batches: int
-    """batches handed to the MQTT client and not yet acknowledged"""
+    """batches handed to the MQTT client and not yet acknowledged by the broker"""
+    confirmations: int
+    """confirmation messages received from the core (malformed ones are logged, not counted)"""
     connected: bool
     connects: int
     epoch: int
@@ -150,13 +208,25 @@ class AgentStats:
         return asdict(self)
 
 
-class _Sent:
-    """A batch handed to MQTT: its buffer rows."""
+class _Batch:
+    """Readings handed to MQTT together, until every one is confirmed (or given up).
 
-    __slots__ = ("rows",)
+    `rows` are its buffer rows as first handed; those still unconfirmed are the ones that
+    `GatewayAgent._row_batch` maps to this batch (`remaining` of them). A resend carries those,
+    as the same batch."""
+
+    __slots__ = ("attempts", "due", "heard", "in_flight", "refusals", "remaining", "rows",
+                 "sent_no")
 
     def __init__(self, rows: list[int]) -> None:
         self.rows = rows
+        self.remaining = len(rows)
+        self.attempts = 0
+        self.sent_no = 0  # the agent's send counter at the last attempt
+        self.in_flight = True  # handed to paho, no PUBACK yet
+        self.due = 0.0  # monotonic time to re-send it unless confirmed
+        self.refusals = 0  # resends while the core confirmed newer batches
+        self.heard = False  # some of its readings were confirmed since its last attempt
 
 
 class GatewayAgent:
@@ -187,6 +257,8 @@ class GatewayAgent:
         self._alarms = LocalAlarms(settings.alarms, settings.gateway, settings.area)
         self._readings_topic = readings_topic(settings.area, settings.gateway)
         self._status_topic = status_topic(settings.area, settings.gateway)
+        self._stored_topic = stored_topic(settings.area, settings.gateway)
+        self._by_core = settings.confirm == "core"
         self._log = structlog.get_logger(__name__).bind(
             gateway=settings.gateway, area=settings.area
         )
@@ -211,15 +283,25 @@ class GatewayAgent:
         # Serialises the buffer's cursors and hand-overs to paho. Never taken in a paho
         # callback: paho calls on_publish holding its message lock, which publish() needs too.
         self._send_lock = threading.Lock()
-        # Bookkeeping shared with paho's callbacks; `_acked` is notified on every PUBACK.
+        # Bookkeeping shared with paho's callbacks; `_acked` is notified on every PUBACK and
+        # confirmation.
         self._lock = threading.Lock()
         self._acked = threading.Condition(self._lock)
-        self._inflight: dict[int, _Sent | None] = {}  # mid -> batch (None: status)
+        # mid -> (batch, readings of that attempt), or None for a status
+        self._inflight: dict[int, tuple[_Batch, int] | None] = {}
         self._early_acks: set[int] = set()  # PUBACKs that beat publish() returning
-        self._handed_rows: set[int] = set()  # rows handed to paho, not yet acknowledged
-        self._acked_rows: set[int] = set()  # acknowledged, to delete from the buffer
+        self._batches_open: dict[_Batch, None] = {}  # not fully confirmed, oldest first
+        self._row_batch: dict[int, _Batch] = {}  # rows handed and not confirmed -> batch
+        # (device, epoch) -> seq -> row, for the rows of _row_batch (confirm = "core")
+        self._awaiting: dict[tuple[str, int], dict[int, int]] = {}
+        self._acked_rows: set[int] = set()  # confirmed, to delete from the buffer
+        self._send_no = 0  # counts attempts (hands and resends)
+        self._confirmed_send_no = 0  # the latest attempt the core confirmed any reading of
+        self._probe: _Batch | None = None  # the batch re-sent while the core was silent
+        self._next_scan = 0.0
         self._sampled = self._published = self._acked_readings = self._dropped = 0
         self._batches = self._batches_acked = self._connects = 0
+        self._confirmed = self._resent = self._refused = self._confirmations = 0
         self._failed_connects = 0
 
         self._connected = threading.Event()
@@ -249,8 +331,8 @@ class GatewayAgent:
         self._sampler.start()
 
     def stop(self, timeout: float = 5.0) -> bool:
-        """Stop sampling, publish what is buffered, wait up to `timeout` s for PUBACKs, publish
-        the retained offline status and disconnect. True if every reading was acknowledged
+        """Stop sampling, publish what is buffered, wait up to `timeout` s for confirmations,
+        publish the retained offline status and disconnect. True if every reading was confirmed
         (what was not stays in a durable buffer for the next run)."""
         if self._sampler is None or self._stopped:
             return len(self._buffer) == 0
@@ -282,11 +364,17 @@ class GatewayAgent:
                 readings_sampled=self._sampled,
                 readings_published=self._published,
                 readings_acked=self._acked_readings,
+                readings_confirmed=self._confirmed,
+                readings_awaiting_core=sum(
+                    b.remaining for b in self._batches_open if not b.in_flight),
+                readings_resent=self._resent,
+                readings_refused=self._refused,
                 readings_dropped=self._dropped + self._buffer.dropped,
                 readings_buffered=len(self._buffer),
                 batches=self._batches,
                 batches_acked=self._batches_acked,
                 pending_batches=sum(1 for e in self._inflight.values() if e is not None),
+                confirmations=self._confirmations,
                 connected=self._connected.is_set(),
                 connects=self._connects,
                 epoch=self.epoch,
@@ -302,8 +390,9 @@ class GatewayAgent:
         return self._connected.wait(timeout)
 
     def wait_acked(self, timeout: float) -> bool:
-        """Wait until every reading buffered so far is acknowledged; False on timeout. Young
-        live readings are sent at once (as by `flush`)."""
+        """Wait until every reading buffered so far is confirmed (by the core, or the broker
+        with confirm = "broker"); False on timeout. Young live readings are sent at once (as by
+        `flush`)."""
         deadline = time.monotonic() + timeout
         mark = self._buffer.last_row()
         while True:
@@ -373,23 +462,20 @@ class GatewayAgent:
     # -- buffer -> MQTT --------------------------------------------------------------------
 
     def _pump(self, urgent: bool = False) -> None:
-        """Delete what was acknowledged; hand live batches that are due (all of them when
-        `urgent`, regardless of the in-flight bound) and backlog batches the drain rate allows,
-        while fewer than max_inflight batches are out."""
+        """Delete what was confirmed; re-send what the core did not confirm in time; hand live
+        batches that are due (all of them when `urgent`, regardless of the bounds) and backlog
+        batches the drain rate allows, while fewer than max_inflight batches are out and fewer
+        than max_unconfirmed_readings readings await confirmation."""
         s = self.settings
-        sent: list[tuple[list[int], bytes]] = []
+        sent: list[bytes] = []
         with self._send_lock:
             self._delete_acked()
             if self._reconnected:  # what was not handed yet joins the backlog
                 self._reconnected = False
-                self._boundary = self._buffer.last_row()
-                self._live_after = self._boundary
-                self._live_since = None
-                self._live_pending = 0
-                self._recent.clear()
-                self._recent_ok = True
+                self._live_joins_backlog()
             flush, self._flush_wanted = self._flush_wanted, False
             room = s.max_inflight - self._batches_out()
+            room -= self._resend_overdue(room, sent)
             live = self._live_pending
             if live <= 0:
                 self._live_since = None
@@ -400,6 +486,11 @@ class GatewayAgent:
                     and time.monotonic() - self._live_since >= s.batch_max_age_s)
                 while live > 0 and (room > 0 or urgent):
                     if live < s.batch_max_readings and not partial_due:
+                        break
+                    if not urgent and self._unconfirmed_full():
+                        # the core is slow or away: what waits drains as backlog beside the
+                        # live readings of the time the core is back
+                        self._live_joins_backlog()
                         break
                     rows, cached = self._take_live(s.batch_max_readings)
                     if not rows:  # a full buffer deleted them (drop-oldest)
@@ -416,23 +507,139 @@ class GatewayAgent:
                     # what is left waits its own batch_max_age from now (an approximation)
                     self._live_since = time.monotonic() if live > 0 else None
             self._refill_tokens()
-            while room > 0 and self._backlog_after < self._boundary and self._tokens >= 1:
+            while (room > 0 and self._backlog_after < self._boundary and self._tokens >= 1
+                   and not self._unconfirmed_full()):
                 limit = min(s.batch_max_readings, int(self._tokens))
                 rows = self._buffer.take(self._backlog_after, limit, through=self._boundary)
                 if not rows:
                     self._backlog_after = self._boundary
                     break
                 self._backlog_after = rows[-1][0]
-                with self._lock:  # not in flight, and not acknowledged since the deletion
-                    fresh = [r for r in rows if r[0] not in self._handed_rows
+                with self._lock:  # not handed already, and not confirmed since the deletion
+                    fresh = [r for r in rows if r[0] not in self._row_batch
                              and r[0] not in self._acked_rows]
                 if fresh and not self._hand(fresh, sent):
                     self._backlog_after = rows[0][0] - 1
                     break
                 self._tokens -= len(rows)
                 room -= 1
-        for _, payload in sent:
+        for payload in sent:
             self._call_hook(payload)
+
+    def _live_joins_backlog(self) -> None:
+        """Everything not handed yet becomes backlog (under _send_lock)."""
+        self._boundary = self._buffer.last_row()
+        self._live_after = self._boundary
+        self._live_since = None
+        self._live_pending = 0
+        self._recent.clear()
+        self._recent_ok = True
+
+    def _unconfirmed_full(self) -> bool:
+        return len(self._row_batch) >= self.settings.max_unconfirmed_readings
+
+    def _resend_overdue(self, room: int, sent: list[bytes]) -> int:
+        """Re-send batches the core has not confirmed in time (under _send_lock); returns how
+        many were handed. A batch is overdue `confirm_timeout(attempts)` after its PUBACK. If
+        the core has confirmed a reading sent after the batch, the batch was refused (or lost
+        by the broker): it goes again, and after confirm_give_up_after such resends it is given
+        up. If the core has been silent since, only one overdue batch at a time probes (the
+        same one again while it stays unconfirmed, at its own growing timeout)."""
+        if not self._by_core or room <= 0:
+            return 0
+        now = time.monotonic()
+        if now < self._next_scan:
+            return 0
+        self._next_scan = now + RESEND_SCAN_S
+        with self._lock:
+            overdue = [b for b in self._batches_open if not b.in_flight and b.due <= now]
+            confirmed_since = self._confirmed_send_no
+            probe = self._probe
+        if not overdue:
+            return 0
+        refused: list[_Batch] = []
+        silent: list[_Batch] = []
+        for b in overdue:  # the core confirmed something sent later, or part of this attempt
+            (refused if b.sent_no < confirmed_since or b.heard else silent).append(b)
+        chosen = list(refused)
+        if silent and (probe is None or probe.remaining == 0 or probe in silent):
+            self._probe = probe if probe in silent else silent[0]
+            chosen.append(self._probe)
+        handed = resent = 0
+        for b in chosen:
+            if handed >= room:
+                break
+            if b in refused:
+                b.refusals += 1
+                if b.refusals > self.settings.confirm_give_up_after:
+                    self._give_up(b)
+                    continue
+            n = self._resend(b, sent)
+            if n < 0:  # paho refused: try again at the next scan
+                break
+            resent += n
+            handed += 1 if n else 0
+        if resent:
+            self._log.info("readings_resent", readings=resent, batches=handed,
+                           unconfirmed_while_core_confirmed_newer=len(refused),
+                           core_silent_probe=len(chosen) > len(refused))
+        return handed
+
+    def _unconfirmed_rows(self, batch: _Batch) -> list[int]:
+        with self._lock:
+            return [r for r in batch.rows if self._row_batch.get(r) is batch]
+
+    def _resend(self, batch: _Batch, sent: list[bytes]) -> int:
+        """Publish the batch's unconfirmed readings again; how many (0: none left in the
+        buffer, -1: paho refused)."""
+        rows = self._unconfirmed_rows(batch)
+        found = self._buffer.get(rows)
+        if len(found) < len(rows):  # a full buffer deleted some (drop-oldest): counted there
+            kept = {r for r, _ in found}
+            with self._lock:
+                self._forget_locked([r for r in rows if r not in kept])
+        if not found:
+            return 0
+        try:
+            payload = encode_batch([n for _, n in found], self.settings.payload_format)
+        except WireError:  # it was encoded once: cannot happen, but never loop on it
+            self._give_up(batch)
+            return 0
+        if self._publish(self._readings_topic, payload, False, batch, len(found)) is None:
+            return -1
+        with self._lock:
+            self._resent += len(found)
+        sent.append(payload)
+        return len(found)
+
+    def _give_up(self, batch: _Batch) -> None:
+        """The core kept ignoring these readings while confirming newer ones: delete them."""
+        rows = self._unconfirmed_rows(batch)
+        found = self._buffer.get(rows[:5])
+        with self._lock:
+            self._forget_locked(rows)
+            self._acked_rows.update(rows)
+            self._refused += len(rows)
+        self._log.error(
+            "readings_refused_by_core", readings=len(rows), attempts=batch.attempts,
+            examples=[f"{n.sample.device}/{n.epoch}/{n.seq}" for _, n in found],
+            hint="the core confirmed newer readings but never these: see its dead letters")
+
+    def _forget_locked(self, rows: list[int]) -> None:
+        """Stop waiting for these rows' confirmation (under _lock; a rare path: it scans)."""
+        gone = set(rows)
+        for row in gone:
+            batch = self._row_batch.pop(row, None)
+            if batch is not None:
+                batch.remaining -= 1
+                if batch.remaining <= 0:
+                    self._batches_open.pop(batch, None)
+        if self._by_core and gone:
+            for key, seqs in list(self._awaiting.items()):
+                for seq in [q for q, r in seqs.items() if r in gone]:
+                    del seqs[seq]
+                if not seqs:
+                    del self._awaiting[key]
 
     def _note_live(self, rows: list[Row]) -> None:
         with self._send_lock:
@@ -474,8 +681,8 @@ class GatewayAgent:
         with self._lock:
             return sum(1 for e in self._inflight.values() if e is not None)
 
-    def _hand(self, rows: list[Row], sent: list[tuple[list[int], bytes]]) -> bool:
-        """Encode and publish one batch; False if paho refused it (retried later)."""
+    def _hand(self, rows: list[Row], sent: list[bytes]) -> bool:
+        """Encode and publish one new batch; False if paho refused it (retried later)."""
         ids = [r for r, _ in rows]
         try:
             payload = encode_batch([n for _, n in rows], self.settings.payload_format)
@@ -485,9 +692,25 @@ class GatewayAgent:
                 self._dropped += len(rows)
                 self._acked_rows.update(ids)  # nothing can ever send them: out of the buffer
             return True
-        if self._publish(self._readings_topic, payload, False, _Sent(ids)) is None:
+        batch = _Batch(ids)
+        with self._lock:  # before publishing: a confirmation may follow at once
+            self._batches_open[batch] = None
+            for row, n in rows:
+                self._row_batch[row] = batch
+                if self._by_core:
+                    self._awaiting.setdefault((n.sample.device, n.epoch), {})[n.seq] = row
+        if self._publish(self._readings_topic, payload, False, batch, len(rows)) is None:
+            with self._lock:
+                self._batches_open.pop(batch, None)
+                for row, n in rows:
+                    self._row_batch.pop(row, None)
+                    seqs = self._awaiting.get((n.sample.device, n.epoch))
+                    if seqs is not None:
+                        seqs.pop(n.seq, None)
+                        if not seqs:
+                            del self._awaiting[(n.sample.device, n.epoch)]
             return False
-        sent.append((ids, payload))
+        sent.append(payload)
         return True
 
     def _delete_acked(self) -> None:
@@ -497,32 +720,80 @@ class GatewayAgent:
             self._buffer.remove(rows)
 
     def _publish(
-        self, topic: str, payload: bytes, retain: bool, batch: _Sent | None
+        self, topic: str, payload: bytes, retain: bool, batch: _Batch | None, readings: int = 0
     ) -> mqtt.MQTTMessageInfo | None:
         """QoS 1 publish, recording its mid so the PUBACK finds it. None if paho refused."""
+        if batch is not None:
+            with self._lock:
+                self._send_no += 1
+                batch.sent_no = self._send_no
+                batch.in_flight = True
+                batch.heard = False
         info = self._client.publish(topic, payload, qos=1, retain=retain)
         if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
             self._log.warning("publish_refused", topic=topic, rc=mqtt.error_string(info.rc))
+            if batch is not None:
+                with self._lock:
+                    batch.in_flight = False
+                    batch.due = time.monotonic()
             return None
         with self._lock:
             if batch is not None:
-                self._handed_rows.update(batch.rows)
-                self._published += len(batch.rows)
+                batch.attempts += 1
+                self._published += readings
                 self._batches += 1
             if info.mid in self._early_acks:
                 self._early_acks.discard(info.mid)
                 if batch is not None:
-                    self._settle_locked(batch)
+                    self._settle_locked(batch, readings)
             else:
-                self._inflight[info.mid] = batch
+                self._inflight[info.mid] = None if batch is None else (batch, readings)
         return info
 
-    def _settle_locked(self, batch: _Sent) -> None:
-        self._handed_rows.difference_update(batch.rows)
-        self._acked_rows.update(batch.rows)
-        self._acked_readings += len(batch.rows)
+    def _settle_locked(self, batch: _Batch, readings: int) -> None:
+        """The broker acknowledged an attempt of `batch` carrying `readings` readings."""
+        batch.in_flight = False
+        self._acked_readings += readings
         self._batches_acked += 1
+        if self._by_core:
+            batch.due = time.monotonic() + self.settings.confirm_timeout(batch.attempts)
+        else:  # the PUBACK is the confirmation
+            for row in batch.rows:
+                if self._row_batch.get(row) is batch:
+                    del self._row_batch[row]
+                    self._acked_rows.add(row)
+                    self._confirmed += 1
+            batch.remaining = 0
+            self._batches_open.pop(batch, None)
         self._acked.notify_all()
+
+    def _confirm_locked(self, ranges: list[tuple[str, int, int, int]]) -> int:
+        """Rows the core confirmed go to deletion; returns how many (under _lock). Work is
+        bounded by the readings awaited, whatever the ranges claim."""
+        done = 0
+        for device, epoch, first, last in ranges:
+            seqs = self._awaiting.get((device, epoch))
+            if not seqs:
+                continue
+            if last - first < len(seqs):
+                hits = [q for q in range(first, last + 1) if q in seqs]
+            else:
+                hits = [q for q in seqs if first <= q <= last]
+            for q in hits:
+                row = seqs.pop(q)
+                self._acked_rows.add(row)
+                done += 1
+                batch = self._row_batch.pop(row, None)
+                if batch is not None:
+                    batch.remaining -= 1
+                    batch.heard = True
+                    self._confirmed_send_no = max(self._confirmed_send_no, batch.sent_no)
+                    if batch.remaining <= 0:
+                        self._batches_open.pop(batch, None)
+            if not seqs:
+                del self._awaiting[(device, epoch)]
+        self._confirmed += done
+        return done
 
     def _call_hook(self, payload: bytes) -> None:
         hook = self.on_payload
@@ -557,6 +828,7 @@ class GatewayAgent:
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
+        client.on_message = self._on_message
         self._set_will(client)
         return client
 
@@ -590,6 +862,8 @@ class GatewayAgent:
         self._next_reconnect_delay(client)
         self._log.info("connected", session_present=flags.session_present,
                        buffered=len(self._buffer))
+        if self._by_core:  # again on every connect: a broker that lost its state lost it too
+            client.subscribe(self._stored_topic, qos=1)
         self._publish_status("online")
         if reconnect:
             self._reconnected = True
@@ -622,7 +896,25 @@ class GatewayAgent:
             if mid not in self._inflight:
                 self._early_acks.add(mid)
                 return
-            batch = self._inflight.pop(mid)
-            if batch is not None:
-                self._settle_locked(batch)
+            attempt = self._inflight.pop(mid)
+            if attempt is not None:
+                self._settle_locked(*attempt)
         self._wake.set()
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        if msg.topic != self._stored_topic or not self._by_core:
+            return
+        payload = bytes(msg.payload)
+        try:
+            ranges = parse_stored(payload)
+        except WireError as exc:
+            self._log.warning("confirmation_malformed", reason=str(exc),
+                              code=getattr(exc, "code", None), bytes=len(payload))
+            return
+        with self._lock:
+            self._confirmations += 1
+            confirmed = self._confirm_locked(ranges)
+            if confirmed:
+                self._acked.notify_all()
+        if confirmed:
+            self._wake.set()

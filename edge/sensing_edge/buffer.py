@@ -1,11 +1,12 @@
 """The gateway's durable reading buffer: SQLite in WAL mode.
 
 Every reading is numbered `(device, epoch, seq)` and committed here as soon as the agent has it,
-before anything is published; it is deleted only after the broker acknowledged (PUBACK) the
-batch that carried it. With `synchronous=FULL` a commit is on disk when `append` returns, so
-neither `SIGKILL` nor a power cut loses a committed reading; a reading whose deletion had not
-been committed yet is sent again after a restart, and the core drops (or, being too old for its
-window, stores once more over itself) the repeat.
+before anything is published; it is deleted only once the core confirmed it stored it (or, with
+the agent's `confirm = "broker"`, once the broker acknowledged the batch that carried it). With
+`synchronous=FULL` a commit is on disk when `append` returns, so neither `SIGKILL` nor a power
+cut loses a committed reading; a reading whose deletion had not been committed yet is sent again
+after a restart, and the core drops (or, being too old for its window, stores once more over
+itself) the repeat.
 
 The epoch of a run is one more than the previous run's, kept in the same file, and never less
 than the Unix time in seconds, so that a gateway whose buffer file was lost does not repeat
@@ -56,7 +57,7 @@ Row = tuple[int, NumberedSample]
 
 
 class ReadingBuffer:
-    """Numbered readings waiting for the broker's acknowledgement. Thread-safe.
+    """Numbered readings waiting for their confirmation. Thread-safe.
 
     `path` is a file, or ":memory:" for a buffer that does not survive the process (tests, or a
     gateway without storage). `epoch` overrides the persisted epoch counter for this run.
@@ -155,7 +156,7 @@ class ReadingBuffer:
                         policy=self.when_full.value)
 
     def remove(self, rows: Iterable[int]) -> int:
-        """Delete acknowledged readings (one transaction); returns how many were still here."""
+        """Delete confirmed readings (one transaction); returns how many were still here."""
         runs = _runs(sorted(set(rows)))
         if not runs:
             return 0
@@ -177,9 +178,19 @@ class ReadingBuffer:
                 'SELECT row, device, kind, epoch, seq, ts, battery, "values" FROM readings '
                 "WHERE row > ? AND row <= ? ORDER BY row LIMIT ?",
                 (after, _MAX_ROW if through is None else through, limit))
-            return [(row, NumberedSample(SensorSample(device, kind, ts, orjson.loads(values),
-                                                      battery), epoch, seq))
-                    for row, device, kind, epoch, seq, ts, battery, values in cur]
+            return [_row(*found) for found in cur]
+
+    def get(self, rows: Sequence[int]) -> list[Row]:
+        """The readings of `rows` still here (a full buffer may have deleted some), by row."""
+        wanted = set(rows)
+        out: list[Row] = []
+        with self._lock:
+            for lo, hi in _runs(sorted(wanted)):
+                cur = self._db.execute(
+                    'SELECT row, device, kind, epoch, seq, ts, battery, "values" FROM readings '
+                    "WHERE row BETWEEN ? AND ? ORDER BY row", (lo, hi))
+                out.extend(_row(*found) for found in cur)
+        return out
 
     def count_after(self, after: int, through: int | None = None) -> int:
         with self._lock:
@@ -203,6 +214,12 @@ class ReadingBuffer:
 
 
 _MAX_ROW = 2**63 - 1
+
+
+def _row(row: int, device: str, kind: str, epoch: int, seq: int, ts: int,
+         battery: float | None, values: bytes) -> Row:
+    return row, NumberedSample(SensorSample(device, kind, ts, orjson.loads(values), battery),
+                               epoch, seq)
 
 
 def _runs(rows: list[int]) -> list[tuple[int, int]]:

@@ -58,8 +58,8 @@ examples:
       --interval 1 --format json --duration 60 --json
 
 It runs until Ctrl-C, SIGTERM or --duration, then publishes what it holds, waits for
-the broker's acknowledgements (--stop-timeout), publishes status offline and prints
-its counts. Exit status: 0 clean stop, 1 broker unreachable or readings left
+the core's confirmations (--stop-timeout), publishes status offline and prints its
+counts. Exit status: 0 clean stop, 1 broker unreachable or readings left
 unacknowledged, 2 usage error."""
 
 
@@ -117,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     ctl.add_argument("--duration", type=_positive_float, metavar="S",
                      help="stop after this many seconds (default: run until Ctrl-C/SIGTERM)")
     ctl.add_argument("--stop-timeout", type=_positive_float, default=10.0, metavar="S",
-                     help="on stop, wait this long for acknowledgements (default %(default)s)")
+                     help="on stop, wait this long for confirmations (default %(default)s)")
     ctl.add_argument("--json", action="store_true",
                      help="print the final counts (with --check: the settings) as one JSON "
                           "object")
@@ -181,6 +181,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="publish a batch when it holds this many readings (default 200)")
     out.add_argument("--batch-max-age", type=_positive_float, default=0.5, metavar="S",
                      help="... or when its oldest reading is this old (default 0.5)")
+    out.add_argument("--confirm", choices=("core", "broker"), default="core",
+                     help="delete a buffered reading when the core confirms it stored it "
+                          "(default), or at the broker's PUBACK (a core that does not "
+                          "confirm; a broker crash may then lose what it held)")
     return parser
 
 
@@ -197,7 +201,8 @@ def _report(args: argparse.Namespace, settings: AgentSettings, stats: AgentStats
     print(
         f"{settings.gateway}@{settings.area}: sampled {stats.readings_sampled}, "
         f"published {stats.readings_published}, acknowledged {stats.readings_acked} readings "
-        f"in {stats.batches} batches; {stats.readings_buffered} readings still buffered"
+        f"in {stats.batches} batches, confirmed {stats.readings_confirmed}, re-sent "
+        f"{stats.readings_resent}; {stats.readings_buffered} readings still buffered"
     )
 
 
@@ -215,6 +220,7 @@ def run(args: argparse.Namespace) -> int:
             broker_port=args.broker_port, payload_format=args.format,
             epoch=args.epoch, buffer_path=args.buffer,
             batch_max_readings=args.batch_max_readings, batch_max_age_s=args.batch_max_age,
+            confirm=args.confirm,
         )
         driver = SimulatedDriver(
             make_fleet(args.devices, args.mix, args.gateway), args.interval, args.seed
@@ -298,8 +304,8 @@ def _serve(args: argparse.Namespace, settings: AgentSettings, drivers: list[Driv
     if not all_acked:
         where = (f"stay in {settings.buffer_path} for the next run"
                  if settings.buffer_path is not None else "are lost (no buffer file)")
-        _error(f"{stats.readings_buffered} readings were not acknowledged by the broker and "
-               f"{where}")
+        by = "core" if settings.confirm == "core" else "broker"
+        _error(f"{stats.readings_buffered} readings were not confirmed by the {by} and {where}")
         return EXIT_FAILURE
     return EXIT_OK
 

@@ -8,7 +8,9 @@ See `edge/gateway.example.toml` for every option with its default. Sections:
 - `[broker]` `host`, `port`, `client_id`, `keepalive_s`, and the security options of
   `sensing_edge.security.BrokerSecurity` (`username`, `password_file`, `ca_file`, ...);
 - `[publish]` `format`, `batch_max_readings`, `batch_max_age_s`, `max_inflight`,
-  `drain_readings_per_s`, `reconnect_min_s`, `reconnect_max_s`, `poll_interval_s`;
+  `drain_readings_per_s`, `reconnect_min_s`, `reconnect_max_s`, `poll_interval_s`, and the
+  end-to-end acknowledgement: `confirm`, `max_unconfirmed_readings`, `confirm_timeout_s`,
+  `confirm_timeout_max_s`, `confirm_give_up_after`;
 - `[buffer]` `path`, `max_readings`, `when_full`;
 - `[alarms]` `command`, `repeat_s`, `hook_timeout_s`, and `[[alarms.rules]]` to replace the
   default rules;
@@ -28,7 +30,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .agent import NAME_PATTERN, AgentSettings
+from .agent import NAME_PATTERN, AgentSettings, ConfirmBy
 from .alarms import AlarmSettings
 from .batching import PayloadFormat
 from .buffer import WhenFull
@@ -73,6 +75,11 @@ class PublishSection(BaseModel):
     reconnect_min_s: float = _agent_default("reconnect_min_s")
     reconnect_max_s: float = _agent_default("reconnect_max_s")
     poll_interval_s: float = _agent_default("poll_interval_s")
+    confirm: ConfirmBy = _agent_default("confirm")
+    max_unconfirmed_readings: int = _agent_default("max_unconfirmed_readings")
+    confirm_timeout_s: float = _agent_default("confirm_timeout_s")
+    confirm_timeout_max_s: float = _agent_default("confirm_timeout_max_s")
+    confirm_give_up_after: int = _agent_default("confirm_give_up_after")
 
 
 class BufferSection(BaseModel):
@@ -127,7 +134,10 @@ class GatewayConfig(BaseModel):
             batch_max_readings=p.batch_max_readings, batch_max_age_s=p.batch_max_age_s,
             max_inflight=p.max_inflight, drain_readings_per_s=p.drain_readings_per_s,
             reconnect_min_s=p.reconnect_min_s, reconnect_max_s=p.reconnect_max_s,
-            poll_interval_s=p.poll_interval_s, buffer_path=b.path,
+            poll_interval_s=p.poll_interval_s, confirm=p.confirm,
+            max_unconfirmed_readings=p.max_unconfirmed_readings,
+            confirm_timeout_s=p.confirm_timeout_s, confirm_timeout_max_s=p.confirm_timeout_max_s,
+            confirm_give_up_after=p.confirm_give_up_after, buffer_path=b.path,
             buffer_max_readings=b.max_readings, buffer_when_full=b.when_full,
             alarms=self.alarms, security=self.broker.security())
 

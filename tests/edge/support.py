@@ -121,3 +121,64 @@ def reading_count(gateway: str, area: str) -> Callable[[list[Message]], int]:
         return len(readings_of(messages, gateway, area))
 
     return count
+
+
+
+class FakeCore:
+    """Confirms what it hears on one gateway's readings topic, as the core does
+    (`sensing.wire.confirm`), without storing anything: for tests of the agent's side of the
+    end-to-end acknowledgement (the real core's side is tested in tests/test_edge_loss.py).
+
+    `mode`: "confirm"; "hold" (a core that is down while the broker keeps its queue: what it
+    hears waits for `release()`); "ignore" (what it hears is lost, as by a broker crash).
+    `refuse`: devices whose readings it never confirms (a core that dead-letters them) while it
+    confirms the rest."""
+
+    def __init__(self, port: int, area: str, gateway: str, mode: str = "confirm") -> None:
+        from sensing.wire.topics import readings_topic
+
+        self.area, self.gateway = area, gateway
+        self.mode = mode
+        self.refuse: set[str] = set()
+        self._lock = threading.Lock()
+        self._held: list[bytes] = []
+        self.heard: list[tuple[str, int, int]] = []  # every reading received, repeats too
+        self.sub = Subscriber(port, readings_topic(area, gateway))
+        self.sub.client.on_message = self._on_message
+
+    def _on_message(self, c: mqtt.Client, u: object, msg: mqtt.MQTTMessage) -> None:
+        with self._lock:
+            if self.mode == "hold":
+                self._held.append(bytes(msg.payload))
+                return
+        self._handle(bytes(msg.payload))
+
+    def _handle(self, payload: bytes) -> None:
+        from sensing.wire.confirm import stored_messages
+
+        batch = decode_readings(payload, self.gateway, self.area, MAX_BYTES).batch
+        keys = [(batch.devices[int(d)], int(e), int(s))
+                for d, e, s in zip(batch.device, batch.epoch, batch.seq, strict=True)]
+        with self._lock:
+            self.heard.extend(keys)
+            if self.mode == "ignore":
+                return
+        keep = [i for i, k in enumerate(keys) if k[0] not in self.refuse]
+        chunk = (self.area, self.gateway, batch.devices, batch.device[keep], batch.epoch[keep],
+                 batch.seq[keep])
+        for topic, payload in stored_messages([chunk]):
+            self.sub.client.publish(topic, payload, qos=1)
+
+    def release(self, mode: str = "confirm") -> None:
+        """Switch to `mode` and handle what was held, in order."""
+        with self._lock:
+            self.mode, held, self._held = mode, self._held, []
+        for payload in held:
+            self._handle(payload)
+
+    def heard_keys(self) -> list[tuple[str, int, int]]:
+        with self._lock:
+            return list(self.heard)
+
+    def close(self) -> None:
+        self.sub.close()

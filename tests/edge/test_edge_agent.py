@@ -38,7 +38,10 @@ Subscribe = Callable[..., Subscriber]
 
 
 def make_settings(gateway: str, port: int, **overrides: Any) -> AgentSettings:
-    fast: dict[str, Any] = {"poll_interval_s": 0.02, "batch_max_age_s": 0.1}
+    # No core runs here on purpose (these tests watch the broker's side): the broker's PUBACK
+    # is the confirmation. The core's confirmations are tested in test_edge_ack.py.
+    fast: dict[str, Any] = {"poll_interval_s": 0.02, "batch_max_age_s": 0.1,
+                            "confirm": "broker"}
     return AgentSettings.model_validate(
         {"gateway": gateway, "area": AREA, "broker_port": port, **fast, **overrides}
     )

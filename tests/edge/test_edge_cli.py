@@ -24,7 +24,9 @@ def agent_argv(port: int, gateway: str, *extra: str) -> list[str]:
     return [
         sys.executable, "-m", "sensing_edge", "run", "--gateway", gateway, "--area", AREA,
         "--broker-port", str(port), "--devices", "6", "--interval", "0.1",
-        "--batch-max-age", "0.1", "--json", *extra,
+        "--batch-max-age", "0.1", "--json",
+        "--confirm", "broker",  # no core here on purpose: the broker's PUBACK confirms
+        *extra,
     ]
 
 

@@ -26,6 +26,7 @@ def test_the_example_file_is_valid_and_says_what_it_sets() -> None:
     assert (settings.gateway, settings.area) == ("gw-0017", "shuangqiaozi")
     assert settings.buffer_path == Path("/var/lib/sensing-edge/buffer.db")
     assert settings.batch_max_readings == 200 and not settings.security.uses_tls
+    assert settings.confirm == "core" and settings.max_unconfirmed_readings == 50_000
     assert [d.type for d in config.drivers] == ["local"]
     assert len(settings.alarms.rules) == 6
 
@@ -82,7 +83,8 @@ def test_a_gateway_runs_from_its_file_with_a_local_input(
     port = free_port()
     (tmp_path / "gw.toml").write_text(
         f'[gateway]\nid = "{gateway}"\narea = "cfg"\n[broker]\nport = {broker.port}\n'
-        '[publish]\nbatch_max_age_s = 0.1\n[buffer]\npath = "buffer.db"\n'
+        # no core here on purpose: the broker's PUBACK confirms
+        '[publish]\nbatch_max_age_s = 0.1\nconfirm = "broker"\n[buffer]\npath = "buffer.db"\n'
         f'[[drivers]]\ntype = "local"\naddress = "udp://127.0.0.1:{port}"\n')
     sub = Subscriber(broker.port, readings_topic("cfg", gateway))
     child = subprocess.Popen(

@@ -37,8 +37,9 @@ def test_the_backlog_drains_at_its_rate_while_live_readings_keep_flowing(
 
     sub.client.on_message = on_message
     live = ListDriver()
+    # no core here on purpose (the test watches the broker): the PUBACK confirms
     settings = AgentSettings(gateway=gateway, area=AREA, broker_port=broker.port,
-                             buffer_path=path, drain_readings_per_s=1_000,
+                             confirm="broker", buffer_path=path, drain_readings_per_s=1_000,
                              batch_max_readings=100, batch_max_age_s=0.1, poll_interval_s=0.02)
     agent = GatewayAgent(settings, [live])
     assert agent.epoch > old_epoch
@@ -69,7 +70,8 @@ def test_a_restarted_agent_sends_what_the_last_run_left_then_its_own(
 ) -> None:
     path = tmp_path / "buffer.db"
     nowhere = AgentSettings(gateway=gateway, area=AREA, broker_port=1,  # nothing listens there
-                            buffer_path=path, poll_interval_s=0.02)
+                            buffer_path=path, poll_interval_s=0.02,
+                            confirm="broker")  # no core here on purpose: the PUBACK confirms
     first = GatewayAgent(nowhere, [ListDriver(smoke_samples("smoke-a", 50))])
     first.start()
     deadline = time.monotonic() + 5

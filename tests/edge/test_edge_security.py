@@ -394,6 +394,7 @@ def test_the_agent_publishes_over_tls_with_its_password(
     settings = AgentSettings.model_validate({
         "gateway": gateway, "area": "tls-area", "broker_port": tls_broker.port,
         "poll_interval_s": 0.02, "batch_max_age_s": 0.05,
+        "confirm": "broker",  # no core here on purpose: the broker's PUBACK confirms
         "security": {"username": USER, "password_file": tmp_path / "pw",
                      "ca_file": pki.ca.cert}})
     agent = GatewayAgent(settings, [ListDriver(smoke_samples("smoke-tls", 7))])
