@@ -6,8 +6,14 @@ import argparse
 import contextlib
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
+
+from sensing.security import command as secure_command
+
+if TYPE_CHECKING:
+    from sensing.operator import Client
 
 EPILOG = """examples:
   sensing demo --duration 60                  broker, store, core and a 1,000-device fleet
@@ -15,6 +21,9 @@ EPILOG = """examples:
   sensing run --mqtt-port 1883 --store-url http://127.0.0.1:8428
   sensing watch --mqtt-port 1883              alerts as they are raised, in colour
   sensing ack 3f2a... --by grid-worker-7      acknowledge an alert (--resolve to close it)
+  sensing secure-setup --dir /etc/mosquitto/sensing --gateway gw-17 --operator control-room
+                                              TLS, passwords and ACL of the secure broker
+  sensing watch --mqtt-port 8883 --ca-file ca.crt --username control-room --password-file pw
 """
 
 
@@ -58,24 +67,50 @@ def _parser() -> argparse.ArgumentParser:
         if name == "watch":
             sp.add_argument("--json", action="store_true", help="one alert JSON per line")
         else:
+            sp.description = (
+                "Acknowledge or resolve an alert: publish the ack on sensing/v1/ack/{by} (the "
+                "secure broker lets each user write only its own), then print what the core "
+                "made of it. Exit 0 when the core applied it, 1 when the broker or the core "
+                "refused it, 3 when sent but no verdict was heard within --wait (the user may "
+                "not read sensing/v1/alerts).")
             sp.add_argument("alert_id")
-            sp.add_argument("--by", required=True, help="who acknowledges")
+            sp.add_argument("--by", required=True, help="who acknowledges (with a broker login: "
+                            "that user's name)")
             sp.add_argument("--resolve", action="store_true", help="resolve instead of ack")
+            sp.add_argument("--wait", type=float, default=5.0, help="seconds to wait for the "
+                            "core's verdict (default 5; 0: do not wait)")
+        _security_options(sp)
+    secure_command.add_parser(sub)
     return p
+
+
+def _security_options(sp: argparse.ArgumentParser) -> None:
+    g = sp.add_argument_group("broker security", "TLS and credentials (see 'Running it "
+                              "securely' in the README); the password is read from a file only")
+    g.add_argument("--username", help="MQTT user name")
+    g.add_argument("--password-file", type=Path, help="file whose first line is the password")
+    g.add_argument("--ca-file", type=Path, help="TLS, trusting only this CA (PEM)")
+    g.add_argument("--cert-file", type=Path, help="client certificate (PEM), with --key-file")
+    g.add_argument("--key-file", type=Path, help="the client certificate's private key")
+    g.add_argument("--tls", action="store_true", help="TLS trusting the system's CAs")
 
 
 def _run(args: argparse.Namespace) -> int:
     from sensing.core import StreamCore
     from sensing.logs import configure
     from sensing.process import stop_on_signals
-    from sensing.settings import CoreSettings
+    from sensing.settings import CoreSettings, settings_error_text
 
     overrides = {k: v for k, v in {
         "mqtt_host": args.mqtt_host, "mqtt_port": args.mqtt_port, "store_url": args.store_url,
         "state_dir": args.state_dir, "log_format": args.log_format}.items() if v is not None}
     try:
         settings = CoreSettings.load(args.config, **overrides)
-    except (ValidationError, OSError) as exc:
+    except ValidationError as exc:
+        # named and explained, never their values: a misspelt setting may hold a password
+        print(f"sensing run: bad settings:\n{settings_error_text(exc)}", file=sys.stderr)
+        return 2
+    except OSError as exc:
         print(f"sensing run: bad settings: {exc}", file=sys.stderr)
         return 2
     configure(settings.log_format)
@@ -89,20 +124,27 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _client(args: argparse.Namespace, client_id: str = "") -> object:
-    import paho.mqtt.client as mqtt
-    from paho.mqtt.enums import CallbackAPIVersion
+def _connect(args: argparse.Namespace) -> Client:
+    """A connected client with the command's TLS and credentials, or SystemExit saying why."""
+    from sensing.operator import BrokerRefused, Client
+    from sensing_edge.security import BrokerSecurity
 
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
     try:
-        client.connect(args.mqtt_host, args.mqtt_port, keepalive=30)
-    except OSError as exc:
-        raise SystemExit(f"sensing {args.command}: no broker at "
-                         f"{args.mqtt_host}:{args.mqtt_port}: {exc}") from None
-    return client
+        security = BrokerSecurity(username=args.username, password_file=args.password_file,
+                                  ca_file=args.ca_file, cert_file=args.cert_file,
+                                  key_file=args.key_file, tls=args.tls)
+    except ValidationError as exc:
+        raise SystemExit("\n".join(f"sensing {args.command}: " + e["msg"].removeprefix(
+            "Value error, ") for e in exc.errors())) from None
+    try:
+        return Client(args.mqtt_host, args.mqtt_port, security).connect()
+    except BrokerRefused as exc:
+        raise SystemExit(f"sensing {args.command}: {exc}") from None
 
 
 def _watch(args: argparse.Namespace) -> int:
+    import threading
+
     import paho.mqtt.client as mqtt
     from rich.console import Console
 
@@ -111,8 +153,7 @@ def _watch(args: argparse.Namespace) -> int:
     from sensing.wire.messages import Alert
 
     console = Console()
-    client = _client(args)
-    assert isinstance(client, mqtt.Client)
+    client = _connect(args)
 
     def on_message(c: mqtt.Client, u: object, msg: mqtt.MQTTMessage) -> None:
         if args.json:
@@ -124,31 +165,36 @@ def _watch(args: argparse.Namespace) -> int:
         except ValidationError:
             console.print(f"[red]unreadable alert on {msg.topic}[/red]")
 
-    client.on_message = on_message
-    client.subscribe(topics.ALERTS_FILTER, qos=1)
+    client.paho.on_message = on_message
+    client.subscribe(topics.ALERTS_FILTER)
     with contextlib.suppress(KeyboardInterrupt):
-        client.loop_forever()
+        threading.Event().wait()
+    client.close()
     return 0
 
 
 def _ack(args: argparse.Namespace) -> int:
-    import paho.mqtt.client as mqtt
-
-    from sensing.wire import topics
+    from sensing.operator import send_ack
     from sensing.wire.messages import Ack
 
-    client = _client(args)
-    assert isinstance(client, mqtt.Client)
-    client.loop_start()
-    ack = Ack(alert_id=args.alert_id, by=args.by, action="resolve" if args.resolve else "ack")
-    info = client.publish(topics.ACK_TOPIC, ack.to_json(), qos=1)
-    info.wait_for_publish(10)
-    client.disconnect()
-    client.loop_stop()
-    if not info.is_published():
-        print("sensing ack: the broker did not confirm the ack", file=sys.stderr)
-        return 1
-    return 0
+    try:
+        ack = Ack(alert_id=args.alert_id, by=args.by,
+                  action="resolve" if args.resolve else "ack")
+    except ValidationError as exc:
+        print(f"sensing ack: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}",
+              file=sys.stderr)
+        return 2
+    if any(c in args.by for c in "/+#"):
+        print("sensing ack: --by must not contain / + or # (it is a topic level)",
+              file=sys.stderr)
+        return 2
+    client = _connect(args)
+    try:
+        result = send_ack(client, ack, args.wait)
+    finally:
+        client.close()
+    print(f"sensing ack: {result.text}", file=sys.stdout if result.verdict == 0 else sys.stderr)
+    return int(result.verdict)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -163,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
         return _watch(args)
     if args.command == "ack":
         return _ack(args)
+    if args.command == "secure-setup":
+        return secure_command.run(args)
     return 2
 
 

@@ -161,7 +161,7 @@ class Pipeline:
     # -- per message ----------------------------------------------------------------------
 
     def _route(self, m: Incoming, step: _Step, now: int) -> None:
-        if m.topic == topics.ACK_TOPIC:
+        if m.topic == topics.ACK_TOPIC or topics.ack_responder(m.topic) is not None:
             self._ack(m, step, now)
             return
         parsed = topics.parse_gateway_topic(m.topic)
@@ -261,13 +261,26 @@ class Pipeline:
             else "gateway back online", now=now))
 
     def _ack(self, m: Incoming, step: _Step, now: int) -> None:
+        """An ack on `sensing/v1/ack/{responder}` speaks only for that responder (the secure
+        broker lets each user write only its own); with `ack_requires_identity` the contract's
+        bare `sensing/v1/ack`, which anyone may write, is refused."""
         try:
             ack = Ack.model_validate_json(m.payload)
-            alert = self.book.ack(ack, now)
         except ValidationError as exc:
             self._dead(step, m, "_", "ack", f"bad ack: {exc.errors()[0]['msg']}",
                        Code.ACK_INVALID)
             return
+        responder = topics.ack_responder(m.topic)
+        if responder is None and self.settings.ack_requires_identity:
+            self._dead(step, m, "_", "ack", "acks must come on sensing/v1/ack/{responder} "
+                       "(ack_requires_identity)", Code.ACK_FORGED)
+            return
+        if responder is not None and ack.by != responder:
+            self._dead(step, m, "_", "ack", f"ack by {ack.by[:128]!r} sent on the ack topic "
+                       f"of {responder[:128]!r}", Code.ACK_FORGED)
+            return
+        try:
+            alert = self.book.ack(ack, now)
         except UnknownAlert as exc:
             self._dead(step, m, "_", "ack", f"unknown or closed alert {exc.args[0]}",
                        Code.ACK_UNKNOWN_ALERT)

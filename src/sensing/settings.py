@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -16,22 +16,39 @@ from pydantic_settings import (
 from sensing.alerts.lifecycle import LifecyclePolicy
 from sensing.detect.offline import OfflinePolicy
 from sensing.dispatch.router import DispatchPolicy
+from sensing_edge.security import BrokerSecurity
 
 
 class CoreSettings(BaseSettings):
     """Environment variables override the file: SENSING_MQTT_PORT=1884, SENSING_STORE_URL=..."""
 
+    # hide_input_in_errors: a misspelt or mistyped setting's value may be a password, and a
+    # ValidationError prints the values it rejects
     model_config = SettingsConfigDict(env_prefix="SENSING_", env_nested_delimiter="__",
-                                      extra="forbid")
+                                      extra="forbid", hide_input_in_errors=True)
 
     mqtt_host: str = "127.0.0.1"
     mqtt_port: int = 1883
     mqtt_client_id: str = "sensing-core"
     mqtt_username: str | None = None
-    mqtt_password: str | None = None
+    mqtt_password: SecretStr | None = None
+    mqtt_password_file: Path | None = None
+    """the password is the first line of this file (exclusive with mqtt_password)"""
+    mqtt_ca_file: Path | None = None
+    """TLS to the broker, trusting only this CA (PEM)"""
+    mqtt_cert_file: Path | None = None
+    """client certificate for mutual TLS, with mqtt_key_file"""
+    mqtt_key_file: Path | None = None
+    mqtt_tls: bool = False
+    """TLS with the system's CA store (implied by mqtt_ca_file)"""
+    mqtt_tls_insecure_skip_hostname: bool = False
+    ack_requires_identity: bool = False
+    """accept acks only on sensing/v1/ack/{responder} with `by` == responder (the secure
+    configuration, where the broker's ACL lets each user write only its own ack topic)"""
 
     store_url: str = "http://127.0.0.1:8428"
-    store_token: str = ""
+    """may carry credentials (http://user:password@host/): logged only through redact_url"""
+    store_token: str = Field("", repr=False)
     store_org: str = "sensing"
     store_bucket: str = "sensing"
     store_timeout_s: float = 10.0
@@ -47,6 +64,24 @@ class CoreSettings(BaseSettings):
     dispatch: DispatchPolicy = DispatchPolicy()
     lifecycle: LifecyclePolicy = LifecyclePolicy()
     offline: OfflinePolicy = OfflinePolicy()
+
+    @model_validator(mode="after")
+    def _broker_security_valid(self) -> CoreSettings:
+        self.broker_security()
+        return self
+
+    def broker_security(self) -> BrokerSecurity:
+        """Credentials and TLS of the core's MQTT session (ValueError naming the setting)."""
+        try:
+            return BrokerSecurity(
+                username=self.mqtt_username, password=self.mqtt_password,
+                password_file=self.mqtt_password_file, ca_file=self.mqtt_ca_file,
+                cert_file=self.mqtt_cert_file, key_file=self.mqtt_key_file, tls=self.mqtt_tls,
+                tls_insecure_skip_hostname=self.mqtt_tls_insecure_skip_hostname)
+        except ValidationError as exc:
+            raise ValueError("MQTT security: " + "; ".join(
+                f"mqtt_{e['msg'].removeprefix('Value error, ')}" if e["loc"] else
+                e["msg"].removeprefix("Value error, ") for e in exc.errors())) from None
 
     @classmethod
     def settings_customise_sources(
@@ -69,3 +104,10 @@ class CoreSettings(BaseSettings):
             model_config = SettingsConfigDict(toml_file=config)
 
         return cls.model_validate(_FromFile(**overrides).model_dump())
+
+
+def settings_error_text(exc: ValidationError) -> str:
+    """One line per rejected setting, naming it and why, never its value (which may be a
+    secret: the input is hidden from the errors, and only `loc` and `msg` are printed)."""
+    return "\n".join(
+        f"  {'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in exc.errors())

@@ -6,6 +6,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import paho.mqtt.client as mqtt
 import structlog
@@ -13,6 +14,10 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from sensing.wire import topics
+from sensing_edge.security import BrokerSecurity, apply_security
+
+if TYPE_CHECKING:
+    from sensing.settings import CoreSettings
 
 log = structlog.get_logger("sensing.ingest")
 
@@ -34,15 +39,19 @@ class CoreSession:
     in between makes the broker deliver them again, and the dedup window drops the repeats.
     """
 
-    SUBSCRIPTIONS = ((topics.READINGS_FILTER, 1), (topics.STATUS_FILTER, 1), (topics.ACK_TOPIC, 1))
+    SUBSCRIPTIONS = ((topics.READINGS_FILTER, 1), (topics.STATUS_FILTER, 1), (topics.ACK_TOPIC, 1),
+                     (topics.ACK_IDENTITY_FILTER, 1))
 
     def __init__(self, host: str, port: int, client_id: str, username: str | None = None,
-                 password: str | None = None) -> None:
+                 password: str | None = None, security: BrokerSecurity | None = None) -> None:
+        """`security` (credentials and TLS) replaces `username`/`password` when given."""
         self.host = host
         self.port = port
         self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
                                    clean_session=False, manual_ack=True)
-        if username:
+        if security is not None:
+            apply_security(self._client, security)
+        elif username:
             self._client.username_pw_set(username, password)
         self._client.max_queued_messages_set(0)
         self._client.reconnect_delay_set(1, 5)
@@ -54,6 +63,11 @@ class CoreSession:
         self._generation = 0
         self._lock = threading.Lock()
         self.connected = threading.Event()
+
+    @classmethod
+    def from_settings(cls, settings: CoreSettings) -> CoreSession:
+        return cls(settings.mqtt_host, settings.mqtt_port, settings.mqtt_client_id,
+                   security=settings.broker_security())
 
     def _on_connect(self, client: mqtt.Client, userdata: object, flags: mqtt.ConnectFlags,
                     reason: ReasonCode, properties: object) -> None:
