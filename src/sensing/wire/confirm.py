@@ -63,11 +63,10 @@ def stored_messages(
         if dev_a.shape[0] == 0:
             continue
         table, codes, epochs, seqs = gateways.setdefault((area, gateway), ({}, [], [], []))
-        used = np.unique(dev_a)
-        remap = np.empty(int(used[-1]) + 1, dtype=np.int64)
-        for d in used.tolist():
-            remap[d] = table.setdefault(names[d], len(table))
-        codes.append(remap[dev_a])
+        used, inverse = np.unique(dev_a, return_inverse=True)
+        code = np.array([table.setdefault(names[d], len(table)) for d in used.tolist()],
+                        dtype=np.int64)
+        codes.append(code[inverse.reshape(-1)])
         epochs.append(np.asarray(epoch, dtype=np.int64))
         seqs.append(np.asarray(seq, dtype=np.int64))
     out: list[tuple[str, bytes]] = []
