@@ -12,13 +12,19 @@ from pydantic import ValidationError
 
 from sensing.alerts.book import AlertBook, UnknownAlert
 from sensing.alerts.lifecycle import Lifecycle
-from sensing.dedup.window import DedupWindow
+from sensing.dedup.window import (
+    EPOCH_LIMIT,
+    MAX_EPOCH_JUMP,
+    MAX_SEQ_JUMP,
+    SEQ_LIMIT,
+    DedupWindow,
+)
 from sensing.detect.engine import ConditionChange, DetectionEngine, Readings
 from sensing.detect.offline import OfflineWatch
 from sensing.detect.overrides import load_overrides
 from sensing.dispatch.router import Dispatcher
 from sensing.ingest.mqtt import Incoming
-from sensing.kernels.dedup import ADMITTED, DUPLICATE, TOO_OLD
+from sensing.kernels.dedup import ADMITTED, DUPLICATE, EPOCH_JUMP, SEQ_JUMP, TOO_OLD
 from sensing.registry import Registry
 from sensing.settings import CoreSettings
 from sensing.store.lineprotocol import LineFormatter
@@ -252,8 +258,8 @@ class Pipeline:
         offline = status.state == "offline"
         g = self.registry.gateways.intern(gateway)
         self.offline.ensure_capacity(len(self.registry.devices), len(self.registry.gateways))
-        self.offline.gateway_status(g, online=not offline, ts=status.ts)
-        ts = now if offline else status.ts
+        self.offline.gateway_status(g, online=not offline, ts=status.ts, now_wall=now)
+        ts = now if offline else min(status.ts, now)
         self._emit_all(step, self.lifecycle.condition(
             device=gateway, alert_type=GATEWAY_OFFLINE, grade=Grade.MAJOR if offline else None,
             gateway=gateway, area=area, ts_event=ts, ts=ts, value=None,
@@ -301,15 +307,18 @@ class Pipeline:
         epoch = np.concatenate(step.epoch)
         seq = np.concatenate(step.seq)
         self.dedup.ensure_capacity(len(self.registry.devices))
-        verdict = self.dedup.classify(dev, epoch, seq)
+        verdict = self.dedup.classify(dev, epoch, seq, now // 1000)
         self.stats.readings_received += int(verdict.shape[0])
         self.stats.duplicates_dropped += int(np.count_nonzero(verdict == DUPLICATE))
+        refused = (verdict == SEQ_JUMP) | (verdict == EPOCH_JUMP)
+        if refused.any():
+            self._refused(step, refused, verdict, dev, epoch, seq)
         # Too old for the window (an earlier epoch, or 1,024 seqs behind): a gateway's backlog
         # after a restart or a long outage. It cannot be proven new, but storing it again is
         # harmless (the store keeps one sample per series and timestamp), so it is stored;
         # it is not fed to the detectors, whose state has moved past it.
-        stored = verdict != DUPLICATE
         admitted = verdict == ADMITTED
+        stored = admitted | (verdict == TOO_OLD)
         late = int(np.count_nonzero(verdict == TOO_OLD))
         ts, value_row = np.concatenate(step.ts), np.concatenate(step.value_row)
         battery, channel = np.concatenate(step.battery), np.concatenate(step.value_channel)
@@ -329,6 +338,34 @@ class Pipeline:
         step.admitted = (r.dev, epoch, seq)
         for change in self.engine.process(r):
             self._condition(change, step, now)
+
+    def _refused(self, step: _Step, refused: np.ndarray, verdict: np.ndarray, dev: np.ndarray,
+                 epoch: np.ndarray, seq: np.ndarray) -> None:
+        """A dead letter per message and code for readings too far ahead of their device's
+        window (sensing.kernels.dedup): neither stored nor detected on."""
+        rows = np.flatnonzero(refused)
+        self.stats.readings_rejected += int(rows.shape[0])
+        ends = np.cumsum([d.shape[0] for d in step.dev])
+        chunk_of = np.searchsorted(ends, rows, side="right")
+        names = self.registry.devices.names
+        for c in np.unique(chunk_of).tolist():
+            m = step.source[c]
+            parsed = topics.parse_gateway_topic(m.topic)
+            area, gateway = (parsed.area, parsed.gateway) if parsed is not None else ("_", "_")
+            mine = rows[chunk_of == c]
+            for code, jump in ((SEQ_JUMP, Code.SEQ_JUMP), (EPOCH_JUMP, Code.EPOCH_JUMP)):
+                hit = mine[verdict[mine] == code]
+                if not hit.size:
+                    continue
+                i = int(hit[0])
+                what = (f"seq more than {MAX_SEQ_JUMP:,} ahead of the device's newest, or at "
+                        f"least {SEQ_LIMIT}" if jump == Code.SEQ_JUMP else
+                        f"epoch more than {MAX_EPOCH_JUMP:,} ahead of the device's and later "
+                        f"than the clock allows, or at least {EPOCH_LIMIT}")
+                self._dead(step, m, area, gateway,
+                           f"{hit.size} reading(s) refused ({what}), e.g. device "
+                           f"{names[int(dev[i])]!r} epoch {int(epoch[i])} seq {int(seq[i])}",
+                           jump)
 
     def _condition(self, change: ConditionChange, step: _Step, now: int) -> None:
         device, _kind, gateway, area = self.registry.describe(change.device)
