@@ -1,4 +1,5 @@
-"""Broker security test helpers: a throwaway PKI made with the `openssl` CLI, Mosquitto password
+"""Broker security test helpers: a throwaway PKI made with the `openssl` CLI (by
+`sensing.security.pki`, as `sensing secure-setup` makes it), Mosquitto password
 files made with `mosquitto_passwd`, a Mosquitto with a TLS listener and/or passwords, and a small
 paho probe that reports how a connection attempt ended.
 
@@ -21,29 +22,12 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from sensing.security import pki
+from sensing.security.pki import CertKey
 from sensing.services import LOOPBACK, Mosquitto
 from sensing_edge.security import BrokerSecurity, apply_security
 
-OPENSSL = shutil.which("openssl") or "/usr/bin/openssl"
-DAYS = "2"
-
-
-class PkiError(RuntimeError):
-    pass
-
-
-def openssl(*args: str, cwd: Path) -> None:
-    proc = subprocess.run(
-        [OPENSSL, *args], cwd=cwd, capture_output=True, text=True, check=False, timeout=30
-    )
-    if proc.returncode != 0:
-        raise PkiError(f"openssl {' '.join(args)} failed ({proc.returncode}): {proc.stderr}")
-
-
-@dataclass(frozen=True)
-class CertKey:
-    cert: Path
-    key: Path
+DAYS = 2
 
 
 @dataclass(frozen=True)
@@ -58,20 +42,9 @@ class Pki:
 
 
 def make_ca(directory: Path, name: str) -> CertKey:
-    """A self-signed CA (basicConstraints CA:TRUE, keyCertSign) in `directory`/`name`.{crt,key}."""
-    directory.mkdir(parents=True, exist_ok=True)
-    cert, key = directory / f"{name}.crt", directory / f"{name}.key"
-    openssl(
-        "req", "-x509", "-new", "-nodes",
-        "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-        "-keyout", key.name, "-out", cert.name, "-days", DAYS,
-        "-subj", f"/CN=sensing test CA {name} {uuid.uuid4().hex[:8]}",
-        "-addext", "basicConstraints=critical,CA:TRUE",
-        "-addext", "keyUsage=critical,keyCertSign,cRLSign",
-        "-addext", "subjectKeyIdentifier=hash",
-        cwd=directory,
-    )  # fmt: skip
-    return CertKey(cert, key)
+    """A self-signed CA in `directory`/`name`.{crt,key} (sensing.security.pki, as the setup
+    command makes them, valid for two days)."""
+    return pki.make_ca(directory, name, days=DAYS)
 
 
 def make_cert(
@@ -85,31 +58,7 @@ def make_cert(
 ) -> CertKey:
     """A leaf certificate signed by `ca`; `sans` like ("IP:127.0.0.1", "DNS:localhost"),
     `usage` the extendedKeyUsage (serverAuth or clientAuth)."""
-    cert, key, csr = (directory / f"{name}.{ext}" for ext in ("crt", "key", "csr"))
-    ext = directory / f"{name}.ext"
-    lines = [
-        "basicConstraints=critical,CA:FALSE",
-        "keyUsage=critical,digitalSignature,keyEncipherment",
-        f"extendedKeyUsage={usage}",
-        "subjectKeyIdentifier=hash",
-        "authorityKeyIdentifier=keyid,issuer",
-    ]
-    if sans:
-        lines.append("subjectAltName=" + ",".join(sans))
-    ext.write_text("\n".join(lines) + "\n")
-    openssl(
-        "req", "-new", "-nodes",
-        "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-        "-keyout", key.name, "-out", csr.name, "-subj", f"/CN={common_name}",
-        cwd=directory,
-    )  # fmt: skip
-    openssl(
-        "x509", "-req", "-in", csr.name,
-        "-CA", str(ca.cert), "-CAkey", str(ca.key), "-set_serial", str(uuid.uuid4().int >> 64),
-        "-out", cert.name, "-days", DAYS, "-sha256", "-extfile", ext.name,
-        cwd=directory,
-    )  # fmt: skip
-    return CertKey(cert, key)
+    return pki.make_cert(directory, name, ca, common_name, sans=sans, usage=usage, days=DAYS)
 
 
 def make_pki(directory: Path) -> Pki:
