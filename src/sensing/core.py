@@ -118,7 +118,7 @@ class StreamCore:
     def _settle_outbox(self) -> None:
         if not self._outbox:
             return
-        done = [i for i, infos in self._outbox if all(x.is_published() for x in infos)]
+        done = [i for i, infos in self._outbox if all(_delivered(x) for x in infos)]
         if done:
             self.pipeline.book.delivered(done)
             finished = set(done)
@@ -145,6 +145,15 @@ class StreamCore:
         doc = {"ts": now_ms(), **self.stats.as_dict(), "spooled": self.spool.entries,
                "spooled_bytes": self.spool.size_bytes}
         self.session.publish(topics.CORE_STATS_TOPIC, orjson.dumps(doc), retain=True)
+
+
+def _delivered(info: mqtt.MQTTMessageInfo) -> bool:
+    """Whether the broker acknowledged the message. paho's is_published() raises for one
+    published while disconnected (rc NO_CONN), which paho still sends after the reconnect."""
+    if info.rc == mqtt.MQTT_ERR_NO_CONN:
+        with info._condition:
+            return bool(info._published)
+    return info.is_published()
 
 
 def _line_origin(line: bytes) -> tuple[str, str]:
