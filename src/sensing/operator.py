@@ -89,10 +89,11 @@ class Client:
         if not self._wait(lambda: mid in self._subacks, timeout):
             raise BrokerRefused("the broker did not confirm the subscription")
 
-    def publish(self, topic: str, payload: bytes, timeout: float = 10.0) -> ReasonCode | None:
+    def publish(self, topic: str, payload: bytes, retain: bool = False, timeout: float = 10.0
+                ) -> ReasonCode | None:
         """QoS 1; the PUBACK's reason code (None if none came in time). With Mosquitto 2 an
         ACL refusal is `Not authorized`."""
-        info = self.paho.publish(topic, payload, qos=1)
+        info = self.paho.publish(topic, payload, qos=1, retain=retain)
         if not self._wait(lambda: info.mid in self._pubacks, timeout):
             return None
         return self._pubacks[info.mid]
@@ -118,7 +119,8 @@ class AckResult:
 
 def send_ack(client: Client, ack: Ack, wait_s: float) -> AckResult:
     """Publish `ack` on `sensing/v1/ack/{by}`; with `wait_s` > 0, wait for the core's answer:
-    the alert's acknowledged or resolved transition, or the ack's dead letter."""
+    the alert's acknowledged or resolved transition (on the alerts or a dispatch topic), or
+    the ack's dead letter."""
     topic = topics.ack_topic(ack.by)
     payload = ack.to_json()
     answer: list[AckResult] = []
@@ -132,7 +134,9 @@ def send_ack(client: Client, ack: Ack, wait_s: float) -> AckResult:
 
     if wait_s > 0:
         client.paho.on_message = on_message
-        client.subscribe(topics.ALERTS_FILTER, ACK_DEADLETTERS)
+        # whichever of these the user may read: operators the alerts and dead letters,
+        # responders their tier's dispatch messages (which carry acks and resolutions too)
+        client.subscribe(topics.ALERTS_FILTER, topics.DISPATCH_FILTER, ACK_DEADLETTERS)
     rc = client.publish(topic, payload)
     if rc is None:
         return AckResult(Verdict.REFUSED, f"the broker did not confirm the ack on {topic}")
