@@ -448,6 +448,36 @@ def test_core_over_tls_and_mallory_cannot_resolve_an_sos(
 
 
 @pytest.mark.e2e
+def test_a_gateway_agent_works_with_only_its_own_rights(
+        secure_broker: Mosquitto, secure_dir: Path, store: VictoriaMetrics, tmp_path: Path
+) -> None:
+    """The real edge agent, logged in as gw-b: its readings and status go through, and the
+    core's store confirmations (which it alone may read) reach it, so its buffer empties."""
+    from sensing_edge import AgentSettings, GatewayAgent
+    from tests.edge.support import ListDriver, smoke_samples
+
+    d = secure_dir
+    device = f"smoke-{uuid.uuid4().hex[:6]}"
+    core_login = {"mqtt_username": CORE, "mqtt_password_file": d / "users" / f"{CORE}.password",
+                  "mqtt_ca_file": d / "ca.crt", "ack_requires_identity": True}
+    settings = AgentSettings.model_validate({
+        "gateway": "gw-b", "area": AREA, "broker_port": secure_broker.port,
+        "buffer_path": tmp_path / "buffer.db", "poll_interval_s": 0.02, "batch_max_age_s": 0.05,
+        "security": {"username": "gw-b", "password_file": d / "users" / "gw-b.password",
+                     "ca_file": d / "ca.crt"}})
+    with running_core(secure_broker, store, tmp_path / "core", **core_login):
+        agent = GatewayAgent(settings, [ListDriver(smoke_samples(device, 20))])
+        agent.start()
+        try:
+            assert agent.wait_connected(10)
+            assert agent.wait_acked(30), "the core's confirmations did not reach the agent"
+        finally:
+            agent.stop(5)
+        assert store.settled_count(f'reading_seq{{device="{device}"}}', 20) == 20
+    assert agent.stats().readings_buffered == 0
+
+
+@pytest.mark.e2e
 def test_watch_over_tls_prints_alerts(secure_broker: Mosquitto, secure_dir: Path,
                                       peers: dict[str, Peer]) -> None:
     import subprocess
