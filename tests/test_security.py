@@ -149,9 +149,17 @@ WRITES = [
     ("gw-a", topics.ACK_TOPIC, False, CORE),
     ("gw-a", topics.ack_topic("gw-a"), False, CORE),
     ("gw-a", topics.stored_topic(AREA, "gw-a"), False, "gw-a"),
+    # the gateway patterns' `+` under a reserved first level: a fake alert, dispatch or dead
+    # letter that every subscriber to alerts/#, dispatch/# or deadletter/# would receive
+    ("gw-a", "sensing/v1/alerts/gw-a/readings", False, OPERATOR),
+    ("gw-a", "sensing/v1/alerts/gw-a/status", False, OPERATOR),
+    ("gw-a", "sensing/v1/dispatch/gw-a/readings", False, OPERATOR),
+    ("gw-a", "sensing/v1/deadletter/gw-a/status", False, OPERATOR),
+    ("gw-a", "sensing/v1/core/gw-a/status", False, CORE),
     # the core: alerts, dispatch, dead letters, core/; never a gateway's readings or an ack
     (CORE, topics.alerts_topic(AREA), True, OPERATOR),
     (CORE, topics.dispatch_topic("grid", AREA), True, OPERATOR),
+    (CORE, topics.dispatch_topic("grid", "readings"), True, OPERATOR),
     (CORE, topics.deadletter_topic(AREA, "gw-a"), True, OPERATOR),
     (CORE, topics.CORE_STATS_TOPIC, True, OPERATOR),
     (CORE, topics.stored_topic(AREA, "gw-a"), True, "gw-a"),
