@@ -77,6 +77,7 @@ def _print(result: SetupResult) -> None:
         print(f"  {u.role.value:<9} {u.name}{scope}: password in "
               f"{result.user_files(u)['password_file']}")
     print(f"start the broker:  mosquitto -c {files['mosquitto_conf']}")
+    print("a running broker reloads the password file and ACL on SIGHUP")
     print(f"start the core:    sensing run --config {files['core_settings']}")
     print(f"clients trust:     {files['ca_file']}  (never copy ca.key to a client)")
 
