@@ -82,6 +82,48 @@ def test_a_30_s_broker_outage_under_load_loses_nothing_and_stores_nothing_twice(
           f"{outage.readings_buffered}, stored {stored} (once each)")
 
 
+def test_a_broker_killed_with_a_backlog_for_a_stopped_core_loses_nothing(
+    store: VictoriaMetrics, tmp_path: Path
+) -> None:
+    """Issue 11, problem 11: the core stopped, a backlog queued for it in the broker, Mosquitto
+    SIGKILLed (it saves its queues only every autosave_interval = 5 s) and restarted, the core
+    started again: every reading sampled is stored, once. Readings the broker acknowledged and
+    then lost stay in the agent's buffer until the core confirms them, and are re-sent."""
+    gateway = "gw-brokerkill"
+    with Mosquitto.start(tmp_path / "broker") as broker:
+        with running_core(broker, store, tmp_path / "core"):
+            pass  # the core's persistent session now queues its readings while it is away
+        fleet = make_fleet(200, {"smoke": 1, "manhole": 1, "wearable": 1}, gateway)
+        settings = AgentSettings(gateway=gateway, area=AREA, broker_port=broker.port,
+                                 buffer_path=tmp_path / "edge" / "buffer.db",
+                                 reconnect_min_s=0.2, reconnect_max_s=2.0,
+                                 confirm_timeout_s=5.0, confirm_timeout_max_s=10.0)
+        agent = GatewayAgent(settings, [SimulatedDriver(fleet, interval_s=0.5, seed=7)])
+        agent.start()
+        assert agent.wait_connected(10)
+        time.sleep(8)  # 200 devices at 2 readings/s: about 3,200 readings queued for the core
+        queued = agent.stats()
+        assert queued.readings_acked > 2_000 and queued.readings_confirmed == 0
+        assert queued.readings_buffered >= queued.readings_acked
+        broker.kill()
+        broker.restart()
+        with running_core(broker, store, tmp_path / "core"):
+            assert wait_until(lambda: agent.stats().connects >= 2, 20)
+            time.sleep(3)
+            assert agent.stop(timeout=60), agent.stats()
+            stats = agent.stats()
+            assert stats.readings_dropped == 0 and stats.readings_buffered == 0
+            assert stats.readings_refused == 0
+            match = f'{{__name__="reading_seq",gateway="{gateway}"}}'
+            assert store.settled_count(match, stats.readings_sampled, 60) == \
+                stats.readings_sampled
+            stored = assert_exactly_once(stored_keys(store, gateway), 200)
+    assert stored == stats.readings_sampled
+    print(f"\nbroker SIGKILL with a backlog: sampled {stats.readings_sampled}, queued for the "
+          f"stopped core {queued.readings_acked}, re-sent {stats.readings_resent}, stored "
+          f"{stored} (once each)")
+
+
 def test_an_agent_killed_mid_stream_loses_nothing_and_stores_nothing_twice(
     broker: Mosquitto, store: VictoriaMetrics, tmp_path: Path
 ) -> None:
