@@ -6,6 +6,7 @@ TLS with credentials; and no secret in logs or error messages."""
 from __future__ import annotations
 
 import json
+import signal
 import stat
 import threading
 import time
@@ -283,6 +284,26 @@ def test_client_certificates_made_by_the_setup_are_accepted(
 
 
 # --- the setup command -----------------------------------------------------------------------
+
+
+def test_a_gateway_added_later_logs_in_after_a_reload(
+        secure_broker: Mosquitto, secure_dir: Path) -> None:
+    added = secure_setup(secure_dir, [User(name="gw-late", role=Role.GATEWAY)])
+    assert set(added.created) == {"users.json", "users/gw-late.password", "passwd"}
+    with pytest.raises(BrokerRefused, match="refused the login"):
+        Client("127.0.0.1", secure_broker.port, login(secure_dir, "gw-late")).connect()
+    assert secure_broker.proc is not None
+    secure_broker.proc.send_signal(signal.SIGHUP)
+
+    def logs_in() -> bool:
+        try:
+            Client("127.0.0.1", secure_broker.port, login(secure_dir, "gw-late")).connect().close()
+        except BrokerRefused:
+            return False
+        return True
+
+    assert wait_until(logs_in, 10)
+
 
 
 def test_setup_is_idempotent_and_keeps_secrets_private(tmp_path: Path) -> None:
