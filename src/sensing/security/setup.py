@@ -155,13 +155,16 @@ def _password_file(path: Path, passwords: dict[str, str], result: SetupResult) -
 
 
 def _core_settings(directory: Path, core: User) -> str:
+    def toml(text: object) -> str:  # a TOML basic string: JSON's escapes are valid in it
+        return json.dumps(str(text))
+
     return "\n".join([
         "# The stream core against the secure broker: sensing run --config <this file>",
         "mqtt_host = \"127.0.0.1\"",
         "mqtt_port = 8883",
-        f"mqtt_username = \"{core.name}\"",
-        f"mqtt_password_file = \"{directory / 'users' / f'{core.name}.password'}\"",
-        f"mqtt_ca_file = \"{directory / 'ca.crt'}\"",
+        f"mqtt_username = {toml(core.name)}",
+        f"mqtt_password_file = {toml(directory / 'users' / f'{core.name}.password')}",
+        f"mqtt_ca_file = {toml(directory / 'ca.crt')}",
         "# acks only on sensing/v1/ack/{responder}, by that responder",
         "ack_requires_identity = true",
         "",
