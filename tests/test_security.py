@@ -310,6 +310,11 @@ def test_setup_is_idempotent_and_keeps_secrets_private(tmp_path: Path) -> None:
     first = secure_setup(tmp_path, users())
     assert {"ca.crt", "server.crt", "passwd", "acl", "mosquitto.conf", "core.toml",
             "users/gw-a.password"} <= set(first.created)
+    core = CoreSettings.load(tmp_path / "core.toml")  # the core's settings for this broker
+    assert core.ack_requires_identity and core.mqtt_port == 8883
+    assert core.broker_security().password_value() == (
+        tmp_path / "users" / f"{CORE}.password").read_text().strip()
+    assert core.broker_security().ca_file == tmp_path.resolve() / "ca.crt"
     before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
     again = secure_setup(tmp_path, users())
     assert again.created == []
