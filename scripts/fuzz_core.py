@@ -52,12 +52,13 @@ def _print_report(report: object) -> None:
     console = Console()
     head = Table(title="fuzzing the core", show_header=False)
     good = f"{report.good_stored:,} of {report.good_sent:,}"
+    refusable = sum(report.stored_although_refusable.values())
     for k, v in (("inputs sent", f"{report.sent:,}"),
                  ("dead-lettered", f"{report.dead_lettered:,}"),
                  ("valid, stored", f"{report.stored_valid:,}"),
                  ("valid, silent (status)", f"{report.silent_valid:,}"),
                  ("vanished", f"{report.vanished_total:,}"),
-                 ("stored although refusable", f"{sum(report.stored_although_refusable.values()):,}"),
+                 ("stored although refusable", f"{refusable:,}"),
                  ("crashes (core exits)", f"{report.crashes}"),
                  ("peak RSS", f"{report.peak_rss_mb:,.0f} MB"),
                  ("good readings stored", good),

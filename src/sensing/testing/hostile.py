@@ -10,7 +10,9 @@ dead-lettered nor stored nor allowed to be silent has vanished.
 
 from __future__ import annotations
 
-import importlib
+import functools
+import inspect
+import itertools
 import json
 import random
 import struct
@@ -40,6 +42,9 @@ class HostileInput:
     must_dead_letter: bool = False
     stores: frozenset[ReadingKey] = frozenset()
     silent: bool = False
+    whole_gateway: bool = False
+    """any reading stored under the topic's gateway counts as this input's (a corrupted batch
+    may store readings under names nobody sent, so its gateway is its own)"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,15 +102,21 @@ SnbEncoder = Callable[[Sequence[snb1.Reading]], bytes]
 
 
 def snb_encoders() -> dict[str, SnbEncoder]:
-    """Encoders of the binary batch versions this tree has: SNB1 always; SNB2 (SNB1 with a
-    checksum) when a module `sensing.wire.snb2` with `encode_readings` exists."""
-    out: dict[str, SnbEncoder] = {"snb1": snb1.encode_readings}
-    try:
-        module = importlib.import_module("sensing.wire.snb2")
-        out["snb2"] = module.encode_readings
-    except (ImportError, AttributeError):
-        pass
-    return out
+    """Encoders of the binary batch versions this tree writes, by name: "snb1" always;
+    "snb2" (SNB1 with a CRC-32 trailer) when `encode_readings` takes a `version`."""
+    if "version" not in inspect.signature(snb1.encode_readings).parameters:
+        return {"snb1": snb1.encode_readings}
+    encode: Callable[..., bytes] = snb1.encode_readings
+    return {"snb1": functools.partial(encode, version=1),
+            "snb2": functools.partial(encode, version=2)}
+
+
+def _header_and_tables(*args: Any) -> bytes:
+    """SNB1's header and tables, whatever version the tree's encoder writes by default."""
+    make: Callable[..., bytes] = snb1.header_and_tables
+    if "version" in inspect.signature(make).parameters:
+        return make(*args, version=1)
+    return make(*args)
 
 
 def snb_batch(encoder: SnbEncoder, gateway: str, device_prefix: str, n: int, seq0: int,
@@ -131,11 +142,21 @@ def flip_bytes(payload: bytes, rng: random.Random, flips: int) -> bytes:
 def empty_device_table(devices: int, channels: int = 0) -> bytes:
     """An SNB1 batch naming `devices` devices (and `channels` channels) with no readings."""
     names = ((f"d{i:05d}", "smoke") for i in range(devices))
-    return snb1.header_and_tables(names, (f"c{i}" for i in range(channels)), devices,
-                                  channels, 0, 0)
+    return _header_and_tables(names, (f"c{i}" for i in range(channels)), devices, channels,
+                              0, 0)
 
 
 # -- hypothesis strategies ------------------------------------------------------------------
+
+_serial = itertools.count()
+
+
+def _unique(draw: st.DrawFn) -> int:
+    """A number no other input of this process has: device ids made from it are new, so a
+    hostile reading is never a silent duplicate of an earlier one (the hypothesis draw only
+    varies the gateway it goes to)."""
+    return next(_serial) * 32 + draw(st.integers(0, 31))
+
 
 _NAME_CHARS = st.characters(codec="utf-8", exclude_categories=("Cs",))
 hostile_names = st.one_of(
@@ -190,7 +211,7 @@ _READING_FIELDS = ("device", "kind", "seq", "epoch", "ts", "values", "battery", 
 @st.composite
 def bad_reading_inputs(draw: st.DrawFn) -> HostileInput:
     """A good reading with one field made hostile; JSON, alone or in an array."""
-    n = draw(st.integers(0, 2**31))
+    n = _unique(draw)
     gw = f"fz-{n % 32}"
     kind = draw(st.sampled_from(KINDS))
     good = reading(f"fz-dev-{n}", kind, draw(st.integers(0, 1000)), now_ms() - 1000)
@@ -244,7 +265,7 @@ def bad_reading_inputs(draw: st.DrawFn) -> HostileInput:
 @st.composite
 def batch_inputs(draw: st.DrawFn) -> HostileInput:
     """Arrays: empty, of wrong things, of many readings, of huge values tables."""
-    n = draw(st.integers(0, 2**31))
+    n = _unique(draw)
     gw = f"fz-{n % 32}"
     what = draw(st.sampled_from(["empty", "nulls", "many", "channels"]))
     if what == "empty":
@@ -266,6 +287,13 @@ def batch_inputs(draw: st.DrawFn) -> HostileInput:
                         stores=frozenset({(gw, f"fz-chan-{n}", 0, 0)}))
 
 
+def _own_gateway(name: str, payload: bytes, n: int, must_dead_letter: bool = True
+                 ) -> HostileInput:
+    """A damaged batch (made for gateway fz-<n % 32>) sent on a gateway of its own."""
+    return HostileInput(name, readings_topic(f"fz-own-{n}"), payload,
+                        must_dead_letter=must_dead_letter, whole_gateway=True)
+
+
 @st.composite
 def binary_inputs(draw: st.DrawFn) -> HostileInput:
     """SNB1 (and SNB2 when present) batches: good, flipped, truncated, cut, empty tables,
@@ -273,7 +301,7 @@ def binary_inputs(draw: st.DrawFn) -> HostileInput:
     encoders = snb_encoders()
     version = draw(st.sampled_from(sorted(encoders)))
     encode = encoders[version]
-    n = draw(st.integers(0, 2**31))
+    n = _unique(draw)
     gw = f"fz-{n % 32}"
     size = draw(st.integers(1, 20))
     payload, keys = snb_batch(encode, gw, f"fz-{version}-{n}", size, draw(st.integers(0, 99)),
@@ -288,29 +316,29 @@ def binary_inputs(draw: st.DrawFn) -> HostileInput:
         if flipped == payload:
             return HostileInput(f"{version}-good", readings_topic(gw), payload, stores=keys)
         # SNB1 has no checksum: a flip in a value column decodes as another valid batch
-        return HostileInput(f"{version}-flipped", readings_topic(gw), flipped,
-                            must_dead_letter=version != "snb1", stores=keys)
+        return _own_gateway(f"{version}-flipped", flipped, n, must_dead_letter=version != "snb1")
     if what == "truncated":
-        cut = draw(st.integers(1, len(payload) - 1))
-        return HostileInput(f"{version}-truncated", readings_topic(gw), payload[:cut],
-                            must_dead_letter=True)
+        # a draw whose bounds do not depend on the payload's length (names hold a serial
+        # number: hypothesis must see the same choices when it replays a case)
+        cut = 1 + draw(st.integers(0, 1 << 20)) % (len(payload) - 1)
+        return _own_gateway(f"{version}-truncated", payload[:cut], n)
     if what == "extended":
-        return HostileInput(f"{version}-extended", readings_topic(gw),
-                            payload + draw(st.binary(min_size=1, max_size=64)),
-                            must_dead_letter=True)
+        return _own_gateway(f"{version}-extended",
+                            payload + draw(st.binary(min_size=1, max_size=64)), n)
     if what == "reserved":
         raw = bytearray(payload)
         if draw(st.booleans()):
             raw[5] = draw(st.integers(1, 255))  # flags
         else:
             struct.pack_into("<H", raw, 10, draw(st.integers(1, 0xFFFF)))  # reserved
-        return HostileInput(f"{version}-reserved-set", readings_topic(gw), bytes(raw),
-                            must_dead_letter=True)
+        # SNB1 is read as before (its flags and reserved field were never checked); SNB2's
+        # checksum covers them
+        return _own_gateway(f"{version}-reserved-set", bytes(raw), n,
+                            must_dead_letter=version != "snb1")
     if what == "version":
         raw = bytearray(payload)
         raw[4] = draw(st.sampled_from([0, 3, 99, 255]))
-        return HostileInput(f"{version}-unknown-version", readings_topic(gw), bytes(raw),
-                            must_dead_letter=True)
+        return _own_gateway(f"{version}-unknown-version", bytes(raw), n)
     big = draw(st.sampled_from([INT64_MAX, 2**62, 2**53 + 1]))
     row = (f"fz-lim-{n}", "smoke", 0, big, now_ms() - 1000, quiet_values("smoke"), 0.9)
     return HostileInput(f"{version}-seq-at-limit", readings_topic(gw), encode([row]),
@@ -319,7 +347,7 @@ def binary_inputs(draw: st.DrawFn) -> HostileInput:
 
 @st.composite
 def status_inputs(draw: st.DrawFn) -> HostileInput:
-    n = draw(st.integers(0, 2**31))
+    n = _unique(draw)
     gw = f"fz-st-{n % 64}"
     state = draw(st.sampled_from(["online", "offline", "ONLINE", "", "maybe", None, 1]))
     ts = draw(st.one_of(st.just(now_ms()), st.just(99_999_999_999_999_999_999_999),
@@ -348,7 +376,7 @@ def ack_inputs(draw: st.DrawFn) -> HostileInput:
 @st.composite
 def topic_inputs(draw: st.DrawFn) -> HostileInput:
     """Good readings on topics the contract refuses: reserved areas, bad names."""
-    n = draw(st.integers(0, 2**31))
+    n = _unique(draw)
     area, gateway = draw(st.sampled_from([
         *((r, f"gw-{n % 8}") for r in RESERVED),
         ("bad area", "gw-1"), ("fuzz", "gw é"), ("x" * 65, "gw-1"), ("fuzz", "g" * 65),
@@ -394,7 +422,7 @@ def issue11_corpus(p4_tables: int = 150) -> Corpus:
                                  {f"channel-{i:05d}": 1.0 for i in range(20_000)},
                                  0.9)]
     add(HostileInput("issue11-p2-snb1-20000-channels", readings_topic("p2-gw"),
-                     snb1.encode_readings(rows), must_dead_letter=True))
+                     snb_encoders()["snb1"](rows), must_dead_letter=True))
     for label, chan in (("newline", "a\nb"), ("empty", "")):
         doc = reading(f"p3-dev-{label}", "smoke", 0, t, values={chan: 1.0, "temp_c": 20.0})
         add(HostileInput(f"issue11-p3-channel-{label}", readings_topic("p3-gw"),
@@ -431,8 +459,9 @@ def issue11_corpus(p4_tables: int = 150) -> Corpus:
         for i in range(100):
             payload, keys = snb_batch(encode, "p7-gw", f"p7-{version}-{i}", 5, 0, t - 3000)
             flipped = flip_bytes(payload, rng, 1)
-            add(HostileInput(f"issue11-p7-{version}-one-byte-flipped", readings_topic("p7-gw"),
-                             flipped, must_dead_letter=version != "snb1", stores=keys))
+            add(HostileInput(f"issue11-p7-{version}-one-byte-flipped",
+                             readings_topic(f"p7-gw-{version}-{i}"), flipped,
+                             must_dead_letter=version != "snb1", whole_gateway=True))
     add(HostileInput("issue11-p8-snb1-zero-readings", readings_topic("p8-gw"),
                      empty_device_table(0), must_dead_letter=True))
     add(HostileInput("issue11-p8-area-alerts", "sensing/v1/alerts/p8-gw/readings",
