@@ -57,6 +57,12 @@ class CoreSettings(BaseSettings):
     batch_max_messages: int = Field(2000, gt=0)
     batch_max_wait_s: float = Field(0.05, gt=0)
     state_dir: Path = Path(".run/core")
+    spool_max_bytes: int = Field(1 << 30, gt=0)
+    """line protocol waiting for the store on the core's disk, at most; when full, the core
+    stops taking messages (they wait in the broker) until the store takes some"""
+    shutdown_grace_s: float = Field(5.0, ge=0)
+    """on a stop, how long the spool may still drain into the store (the rest waits on disk
+    for the next start)"""
     detectors_file: Path | None = None
     """TOML of per-kind, per-area and per-device threshold overrides (sensing.detect.overrides)"""
     stats_interval_s: float = 1.0

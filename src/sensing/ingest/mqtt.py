@@ -125,8 +125,10 @@ class CoreSession:
             if m.qos > 0 and m.generation == generation:
                 self._client.ack(m.mid, m.qos)
 
-    def publish(self, topic: str, payload: bytes, retain: bool = False) -> None:
-        self._client.publish(topic, payload, qos=1, retain=retain)
+    def publish(self, topic: str, payload: bytes, retain: bool = False
+                ) -> mqtt.MQTTMessageInfo:
+        """QoS 1; paho keeps it and sends it again after a reconnect until the PUBACK."""
+        return self._client.publish(topic, payload, qos=1, retain=retain)
 
     def stop(self) -> None:
         self._client.disconnect()
