@@ -26,7 +26,7 @@ def test_a_device_of_an_unknown_kind_is_dead_lettered_and_the_rest_stored(tmp_pa
     out = pipe.process([Incoming(topic, binary.encode(b.build()), 1, 1, 0)], NOW)
     lines = b"".join(x if isinstance(x, bytes) else x.encode() for x in out.lines)
     assert b"smoke-1" in lines and b"toaster-1" not in lines
-    dead = [orjson.loads(p) for t, p in out.publish if t.startswith("sensing/v1/deadletter/")]
+    dead = [orjson.loads(p) for t, p in out.messages if t.startswith("sensing/v1/deadletter/")]
     assert len(dead) == 1 and "unknown kind 'toaster'" in dead[0]["reason"]
     assert pipe.stats.readings_stored == 1 and pipe.stats.readings_rejected == 1
     # and the next message from the same gateway goes through as usual
@@ -50,8 +50,8 @@ def test_a_backlog_from_an_earlier_epoch_is_stored_but_not_detected(tmp_path: Pa
             b.add("smoke-1", "smoke", epoch, s, NOW - 60_000 * (3 - epoch) + s * 1000,
                   {"obscuration": obscuration}, 0.9)
         out = pipe.process([Incoming(topic, binary.encode(b.build()), mid, 1, 0)], NOW)
-        assert not [t for t, _ in out.publish if t.startswith("sensing/v1/deadletter/")]
-        alerts = [t for t, _ in out.publish if t.startswith("sensing/v1/alerts/")]
+        assert not [t for t, _ in out.messages if t.startswith("sensing/v1/deadletter/")]
+        alerts = [t for t, _ in out.messages if t.startswith("sensing/v1/alerts/")]
         return b"".join(x if isinstance(x, bytes) else x.encode() for x in out.lines), len(alerts)
 
     send(2, range(5), 0.1, 1)

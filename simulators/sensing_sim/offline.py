@@ -67,7 +67,7 @@ def feed_core(steps: Iterable[tuple[int, Iterable[Message]]], run: OfflineRun, *
                     run.readings += m.readings
                 run.messages += len(messages)
                 out = pipe.process(messages, now)
-                for t, p in out.publish:
+                for t, p in out.messages:
                     if t.startswith(_ALERTS):
                         run.alerts.append(orjson.loads(p))
                     elif t.startswith(_DEADLETTER):

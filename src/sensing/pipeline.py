@@ -30,6 +30,7 @@ from sensing.settings import CoreSettings
 from sensing.store.lineprotocol import LineFormatter
 from sensing.wire import topics
 from sensing.wire.batch import kept_values
+from sensing.wire.confirm import StoredChunk
 from sensing.wire.decode import decode_readings
 from sensing.wire.errors import Code, WireError
 from sensing.wire.limits import MAX_FUTURE_MS, MAX_STATUS_BYTES
@@ -91,6 +92,9 @@ class _Step:
     n_rows: int = 0
     lines: list[str | bytes] = field(default_factory=list)
     publish: list[tuple[str, bytes]] = field(default_factory=list)
+    """dead letters: published at once, not kept (the broker delivers their input again)"""
+    announce: list[tuple[str, bytes]] = field(default_factory=list)
+    """alert and dispatch messages: kept in the outbox until the broker has them"""
     admitted: tuple[np.ndarray, np.ndarray, np.ndarray] = (
         np.zeros(0, np.int32), np.zeros(0, np.int64), np.zeros(0, np.int64))
     alerts: list[Alert] = field(default_factory=list)
@@ -99,11 +103,22 @@ class _Step:
 @dataclass(frozen=True, slots=True)
 class StepOutput:
     lines: list[str | bytes]
-    """line protocol to store before anything is acknowledged"""
+    """line protocol to spool (and so store) before anything is acknowledged"""
     publish: list[tuple[str, bytes]]
-    """(topic, payload) to publish at QoS 1 once stored"""
+    """(topic, payload) dead letters to publish at QoS 1"""
     admitted: tuple[np.ndarray, np.ndarray, np.ndarray]
     """(device, epoch, seq) of the readings admitted, for the dedup journal"""
+    announce: list[tuple[str, bytes]] = field(default_factory=list)
+    """(topic, payload) alert and dispatch messages, to publish at once and keep in the
+    outbox until the broker confirms them"""
+    handled: list[StoredChunk] = field(default_factory=list)
+    """per message, the readings the core has handled (admitted, duplicate or refused):
+    confirmed to their gateway once the step is stored"""
+
+    @property
+    def messages(self) -> list[tuple[str, bytes]]:
+        """Everything the step publishes: alerts and dispatch, then dead letters."""
+        return self.announce + self.publish
 
 
 class Pipeline:
@@ -125,16 +140,50 @@ class Pipeline:
         self.stats = CoreStats()
 
     def process(self, messages: list[Incoming], now: int) -> StepOutput:
+        """Never raises on input: a message whose handling raises is dead-lettered
+        (`internal_error`) and the step goes on."""
         step = _Step()
         for m in messages:
-            self._route(m, step, now)
-        self._readings(step, now)
-        self._timers(step, now)
-        for tier, alert in self.dispatcher.tick(now):
-            self._emit(step, alert, now)
-            step.publish.append((topics.dispatch_topic(tier, alert.area), alert.to_json()))
+            try:
+                self._route(m, step, now)
+            except Exception as exc:
+                self._failed(step, [m], "message", exc)
+        try:
+            self._readings(step, now)
+        except Exception as exc:
+            # the batch's lines formatted so far are still stored; its messages get a dead
+            # letter each, so the failure is seen, and are acknowledged
+            self._failed(step, step.source, "batch", exc)
+        try:
+            self._timers(step, now)
+            for tier, alert in self.dispatcher.tick(now):
+                self._emit(step, alert, now)
+                step.announce.append((topics.dispatch_topic(tier, alert.area),
+                                      alert.to_json()))
+        except Exception:
+            log.exception("timers failed; they run again next step")
         self.stats.messages += len(messages)
-        return StepOutput(step.lines, step.publish, step.admitted)
+        return StepOutput(step.lines, step.publish, step.admitted, step.announce,
+                          self._handled(step))
+
+    def _failed(self, step: _Step, messages: list[Incoming], what: str,
+                exc: Exception) -> None:
+        log.exception(f"{what} handling failed", error=type(exc).__name__)
+        reason = f"the core failed on this input: {type(exc).__name__}: {str(exc)[:200]}"
+        for m in messages:
+            parsed = topics.parse_gateway_topic(m.topic)
+            area, gateway = (parsed.area, parsed.gateway) if parsed and parsed.valid_names \
+                else ("_", "_")
+            self._dead(step, m, area, gateway, reason, Code.INTERNAL_ERROR)
+
+    def _handled(self, step: _Step) -> list[StoredChunk]:
+        names = self.registry.devices.names
+        out: list[StoredChunk] = []
+        for m, dev, epoch, seq in zip(step.source, step.dev, step.epoch, step.seq, strict=True):
+            parsed = topics.parse_gateway_topic(m.topic)
+            if parsed is not None:
+                out.append((parsed.area, parsed.gateway, names, dev, epoch, seq))
+        return out
 
     def _timers(self, step: _Step, now: int) -> None:
         """Event-time timers: silent devices, hold times, flapping."""
@@ -378,7 +427,8 @@ class Pipeline:
         """Record, store and publish one alert transition, with its dispatch messages."""
         self.stats.alerts[f"{alert.type}/{alert.grade.value}/{alert.state.value}"] += 1
         step.lines.append(self.formatter.alert(alert))
-        step.publish.append((topics.alerts_topic(alert.area), alert.to_json()))
+        step.announce.append((topics.alerts_topic(alert.area), alert.to_json()))
         if alert.state.value != "escalated":
             for tier, message in self.dispatcher.on_alert(alert, now):
-                step.publish.append((topics.dispatch_topic(tier, alert.area), message.to_json()))
+                step.announce.append((topics.dispatch_topic(tier, alert.area),
+                                      message.to_json()))
