@@ -49,7 +49,7 @@ def _print_report(report: object) -> None:
     from sensing.testing.fuzz import FuzzReport
 
     assert isinstance(report, FuzzReport)
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 120)
     head = Table(title="fuzzing the core", show_header=False)
     good = f"{report.good_stored:,} of {report.good_sent:,}"
     refusable = sum(report.stored_although_refusable.values())
