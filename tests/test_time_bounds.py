@@ -184,6 +184,23 @@ def test_the_storm_through_the_real_broker(broker: Mosquitto, store: VictoriaMet
 # -- problem 1: a status with any ts ----------------------------------------------------------
 
 
+def test_a_status_with_any_ts_is_handled_or_dead_lettered_and_readings_go_on(
+        tmp_path: Path) -> None:
+    feed = Feed(tmp_path)
+    now = now_ms()
+    status = topics.status_topic(AREA, GW)
+    for ts in ("99999999999999999999999", str(INT64_MAX), "-99999999999999999999", "1"):
+        for state in ("online", "offline"):
+            feed.mid += 1
+            payload = f'{{"state":"{state}","ts":{ts}}}'.encode()
+            out = feed.pipe.process([Incoming(status, payload, feed.mid, 1, 0)], now)
+            assert "internal_error" not in dead_codes(out)
+            assert all(0 <= int(str(a["ts_event"])) <= now for a in alerts(out))
+    feed.send([reading("smoke-st", s, now - 5000 + s * 1000) for s in range(5)], now)
+    assert feed.pipe.stats.readings_stored == 5
+    feed.pipe.book.close()
+
+
 @pytest.fixture
 def retained_bad_statuses(broker: Mosquitto) -> Iterator[list[str]]:
     pub = publisher(broker)

@@ -308,7 +308,7 @@ class Pipeline:
         g = self.registry.gateways.intern(gateway)
         self.offline.ensure_capacity(len(self.registry.devices), len(self.registry.gateways))
         self.offline.gateway_status(g, online=not offline, ts=status.ts, now_wall=now)
-        ts = now if offline else min(status.ts, now)
+        ts = now if offline else max(min(status.ts, now), 0)
         self._emit_all(step, self.lifecycle.condition(
             device=gateway, alert_type=GATEWAY_OFFLINE, grade=Grade.MAJOR if offline else None,
             gateway=gateway, area=area, ts_event=ts, ts=ts, value=None,
