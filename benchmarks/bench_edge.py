@@ -6,7 +6,9 @@
 Everything runs against a Mosquitto the benchmark starts on a free loopback port (and stops at
 the end, also on Ctrl-C or an error), with one subscriber process on
 sensing/v1/bench/+/readings (QoS 1) that counts what arrives and checks every reading's name
-(device, epoch, seq) with `sensing.wire.decode_readings`.
+(device, epoch, seq) with `sensing.wire.decode_readings`. It also confirms each agent batch on
+sensing/v1/core/stored/... as the core does once it stored it, so that the agents delete their
+readings as they would with a core (`confirm = "core"`).
 
 (1) footprint: the agent runs as a gateway runs it, in its own process,
         python -m sensing_edge run --gateway gw-bench --area bench --broker-port PORT \\
@@ -143,8 +145,8 @@ def subscriber(port: int, topic_filter: str) -> None:
     """Collects every message on `topic_filter` (QoS 1) with its arrival time (monotonic, which
     is the same clock in every process) and answers commands on stdin, one JSON line each:
     `count TOPIC T0 T1` readings received in [T0, T1]; `keys TOPIC` every reading name
-    received so far; `quit`. Decoding waits for a command, so it costs nothing while a
-    figure is being measured."""
+    received so far; `quit`. Counting waits for a command; confirming an agent's batch (a
+    decode per message, as the core's) happens as it arrives, in this process."""
     import json
     import sys
     import threading
@@ -155,6 +157,7 @@ def subscriber(port: int, topic_filter: str) -> None:
     from paho.mqtt.enums import CallbackAPIVersion
 
     from sensing.wire import decode_readings
+    from sensing.wire.confirm import stored_messages
     from sensing.wire.errors import WireError
 
     got: dict[str, list[tuple[float, bytes]]] = {}
@@ -162,6 +165,12 @@ def subscriber(port: int, topic_filter: str) -> None:
 
     def on_message(client: Any, userdata: Any, msg: Any) -> None:
         got.setdefault(msg.topic, []).append((time.monotonic(), msg.payload))
+        if msg.payload[:1] != b"{":  # an agent's batch: confirm it as the core does once stored
+            _, _, area, gateway, _ = msg.topic.split("/")
+            b = decode_readings(msg.payload, gateway, area, 1 << 24).batch
+            for topic, payload in stored_messages(
+                    [(area, gateway, b.devices, b.device, b.epoch, b.seq)]):
+                client.publish(topic, payload, qos=1)
 
     def on_connect(client: Any, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
         client.subscribe(topic_filter, qos=1)
