@@ -17,7 +17,9 @@ from sensing_sim.commands.common import ranged, write_report
 REPLAY_DESCRIPTION = """\
 Publish a recording (`sensing-sim record`) to an MQTT broker at QoS 1, SPEED times faster
 than it was simulated (default: the speed its scenario asks for). Times inside the messages
-are moved so that the recording starts now; the fleet's own timing is kept. The report
+are moved so that the recording ends when the replay is due to finish, every reading stamped
+in the past when it is sent, like a backlog (the core refuses stamps more than 5 minutes
+ahead of its clock); the fleet's own timing is kept. The report
 carries the labels on this replay's clock, ready for `sensing-sim score --labels REPORT`,
 which then gives latencies in simulated seconds. lag_max_s in the report says how far the
 replay fell behind its schedule (large: this speed is more than the broker or machine takes).
