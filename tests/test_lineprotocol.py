@@ -7,7 +7,7 @@ import struct
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from numba import config, njit
 
@@ -127,7 +127,7 @@ def batches(draw: st.DrawFn) -> tuple[ReadingBatch, str, str, bool]:
     return b.build(), gateway, area, draw(st.booleans())
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
 @given(st.lists(batches(), min_size=1, max_size=4))
 def test_batches_are_byte_identical_to_the_python_formatter(
     steps: list[tuple[ReadingBatch, str, str, bool]]

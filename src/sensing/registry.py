@@ -53,6 +53,8 @@ class _Table:
     kind: npt.NDArray[np.int8]
     complete: bool
     """every entry has an index"""
+    unknown_kind: bool
+    """some entry names a kind the contract does not know"""
     placed: tuple[int, int, int] = (-1, -1, -1)
     """(gateway, area, registry changes) when it last set its devices' attributes"""
 
@@ -160,8 +162,11 @@ class Registry:
         if table.placed == (gateway, area, self._changes):
             return
         index, kind = table.index, table.kind
-        if not table.complete:
-            index, kind = index[index >= 0], kind[index >= 0]
+        if not table.complete or table.unknown_kind:
+            # entries with no index or an unknown kind (their readings are refused) set nothing:
+            # a device's known kind must not become unknown, its stored lines need one
+            placeable = (index >= 0) & (kind >= 0)
+            index, kind = index[placeable], kind[placeable]
         if table.placed[:2] != (gateway, area) or (
                 (self.device_gateway[index] != gateway).any()
                 or (self.device_area[index] != area).any()
@@ -182,13 +187,13 @@ class Registry:
         if hit is None or not hit.complete:
             index = self._resolve(self.devices, devices, self.introduced_devices, gateway,
                                   self.max_devices_per_gateway, self.max_devices)
+            # -1 for a kind the contract does not know: its readings are dead-lettered by
+            # validation, but the table still names it
+            kind = np.fromiter(map(self.kind_index.get, kinds, repeat(-1)), dtype=np.int8,
+                               count=len(kinds))
             hit = self._tables.put((devices, kinds), _Table(
-                index,
-                # -1 for a kind the contract does not know: its readings are dead-lettered by
-                # validation, but the table still names it
-                np.fromiter(map(self.kind_index.get, kinds, repeat(-1)), dtype=np.int8,
-                            count=len(kinds)),
-                bool(index.size == 0 or index.min() >= 0)), extra_bytes=5 * len(devices))
+                index, kind, bool(index.size == 0 or index.min() >= 0),
+                bool(kind.size and kind.min() < 0)), extra_bytes=5 * len(devices))
         return hit
 
     def _channel_table(self, channels: tuple[str, ...], gateway: int) -> _ChannelTable:

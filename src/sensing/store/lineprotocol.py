@@ -39,7 +39,11 @@ _LINE_FIXED = (len("battery=") + FLOAT_MAX_CHARS + len(",seq=i,epoch=i ") + 3 * 
 
 
 def escape_key(text: str) -> str:
-    """Escape a tag key, tag value or field key."""
+    """Escape a tag key, tag value or field key. Line protocol cannot escape a line break
+    there, so a name with a control character (or none at all) is refused: the wire's name
+    rules (sensing.wire.limits) let none through, this is the second line of defence."""
+    if not text or not text.isprintable():
+        raise ValueError(f"{text[:40]!r} cannot be a line-protocol key or tag value")
     return text.translate(_TAG_ESCAPES)
 
 

@@ -121,6 +121,32 @@ def invalid_readings(batch: ReadingBatch, now_ms: int | None = None) -> list[Rej
     return sorted((i, reason, str(code)) for i, (reason, code) in reasons.items())
 
 
+def select_named(batch: ReadingBatch, keep: np.ndarray) -> ReadingBatch:
+    """The readings where `keep` is true, with tables of only the devices and channels they
+    name: a refused reading's bad name must not reach the registry (nor a stored line)."""
+    kept = select(batch, keep)
+    used_devices = np.unique(kept.device)
+    used_channels = np.unique(kept.value_channel)
+    device_map = np.full(len(batch.devices), -1, dtype=np.int32)
+    device_map[used_devices] = np.arange(used_devices.shape[0], dtype=np.int32)
+    channel_map = np.full(len(batch.channels), -1, dtype=np.int32)
+    channel_map[used_channels] = np.arange(used_channels.shape[0], dtype=np.int32)
+    dev_list, chan_list = used_devices.tolist(), used_channels.tolist()
+    return ReadingBatch(
+        devices=tuple(batch.devices[d] for d in dev_list),
+        kinds=tuple(batch.kinds[d] for d in dev_list),
+        channels=tuple(batch.channels[c] for c in chan_list),
+        device=device_map[kept.device],
+        epoch=kept.epoch,
+        seq=kept.seq,
+        ts=kept.ts,
+        battery=kept.battery,
+        value_row=kept.value_row,
+        value_channel=channel_map[kept.value_channel],
+        value=kept.value,
+    )
+
+
 def select(batch: ReadingBatch, keep: np.ndarray) -> ReadingBatch:
     """The readings where `keep` is true, with their values; tables stay as they are."""
     keep = np.asarray(keep, dtype=np.bool_)
