@@ -30,7 +30,7 @@ from sensing.testing.hostile import quiet_values
 from sensing.testing.processes import CoreProcess
 from sensing.testing.traffic import Publisher, Recorder
 from sensing.wire import snb1
-from sensing_edge import GatewayAgent
+from sensing_edge import GatewayAgent, SensorSample
 
 log = structlog.get_logger("sensing.testing.faults")
 
@@ -96,7 +96,12 @@ class Stack:
         self.core.start()
         self.recorder = Recorder(self.broker.port, "sensing/v1/alerts/#",
                                  "sensing/v1/core/stats", client_id="fault-recorder")
-        self.probe = Publisher(self.broker.port, client_id="fault-sos-probe")
+        self.broker_started = time.monotonic()
+        # SOS presses come from a wristband behind an edge agent of their own, as they would
+        # in the field: what the broker loses the agent sends again until the core confirms
+        self.probe = GatewayAgent(agent_settings(SOS_GATEWAY, AREA, self.broker.port,
+                                                 workdir / "sos" / "buffer.db"), [])
+        self.probe.start()
         self.agents: list[tuple[GatewayAgent, LockstepDriver]] = []
         self.sos_sent: dict[str, float] = {}
 
@@ -128,14 +133,19 @@ class Stack:
         return expected, notes
 
     def sos(self, label: str) -> None:
-        """An SOS press on a wristband of its own, published now (queued if the broker is
-        down: the probe's session sends it once it is back)."""
+        """An SOS press on a wristband of its own, published at once by the probe's agent
+        (buffered while the broker is down)."""
         device = f"sos-{label}"
-        doc = {"device": device, "kind": "wearable", "seq": 0, "epoch": 0,
-               "ts": time.time_ns() // 1_000_000,
-               "values": {**quiet_values("wearable"), "sos": 1.0}, "battery": 0.9}
+        sample = SensorSample(device, "wearable", time.time_ns() // 1_000_000,
+                              {**quiet_values("wearable"), "sos": 1.0}, 0.9)
         self.sos_sent[device] = time.monotonic()
-        self.probe.publish(f"sensing/v1/{AREA}/{SOS_GATEWAY}/readings", orjson.dumps(doc))
+        self.probe.publish_now([sample])
+
+    def wait_broker_saved(self) -> None:
+        """Let the broker write its first snapshot (autosave_interval 5 s in mosquitto.conf)
+        so that the core's persistent session is in it, as it is in a broker that has run for
+        a while: a crash loses what came since the last snapshot, not the sessions."""
+        time.sleep(max(0.0, self.broker_started + 6.0 - time.monotonic()))
 
     def alert_delay(self, timeout: float = 60.0) -> float | None:
         """The longest wall time from an SOS's publish to its raised alert; None if one was
@@ -168,9 +178,10 @@ class Stack:
         for agent, _ in self.agents:
             with contextlib.suppress(Exception):
                 agent.stop(1.0)
-        for closer in (self.probe.close, self.recorder.close):
-            with contextlib.suppress(Exception):
-                closer()
+        with contextlib.suppress(Exception):
+            self.probe.stop(1.0)
+        with contextlib.suppress(Exception):
+            self.recorder.close()
         with contextlib.suppress(Exception):
             if self.core.running:
                 os.kill(self.core.pid, signal.SIGCONT)
@@ -219,6 +230,7 @@ def _broker_restart(s: Stack) -> None:
 
 
 def _broker_sigkill(s: Stack) -> None:
+    s.wait_broker_saved()
     s.broker.kill()
     s.sos("broker-sigkill")
     time.sleep(s.scale.fault_s)
@@ -226,8 +238,9 @@ def _broker_sigkill(s: Stack) -> None:
 
 
 def _broker_sigkill_backlog(s: Stack) -> None:
+    s.wait_broker_saved()
     s.core.stop()  # the broker queues the core's backlog in its persistent session
-    time.sleep(s.scale.fault_s)
+    time.sleep(min(s.scale.fault_s, 4.0))  # within one autosave interval: not in a snapshot
     s.broker.kill()
     s.broker.restart()
     s.sos("broker-sigkill-backlog")
