@@ -11,13 +11,16 @@ PUBACK only moves a batch from "in flight to the broker" to "waiting for the cor
 persists its queues only every `autosave_interval`, so a broker crash loses what it PUBACKed
 since. A batch the core has not confirmed `confirm_timeout_s` after its PUBACK is sent again
 (the timeout doubling per attempt up to `confirm_timeout_max_s`); the core's dedup window drops
-the copy and confirms it again. While the core is silent (it confirmed nothing sent after the
-batch: it is down, or does not confirm), overdue batches are not all re-sent: one at a time
-probes, at the same backoff, so that an outage of hours costs the broker a few copies, not the
-whole window again and again; the rest go at once when the core confirms anything newer. A batch
-the core keeps ignoring while confirming newer ones was refused (dead-lettered: a reading the
-core will never take); after `confirm_give_up_after` such resends its readings are deleted with
-an error log and counted (`readings_refused`). A silent core never makes the agent give up.
+the copy and confirms it again. While the core is silent (it confirmed no batch first sent after
+the batch's last attempt: it is down, or does not confirm), overdue batches are not all re-sent:
+one at a time probes, at the same backoff, so that an outage of hours costs the broker a few
+copies, not the whole window again and again. The core handles a gateway's messages in order, so
+once it confirms a batch first sent later, an overdue batch was refused or lost by the broker:
+it goes at once (after a core outage the broker's queue still holds the originals, which are
+confirmed in order, so nothing is re-sent for nothing). A batch the core keeps ignoring while
+confirming newer ones was refused (a payload the core dead-letters whole: it never confirms it);
+after `confirm_give_up_after` such resends its readings are deleted with an error log and
+counted (`readings_refused`). A silent core never makes the agent give up.
 
 At most `max_unconfirmed_readings` readings are handed out and not yet confirmed (the bound on
 the agent's bookkeeping, about 150 bytes a reading); beyond it no new batch is handed, so a dead
@@ -215,14 +218,15 @@ class _Batch:
     `GatewayAgent._row_batch` maps to this batch (`remaining` of them). A resend carries those,
     as the same batch."""
 
-    __slots__ = ("attempts", "due", "heard", "in_flight", "refusals", "remaining", "rows",
-                 "sent_no")
+    __slots__ = ("attempts", "due", "first_no", "heard", "in_flight", "refusals", "remaining",
+                 "rows", "sent_no")
 
     def __init__(self, rows: list[int]) -> None:
         self.rows = rows
         self.remaining = len(rows)
         self.attempts = 0
         self.sent_no = 0  # the agent's send counter at the last attempt
+        self.first_no = 0  # ... and at the first
         self.in_flight = True  # handed to paho, no PUBACK yet
         self.due = 0.0  # monotonic time to re-send it unless confirmed
         self.refusals = 0  # resends while the core confirmed newer batches
@@ -296,7 +300,7 @@ class GatewayAgent:
         self._awaiting: dict[tuple[str, int], dict[int, int]] = {}
         self._acked_rows: set[int] = set()  # confirmed, to delete from the buffer
         self._send_no = 0  # counts attempts (hands and resends)
-        self._confirmed_send_no = 0  # the latest attempt the core confirmed any reading of
+        self._confirmed_send_no = 0  # the latest first attempt of a batch the core confirmed
         self._probe: _Batch | None = None  # the batch re-sent while the core was silent
         self._next_scan = 0.0
         self._sampled = self._published = self._acked_readings = self._dropped = 0
@@ -727,6 +731,7 @@ class GatewayAgent:
             with self._lock:
                 self._send_no += 1
                 batch.sent_no = self._send_no
+                batch.first_no = batch.first_no or self._send_no
                 batch.in_flight = True
                 batch.heard = False
         info = self._client.publish(topic, payload, qos=1, retain=retain)
@@ -787,7 +792,10 @@ class GatewayAgent:
                 if batch is not None:
                     batch.remaining -= 1
                     batch.heard = True
-                    self._confirmed_send_no = max(self._confirmed_send_no, batch.sent_no)
+                    # which attempt the core answered is unknown: count the first, so that
+                    # the original of a batch probed during an outage proves nothing about
+                    # batches sent after it
+                    self._confirmed_send_no = max(self._confirmed_send_no, batch.first_no)
                     if batch.remaining <= 0:
                         self._batches_open.pop(batch, None)
             if not seqs:

@@ -75,7 +75,8 @@ def test_what_the_broker_lost_is_re_sent_probing_while_the_core_is_silent(
     broker: Mosquitto, gateway: str, fake_core: FakeCore
 ) -> None:
     """Ten batches the core never hears (lost): while it confirms nothing, one batch at a time
-    probes at the backoff; once it confirms the probe, the other nine go at once."""
+    probes at the backoff; once it confirms again, the others follow (one at a time here: no
+    live readings flow to prove that the core has moved past them)."""
     fake_core.mode = "ignore"
     agent = GatewayAgent(make_settings(gateway, broker.port, batch_max_readings=10),
                          [ListDriver(smoke_samples("smoke-1", 100))])
@@ -109,7 +110,8 @@ def test_a_core_down_for_long_never_makes_the_agent_give_a_reading_up(
         time.sleep(3)
         down = agent.stats()
         assert down.readings_refused == 0 and down.readings_confirmed == 0
-        assert down.readings_buffered == down.readings_sampled > 400
+        assert down.readings_sampled > 400  # and all of them still buffered (a poll's more)
+        assert down.readings_buffered >= down.readings_sampled
         fake_core.release()
         assert wait_until(lambda: agent.stats().readings_confirmed >= down.readings_sampled, 15)
         done = agent.stats()
