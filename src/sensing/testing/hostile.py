@@ -158,7 +158,7 @@ def _unique(draw: st.DrawFn) -> int:
     return next(_serial) * 32 + draw(st.integers(0, 31))
 
 
-_NAME_CHARS = st.characters(codec="utf-8", exclude_categories=("Cs",))
+_NAME_CHARS = st.characters(codec="utf-8", exclude_categories=["Cs"])
 hostile_names = st.one_of(
     st.just(""), st.just("a\nb"), st.just("a b"), st.just("a,b=c"), st.just("x" * 300),
     st.just("émoji-🔥"), st.just("back\\slash"), st.just("tab\tname"), st.just("nul\0x"),
@@ -254,7 +254,7 @@ def bad_reading_inputs(draw: st.DrawFn) -> HostileInput:
     as_array = draw(st.booleans())
     if as_array:
         body = b"[" + body + b"]"
-    keys = frozenset()
+    keys: frozenset[ReadingKey] = frozenset()
     if may_store and isinstance(good.get("device"), str) and isinstance(good.get("seq"), int):
         keys = frozenset({(gw, str(good["device"]),
                            good["epoch"] if isinstance(good.get("epoch"), int) else 0,
@@ -282,7 +282,7 @@ def batch_inputs(draw: st.DrawFn) -> HostileInput:
                             stores=keys)
     count = draw(st.sampled_from([500, 5000]))
     doc = reading(f"fz-chan-{n}", "smoke", 0, now_ms() - 1000,
-                  {f"ch{i}": float(i) for i in range(count)})
+                  values={f"ch{i}": float(i) for i in range(count)})
     return HostileInput(f"reading-{count}-channels", readings_topic(gw), dumps(doc),
                         stores=frozenset({(gw, f"fz-chan-{n}", 0, 0)}))
 

@@ -41,7 +41,7 @@ class Recorder:
                                   client_id=client_id or f"recorder-{next(_ids)}-{time.time_ns()}",
                                   clean_session=False)
         self.client.max_queued_messages_set(0)
-        self.client.reconnect_delay_set(0.1, 1)
+        self.client.reconnect_delay_set(1, 2)
         self.client.on_message = self._on_message
         self.client.on_connect = self._on_connect
         self.client.on_subscribe = lambda *a: self._subscribed.set()
@@ -95,7 +95,7 @@ class Publisher:
                                   clean_session=not client_id)
         self.client.max_queued_messages_set(0)
         self.client.max_inflight_messages_set(min(window, 65535))
-        self.client.reconnect_delay_set(0.1, 1)
+        self.client.reconnect_delay_set(1, 2)
         self.window = threading.BoundedSemaphore(window)
         self.sent = 0
         self.acked = 0
