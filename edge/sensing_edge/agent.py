@@ -13,14 +13,15 @@ since. A batch the core has not confirmed `confirm_timeout_s` after its PUBACK i
 (the timeout doubling per attempt up to `confirm_timeout_max_s`); the core's dedup window drops
 the copy and confirms it again. While the core is silent (it confirmed no batch first sent after
 the batch's last attempt: it is down, or does not confirm), overdue batches are not all re-sent:
-one at a time probes, at the same backoff, so that an outage of hours costs the broker a few
-copies, not the whole window again and again. The core handles a gateway's messages in order, so
-once it confirms a batch first sent later, an overdue batch was refused or lost by the broker:
-it goes at once (after a core outage the broker's queue still holds the originals, which are
-confirmed in order, so nothing is re-sent for nothing). A batch the core keeps ignoring while
-confirming newer ones was refused (a payload the core dead-letters whole: it never confirms it);
-after `confirm_give_up_after` such resends its readings are deleted with an error log and
-counted (`readings_refused`). A silent core never makes the agent give up.
+one probes, at the same backoff and only into quiet (no confirmation for `confirm_timeout_s`),
+so that an outage of hours costs the broker a few copies, not the whole window again and again.
+The core handles a gateway's messages in order, so once it confirms a batch first sent later, an
+overdue batch was refused or lost by the broker: it goes at once (after a core outage the
+broker's queue still holds the originals, which are confirmed in order, so nothing is re-sent
+for nothing). A batch the core keeps ignoring while confirming newer ones was refused (a payload
+the core dead-letters whole: it never confirms it); after `confirm_give_up_after` such resends
+its readings are deleted with an error log and counted (`readings_refused`). A silent core never
+makes the agent give up.
 
 At most `max_unconfirmed_readings` readings are handed out and not yet confirmed (the bound on
 the agent's bookkeeping, about 150 bytes a reading); beyond it no new batch is handed, so a dead
@@ -302,6 +303,8 @@ class GatewayAgent:
         self._send_no = 0  # counts attempts (hands and resends)
         self._confirmed_send_no = 0  # the latest first attempt of a batch the core confirmed
         self._probe: _Batch | None = None  # the batch re-sent while the core was silent
+        self._next_probe = 0.0  # monotonic time the next probe may go
+        self._last_heard = 0.0  # monotonic time of the last confirmation that deleted rows
         self._next_scan = 0.0
         self._sampled = self._published = self._acked_readings = self._dropped = 0
         self._batches = self._batches_acked = self._connects = 0
@@ -547,8 +550,9 @@ class GatewayAgent:
         many were handed. A batch is overdue `confirm_timeout(attempts)` after its PUBACK. If
         the core has confirmed a reading sent after the batch, the batch was refused (or lost
         by the broker): it goes again, and after confirm_give_up_after such resends it is given
-        up. If the core has been silent since, only one overdue batch at a time probes (the
-        same one again while it stays unconfirmed, at its own growing timeout)."""
+        up. If the core has been silent since, one overdue batch probes, at its own growing
+        timeout (the same one again while it stays unconfirmed), and only once no confirmation
+        came for confirm_timeout_s."""
         if not self._by_core or room <= 0:
             return 0
         now = time.monotonic()
@@ -558,6 +562,7 @@ class GatewayAgent:
         with self._lock:
             overdue = [b for b in self._batches_open if not b.in_flight and b.due <= now]
             confirmed_since = self._confirmed_send_no
+            last_heard = self._last_heard
             probe = self._probe
         if not overdue:
             return 0
@@ -566,8 +571,12 @@ class GatewayAgent:
         for b in overdue:  # the core confirmed something sent later, or part of this attempt
             (refused if b.sent_no < confirmed_since or b.heard else silent).append(b)
         chosen = list(refused)
-        if silent and (probe is None or probe.remaining == 0 or probe in silent):
+        # While confirmations flow the core is working through its queue: it will reach the
+        # silent batches (or confirm one first sent after them). Probe only into quiet.
+        quiet = now - last_heard >= self.settings.confirm_timeout_s
+        if silent and quiet and now >= self._next_probe:
             self._probe = probe if probe in silent else silent[0]
+            self._next_probe = now + self.settings.confirm_timeout(self._probe.attempts + 1)
             chosen.append(self._probe)
         handed = resent = 0
         for b in chosen:
@@ -801,6 +810,8 @@ class GatewayAgent:
             if not seqs:
                 del self._awaiting[(device, epoch)]
         self._confirmed += done
+        if done:
+            self._last_heard = time.monotonic()
         return done
 
     def _call_hook(self, payload: bytes) -> None:

@@ -169,12 +169,14 @@ class FakeCore:
         for topic, payload in stored_messages([chunk]):
             self.sub.client.publish(topic, payload, qos=1)
 
-    def release(self, mode: str = "confirm") -> None:
-        """Switch to `mode` and handle what was held, in order."""
+    def release(self, mode: str = "confirm", pause_s: float = 0.0) -> None:
+        """Switch to `mode` and handle what was held, in order, `pause_s` apart (a core
+        working through its backlog)."""
         with self._lock:
             self.mode, held, self._held = mode, self._held, []
         for payload in held:
             self._handle(payload)
+            time.sleep(pause_s)
 
     def heard_keys(self) -> list[tuple[str, int, int]]:
         with self._lock:

@@ -120,6 +120,26 @@ def test_a_core_down_for_long_never_makes_the_agent_give_a_reading_up(
     assert all((f"smoke-{i}", agent.epoch, 0) in heard for i in range(20))
 
 
+def test_after_a_core_outage_the_batches_that_waited_are_not_sent_again_for_nothing(
+    broker: Mosquitto, gateway: str, fake_core: FakeCore
+) -> None:
+    """The broker kept the core's queue: the core confirms the originals in order, slowly, and
+    only the probe (one batch) went twice, not the ten batches that waited."""
+    fake_core.mode = "hold"
+    agent = GatewayAgent(make_settings(gateway, broker.port, batch_max_readings=10,
+                                       confirm_timeout_s=0.2, confirm_timeout_max_s=0.2),
+                         [ListDriver(smoke_samples("smoke-1", 100))])
+    with running(agent):
+        assert wait_until(lambda: agent.stats().readings_acked >= 100, 10)
+        time.sleep(1.5)  # every batch overdue many times over; one of them probing
+        fake_core.release(pause_s=0.1)  # 2 s or more: several resend scans meanwhile
+        assert agent.wait_acked(10), agent.stats()
+        done = agent.stats()
+    twice = {seq for (_, _, seq), n in Counter(fake_core.heard_keys()).items() if n > 1}
+    assert len(twice) <= 20, sorted(twice)  # the probe, and at most one more batch
+    assert done.readings_confirmed == 100 and done.readings_refused == 0
+
+
 def test_readings_the_core_refuses_are_given_up_after_bounded_tries(
     broker: Mosquitto, gateway: str, fake_core: FakeCore
 ) -> None:
