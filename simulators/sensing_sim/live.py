@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import orjson
 
@@ -79,6 +79,9 @@ class LiveOptions:
     fleet's sampling interval, 0.1-1 s)"""
     reconnect_max_s: float | None = None
     """the agents' longest wait between reconnect attempts; None: the agent's default"""
+    confirm: Literal["core", "broker"] = "broker"
+    """when the agents delete a reading: at the broker's PUBACK (the fleet needs no core), or
+    when the core confirms it stored it, as deployed gateways do (sensing_edge.agent)"""
     worker_log_level: str = "WARNING"
     """log level of the agents in worker processes (on stderr)"""
 

@@ -303,6 +303,7 @@ class Shard:
             "client_id": f"sensing-sim-{gw.area}-{gw.id}", "epoch": self.epoch,
             "payload_format": o.payload_format, "batch_max_readings": o.batch_max_readings,
             "batch_max_age_s": o.batch_max_age_s, "poll_interval_s": self.poll_interval_s,
+            "confirm": o.confirm,
         }
         if o.reconnect_max_s is not None:
             doc["reconnect_max_s"] = o.reconnect_max_s
