@@ -76,6 +76,9 @@ RECENT_MAX = 20_000
 """live rows kept in memory for their batches (about 2 MB); more are read back from the buffer"""
 RESEND_SCAN_S = 0.25
 """how often the sampling thread looks for batches the core did not confirm in time"""
+MAX_OPEN_BATCHES = 2_000
+"""batches handed out and not fully confirmed, at most, beside max_unconfirmed_readings: a quiet
+gateway's small batches would otherwise be tens of thousands to scan for resends"""
 
 ConfirmBy = Literal["core", "broker"]
 
@@ -543,7 +546,8 @@ class GatewayAgent:
         self._recent_ok = True
 
     def _unconfirmed_full(self) -> bool:
-        return len(self._row_batch) >= self.settings.max_unconfirmed_readings
+        return (len(self._row_batch) >= self.settings.max_unconfirmed_readings
+                or len(self._batches_open) >= MAX_OPEN_BATCHES)
 
     def _resend_overdue(self, room: int, sent: list[bytes]) -> int:
         """Re-send batches the core has not confirmed in time (under _send_lock); returns how

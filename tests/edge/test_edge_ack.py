@@ -20,6 +20,7 @@ import pytest
 from sensing.services import Mosquitto
 from sensing.wire.topics import stored_topic
 from sensing_edge import AgentSettings, GatewayAgent, ReadingBuffer, SimulatedDriver
+from sensing_edge import agent as agent_module
 from tests.edge.support import FakeCore, ListDriver, smoke_samples
 from tests.helpers import wait_until
 
@@ -181,6 +182,25 @@ def test_readings_awaiting_confirmation_are_bounded_and_the_rest_waits_in_the_bu
         done = agent.stats()
     assert done.readings_confirmed == 1_000 and done.readings_published == 1_000
     assert sorted(k[2] for k in fake_core.heard_keys()) == list(range(1_000))
+
+
+def test_open_batches_are_bounded_too(
+    broker: Mosquitto, gateway: str, fake_core: FakeCore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A quiet gateway's batches are small: their number is bounded beside the readings'."""
+    monkeypatch.setattr(agent_module, "MAX_OPEN_BATCHES", 5)
+    fake_core.mode = "hold"
+    agent = GatewayAgent(make_settings(gateway, broker.port, batch_max_readings=1,
+                                       confirm_timeout_s=60, confirm_timeout_max_s=60),
+                         [ListDriver(smoke_samples("smoke-1", 50))])
+    with running(agent):
+        assert wait_until(lambda: agent.stats().batches_acked >= 5, 10)
+        time.sleep(0.5)
+        held = agent.stats()
+        assert held.batches == 5 and held.readings_buffered == 50
+        fake_core.release()
+        assert agent.wait_acked(20), agent.stats()
+    assert agent.stats().readings_confirmed == 50
 
 
 def test_a_malformed_or_sweeping_confirmation_cannot_stop_the_agent(
