@@ -124,6 +124,42 @@ def test_a_broker_killed_with_a_backlog_for_a_stopped_core_loses_nothing(
           f"{stored} (once each)")
 
 
+def test_a_core_outage_of_many_confirm_timeouts_makes_the_agent_drop_nothing(
+    broker: Mosquitto, store: VictoriaMetrics, tmp_path: Path
+) -> None:
+    """The core stopped for 20 s with confirmation timeouts of 0.5 s and giving up after one
+    ignored resend (the defaults are 30-300 s and 5: this is an hour's outage, sped up): the
+    agent probes, gives nothing up, and every reading is stored once when the core is back."""
+    gateway = "gw-coredown"
+    fleet = make_fleet(50, {"smoke": 1, "wearable": 1}, gateway)
+    settings = AgentSettings(gateway=gateway, area=AREA, broker_port=broker.port,
+                             buffer_path=tmp_path / "edge" / "buffer.db",
+                             confirm_timeout_s=0.5, confirm_timeout_max_s=0.5,
+                             confirm_give_up_after=1)
+    agent = GatewayAgent(settings, [SimulatedDriver(fleet, interval_s=0.5, seed=9)])
+    with running_core(broker, store, tmp_path / "core"):
+        agent.start()
+        assert agent.wait_connected(10)
+        time.sleep(3)
+    time.sleep(20)  # the core is down
+    down = agent.stats()
+    assert down.readings_refused == 0 and down.readings_awaiting_core > 1_000
+    # one probe batch (about 50 readings) per 0.5 s: about 2,000 re-sent, where re-sending
+    # every overdue batch would have been some 40,000
+    assert down.readings_resent <= 3_000
+    with running_core(broker, store, tmp_path / "core"):
+        time.sleep(2)
+        assert agent.stop(timeout=30), agent.stats()
+        stats = agent.stats()
+        match = f'{{__name__="reading_seq",gateway="{gateway}"}}'
+        assert store.settled_count(match, stats.readings_sampled, 30) == stats.readings_sampled
+        stored = assert_exactly_once(stored_keys(store, gateway), 50)
+    assert stats.readings_refused == 0 and stats.readings_dropped == 0
+    assert stored == stats.readings_sampled
+    print(f"\ncore down 20 s: sampled {stats.readings_sampled}, awaiting the core "
+          f"{down.readings_awaiting_core}, re-sent {stats.readings_resent}, stored {stored}")
+
+
 def test_an_agent_killed_mid_stream_loses_nothing_and_stores_nothing_twice(
     broker: Mosquitto, store: VictoriaMetrics, tmp_path: Path
 ) -> None:
