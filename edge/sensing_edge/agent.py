@@ -592,7 +592,8 @@ class GatewayAgent:
                     self._give_up(b)
                     continue
             n = self._resend(b, sent)
-            if n < 0:  # paho refused: try again at the next scan
+            if n < 0:  # paho refused: try again at the next scan, no refusal by the core
+                b.refusals -= 1 if b in refused else 0
                 break
             resent += n
             handed += 1 if n else 0
@@ -632,6 +633,8 @@ class GatewayAgent:
     def _give_up(self, batch: _Batch) -> None:
         """The core kept ignoring these readings while confirming newer ones: delete them."""
         rows = self._unconfirmed_rows(batch)
+        if not rows:  # confirmed meanwhile
+            return
         found = self._buffer.get(rows[:5])
         with self._lock:
             self._forget_locked(rows)
