@@ -171,9 +171,18 @@ def test_repeated_tables_are_parsed_and_checked_once() -> None:
     payload = binary.encode(b.build())
     first = decode_readings(payload, "g", "a", LIMIT)
     again = decode_readings(bytes(bytearray(payload)), "g", "a", LIMIT)
-    assert first.batch.devices is again.batch.devices  # one parse for both
+    # the good readings' tables leave the bad name out (it must not reach the registry)
+    assert first.batch.devices == again.batch.devices == ("smoke-1",)
     assert first.rejected == again.rejected == [(1, first.rejected[0][1], "name_invalid")]
     assert "characters of" in first.rejected[0][1]
+    b = BatchBuilder()
+    b.add("smoke-1", "smoke", 0, 1, TS, {"co_ppm": 1.0})
+    b.add("toaster-1", "toaster", 0, 1, TS, {"co_ppm": 1.0})
+    payload = binary.encode(b.build())
+    first = decode_readings(payload, "g", "a", LIMIT)
+    again = decode_readings(bytes(bytearray(payload)), "g", "a", LIMIT)
+    assert first.batch.devices is again.batch.devices  # one parse for both
+    assert [c for _, _, c in first.rejected] == ["kind_unknown"]
 
 
 @settings(deadline=None)

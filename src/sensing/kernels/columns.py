@@ -108,3 +108,25 @@ def most_values_per_reading(value_row: np.ndarray, n: int) -> int:
         if 0 <= r < n:
             best = max(best, run)
     return best
+
+
+@njit(cache=True, nogil=True)
+def readings_allowed(seq: np.ndarray, epoch: np.ndarray, ts: np.ndarray, battery: np.ndarray,
+                     value: np.ndarray, value_row: np.ndarray, ts_min: int, ts_max: int,
+                     max_values: int) -> bool:
+    """`readings_in_range`, and at most `max_values` values per reading with the values grouped
+    by reading (as encoders write them; False otherwise, to be looked at closely): every check
+    of the usual batch in one call."""
+    if not readings_in_range(seq, epoch, ts, battery, value, ts_min, ts_max):
+        return False
+    run = 0
+    prev = -1
+    for j in range(value_row.shape[0]):
+        r = int(value_row[j])
+        if r < prev:
+            return False
+        run = run + 1 if r == prev else 1
+        if run > max_values:
+            return False
+        prev = r
+    return True

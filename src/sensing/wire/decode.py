@@ -10,7 +10,7 @@ import numpy as np
 from sensing.wire import binary, json_codec
 from sensing.wire.batch import ReadingBatch, empty_batch
 from sensing.wire.errors import Code, WireError
-from sensing.wire.validate import Rejected, invalid_readings, select_named
+from sensing.wire.validate import Rejected, invalid_readings, select, select_named
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +58,9 @@ def decode_readings(payload: bytes, gateway: str, area: str, max_bytes: int,
             keep[row] = False
             rejected.append((index[row], reason, code))
         rejected.sort()
-        batch = select_named(batch, keep)
+        # a refused name must not reach the registry: only then are the tables cut down
+        named = any(code == Code.NAME_INVALID for _, _, code in invalid)
+        batch = select_named(batch, keep) if named else select(batch, keep)
     if len(batch) == 0 and rejected:
         if len(rejected) == 1 and fmt == "json":
             raise WireError(rejected[0][1], rejected[0][2])

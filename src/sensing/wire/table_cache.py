@@ -13,6 +13,9 @@ from typing import Generic, TypeVar
 NAME_OVERHEAD = 80
 """bytes a short str takes besides its characters (49 for the object, rounded up for the
 allocator) plus its slot in a tuple or array"""
+NAME_BYTES_MAX = NAME_OVERHEAD + 255
+"""a name of a table at most (an SNB table's names have at most 255 bytes; JSON ones are
+checked against the same bound or less before they are remembered)"""
 TABLE_OVERHEAD = 128
 
 V = TypeVar("V")
@@ -20,8 +23,9 @@ Key = tuple[tuple[str, ...], ...]
 
 
 def names_bytes(*tables: tuple[str, ...]) -> int:
-    """An upper estimate of the memory that these tuples of names hold."""
-    return sum(TABLE_OVERHEAD + NAME_OVERHEAD * len(t) + sum(map(len, t)) for t in tables)
+    """An upper bound of the memory that these tuples of names hold, without a step per name
+    (each name as long as a name may be)."""
+    return sum(TABLE_OVERHEAD + NAME_BYTES_MAX * len(t) for t in tables)
 
 
 class ByIdentity(Generic[V]):
@@ -40,7 +44,9 @@ class ByIdentity(Generic[V]):
 
     def get(self, key: Key) -> V | None:
         hit = self._entries.get(tuple(map(id, key)))
-        if hit is None or any(a is not b for a, b in zip(hit[0], key, strict=True)):
+        # the tuples held are the key's own (the same ids, alive): == finds that by identity,
+        # element by element, without looking at a name
+        if hit is None or hit[0] != key:
             return None
         return hit[1]
 

@@ -26,23 +26,23 @@ BadEntries = list[tuple[int, str, str]]
 
 
 class _TableCheck:
-    """Bad entries per name table, remembered per distinct table: a decoded SNB table is the
-    same tuples batch after batch, so a repeat costs a dict hit."""
+    """Bad entries of a batch's name tables, remembered per distinct triple of tables: a
+    decoded SNB table is the same tuples batch after batch, so a repeat costs a dict hit."""
 
     def __init__(self, max_bytes: int = 32 << 20) -> None:
-        self.devices: ByIdentity[BadEntries] = ByIdentity(max_bytes)
-        self.channels: ByIdentity[BadEntries] = ByIdentity(max_bytes)
+        self.tables: ByIdentity[tuple[BadEntries, BadEntries]] = ByIdentity(max_bytes)
 
-    def bad_devices(self, devices: tuple[str, ...], kinds: tuple[str, ...]) -> BadEntries:
-        hit = self.devices.get((devices, kinds))
+    def __call__(self, devices: tuple[str, ...], kinds: tuple[str, ...],
+                 channels: tuple[str, ...]) -> tuple[BadEntries, BadEntries]:
+        """(bad devices, bad channels)"""
+        key = (devices, kinds, channels)
+        hit = self.tables.get(key)
         if hit is None:
-            hit = self.devices.put((devices, kinds), self._check_devices(devices, kinds))
-        return hit
-
-    def bad_channels(self, channels: tuple[str, ...]) -> BadEntries:
-        hit = self.channels.get((channels,))
-        if hit is None:
-            hit = self.channels.put((channels,), self._check_channels(channels))
+            hit = (self._check_devices(devices, kinds), self._check_channels(channels))
+            if not hit[0] and not hit[1]:
+                # only clean tables are remembered: their names are short, so the cache's
+                # estimate of its bytes holds (a bad name may be as long as the payload)
+                self.tables.put(key, hit)
         return hit
 
     @staticmethod
@@ -77,16 +77,14 @@ def invalid_readings(batch: ReadingBatch, now_ms: int | None = None) -> list[Rej
     """(reading index, reason, code) for every reading the contract does not allow, first
     reason only. `now_ms`: the core's clock, for the future bound on `ts` (None: 2100)."""
     # imported here: the edge agent imports sensing.wire and must not load numba
-    from sensing.kernels.columns import most_values_per_reading, readings_in_range
+    from sensing.kernels.columns import readings_allowed
 
     n = len(batch)
     ts_max = ts_limit(now_ms)
-    bad_devices = _tables.bad_devices(batch.devices, batch.kinds)
-    bad_channels = _tables.bad_channels(batch.channels)
-    crowded = (batch.n_values > MAX_VALUES_PER_READING
-               and most_values_per_reading(batch.value_row, n) > MAX_VALUES_PER_READING)
-    if not bad_devices and not bad_channels and not crowded and readings_in_range(
-            batch.seq, batch.epoch, batch.ts, batch.battery, batch.value, TS_MIN_MS, ts_max):
+    bad_devices, bad_channels = _tables(batch.devices, batch.kinds, batch.channels)
+    if not bad_devices and not bad_channels and readings_allowed(
+            batch.seq, batch.epoch, batch.ts, batch.battery, batch.value, batch.value_row,
+            TS_MIN_MS, ts_max, MAX_VALUES_PER_READING):
         return []  # the usual case: one pass, no mask per check
     reasons: dict[int, tuple[str, str]] = {}
 
@@ -103,7 +101,7 @@ def invalid_readings(batch: ReadingBatch, now_ms: int | None = None) -> list[Rej
         flag(batch.device == d, reason, code)
     for c, reason, code in bad_channels:
         flag_values(batch.value_channel == c, reason, code)
-    if crowded:
+    if batch.n_values > MAX_VALUES_PER_READING:
         counts = np.bincount(batch.value_row, minlength=n)
         flag(counts > MAX_VALUES_PER_READING,
              f"more than {MAX_VALUES_PER_READING} values in one reading", Code.TOO_MANY_VALUES)
