@@ -40,7 +40,9 @@ def reading_dict(n: NumberedSample) -> dict[str, Any]:
 
 
 def encode_batch(readings: Sequence[NumberedSample], payload_format: PayloadFormat) -> bytes:
-    """SNB1 bytes or a JSON array; raises sensing.wire.WireError if SNB1 cannot hold them."""
+    """A binary batch or a JSON array; raises sensing.wire.WireError if the batch cannot hold
+    them. The `snb1` format writes SNB2 (SNB1 with a CRC-32, docs/binary-batch.md): the core
+    refuses a corrupted batch whole instead of storing wrong readings."""
     if payload_format == "json":
         return json_codec.encode([reading_dict(n) for n in readings])
     return snb1.encode_readings(

@@ -16,8 +16,9 @@ rejected):
     {"device": "smoke-1", "kind": "smoke", "ts": 1795478819832,
      "values": {"obscuration": 0.1, "temp_c": 22.5}, "battery": 0.93}
 
-(on one line). `device` (1-128 printable characters), `kind` (smoke, manhole, wearable) and
-`values` (channel -> number; unknown channels are kept) are required. `ts` is optional: integer
+(on one line). `device` (1-128 characters of `A-Za-z0-9_.:-`), `kind` (smoke, manhole, wearable)
+and `values` (at most 64 channel -> number, channel names 1-64 characters of `A-Za-z0-9_.-`;
+unknown channels are kept) are required (docs/contract.md, "Names"). `ts` is optional: integer
 ms since the Unix epoch or an RFC 3339 string with an offset, within 2000..2100; without it
 the reading gets the time of the poll that received it. `battery` is optional, 0.0-1.0.
 
@@ -77,7 +78,13 @@ import structlog
 
 from sensing.wire.errors import WireError
 from sensing.wire.json_codec import _number, _ts_field, device_and_kind
-from sensing.wire.limits import TS_MAX_MS, TS_MIN_MS, bad_device_reason
+from sensing.wire.limits import (
+    MAX_VALUES_PER_READING,
+    TS_MAX_MS,
+    TS_MIN_MS,
+    bad_channel_reason,
+    bad_device_reason,
+)
 
 from .drivers import SensorSample
 
@@ -205,8 +212,12 @@ def parse_line(line: bytes, default_ts: int) -> SensorSample:
     raw_values = obj.get("values")
     if type(raw_values) is not dict:
         raise WireError("missing field 'values' (an object of channel: number)")
+    if len(raw_values) > MAX_VALUES_PER_READING:
+        raise WireError(f"more than {MAX_VALUES_PER_READING} values in one reading")
     values: dict[str, float] = {}
     for channel, value in raw_values.items():
+        if (bad_name := bad_channel_reason(channel)) is not None:
+            raise WireError(bad_name)  # the core would refuse it: say so here, at the source
         kind_of = type(value)
         x = float(value) if kind_of is float or kind_of is int else _number(
             value, f"value {channel[:40]!r}")
