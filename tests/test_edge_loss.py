@@ -14,9 +14,17 @@ from pathlib import Path
 import pytest
 
 from sensing.services import Mosquitto, VictoriaMetrics, free_port
-from sensing_edge import AgentSettings, GatewayAgent, SensorSample, SimulatedDriver, make_fleet
+from sensing.wire.topics import deadletter_topic
+from sensing_edge import (
+    AgentSettings,
+    GatewayAgent,
+    SensorSample,
+    SimulatedDriver,
+    make_fleet,
+    wall_clock_ms,
+)
 from tests.edge.support import ListDriver, smoke_samples
-from tests.helpers import running_core, wait_until
+from tests.helpers import Listener, running_core, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -158,6 +166,39 @@ def test_a_core_outage_of_many_confirm_timeouts_makes_the_agent_drop_nothing(
     assert stored == stats.readings_sampled
     print(f"\ncore down 20 s: sampled {stats.readings_sampled}, awaiting the core "
           f"{down.readings_awaiting_core}, re-sent {stats.readings_resent}, stored {stored}")
+
+
+def test_a_reading_the_core_refuses_is_given_up_after_bounded_tries(
+    broker: Mosquitto, store: VictoriaMetrics, tmp_path: Path
+) -> None:
+    """A reading a day ahead of the core's clock is dead-lettered and never confirmed, while
+    the readings after it are: the agent sends it 1 + confirm_give_up_after times, then
+    deletes it and counts it; the rest is stored."""
+    gateway = "gw-refused"
+    driver = ListDriver()
+    settings = AgentSettings(gateway=gateway, area=AREA, broker_port=broker.port,
+                             poll_interval_s=0.05, batch_max_age_s=0.1, confirm_timeout_s=1.0,
+                             confirm_timeout_max_s=1.0, confirm_give_up_after=2)
+    agent = GatewayAgent(settings, [driver])
+    now = wall_clock_ms()
+    with running_core(broker, store, tmp_path / "core"):
+        letters = Listener(broker, deadletter_topic(AREA, gateway))
+        agent.start()
+        assert agent.wait_connected(10)
+        driver.feed([SensorSample("smoke-ahead", "smoke", now + 86_400_000,
+                                  {"obscuration": 0.1}, 0.9)])
+        for k in range(40):  # live readings, confirmed: the core is alive and moving on
+            driver.feed(smoke_samples("smoke-live", 1, ts0=now + k))
+            time.sleep(0.2)
+            if agent.stats().readings_refused:
+                break
+        assert agent.stop(timeout=10), agent.stats()
+        letters.close()
+    stats = agent.stats()
+    assert stats.readings_refused == 1 and stats.readings_buffered == 0
+    refused = [m for _, m in letters.messages if b"ahead" in m]
+    assert len(refused) == 3  # sent, re-sent twice, given up
+    assert stats.readings_confirmed == stats.readings_sampled - 1
 
 
 def test_an_agent_killed_mid_stream_loses_nothing_and_stores_nothing_twice(
