@@ -532,3 +532,18 @@ def test_values_per_reading_kernels_match_a_count(rows: list[int], n: int, most:
                           np.zeros(0), np.zeros(m), value_row, 0, 1, most)
     grouped = rows == sorted(rows)  # else: False, to be looked at closely
     assert ok == (grouped and all(rows.count(r) <= most for r in rows))
+
+
+def test_new_gateways_beyond_the_bound_are_dead_lettered(pipe: Pipeline,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    import sensing.pipeline
+
+    monkeypatch.setattr(sensing.pipeline, "MAX_GATEWAYS", 2)
+    codes = []
+    for k, gw in enumerate(["gw-1", "gw-2", "gw-3", "gw-1"]):
+        out = pipe.process([Incoming(topics.readings_topic("area-1", gw),
+                                     orjson.dumps(reading(f"smoke-{gw}", k + 1)), k + 1, 1, 0)],
+                           NOW)
+        codes.append([d["code"] for _, d in _dead(out.publish)])
+    assert codes == [[], [], ["too_many_gateways"], []]
+    assert pipe.stats.readings_stored == 3 and len(pipe.registry.gateways) == 2

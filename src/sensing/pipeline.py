@@ -31,9 +31,10 @@ from sensing.store.lineprotocol import LineFormatter
 from sensing.wire import topics
 from sensing.wire.batch import kept_values
 from sensing.wire.confirm import StoredChunk
+from sensing.wire.batch import kept_values
 from sensing.wire.decode import decode_readings
 from sensing.wire.errors import Code, WireError
-from sensing.wire.limits import MAX_FUTURE_MS, MAX_STATUS_BYTES
+from sensing.wire.limits import MAX_AREAS, MAX_FUTURE_MS, MAX_GATEWAYS, MAX_STATUS_BYTES
 from sensing.wire.messages import Ack, Alert, DeadLetter, GatewayStatus, Grade
 from sensing.wire.validate import select
 
@@ -222,10 +223,20 @@ class Pipeline:
         parsed = topics.parse_gateway_topic(m.topic)
         if parsed is None or not parsed.valid_names or parsed.leaf not in ("readings", "status"):
             self._unusable_topic(m, step)
+        elif self._too_many_names(parsed.area, parsed.gateway):
+            self._dead(step, m, parsed.area, parsed.gateway, f"the core knows {MAX_GATEWAYS} "
+                       f"gateways or {MAX_AREAS} areas already; this one is new",
+                       Code.TOO_MANY_GATEWAYS)
         elif parsed.leaf == "readings":
             self._decode(m, parsed.gateway, parsed.area, step, now)
         else:
             self._status(m, parsed.gateway, parsed.area, step, now)
+
+    def _too_many_names(self, area: str, gateway: str) -> bool:
+        """Whether a new gateway or area would pass the core's bounds (each costs it state)."""
+        reg = self.registry
+        return ((gateway not in reg.gateways.index and len(reg.gateways) >= MAX_GATEWAYS)
+                or (area not in reg.areas.index and len(reg.areas) >= MAX_AREAS))
 
     def _unusable_topic(self, m: Incoming, step: _Step) -> None:
         """A message on a topic the core cannot attribute to a gateway: its dead letter goes

@@ -32,6 +32,7 @@ class Code(StrEnum):
     TOO_MANY_VALUES = "too_many_values"
     TOO_MANY_DEVICES = "too_many_devices"
     TOO_MANY_CHANNELS = "too_many_channels"
+    TOO_MANY_GATEWAYS = "too_many_gateways"
     LINE_TOO_LONG = "line_too_long"
     BATCH_CORRUPT = "batch_corrupt"
     BATCH_MALFORMED = "batch_malformed"

@@ -48,6 +48,11 @@ MAX_DEVICES = 250_000
 100,000). The core keeps about 1.4 KB per device (registry, dedup window, detectors), so
 about 350 MB at the bound."""
 
+MAX_GATEWAYS = 20_000
+MAX_AREAS = 20_000
+"""gateways and areas the core takes in all (a district has about 1,000 gateways); a message
+naming a new one beyond: `too_many_gateways`"""
+
 MAX_LINE_BYTES = 16_384
 """The longest stored line of a reading the limits above allow: its tags (area and gateway of
 64 bytes, device id of 128, kind), MAX_VALUES_PER_READING fields of a 64-byte channel name
