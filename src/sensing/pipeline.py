@@ -31,7 +31,6 @@ from sensing.store.lineprotocol import LineFormatter
 from sensing.wire import topics
 from sensing.wire.batch import kept_values
 from sensing.wire.confirm import StoredChunk
-from sensing.wire.batch import kept_values
 from sensing.wire.decode import decode_readings
 from sensing.wire.errors import Code, WireError
 from sensing.wire.limits import MAX_AREAS, MAX_FUTURE_MS, MAX_GATEWAYS, MAX_STATUS_BYTES
