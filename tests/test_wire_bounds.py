@@ -547,3 +547,28 @@ def test_new_gateways_beyond_the_bound_are_dead_lettered(pipe: Pipeline,
         codes.append([d["code"] for _, d in _dead(out.publish)])
     assert codes == [[], [], ["too_many_gateways"], []]
     assert pipe.stats.readings_stored == 3 and len(pipe.registry.gateways) == 2
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.sampled_from([b"SNB1", b"SNB2", b"[", b"{", b""]), st.binary(max_size=200),
+       st.booleans())
+def test_any_payload_decodes_or_raises_a_wire_error_with_a_code(
+    magic: bytes, rest: bytes, valid_header: bool
+) -> None:
+    payload = magic + rest
+    if valid_header and magic in (b"SNB1", b"SNB2") and len(rest) >= 20:
+        # a header that adds up, with random tables and columns behind it
+        n_read, n_val = rest[0] % 4, rest[1] % 6
+        tables_len = 8 * (rest[2] % 4)
+        body = bytes(rest[20:]) + bytes(tables_len + 30 * n_read + 14 * n_val)
+        body = body[: tables_len + 30 * n_read + 14 * n_val]
+        version = 2 if magic == b"SNB2" else 1
+        head = snb1.HEADER.pack(magic, version, 0, rest[3] % 3, rest[4] % 3, 0, n_read, n_val,
+                                tables_len)
+        payload = snb1.with_checksum(head + body, version)
+    try:
+        d = decode_readings(payload, "gw", "a", LIMIT, now_ms=NOW)
+    except WireError as exc:
+        assert exc.code in CODES
+    else:
+        assert len(d.batch) > 0 and all(code in CODES for _, _, code in d.rejected)
