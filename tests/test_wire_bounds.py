@@ -112,6 +112,18 @@ def test_the_issues_huge_snb1_table_of_no_readings_is_refused_from_its_header() 
     assert code_of(one) == "too_many_devices"
 
 
+def test_the_issues_overlong_lines_are_refused_before_the_store() -> None:
+    """Issue 11, problem 2's inputs, whose stored lines exceeded the store's limit (HTTP 400,
+    retried forever): a 900,000-character channel name in a 900 KB JSON payload, and an SNB1
+    batch with 20,000 channels. Both are refused at the wire now."""
+    assert code_of(orjson.dumps(reading(values={"c" * 900_000: 1.0}))) == "name_invalid"
+    channels = [f"c{i}" for i in range(20_000)]
+    rows = [("smoke-1", "smoke", 0, k, NOW, dict.fromkeys(channels[k::4], 1.0), None)
+            for k in range(4)]
+    many = snb1.encode_readings(rows, version=1)
+    assert len(many) < LIMIT and code_of(many) == "too_many_channels"
+
+
 def test_future_readings_are_refused_and_a_backlog_is_kept() -> None:
     rows = [reading(seq=1, ts=NOW - 30 * 86_400_000),  # a month-old backlog: kept
             reading(seq=2, ts=NOW + MAX_FUTURE_MS - 1000),  # within the clock skew: kept
