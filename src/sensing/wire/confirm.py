@@ -52,55 +52,91 @@ def stored_messages(
 ) -> list[tuple[str, bytes]]:
     """The (topic, payload) confirmations to publish for a step's stored readings: one message
     per gateway (more if large), ranges coalesced per (device, epoch). Gateways in the order
-    first seen; within one, devices by name, then epoch, then seq."""
+    first seen; within one, by device (its index in the name table; by name if the chunks
+    bring several tables), then epoch, then seq. One sort over the whole step, whatever the
+    number of gateways."""
     import numpy as np
 
     now = time.time_ns() // 1_000_000 if ts is None else ts
-    # per (area, gateway): a name table shared by its chunks, and the readings as name codes
-    gateways: dict[tuple[str, str], tuple[dict[str, int], list[Any], list[Any], list[Any]]] = {}
+    gateway_of: dict[tuple[str, str], int] = {}
+    table_of: dict[int, int] = {}  # id() of a name table -> its index (the core has one)
+    tables: list[Sequence[str]] = []
+    g_codes: list[int] = []
+    t_codes: list[int] = []
+    sizes: list[int] = []
+    devs: list[Any] = []
+    epochs: list[Any] = []
+    seqs: list[Any] = []
     for area, gateway, names, dev, epoch, seq in chunks:
-        dev_a = np.asarray(dev, dtype=np.int64)
-        if dev_a.shape[0] == 0:
+        dev_a = np.asarray(dev)
+        n = dev_a.shape[0]
+        if n == 0:
             continue
-        table, codes, epochs, seqs = gateways.setdefault((area, gateway), ({}, [], [], []))
-        used, inverse = np.unique(dev_a, return_inverse=True)
-        code = np.array([table.setdefault(names[d], len(table)) for d in used.tolist()],
-                        dtype=np.int64)
-        codes.append(code[inverse.reshape(-1)])
-        epochs.append(np.asarray(epoch, dtype=np.int64))
-        seqs.append(np.asarray(seq, dtype=np.int64))
+        g_codes.append(gateway_of.setdefault((area, gateway), len(gateway_of)))
+        t_code = table_of.setdefault(id(names), len(tables))
+        if t_code == len(tables):
+            tables.append(names)
+        t_codes.append(t_code)
+        sizes.append(n)
+        devs.append(dev_a)
+        epochs.append(epoch)
+        seqs.append(seq)
+    if not sizes:
+        return []
+    g = np.repeat(np.array(g_codes, dtype=np.int64), sizes)
+    t = np.repeat(np.array(t_codes, dtype=np.int64), sizes)
+    d = np.concatenate(devs).astype(np.int64, copy=False)
+    e = np.concatenate(epochs).astype(np.int64, copy=False)
+    q = np.concatenate(seqs).astype(np.int64, copy=False)
+    order = np.lexsort((q, e, d, t, g))
+    g, t, d, e, q = g[order], t[order], d[order], e[order], q[order]
+    same_key = (g[1:] == g[:-1]) & (t[1:] == t[:-1]) & (d[1:] == d[:-1]) & (e[1:] == e[:-1])
+    keep = np.ones(g.shape[0], dtype=bool)
+    keep[1:] = ~(same_key & (q[1:] == q[:-1]))  # a reading twice in one step
+    if not keep.all():
+        g, t, d, e, q = g[keep], t[keep], d[keep], e[keep], q[keep]
+        same_key = (g[1:] == g[:-1]) & (t[1:] == t[:-1]) & (d[1:] == d[:-1]) & (e[1:] == e[:-1])
+    starts = np.ones(g.shape[0], dtype=bool)
+    starts[1:] = ~(same_key & (q[1:] == q[:-1] + 1))
+    first = np.flatnonzero(starts)
+    last = np.append(first[1:], g.shape[0]) - 1
+    d_first = d[first].tolist()
+    if len(tables) == 1:
+        names = list(map(tables[0].__getitem__, d_first))
+    else:
+        names = [tables[ti][di] for ti, di in zip(t[first].tolist(), d_first, strict=True)]
+    # (device, epoch, first, last) tuples: orjson writes them as JSON arrays
+    entries = list(zip(names, e[first].tolist(), q[first].tolist(), q[last].tolist(),
+                       strict=True))
+    bounds = np.searchsorted(g[first], np.arange(len(gateway_of) + 1)).tolist()
     out: list[tuple[str, bytes]] = []
-    for (area, gateway), (table, codes, epochs, seqs) in gateways.items():
-        by_name = sorted(table, key=table.__getitem__)
-        rank = np.empty(len(by_name), dtype=np.int64)  # code -> position of its name in order
-        rank[np.argsort(np.array(by_name, dtype=object))] = np.arange(len(by_name))
-        entries = _ranges(np, rank[np.concatenate(codes)], np.concatenate(epochs),
-                          np.concatenate(seqs))
-        ordered = sorted(by_name)
+    for (area, gateway), gi in gateway_of.items():
+        rows = entries[bounds[gi]:bounds[gi + 1]]
+        if len(tables) > 1:
+            rows = _coalesced(rows)
         topic = stored_topic(area, gateway)
-        rows = [[ordered[d], e, f, last] for d, e, f, last in entries]
         out.extend((topic, p) for p in _payloads(now, rows))
     return out
 
 
-def _ranges(np: Any, dev: Any, epoch: Any, seq: Any) -> list[tuple[int, int, int, int]]:
-    """Distinct (dev, epoch, seq) as sorted inclusive runs (dev, epoch, first, last)."""
-    order = np.lexsort((seq, epoch, dev))
-    dev, epoch, seq = dev[order], epoch[order], seq[order]
-    same_key = (dev[1:] == dev[:-1]) & (epoch[1:] == epoch[:-1])
-    keep = np.ones(dev.shape[0], dtype=bool)
-    keep[1:] = ~(same_key & (seq[1:] == seq[:-1]))  # a reading twice in one step
-    dev, epoch, seq = dev[keep], epoch[keep], seq[keep]
-    starts = np.ones(dev.shape[0], dtype=bool)
-    starts[1:] = ~((dev[1:] == dev[:-1]) & (epoch[1:] == epoch[:-1]) & (seq[1:] == seq[:-1] + 1))
-    first = np.flatnonzero(starts)
-    last = np.append(first[1:], dev.shape[0]) - 1
-    return list(zip(dev[first].tolist(), epoch[first].tolist(), seq[first].tolist(),
-                    seq[last].tolist(), strict=True))
+def _coalesced(rows: list[StoredRange]) -> list[StoredRange]:
+    """Sorted, with touching or overlapping ranges of one (device, epoch) merged (chunks with
+    different name tables may name one device by different indexes)."""
+    out: list[StoredRange] = []
+    for row in sorted(rows):
+        prev = out[-1] if out else None
+        if prev is not None and prev[:2] == row[:2] and row[2] <= prev[3] + 1:
+            out[-1] = (prev[0], prev[1], prev[2], max(prev[3], row[3]))
+        else:
+            out.append(row)
+    return out
 
 
-def _payloads(ts: int, rows: list[list[Any]]) -> list[bytes]:
+def _payloads(ts: int, rows: list[StoredRange]) -> list[bytes]:
     """`rows` as one or more payloads of about TARGET_PAYLOAD_BYTES at most."""
+    whole = orjson.dumps({"ts": ts, "readings": rows})
+    if len(whole) <= TARGET_PAYLOAD_BYTES:
+        return [whole]
     head = len(orjson.dumps({"ts": ts, "readings": []}))
     out: list[bytes] = []
     start, size = 0, head
