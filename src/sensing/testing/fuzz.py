@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, Phase, given, seed, settings
 from sensing.services import Mosquitto, ServiceError, VictoriaMetrics
 from sensing.testing.counting import ReadingKey, stored_readings
 from sensing.testing.hostile import (
+    ALERT_AREAS,
     P6_AREA,
     P6_GATEWAY,
     Corpus,
@@ -187,7 +188,8 @@ def run_fuzz(workdir: Path, n_inputs: int, random_seed: int = 0, with_corpus: bo
     plan = inputs[:at] + corpus.inputs + inputs[at:]
     step("generating", n_inputs, n_inputs)
     with Mosquitto.start(workdir) as broker, VictoriaMetrics.start(workdir) as store:
-        recorder = Recorder(broker.port, "sensing/v1/deadletter/#", "sensing/v1/alerts/#")
+        recorder = Recorder(broker.port, "sensing/v1/deadletter/#", "sensing/v1/core/stats",
+                            *(f"sensing/v1/alerts/{a}" for a in ALERT_AREAS))
         core = CoreProcess(broker.port, store.url, workdir / "core")
         core.start()
         supervisor = _Supervisor(core)
@@ -254,8 +256,25 @@ def _drain(publisher: Publisher, good: _GoodTraffic, store: VictoriaMetrics,
         if any(sentinel in s["values"] for s in store.export(match)):  # type: ignore[operator]
             break
         time.sleep(0.5)
-    time.sleep(1.0)  # the dead letters of the last step follow its store write
+    _letters_caught_up(recorder, deadline + timeout)
     step("draining", 1, 1)
+
+
+def _letters_caught_up(recorder: Recorder, deadline: float) -> None:
+    """Wait until the recorder has heard as many dead letters as the core says it sent (its
+    retained stats; they follow the letters on the same connection) and a little more time
+    passed, or `deadline`. A restarted core counts from 0: then only the quiet period."""
+    quiet_since, heard_before = time.monotonic(), -1
+    while time.monotonic() < deadline:
+        stats = [doc for _, doc in recorder.json("sensing/v1/core/stats")]
+        sent = stats[-1].get("deadletters") if stats else None
+        heard = sum(1 for _, doc in recorder.json("sensing/v1/deadletter/") if "reason" in doc)
+        if heard != heard_before:
+            quiet_since, heard_before = time.monotonic(), heard
+        quiet = time.monotonic() - quiet_since
+        if (isinstance(sent, int) and heard >= sent and quiet > 1.0) or quiet > 5.0:
+            return
+        time.sleep(0.25)
 
 
 def _account(report: FuzzReport, plan: list[HostileInput], corpus: Corpus, good: _GoodTraffic,
