@@ -13,9 +13,6 @@ from typing import Generic, TypeVar
 NAME_OVERHEAD = 80
 """bytes a short str takes besides its characters (49 for the object, rounded up for the
 allocator) plus its slot in a tuple or array"""
-NAME_BYTES_MAX = NAME_OVERHEAD + 255
-"""a name of a table at most (an SNB table's names have at most 255 bytes; JSON ones are
-checked against the same bound or less before they are remembered)"""
 TABLE_OVERHEAD = 128
 
 V = TypeVar("V")
@@ -23,9 +20,9 @@ Key = tuple[tuple[str, ...], ...]
 
 
 def names_bytes(*tables: tuple[str, ...]) -> int:
-    """An upper bound of the memory that these tuples of names hold, without a step per name
-    (each name as long as a name may be)."""
-    return sum(TABLE_OVERHEAD + NAME_BYTES_MAX * len(t) for t in tables)
+    """An upper estimate of the memory that these tuples of names hold (a pass over their
+    lengths in C; only when a table is first remembered)."""
+    return sum(TABLE_OVERHEAD + NAME_OVERHEAD * len(t) + sum(map(len, t)) for t in tables)
 
 
 class ByIdentity(Generic[V]):
@@ -33,7 +30,7 @@ class ByIdentity(Generic[V]):
     theirs), within `max_bytes` of estimated memory and `max_tables` entries: over either, it
     starts afresh (the usual traffic, a few tables repeated, refills it at once)."""
 
-    def __init__(self, max_bytes: int = 64 << 20, max_tables: int = 1024) -> None:
+    def __init__(self, max_bytes: int = 64 << 20, max_tables: int = 4096) -> None:
         self._entries: dict[tuple[int, ...], tuple[Key, V, int]] = {}
         self.bytes = 0
         self.max_bytes = max_bytes
