@@ -356,6 +356,18 @@ def test_a_gateway_introduces_a_bounded_number_of_channels(tmp_path: Path) -> No
     assert len(reg.channels) == 4
     # another gateway may introduce its own
     assert reg.intern_bounded(b.build(), "gw-2", "a")[2] is None
+    # and there is a bound in all
+    reg = Registry(max_channels=3)
+    _, _, refused = reg.intern_bounded(b.build(), "gw", "a")
+    assert refused is not None and refused.code == "too_many_channels"
+    assert refused.rows.tolist() == [False, False, True, True, True, True]
+
+
+def test_the_detectors_channels_are_known_from_the_start(pipe: Pipeline) -> None:
+    from sensing.wire.kinds import KIND_CHANNELS
+
+    known = pipe.registry.channels.index
+    assert all(c in known for cs in KIND_CHANNELS.values() for c in cs if c != "steps"), known
 
 
 def test_dead_letters_of_unusable_topics_and_statuses(pipe: Pipeline) -> None:

@@ -12,10 +12,14 @@ from sensing.arrays import grown
 from sensing.wire.batch import ReadingBatch
 from sensing.wire.errors import Code
 from sensing.wire.kinds import KINDS
-from sensing.wire.limits import MAX_CHANNELS_PER_GATEWAY, MAX_DEVICES, MAX_DEVICES_PER_GATEWAY
+from sensing.wire.limits import (
+    MAX_CHANNELS,
+    MAX_CHANNELS_PER_GATEWAY,
+    MAX_DEVICES,
+    MAX_DEVICES_PER_GATEWAY,
+)
 from sensing.wire.table_cache import ByIdentity
 
-_NO_LIMIT = 2**62
 
 
 class Names:
@@ -79,14 +83,16 @@ class Registry:
 
     Bounded: a gateway may introduce at most `max_devices_per_gateway` device ids and
     `max_channels_per_gateway` channel names over the core's lifetime, and there are at most
-    `max_devices` devices in all; names beyond get no index (their readings are refused by
-    the caller), names known already always pass. Remembered tables are bounded in bytes.
+    `max_devices` devices and `max_channels` channels in all (the detectors' channels are
+    known from the start); names beyond get no index (their readings are refused by the
+    caller), names known already always pass. Remembered tables are bounded in bytes.
     """
 
     def __init__(self, capacity: int = 1024,
                  max_devices_per_gateway: int = MAX_DEVICES_PER_GATEWAY,
                  max_channels_per_gateway: int = MAX_CHANNELS_PER_GATEWAY,
-                 max_devices: int = MAX_DEVICES, max_table_bytes: int = 64 << 20) -> None:
+                 max_devices: int = MAX_DEVICES, max_channels: int = MAX_CHANNELS,
+                 max_table_bytes: int = 64 << 20) -> None:
         self.devices = Names()
         self.channels = Names()
         self.gateways = Names()
@@ -98,6 +104,7 @@ class Registry:
         self.max_devices_per_gateway = max_devices_per_gateway
         self.max_channels_per_gateway = max_channels_per_gateway
         self.max_devices = max_devices
+        self.max_channels = max_channels
         self.introduced_devices = np.zeros(64, dtype=np.int64)
         """per gateway: the device ids it introduced"""
         self.introduced_channels = np.zeros(64, dtype=np.int64)
@@ -152,7 +159,8 @@ class Registry:
             rows[batch.value_row[chan < 0]] = True
             return dev, chan, Refused(
                 rows, f"gateway {gateway!r} introduced {self.max_channels_per_gateway} "
-                "channel names already", Code.TOO_MANY_CHANNELS.value)
+                f"channel names already (or the core knows {self.max_channels})",
+                Code.TOO_MANY_CHANNELS.value)
         return dev, chan, None
 
     def _place(self, table: _Table, gateway: int, area: int) -> None:
@@ -201,7 +209,7 @@ class Registry:
         hit = self._channel_tables.get((channels,))
         if hit is None or not hit.complete:
             index = self._resolve(self.channels, channels, self.introduced_channels, gateway,
-                                  self.max_channels_per_gateway, _NO_LIMIT)
+                                  self.max_channels_per_gateway, self.max_channels)
             hit = self._channel_tables.put((channels,), _ChannelTable(
                 index, bool(index.size == 0 or index.min() >= 0)), extra_bytes=4 * len(channels))
         return hit

@@ -43,6 +43,9 @@ the core already knows always pass); beyond it, readings of new ones: `too_many_
 MAX_CHANNELS_PER_GATEWAY = 256
 """distinct channel names a gateway may introduce over the core's lifetime; beyond it, a
 reading with a new one: `too_many_channels`"""
+MAX_CHANNELS = 4096
+"""distinct channel names in all (metric names in the store); the contract's channels, which
+the detectors use, are known from the start and never refused"""
 MAX_DEVICES = 250_000
 """distinct device ids in all: a district's worth, with room (the district scenario has
 100,000). The core keeps about 1.4 KB per device (registry, dedup window, detectors), so
