@@ -21,7 +21,6 @@ from sensing.wire.limits import (
 from sensing.wire.table_cache import ByIdentity
 
 
-
 class Names:
     """A growing table of names with dense indices."""
 
