@@ -1,6 +1,7 @@
 """sensing_edge: the gateway's edge agent. Light: it never imports numba.
 
-Every reading is committed to a durable buffer (`buffer_path`) before it is published.
+Every reading is committed to a durable buffer (`buffer_path`) before it is published, and
+deleted from it once the core confirms it stored it (`confirm`, sensing_edge.agent).
 
     from sensing_edge import AgentSettings, GatewayAgent, SimulatedDriver
 

@@ -24,11 +24,11 @@ its readings are deleted with an error log and counted (`readings_refused`). A s
 makes the agent give up.
 
 At most `max_unconfirmed_readings` readings are handed out and not yet confirmed (the bound on
-the agent's bookkeeping, about 150 bytes a reading); beyond it no new batch is handed, so a dead
-core leaves the backlog in the gateway's durable buffer rather than in the broker, and what
-waits joins the backlog (below), to drain beside live readings when the core is back. With
-`confirm = "broker"` (a core that does not confirm, or tests without a core) the PUBACK deletes,
-as before: a broker crash may then lose what it held.
+the agent's bookkeeping, about 170 bytes a reading: 8.5 MB at the default); beyond it no new
+batch is handed, so a dead core leaves the backlog in the gateway's durable buffer rather than
+in the broker, and what waits joins the backlog (below), to drain beside live readings when the
+core is back. With `confirm = "broker"` (a core that does not confirm, or tests without a core)
+the PUBACK deletes, as before: a broker crash may then lose what it held.
 
 Two cursors run over the buffer's rows. *Live* readings (appended since the last connect) go out
 in batches bounded by size and age. The *backlog* (what was buffered before: an outage, or a
