@@ -578,7 +578,8 @@ class GatewayAgent:
         # While confirmations flow the core is working through its queue: it will reach the
         # silent batches (or confirm one first sent after them). Probe only into quiet.
         quiet = now - last_heard >= self.settings.confirm_timeout_s
-        if silent and quiet and now >= self._next_probe:
+        probing = probe is not None and probe.remaining > 0 and probe not in silent
+        if silent and quiet and now >= self._next_probe and not probing:
             self._probe = probe if probe in silent else silent[0]
             self._next_probe = now + self.settings.confirm_timeout(self._probe.attempts + 1)
             chosen.append(self._probe)
