@@ -30,7 +30,8 @@ def test_fleet_with_incidents_duplicates_and_malformed_messages(
                         topics.DEADLETTER_FILTER)
     with running_core(broker, store, tmp_path / "core") as core:
         report = run_live(fleet, LiveOptions(port=broker.port, duration_s=DURATION_S,
-                                             duplicate_rate=0.05, malformed=6))
+                                             duplicate_rate=0.05, malformed=6,
+                                             confirm="core"))
         assert report.all_acked
         listener.wait_for(lambda: core.stats.readings_received
                           >= report.readings_sent_unique + report.duplicate_readings_injected)

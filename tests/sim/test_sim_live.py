@@ -126,7 +126,8 @@ def test_cli_stops_cleanly_on_sigterm_and_still_reports(broker: Mosquitto, tmp_p
     proc = subprocess.Popen(
         [str(cli), "live", "--broker-port", str(broker.port), "--gateways", "2",
          "--devices", "10", "--interval", "0.5", "--duration", "120", "--format", "json",
-         "--malformed", "3", "--progress-every", "0.5", "--report", str(report_path), "--json"],
+         "--malformed", "3", "--progress-every", "0.5", "--report", str(report_path), "--json",
+         "--confirm", "broker"],  # no core behind this broker
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "COLUMNS": "200"},
     )
     assert proc.stderr is not None

@@ -112,7 +112,8 @@ start_s = 1
     cli = Path(sys.executable).parent / "sensing-sim"
     proc = subprocess.run(
         [str(cli), "live", "--broker-port", str(broker.port), "--scenario", str(scenario),
-         "--processes", "2", "--progress-every", "1", "--json"],
+         "--processes", "2", "--progress-every", "1", "--json",
+         "--confirm", "broker"],  # no core behind this broker
         capture_output=True, timeout=90, env={**os.environ, "COLUMNS": "200"},
     )
     assert proc.returncode == 0, proc.stderr.decode()

@@ -83,6 +83,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                      help="payload format of the agents' batches (default snb1)")
     run.add_argument("--epoch", type=ranged(int, 0, 2**32 - 1), default=None,
                      help="epoch of the readings (default: Unix seconds at the start)")
+    run.add_argument("--confirm", choices=["core", "broker"], default="core",
+                     help="when an agent deletes a reading from its buffer: once the core "
+                     "confirms it stored it (default, as deployed gateways do), or at the "
+                     "broker's PUBACK (for a broker with no core behind it)")
     faults = live.add_argument_group("faults")
     faults.add_argument("--duplicates", type=ranged(float, 0.0, 1.0), default=0.0,
                         metavar="RATE", help="fraction of batches published twice (default 0)")
@@ -171,6 +175,7 @@ def execute(args: argparse.Namespace, err: Console) -> int:
             payload_format=args.payload_format, epoch=args.epoch,
             progress_every_s=args.progress_every, processes=processes,
             poll_interval_s=args.poll_interval, worker_log_level=args.log_level,
+            confirm=args.confirm,
         )
     except (UsageError, ValueError) as exc:
         err.print(f"sensing-sim live: {exc}", markup=False)
