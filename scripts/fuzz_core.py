@@ -57,6 +57,7 @@ def _print_report(report: object) -> None:
                  ("dead-lettered", f"{report.dead_lettered:,}"),
                  ("valid, stored", f"{report.stored_valid:,}"),
                  ("valid, silent (status)", f"{report.silent_valid:,}"),
+                 ("duplicates of earlier ones", f"{report.duplicates:,}"),
                  ("vanished", f"{report.vanished_total:,}"),
                  ("stored although refusable", f"{refusable:,}"),
                  ("crashes (core exits)", f"{report.crashes}"),

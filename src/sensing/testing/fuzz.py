@@ -71,6 +71,9 @@ class FuzzReport:
     no checksum, so a flip in a value decodes as another valid batch)"""
     silent_valid: int = 0
     """valid statuses: neither stored nor refused, as they should be"""
+    duplicates: int = 0
+    """readings another input had sent before (a hostile name can repeat): dropped by the
+    duplicate filter without a dead letter, as the contract says"""
     vanished: dict[str, int] = field(default_factory=dict)
     """by input name: neither dead-lettered nor stored"""
     stored_although_refusable: dict[str, int] = field(default_factory=dict)
@@ -314,7 +317,11 @@ def _account(report: FuzzReport, plan: list[HostileInput], corpus: Corpus, good:
     wrong: Counter[str] = Counter()
     stored_names: Counter[str] = Counter()
     examples: dict[str, list[str]] = defaultdict(list)
+    named_before: set[tuple[str, int, int]] = set()
     for i, item in enumerate(plan):
+        names = {(d, e, s) for _, d, e, s in item.stores}
+        repeat = bool(names & named_before)
+        named_before |= names
         if dead[i]:
             report.dead_lettered += 1
             continue
@@ -328,6 +335,9 @@ def _account(report: FuzzReport, plan: list[HostileInput], corpus: Corpus, good:
             continue
         elif item.silent:
             report.silent_valid += 1
+            continue
+        elif repeat:
+            report.duplicates += 1
             continue
         else:
             vanished[item.name] += 1
