@@ -6,8 +6,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 
 from sensing.services import Mosquitto, VictoriaMetrics
+
+
+@pytest.fixture(autouse=True)
+def _structlog_config_restored() -> Iterator[None]:
+    """Commands a test runs in-process configure structlog (some at level ERROR); a later
+    test that captures warnings must not depend on the order tests run in."""
+    saved = structlog.get_config()
+    yield
+    structlog.reset_defaults()
+    structlog.configure(**saved)
 
 
 @pytest.fixture(scope="module")

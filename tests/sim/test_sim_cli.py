@@ -2,23 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
-import structlog
 
 from sensing.services import free_port
 from sensing_sim.cli import main, parse_mix
-
-
-@pytest.fixture(autouse=True)
-def keep_logging_config() -> Iterator[None]:
-    """main() configures structlog for the process (on the stderr pytest captures for this
-    test); give the tests after this one their configuration back."""
-    saved = structlog.get_config()
-    yield
-    structlog.reset_defaults()
-    structlog.configure(**saved)
 
 
 def test_help_has_examples(capsys: pytest.CaptureFixture[str]) -> None:
