@@ -95,7 +95,8 @@ class Stack:
         self.core = CoreProcess(self.broker.port, self.store.url, workdir / "core")
         self.core.start()
         self.recorder = Recorder(self.broker.port, "sensing/v1/alerts/#",
-                                 "sensing/v1/core/stats", client_id="fault-recorder")
+                                 "sensing/v1/core/stats", "sensing/v1/deadletter/#",
+                                 client_id="fault-recorder")
         self.broker_started = time.monotonic()
         # SOS presses come from a wristband behind an edge agent of their own, as they would
         # in the field: what the broker loses the agent sends again until the core confirms
@@ -387,6 +388,10 @@ def run_fault(fault: Fault, workdir: Path, scale: Scale = CI_SCALE) -> RowResult
         stop_s = getattr(stack, "stop_seconds", None)
         if stop_s is not None:
             result.notes.append(f"the core took {stop_s:.1f} s to stop on SIGTERM")
+        letters = stack.recorder.json("sensing/v1/deadletter/")
+        if letters:
+            codes = sorted({str(doc.get("code", doc.get("reason"))) for _, doc in letters})
+            result.notes.append(f"{len(letters)} dead letters: {', '.join(codes)[:200]}")
         if fault.name == "publisher resend":
             stats = stack.core_stats()
             result.notes.append(f"core stats: readings_stored {stats.get('readings_stored')}, "
