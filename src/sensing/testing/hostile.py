@@ -267,7 +267,12 @@ def batch_inputs(draw: st.DrawFn) -> HostileInput:
     """Arrays: empty, of wrong things, of many readings, of huge values tables."""
     n = _unique(draw)
     gw = f"fz-{n % 32}"
-    what = draw(st.sampled_from(["empty", "nulls", "many", "channels"]))
+    what = draw(st.sampled_from(["empty", "nulls", "many", "channels", "tables"]))
+    if what == "tables":
+        devices = draw(st.sampled_from([1, 100, 5000]))
+        return HostileInput(f"snb1-{devices}-devices-no-readings", readings_topic(gw),
+                            empty_device_table(devices, draw(st.sampled_from([0, 10]))),
+                            must_dead_letter=True)
     if what == "empty":
         return HostileInput("batch-empty-json", readings_topic(gw), b"[]",
                             must_dead_letter=True)
