@@ -33,5 +33,6 @@ def test_ten_thousand_hostile_inputs_are_all_accounted_for(tmp_path: Path) -> No
     assert report.stored_although_refusable == {}, report.examples
     assert report.good_stored == report.good_sent
     assert report.expectations_failed == []
+    assert report.fresh_core_started, "a retained status stops a fresh core from starting"
     assert report.peak_rss_mb < MAX_RSS_MB
     assert report.sent >= INPUTS and report.dead_lettered > INPUTS // 2

@@ -88,6 +88,9 @@ class FuzzReport:
     core_starts: int = 0
     peak_rss_mb: float = 0.0
     expectations_failed: list[str] = field(default_factory=list)
+    fresh_core_started: bool | None = None
+    """whether a second core, with a new client id and state folder, starts and stays up
+    while the corpus's poisoned statuses are still retained (issue 11, problem 1)"""
     examples: dict[str, list[str]] = field(default_factory=dict)
     """a few vanished (or wrongly stored) inputs per name, as topic and payload head"""
     seconds: float = 0.0
@@ -100,7 +103,8 @@ class FuzzReport:
     @property
     def ok(self) -> bool:
         return (not self.crashes and not self.vanished and not self.stored_although_refusable
-                and self.good_stored == self.good_sent and not self.expectations_failed)
+                and self.good_stored == self.good_sent and not self.expectations_failed
+                and self.fresh_core_started is not False)
 
     def as_dict(self) -> dict[str, object]:
         return {**asdict(self), "vanished_total": self.vanished_total, "ok": self.ok}
@@ -214,6 +218,8 @@ def run_fuzz(workdir: Path, n_inputs: int, random_seed: int = 0, with_corpus: bo
             _drain(publisher, good, store, recorder, supervisor, step)
             report.sent = len(plan)
             _account(report, plan, corpus, good, recorder, store)
+            if retained:
+                report.fresh_core_started = _fresh_core_survives(broker, store, workdir, report)
         finally:
             for topic in retained:
                 publisher.publish(topic, b"", retain=True)
@@ -235,6 +241,25 @@ def run_fuzz(workdir: Path, n_inputs: int, random_seed: int = 0, with_corpus: bo
                 report.notes.append("core log: " + core.log_tail(0, 1200))
     report.seconds = round(time.monotonic() - started, 1)
     return report
+
+
+def _fresh_core_survives(broker: Mosquitto, store: VictoriaMetrics, workdir: Path,
+                         report: FuzzReport) -> bool:
+    """Start another core on the same broker (its own client id and state folder): it
+    receives every retained status at once, the hostile ones among them."""
+    fresh = CoreProcess(broker.port, store.url, workdir / "fresh-core",
+                        client_id="sensing-core-fresh")
+    try:
+        fresh.start()
+        time.sleep(2.0)
+        alive = fresh.check_alive()
+    except ServiceError:
+        alive = False
+    if not alive:
+        report.notes.append("a fresh core did not survive the retained statuses: "
+                            + fresh.log_tail(0, 600))
+    fresh.stop()
+    return alive
 
 
 def _drain(publisher: Publisher, good: _GoodTraffic, store: VictoriaMetrics,
