@@ -124,6 +124,8 @@ def _print_table(results: list[object]) -> None:
         table.add_row(r.fault + mark, r.source, f"{r.sent:,}", f"{r.stored:,}", f"{r.lost:,}",
                       f"{r.stored_twice:,}", delay, f"{r.seconds:.0f}")
         notes += [f"{r.fault}: {n}" for n in r.notes]
+        if r.alerts_doubled:
+            notes.append(f"{r.fault}: {r.alerts_doubled} SOS raised under a second alert id")
     console = Console(width=None if sys.stdout.isatty() else 120)
     console.print(table)
     for n in notes:

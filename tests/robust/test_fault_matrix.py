@@ -28,5 +28,6 @@ def test_the_fault_loses_nothing_stores_nothing_twice_and_delays_no_alert(
     assert row.stored_twice == 0
     assert row.stored == row.sent
     assert row.alert_delay_s is not None, "the SOS published during the fault was never alerted"
+    assert row.alerts_doubled == 0, "an SOS raised under two alert ids"
     if row.alert_bound_s is not None:
         assert row.alert_delay_s <= row.alert_bound_s, "the alert waited for the store"

@@ -70,6 +70,9 @@ class RowResult:
     alert_delay_s: float | None = None
     """None: no alert for the SOS at all"""
     alert_bound_s: float | None = None
+    alerts_doubled: int = 0
+    """SOS presses raised under more than one alert_id (a redelivered message with the same
+    alert_id is no second alert)"""
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
 
@@ -78,7 +81,7 @@ class RowResult:
         in_time = self.alert_delay_s is not None and (
             self.alert_bound_s is None or self.alert_delay_s <= self.alert_bound_s)
         return (self.lost == 0 and self.stored_twice == 0 and self.sent > 0
-                and self.stored == self.sent and in_time)
+                and self.stored == self.sent and in_time and self.alerts_doubled == 0)
 
     def as_dict(self) -> dict[str, object]:
         return {**asdict(self), "ok": self.ok}
@@ -164,6 +167,15 @@ class Stack:
             if time.monotonic() > deadline:
                 return None
             time.sleep(0.05)
+
+    def alerts_doubled(self) -> int:
+        ids: dict[str, set[str]] = {}
+        for _, doc in self.recorder.json("sensing/v1/alerts/"):
+            device = doc.get("device")
+            if doc.get("type") == "wearable.sos" and doc.get("state") == "raised" and \
+                    isinstance(device, str) and device in self.sos_sent:
+                ids.setdefault(device, set()).add(str(doc.get("alert_id")))
+        return sum(len(v) - 1 for v in ids.values())
 
     def core_stats(self) -> dict[str, object]:
         docs = [doc for _, doc in self.recorder.json("sensing/v1/core/stats")]
@@ -253,6 +265,18 @@ def _store_outage(s: Stack) -> None:
     s.sos("store-outage")
     time.sleep(s.scale.fault_s)
     s.store.restart()
+
+
+def _core_sigkill_after_alert(s: Stack) -> None:
+    """Killed the moment its alert is out: between publishing an alert and recording that
+    the broker has it, as an unlucky crash would."""
+    s.sos("core-sigkill-after-alert")
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and s.alert_delay(0) is None:
+        time.sleep(0.005)
+    s.core.kill()
+    time.sleep(s.scale.fault_s)
+    s.core.start()
 
 
 def _core_sigstop(s: Stack) -> None:
@@ -360,6 +384,8 @@ class Fault:
 
 FAULTS: tuple[Fault, ...] = (
     Fault("core SIGKILL", "edge agents", _with_agents(_core_sigkill)),
+    Fault("core SIGKILL just after an alert", "edge agents",
+          _with_agents(_core_sigkill_after_alert)),
     Fault("broker graceful restart", "edge agents", _with_agents(_broker_restart)),
     Fault("broker SIGKILL", "edge agents", _with_agents(_broker_sigkill)),
     Fault("broker SIGKILL, backlog for a stopped core", "edge agents",
@@ -381,7 +407,11 @@ def run_fault(fault: Fault, workdir: Path, scale: Scale = CI_SCALE) -> RowResult
     workdir.mkdir(parents=True, exist_ok=True)
     with _stack(workdir, scale) as stack:
         expected = fault.run(stack, result)
+        # the SOS readings are readings too: the probe's agent numbered each seq 0
+        expected |= {(SOS_GATEWAY, device, stack.probe.epoch, 0) for device in stack.sos_sent}
         result.alert_delay_s = stack.alert_delay()
+        time.sleep(0.5)
+        result.alerts_doubled = stack.alerts_doubled()
         tally = stack.tally(expected)
         result.sent, result.stored, result.lost = tally.sent, tally.stored, tally.lost
         result.stored_twice, result.unexpected = tally.stored_twice, tally.unexpected
