@@ -62,6 +62,8 @@ def _print_report(report: object) -> None:
                  ("stored although refusable", f"{refusable:,}"),
                  ("crashes (core exits)", f"{report.crashes}"),
                  ("peak RSS", f"{report.peak_rss_mb:,.0f} MB"),
+                 ("SOS among them alerted in", "never" if report.sos_delay_s is None
+                  else f"{report.sos_delay_s:.2f} s"),
                  ("a fresh core under the retained statuses",
                   {None: "not tried", True: "starts", False: "fails"}[report.fresh_core_started]),
                  ("good readings stored", good),

@@ -26,13 +26,15 @@ def test_ten_thousand_hostile_inputs_are_all_accounted_for(tmp_path: Path) -> No
     summary = (f"\nfuzz: {report.sent} sent, {report.dead_lettered} dead-lettered, "
                f"{report.stored_valid} valid and stored, {report.vanished_total} vanished, "
                f"{report.crashes} crashes, peak RSS {report.peak_rss_mb} MB, good "
-               f"{report.good_stored}/{report.good_sent}, {time.monotonic() - started:.0f} s")
+               f"{report.good_stored}/{report.good_sent}, SOS alerted in {report.sos_delay_s} s, "
+               f"{time.monotonic() - started:.0f} s")
     print(summary)
     assert report.crashes == 0, report.notes
     assert report.vanished == {}, report.examples
     assert report.stored_although_refusable == {}, report.examples
     assert report.good_stored == report.good_sent
     assert report.expectations_failed == []
+    assert report.sos_delay_s is not None and report.sos_delay_s < 10, "the SOS waited"
     assert report.fresh_core_started, "a retained status stops a fresh core from starting"
     assert report.peak_rss_mb < MAX_RSS_MB
     assert report.sent >= INPUTS and report.dead_lettered > INPUTS // 2

@@ -21,6 +21,7 @@ from sensing.services import Mosquitto, ServiceError, VictoriaMetrics
 from sensing.testing.counting import ReadingKey, stored_readings
 from sensing.testing.hostile import (
     ALERT_AREAS,
+    P5_AREA,
     P6_AREA,
     P6_GATEWAY,
     Corpus,
@@ -38,6 +39,9 @@ log = structlog.get_logger("sensing.testing.fuzz")
 
 GOOD_GATEWAYS = ("good-0", "good-1", "good-2", P6_GATEWAY)
 GOOD_DEVICES = 20
+SOS_BOUND_S = 10.0
+"""an SOS among the hostile inputs must be alerted within this"""
+SOS_DEVICE = "fuzz-sos-0"
 Progress = Callable[[str, int, int], None]
 """(phase, done, total)"""
 
@@ -88,6 +92,9 @@ class FuzzReport:
     core_starts: int = 0
     peak_rss_mb: float = 0.0
     expectations_failed: list[str] = field(default_factory=list)
+    sos_delay_s: float | None = None
+    """wall time from an SOS published right after the corpus (on a gateway of its own) to
+    its alert; None: never alerted (issue 11, problem 2: the pipeline stalled)"""
     fresh_core_started: bool | None = None
     """whether a second core, with a new client id and state folder, starts and stays up
     while the corpus's poisoned statuses are still retained (issue 11, problem 1)"""
@@ -104,7 +111,8 @@ class FuzzReport:
     def ok(self) -> bool:
         return (not self.crashes and not self.vanished and not self.stored_although_refusable
                 and self.good_stored == self.good_sent and not self.expectations_failed
-                and self.fresh_core_started is not False)
+                and self.fresh_core_started is not False and self.sos_delay_s is not None
+                and self.sos_delay_s <= SOS_BOUND_S)
 
     def as_dict(self) -> dict[str, object]:
         return {**asdict(self), "vanished_total": self.vanished_total, "ok": self.ok}
@@ -205,19 +213,25 @@ def run_fuzz(workdir: Path, n_inputs: int, random_seed: int = 0, with_corpus: bo
         good = _GoodTraffic()
         retained: set[str] = set()
         try:
+            sos_at = at + len(corpus.inputs)
             for i, item in enumerate(plan):
                 if i % good_every == 0:
                     publisher.publish(*good.next_message())
+                if i == sos_at:
+                    sos_sent = _sos(publisher)
                 publisher.publish(item.topic, item.payload, retain=item.retain)
                 if item.retain:
                     retained.add(item.topic)
                 if i % 200 == 0:
                     step("sending", i, len(plan))
+            if sos_at >= len(plan):
+                sos_sent = _sos(publisher)
             step("sending", len(plan), len(plan))
             publisher.flush()
             _drain(publisher, good, store, recorder, supervisor, step)
             report.sent = len(plan)
             _account(report, plan, corpus, good, recorder, store)
+            report.sos_delay_s = _sos_delay(recorder, sos_sent)
             if retained:
                 report.fresh_core_started = _fresh_core_survives(broker, store, workdir, report)
         finally:
@@ -241,6 +255,25 @@ def run_fuzz(workdir: Path, n_inputs: int, random_seed: int = 0, with_corpus: bo
                 report.notes.append("core log: " + core.log_tail(0, 1200))
     report.seconds = round(time.monotonic() - started, 1)
     return report
+
+
+def _sos(publisher: Publisher) -> float:
+    doc = {"device": SOS_DEVICE, "kind": "wearable", "seq": 0, "epoch": 0, "ts": now_ms(),
+           "values": {**quiet_values("wearable"), "sos": 1.0}, "battery": 0.9}
+    sent = time.monotonic()
+    publisher.publish(f"sensing/v1/{P5_AREA}/sos-gw/readings", orjson.dumps(doc))
+    return sent
+
+
+def _sos_delay(recorder: Recorder, sent: float) -> float | None:
+    deadline = time.monotonic() + 30
+    while True:
+        for heard, doc in recorder.json(f"sensing/v1/alerts/{P5_AREA}"):
+            if doc.get("device") == SOS_DEVICE and doc.get("state") == "raised":
+                return round(heard.at - sent, 2)
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(0.1)
 
 
 def _fresh_core_survives(broker: Mosquitto, store: VictoriaMetrics, workdir: Path,
