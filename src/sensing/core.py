@@ -149,11 +149,12 @@ class StreamCore:
 
 def _delivered(info: mqtt.MQTTMessageInfo) -> bool:
     """Whether the broker acknowledged the message. paho's is_published() raises for one
-    published while disconnected (rc NO_CONN), which paho still sends after the reconnect."""
-    if info.rc == mqtt.MQTT_ERR_NO_CONN:
-        with info._condition:
-            return bool(info._published)
-    return info.is_published()
+    published while disconnected (rc NO_CONN), which paho still sends after the reconnect,
+    and for one it refused (which the session logs; its outbox entry waits for a restart)."""
+    if info.rc == mqtt.MQTT_ERR_SUCCESS:
+        return info.is_published()
+    with info._condition:
+        return bool(info._published)
 
 
 def _line_origin(line: bytes) -> tuple[str, str]:

@@ -21,6 +21,14 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("sensing.ingest")
 
+MAX_OUTSTANDING = 20_000
+"""QoS 1 publishes handed to paho and not yet acknowledged, at most. paho numbers them with
+16-bit ids: past 65,535 outstanding it refuses a publish (MQTT_ERR_QUEUE_SIZE) instead of
+queueing it, so an alert storm (50,000 device.offline at once) would lose alerts. A publish
+beyond this bound waits for PUBACKs instead."""
+_SENT = (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN)
+"""paho's results for a publish it keeps (and sends, or sends after the reconnect)"""
+
 
 @dataclass(frozen=True, slots=True)
 class Incoming:
@@ -59,6 +67,10 @@ class CoreSession:
         self._client.on_subscribe = self._on_subscribe
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
+        self._client.on_publish = self._on_publish
+        self._outstanding = 0
+        self._room = threading.Condition()
+        self._stopping = False
         self._queue: queue.SimpleQueue[Incoming] = queue.SimpleQueue()
         self._generation = 0
         self._lock = threading.Lock()
@@ -127,9 +139,34 @@ class CoreSession:
 
     def publish(self, topic: str, payload: bytes, retain: bool = False
                 ) -> mqtt.MQTTMessageInfo:
-        """QoS 1; paho keeps it and sends it again after a reconnect until the PUBACK."""
-        return self._client.publish(topic, payload, qos=1, retain=retain)
+        """QoS 1; paho keeps it and sends it again after a reconnect until the PUBACK. Waits
+        while MAX_OUTSTANDING publishes are unacknowledged (not once stopping)."""
+        with self._room:
+            while self._outstanding >= MAX_OUTSTANDING and not self._stopping:
+                self._room.wait(0.5)
+            self._outstanding += 1
+        info = self._client.publish(topic, payload, qos=1, retain=retain)
+        if info.rc not in _SENT:
+            with self._room:
+                self._outstanding -= 1
+            log.error("the MQTT client refused a publish", topic=topic,
+                      error=mqtt.error_string(info.rc))
+        return info
+
+    @property
+    def outstanding(self) -> int:
+        """Publishes not yet acknowledged by the broker."""
+        return self._outstanding
+
+    def _on_publish(self, client: mqtt.Client, userdata: object, mid: int,
+                    reason: ReasonCode, properties: object) -> None:
+        with self._room:
+            self._outstanding -= 1
+            self._room.notify_all()
 
     def stop(self) -> None:
+        with self._room:
+            self._stopping = True
+            self._room.notify_all()
         self._client.disconnect()
         self._client.loop_stop()
