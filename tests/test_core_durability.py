@@ -59,7 +59,7 @@ def test_a_line_the_store_refuses_is_returned_and_the_others_are_stored(
 
     alone = write([huge])
     assert [r.line for r in alone] == [huge] and "HTTP 400" in alone[0].reason
-    mixed = write(good[:4] + [huge] + good[4:])
+    mixed = write([*good[:4], huge, *good[4:]])
     assert {r.line for r in mixed} <= {huge}
     assert store.settled_count('reading_seq{device=~"split-[0-9]"}', 9) == 9
     writer.close()
