@@ -108,6 +108,8 @@ class Stack:
         self.probe.start()
         self.agents: list[tuple[GatewayAgent, LockstepDriver]] = []
         self.sos_sent: dict[str, float] = {}
+        self.stop_seconds: float | None = None
+        """how long the core took to stop on SIGTERM, where a row stops it"""
 
     # -- traffic ------------------------------------------------------------------------
 
@@ -295,7 +297,7 @@ def _clean_stop_during_store_outage(s: Stack) -> None:
     code = s.core.stop(signal.SIGTERM, timeout=60)
     if code != 0:
         log.warning("the core's exit on SIGTERM", code=code)
-    s.stop_seconds = time.monotonic() - started  # type: ignore[attr-defined]
+    s.stop_seconds = time.monotonic() - started
     s.store.restart()
     s.core.start()
 
@@ -415,9 +417,8 @@ def run_fault(fault: Fault, workdir: Path, scale: Scale = CI_SCALE) -> RowResult
         tally = stack.tally(expected)
         result.sent, result.stored, result.lost = tally.sent, tally.stored, tally.lost
         result.stored_twice, result.unexpected = tally.stored_twice, tally.unexpected
-        stop_s = getattr(stack, "stop_seconds", None)
-        if stop_s is not None:
-            result.notes.append(f"the core took {stop_s:.1f} s to stop on SIGTERM")
+        if stack.stop_seconds is not None:
+            result.notes.append(f"the core took {stack.stop_seconds:.1f} s to stop on SIGTERM")
         letters = stack.recorder.json("sensing/v1/deadletter/")
         if letters:
             codes = sorted({str(doc.get("code", doc.get("reason"))) for _, doc in letters})
