@@ -187,3 +187,36 @@ def test_a_message_the_core_fails_on_is_dead_lettered_and_the_core_goes_on(
     finally:
         listener.close()
         pub.loop_stop()
+
+
+def test_a_store_that_refuses_the_token_is_an_outage_not_a_rejection() -> None:
+    """401/403/404 say nothing about the lines (a wrong token, a missing bucket): the writer
+    retries them like an outage until the store is put right, and rejects no line (found by
+    the adversarial review: every line was dead-lettered as store_rejected, and lost)."""
+    import http.server
+
+    answers = [401, 403, 404, 204]
+    bodies: list[bytes] = []
+
+    class Store(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            bodies.append(self.rfile.read(int(self.headers["Content-Length"])))
+            self.send_response(answers.pop(0) if len(answers) > 1 else answers[0])
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Store)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        writer = StoreWriter(f"http://127.0.0.1:{server.server_port}", "wrong", "o", "b",
+                             max_backoff_s=0.2)
+        rejected = writer.write([b"reading,device=d seq=1i 1", b"reading,device=d seq=2i 2"],
+                                threading.Event())
+        assert rejected == [] and writer.failures == 3
+        assert len(bodies) == 4 and bodies[-1].count(b"\n") == 1  # the whole request, 4 times
+        writer.close()
+    finally:
+        server.shutdown()

@@ -1,8 +1,9 @@
 """Writes line protocol through influxdb-client (InfluxDB v2 write API).
 
-Outages (no connection, timeouts, 5xx, 429) are retried until the store takes the write or the
-caller stops. A request the store refuses (any other 4xx) is split in halves until the lines it
-refuses are alone: those come back to the caller as rejected (it dead-letters them), the others
+Outages (no connection, timeouts, 5xx, 429, and answers such as 401/403/404 that say nothing
+about the lines) are retried until the store takes the write or the caller stops. A request the
+store refuses for its lines (400, 413, 422) is split in halves until the lines it refuses are
+alone: those come back to the caller as rejected (it dead-letters them), the others
 are stored. One bad line can therefore never stall the lines behind it.
 """
 
@@ -35,11 +36,19 @@ class Rejected:
     """the store's answer, e.g. 'HTTP 400: line too long'"""
 
 
+REFUSING_STATUSES = frozenset({400, 413, 422})
+"""answers about the request's lines: bad line protocol or a line too long (400), too large
+(413), a point outside the retention period (422, InfluxDB). Anything else — a wrong token
+(401), no permission (403), no such bucket (404), throttling (429), 5xx — says nothing about
+the lines: retried as an outage, however long it lasts, so a misconfigured store loses no
+reading."""
+
+
 def _refusal(exc: BaseException) -> str | None:
-    """The store's reason if it refused the request itself (retrying cannot help), else None."""
+    """The store's reason if it refused the request's lines (retrying cannot help), else None."""
     if isinstance(exc, ApiException) and exc.status is not None:
         status = int(exc.status)
-        if 400 <= status < 500 and status not in (408, 429):
+        if status in REFUSING_STATUSES:
             body = exc.body.decode(errors="replace") if isinstance(exc.body, bytes) else str(
                 exc.body or exc.reason or "")
             return f"HTTP {status}: {body.strip()[:300]}"
