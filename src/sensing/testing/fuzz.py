@@ -228,7 +228,11 @@ def run_fuzz(workdir: Path, n_inputs: int, random_seed: int = 0, with_corpus: bo
                 sos_sent = _sos(publisher)
             step("sending", len(plan), len(plan))
             publisher.flush()
-            _drain(publisher, good, store, recorder, supervisor, step)
+            drain_s = max(120.0, 0.005 * len(plan))
+            if not _drain(publisher, good, store, recorder, supervisor, step, drain_s):
+                report.notes.append(f"the core had not handled everything (or its dead letters "
+                                    f"had not arrived) after {drain_s:.0f} s: the counts of "
+                                    "dead-lettered and stored inputs are lower bounds")
             report.sent = len(plan)
             _account(report, plan, corpus, good, recorder, store)
             report.sos_delay_s = _sos_delay(recorder, sos_sent)
@@ -297,10 +301,11 @@ def _fresh_core_survives(broker: Mosquitto, store: VictoriaMetrics, workdir: Pat
 
 def _drain(publisher: Publisher, good: _GoodTraffic, store: VictoriaMetrics,
            recorder: Recorder, supervisor: _Supervisor, step: Progress,
-           timeout: float = 120.0) -> None:
-    """Wait until the core has handled everything: a last good message (the sentinel) is in
-    the store or dead-lettered, so everything published before it has been through the
-    core."""
+           timeout: float) -> bool:
+    """Wait until the core has handled everything and the recorder heard all it sent: a last
+    good message (the sentinel) is in the store or dead-lettered, the core's stats count every
+    message published, and as many dead letters were heard as they count. False if `timeout`
+    passed first (the counts are then a lower bound)."""
     topic, payload = good.next_message()
     publisher.publish(topic, payload)
     publisher.flush()
@@ -309,33 +314,45 @@ def _drain(publisher: Publisher, good: _GoodTraffic, store: VictoriaMetrics,
     letter = base64.b64encode(payload).decode()
     match = f'{{__name__="reading_seq",gateway="{gateway}",device="{gateway}-dev-0"}}'
     deadline = time.monotonic() + timeout
+    arrived = False
     while time.monotonic() < deadline and not supervisor.gave_up:
         step("draining", 0, 1)
         if any(doc.get("payload") == letter for _, doc in recorder.json(
                 f"sensing/v1/deadletter/{P6_AREA}/{gateway}")):
+            arrived = True
             break
         if any(sentinel in s["values"] for s in store.export(match)):  # type: ignore[operator]
+            arrived = True
             break
         time.sleep(0.5)
-    _letters_caught_up(recorder, deadline + timeout)
+    caught_up = _letters_caught_up(recorder, deadline, publisher.sent,
+                                   restarted=supervisor.core.starts > 1)
     step("draining", 1, 1)
+    return arrived and caught_up
 
 
-def _letters_caught_up(recorder: Recorder, deadline: float) -> None:
-    """Wait until the recorder has heard as many dead letters as the core says it sent (its
-    retained stats; they follow the letters on the same connection) and a little more time
-    passed, or `deadline`. A restarted core counts from 0: then only the quiet period."""
+def _letters_caught_up(recorder: Recorder, deadline: float, published: int,
+                       restarted: bool) -> bool:
+    """Wait until the core's retained stats count all `published` messages and the recorder
+    has heard as many dead letters as they say were sent (the stats follow the letters on the
+    core's connection; a storm of alerts can hold both back for minutes). A restarted core
+    counts from 0: then wait for 10 s without a new letter instead."""
     quiet_since, heard_before = time.monotonic(), -1
     while time.monotonic() < deadline:
         stats = [doc for _, doc in recorder.json("sensing/v1/core/stats")]
-        sent = stats[-1].get("deadletters") if stats else None
+        last = stats[-1] if stats else {}
+        sent, handled = last.get("deadletters"), last.get("messages")
         heard = sum(1 for _, doc in recorder.json("sensing/v1/deadletter/") if "reason" in doc)
         if heard != heard_before:
             quiet_since, heard_before = time.monotonic(), heard
         quiet = time.monotonic() - quiet_since
-        if (isinstance(sent, int) and heard >= sent and quiet > 1.0) or quiet > 5.0:
-            return
+        if restarted and quiet > 10.0:
+            return True
+        if (not restarted and isinstance(sent, int) and isinstance(handled, int)
+                and handled >= published and heard >= sent and quiet > 0.5):
+            return True
         time.sleep(0.25)
+    return False
 
 
 def _account(report: FuzzReport, plan: list[HostileInput], corpus: Corpus, good: _GoodTraffic,
