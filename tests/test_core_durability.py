@@ -4,6 +4,7 @@ core fails on. Counted in the real store."""
 
 from __future__ import annotations
 
+import base64
 import threading
 import time
 from pathlib import Path
@@ -220,3 +221,28 @@ def test_a_store_that_refuses_the_token_is_an_outage_not_a_rejection() -> None:
         writer.close()
     finally:
         server.shutdown()
+
+
+def test_a_huge_message_gets_a_dead_letter_that_fits_and_the_core_goes_on(
+        broker: Mosquitto, store: VictoriaMetrics, tmp_path: Path) -> None:
+    """A 13 MB readings message (the broker takes up to 16 MiB) used to get a 17 MB dead letter,
+    which the broker refused by dropping the core's connection, again after every reconnect:
+    nothing more was stored or alerted (found by the adversarial review). The dead letter now
+    carries the first 64 KiB and the size, and an SOS right after it is alerted."""
+    listener = Listener(broker, topics.ALERTS_FILTER, topics.DEADLETTER_FILTER)
+    pub = publisher(broker)
+    try:
+        with running_core(broker, store, tmp_path / "core"):
+            huge = b"[" + b" " * 13_000_000 + b"]"
+            publish(pub, topics.readings_topic("dur-a", "gw-huge"), huge)
+            publish(pub, topics.readings_topic("dur-a", "gw-after"), orjson.dumps(
+                reading("wear-after-1", "wearable", 0, now_ms(), heart_rate=70, sos=1)))
+            assert listener.wait_for(lambda: any(
+                m.get("type") == "wearable.sos" for m in listener.json("sensing/v1/alerts/")),
+                timeout=15)
+            (dead,) = [d for d in listener.json("sensing/v1/deadletter/dur-a/gw-huge")]
+            assert dead["code"] == "payload_too_large" and dead["size"] == len(huge)
+            assert len(base64.b64decode(str(dead["payload"]))) == 64 * 1024
+    finally:
+        listener.close()
+        pub.loop_stop()

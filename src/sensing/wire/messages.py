@@ -76,19 +76,30 @@ class GatewayStatus(_Message):
     """ms; the core also refuses one more than MAX_FUTURE_MS ahead of its clock"""
 
 
+MAX_DEADLETTER_RAW = 64 * 1024
+"""raw bytes a dead letter carries at most: the whole input up to this, else its first bytes.
+A dead letter must always fit the broker's packet limit, however large its input: a 13 MB
+message's 17 MB dead letter made the broker drop the core's connection, again on every
+reconnect (paho sends its queue first), and stalled the core for good."""
+
+
 class DeadLetter(_Message):
     reason: str
     topic: str
     payload: str
-    """base64 of the raw bytes"""
+    """base64 of the raw bytes (their first MAX_DEADLETTER_RAW when `size` is larger)"""
     code: str = Code.PAYLOAD_INVALID.value
     """why, for machines: one of `sensing.wire.errors.Code` (an addition to contract v1)"""
+    size: int | None = None
+    """the input's whole length in bytes, when `payload` holds only its beginning (an
+    addition to contract v1)"""
 
     @classmethod
     def of(cls, reason: str, topic: str, payload: bytes,
            code: str = Code.PAYLOAD_INVALID) -> DeadLetter:
-        return cls(reason=reason, topic=topic, payload=base64.b64encode(payload).decode(),
-                   code=str(code))
+        kept = payload[:MAX_DEADLETTER_RAW]
+        return cls(reason=reason, topic=topic[:1024], payload=base64.b64encode(kept).decode(),
+                   code=str(code), size=len(payload) if len(kept) < len(payload) else None)
 
     def raw(self) -> bytes:
         return base64.b64decode(self.payload)
