@@ -6,6 +6,7 @@ TLS with credentials; and no secret in logs or error messages."""
 from __future__ import annotations
 
 import json
+import re
 import signal
 import stat
 import threading
@@ -315,6 +316,10 @@ def test_setup_is_idempotent_and_keeps_secrets_private(tmp_path: Path) -> None:
     assert core.broker_security().password_value() == (
         tmp_path / "users" / f"{CORE}.password").read_text().strip()
     assert core.broker_security().ca_file == tmp_path.resolve() / "ca.crt"
+    # nobody can take the core's session over by guessing its client id (adversarial review:
+    # a gateway reconnecting as "sensing-core" every second kept the core off the broker)
+    assert re.fullmatch(rf"{CORE}-[0-9a-f]{{16}}", core.mqtt_client_id)
+    assert core.mqtt_client_id != CoreSettings().mqtt_client_id
     before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
     again = secure_setup(tmp_path, users())
     assert again.created == []

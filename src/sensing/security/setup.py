@@ -154,16 +154,27 @@ def _password_file(path: Path, passwords: dict[str, str], result: SetupResult) -
         result.created.append(str(path.relative_to(result.directory)))
 
 
+def _unguessable_client_id(name: str, password_file: Path) -> str:
+    """`name-` and 16 hex digits derived from the user's password: stable across runs of the
+    setup (it changes no byte twice), unknown to anyone without the password."""
+    digest = hashlib.sha256(b"sensing client id\0" + password_file.read_bytes()).hexdigest()
+    return f"{name}-{digest[:16]}"
+
+
 def _core_settings(directory: Path, core: User) -> str:
     def toml(text: object) -> str:  # a TOML basic string: JSON's escapes are valid in it
         return json.dumps(str(text))
 
+    password_file = directory / "users" / f"{core.name}.password"
     return "\n".join([
         "# The stream core against the secure broker: sensing run --config <this file>",
         "mqtt_host = \"127.0.0.1\"",
         "mqtt_port = 8883",
         f"mqtt_username = {toml(core.name)}",
-        f"mqtt_password_file = {toml(directory / 'users' / f'{core.name}.password')}",
+        f"mqtt_password_file = {toml(password_file)}",
+        "# a client id no other user can guess: whoever connects with the core's id takes its",
+        "# session over (Mosquitto disconnects the older connection), and the default is known",
+        f"mqtt_client_id = {toml(_unguessable_client_id(core.name, password_file))}",
         f"mqtt_ca_file = {toml(directory / 'ca.crt')}",
         "# acks only on sensing/v1/ack/{responder}, by that responder",
         "ack_requires_identity = true",
