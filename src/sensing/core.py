@@ -11,9 +11,12 @@ the store is down.
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
+from collections.abc import Callable
 
+import numpy as np
 import orjson
 import paho.mqtt.client as mqtt
 import structlog
@@ -54,6 +57,8 @@ class StreamCore:
                                 self._dead_letter_rejected)
         self.stop_event = threading.Event()
         self._last_stats = 0.0
+        self._unspooled = False
+        """the window admitted readings that never reached the spool (a stop while full)"""
         self._outbox: list[tuple[int, list[mqtt.MQTTMessageInfo]]] = []
         """outbox entries published and waiting for the broker's PUBACK"""
 
@@ -83,7 +88,7 @@ class StreamCore:
             self.session.stop()
             self.store.close()
             self.spool.close()
-            self.journal.close()
+            self.journal.close(compact=not self._unspooled)
             self.pipeline.book.close()
             log.info("core stopped", **self.stats.as_dict())
 
@@ -101,12 +106,34 @@ class StreamCore:
             self.session.publish(topic, payload)
         lines = b"\n".join(x if isinstance(x, bytes) else x.encode() for x in out.lines if x)
         confirms = stored_messages(out.handled) if out.handled else []
-        if not self.spool.add(lines, confirms, self.stop_event):
-            return  # stopping with a full spool: unacknowledged, the broker keeps them
-        self.journal.append(*out.admitted)
+        if not self._durably(lambda: self.spool.add(lines, confirms, self.stop_event)):
+            # stopping with a full spool (or disk): unacknowledged, the broker keeps them; the
+            # window admitted them, so it must not be saved as it is
+            self._unspooled = True
+            return
+        if not self._durably(lambda: self._journal(out.admitted)):
+            return  # stopping on a full disk: the spool has them; they come again, once
         self.session.ack(messages)
         self._settle_outbox()
         self._publish_stats()
+
+    def _journal(self, admitted: tuple[np.ndarray, np.ndarray, np.ndarray]) -> bool:
+        self.journal.append(*admitted)
+        return True
+
+    def _durably(self, write: Callable[[], bool]) -> bool:
+        """Run a write to the core's disk until it succeeds (True) or the core stops (False):
+        a full disk makes the core wait, with alerts still going out, instead of exiting."""
+        delay = 0.5
+        while True:
+            try:
+                return write()
+            except (OSError, sqlite3.Error) as exc:
+                log.error("cannot write to the core's disk; retrying", error=str(exc)[:200],
+                          state_dir=str(self.settings.state_dir), retry_in_s=delay)
+                if self.stop_event.wait(delay):
+                    return False
+                delay = min(delay * 2, 10.0)
 
     def _announce_undelivered(self) -> None:
         """Publish again what a previous run decided but the broker never confirmed."""

@@ -18,6 +18,7 @@ store keeps one sample per series and timestamp, so they are stored once all the
 
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
 import zlib
@@ -91,7 +92,10 @@ class DedupJournal:
                             bytes_ignored=len(data) - pos)
         self._journaled_names = len(self.devices)
         log.info("dedup state recovered", devices=len(self.devices), replayed=replayed)
-        self.compact()
+        try:
+            self.compact()
+        except OSError as exc:  # a full disk must not keep the core from starting
+            log.error("dedup snapshot not written; the journal is kept", error=str(exc))
         return replayed
 
     @staticmethod
@@ -134,13 +138,28 @@ class DedupJournal:
         body = b"".join(parts)
         if self._file is None:
             self._file = self.journal_path.open("ab")
-        self._file.write(_RECORD.pack(_MAGIC, zlib.crc32(body), len(names), int(dev.size)) + body)
-        self._file.flush()
-        os.fsync(self._file.fileno())
+        end = self._file.tell()
+        try:
+            self._file.write(_RECORD.pack(_MAGIC, zlib.crc32(body), len(names), int(dev.size))
+                             + body)
+            self._file.flush()
+            os.fsync(self._file.fileno())
+        except OSError:
+            # a full disk: cut the torn record off, or recovery would stop there and ignore
+            # every record after it; the caller tries again
+            self._file.close()
+            self._file = None
+            with contextlib.suppress(OSError), self.journal_path.open("r+b") as f:
+                f.truncate(end)
+            raise
         self._journaled_names = len(self.devices)
         self._records += 1
         if self._records >= self.compact_every:
-            self.compact()
+            try:
+                self.compact()
+            except OSError as exc:  # the record is on disk: compaction waits for space
+                self._records = 0
+                log.error("dedup snapshot not written; the journal is kept", error=str(exc))
 
     def compact(self) -> None:
         """Write the whole window as a snapshot and start an empty journal."""
@@ -162,5 +181,11 @@ class DedupJournal:
         self._journaled_names = n
         self._records = 0
 
-    def close(self) -> None:
-        self.compact()
+    def close(self, compact: bool = True) -> None:
+        """Fold the journal into a snapshot, unless the window holds readings that were never
+        spooled (a stop while the spool was full): then the journal stays as it is."""
+        if compact:
+            self.compact()
+        elif self._file is not None:
+            self._file.close()
+            self._file = None
