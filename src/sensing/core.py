@@ -79,7 +79,8 @@ class StreamCore:
                 if self.drain.error is not None:
                     raise RuntimeError("the store drain stopped") from self.drain.error
                 messages = self.session.receive(self.settings.batch_max_messages,
-                                                self.settings.batch_max_wait_s)
+                                                self.settings.batch_max_wait_s,
+                                                self.settings.batch_max_bytes)
                 self.step(messages)
         finally:
             self.drain.stop(self.settings.shutdown_grace_s)

@@ -46,6 +46,12 @@ class CoreSettings(BaseSettings):
     """accept acks only on sensing/v1/ack/{responder} with `by` == responder (the secure
     configuration, where the broker's ACL lets each user write only its own ack topic)"""
 
+    devices_follow_gateway: bool = False
+    """a device belongs to the gateway that first reported it to this core, and readings of it
+    through another gateway are refused (dead letter `gateway_mismatch`): no gateway can speak
+    for another's devices. True: a device belongs to whichever gateway reported it last, for
+    deployments where devices roam between gateways (BLE wristbands heard by several)"""
+
     store_url: str = "http://127.0.0.1:8428"
     """may carry credentials (http://user:password@host/): logged only through redact_url"""
     store_token: str = Field("", repr=False)
@@ -56,6 +62,10 @@ class CoreSettings(BaseSettings):
     max_payload_bytes: int = Field(1 << 20, gt=0)
     batch_max_messages: int = Field(2000, gt=0)
     batch_max_wait_s: float = Field(0.05, gt=0)
+    batch_max_bytes: int = Field(4 << 20, gt=0)
+    """payload bytes one step takes at most (beyond its first message): a step's lines and
+    alerts are built whole in memory, and a hostile ~1 MB message can become ~45 MB of lines
+    (long names, many readings), so steps are bounded by bytes as well as by messages"""
     state_dir: Path = Path(".run/core")
     spool_max_bytes: int = Field(1 << 30, gt=0)
     """line protocol waiting for the store on the core's disk, at most; when full, the core

@@ -118,17 +118,22 @@ class CoreSession:
         if not self.connected.wait(timeout_s):
             raise ConnectionError(f"no MQTT broker at {self.host}:{self.port} after {timeout_s} s")
 
-    def receive(self, max_messages: int, max_wait_s: float) -> list[Incoming]:
-        """Up to `max_messages`, waiting at most `max_wait_s` for the first and the rest."""
+    def receive(self, max_messages: int, max_wait_s: float,
+                max_bytes: int = 1 << 62) -> list[Incoming]:
+        """Up to `max_messages` (and about `max_bytes` of payload: at least one message),
+        waiting at most `max_wait_s` for the first and the rest."""
         out: list[Incoming] = []
         deadline = time.monotonic() + max_wait_s
-        while len(out) < max_messages:
+        size = 0
+        while len(out) < max_messages and size < max_bytes:
             remaining = deadline - time.monotonic()
             try:
-                out.append(self._queue.get(timeout=max(remaining, 0.0)) if remaining > 0
-                           else self._queue.get_nowait())
+                m = (self._queue.get(timeout=max(remaining, 0.0)) if remaining > 0
+                     else self._queue.get_nowait())
             except queue.Empty:
                 break
+            out.append(m)
+            size += len(m.payload)
         return out
 
     def ack(self, messages: list[Incoming]) -> None:
