@@ -63,7 +63,16 @@ from sensing.wire.messages import GatewayStatus
 from sensing.wire.topics import RESERVED_AREAS, readings_topic, status_topic, stored_topic
 
 from .alarms import AlarmSettings, LocalAlarms
-from .batching import PayloadFormat, encode_batch
+from .batching import (
+    DEFAULT_MAX_PAYLOAD_BYTES,
+    MAX_MQTT_PAYLOAD_BYTES,
+    MIN_PAYLOAD_BYTES,
+    PayloadFormat,
+    Segment,
+    encode_batch,
+    encode_fitting,
+    over_message_limits,
+)
 from .buffer import ReadingBuffer, Row, WhenFull
 from .drivers import Driver, SensorSample
 from .security import BrokerSecurity, apply_security
@@ -114,6 +123,11 @@ class AgentSettings(BaseModel):
     batch_max_readings: int = Field(default=200, ge=1, le=65535)
     batch_max_age_s: float = Field(default=0.5, gt=0)
     payload_format: PayloadFormat = "snb1"
+    max_payload_bytes: int = Field(default=DEFAULT_MAX_PAYLOAD_BYTES, ge=MIN_PAYLOAD_BYTES,
+                                   le=MAX_MQTT_PAYLOAD_BYTES)
+    """the core's `max_payload_bytes` (1 MiB by default): a batch whose payload would be larger,
+    or break the contract's per-message counts (readings, values, devices, channels), goes
+    out cut in parts that fit; a reading too large alone is dropped, logged and counted"""
     poll_interval_s: float = Field(default=0.1, gt=0)
     max_inflight: int = Field(default=100, ge=1, le=60000)
     """Batches handed to MQTT and not yet acknowledged, at most (publish_now may exceed it)."""
@@ -200,6 +214,8 @@ class AgentStats:
     """readings in the buffer: not yet confirmed"""
     batches: int
     """batches handed to the MQTT client (resends included)"""
+    batches_split: int
+    """batches cut in parts to fit max_payload_bytes and the per-message counts (logged)"""
     batches_acked: int
     pending_batches: int
     """batches handed to the MQTT client and not yet acknowledged by the broker"""
@@ -313,6 +329,7 @@ class GatewayAgent:
         self._batches = self._batches_acked = self._connects = 0
         self._confirmed = self._resent = self._refused = self._confirmations = 0
         self._failed_connects = 0
+        self._splits = 0
 
         self._connected = threading.Event()
         self._stop_event = threading.Event()
@@ -382,6 +399,7 @@ class GatewayAgent:
                 readings_dropped=self._dropped + self._buffer.dropped,
                 readings_buffered=len(self._buffer),
                 batches=self._batches,
+                batches_split=self._splits,
                 batches_acked=self._batches_acked,
                 pending_batches=sum(1 for e in self._inflight.values() if e is not None),
                 confirmations=self._confirmations,
@@ -506,16 +524,18 @@ class GatewayAgent:
                     if not rows:  # a full buffer deleted them (drop-oldest)
                         live = self._live_pending = 0
                         break
-                    if not self._hand(rows, sent):
+                    done, handed = self._hand(rows, sent)
+                    if done:
+                        for _ in range(done if cached else 0):
+                            self._recent.popleft()
+                        self._live_after = rows[done - 1][0]
+                        live -= done
+                        self._live_pending -= done
+                        room -= max(1, handed)
+                        # what is left waits its own batch_max_age from now (an approximation)
+                        self._live_since = time.monotonic() if live > 0 else None
+                    if done < len(rows):  # paho refused a batch: the rest goes later
                         break
-                    for _ in range(len(rows) if cached else 0):
-                        self._recent.popleft()
-                    self._live_after = rows[-1][0]
-                    live -= len(rows)
-                    self._live_pending -= len(rows)
-                    room -= 1
-                    # what is left waits its own batch_max_age from now (an approximation)
-                    self._live_since = time.monotonic() if live > 0 else None
             self._refill_tokens()
             while (room > 0 and self._backlog_after < self._boundary and self._tokens >= 1
                    and not self._unconfirmed_full()):
@@ -528,11 +548,12 @@ class GatewayAgent:
                 with self._lock:  # not handed already, and not confirmed since the deletion
                     fresh = [r for r in rows if r[0] not in self._row_batch
                              and r[0] not in self._acked_rows]
-                if fresh and not self._hand(fresh, sent):
+                done, handed = self._hand(fresh, sent) if fresh else (0, 0)
+                if done < len(fresh):  # what was handed is not fresh any more when retried
                     self._backlog_after = rows[0][0] - 1
                     break
                 self._tokens -= len(rows)
-                room -= 1
+                room -= max(1, handed)
         for payload in sent:
             self._call_hook(payload)
 
@@ -619,9 +640,15 @@ class GatewayAgent:
                 self._forget_locked([r for r in rows if r not in kept])
         if not found:
             return 0
-        try:
-            payload = encode_batch([n for _, n in found], self.settings.payload_format)
-        except WireError:  # it was encoded once: cannot happen, but never loop on it
+        readings = [n for _, n in found]
+        try:  # some of a batch that fitted: they fit (checked all the same)
+            payload = encode_batch(readings, self.settings.payload_format)
+            unfit = over_message_limits(readings) or (
+                "too large" if len(payload) > self.settings.max_payload_bytes else None)
+        except WireError as exc:
+            unfit = str(exc)
+        if unfit is not None:  # cannot happen, but never hand the core what it refuses
+            self._log.error("resend_unsendable", reason=unfit)
             self._give_up(batch)
             return 0
         if self._publish(self._readings_topic, payload, False, batch, len(found)) is None:
@@ -702,18 +729,47 @@ class GatewayAgent:
         with self._lock:
             return sum(1 for e in self._inflight.values() if e is not None)
 
-    def _hand(self, rows: list[Row], sent: list[bytes]) -> bool:
-        """Encode and publish one new batch; False if paho refused it (retried later)."""
-        ids = [r for r, _ in rows]
-        try:
-            payload = encode_batch([n for _, n in rows], self.settings.payload_format)
-        except WireError as exc:
-            self._log.error("batch_dropped", readings=len(rows), reason=str(exc))
-            with self._lock:
-                self._dropped += len(rows)
-                self._acked_rows.update(ids)  # nothing can ever send them: out of the buffer
-            return True
-        batch = _Batch(ids)
+    def _hand(self, rows: list[Row], sent: list[bytes]) -> tuple[int, int]:
+        """Encode and publish new batches of `rows`, cut to fit the core's limits; returns how
+        many of the rows were disposed of (handed, or dropped as unsendable: all of them, or a
+        prefix if paho refused a batch, the rest to retry later) and how many batches went."""
+        segments = encode_fitting([n for _, n in rows], self.settings.payload_format,
+                                  self.settings.max_payload_bytes)
+        if len(segments) > 1:
+            self._note_split(len(rows), segments)
+        done = handed = 0
+        for seg in segments:
+            part = rows[seg.start:seg.stop]
+            if seg.payload is None:
+                self._drop_unsendable(part, seg.reason)
+            elif self._hand_one(part, seg.payload, sent):
+                handed += 1
+            else:
+                break
+            done = seg.stop
+        return done, handed
+
+    def _note_split(self, readings: int, segments: list[Segment]) -> None:
+        with self._lock:
+            self._splits += 1
+            first = self._splits == 1
+        sizes = [len(seg.payload) for seg in segments if seg.payload is not None]
+        log = self._log.warning if first else self._log.debug
+        log("batch_split_to_fit", readings=readings, batches=len(sizes),
+            largest_bytes=max(sizes, default=0), max_payload_bytes=self.settings.max_payload_bytes,
+            hint="a smaller batch_max_readings (or the snb1 format) avoids encoding twice")
+
+    def _drop_unsendable(self, rows: list[Row], reason: str) -> None:
+        n = rows[0][1]
+        self._log.error("reading_dropped_unsendable", readings=len(rows), reason=reason,
+                        example=f"{n.sample.device}/{n.epoch}/{n.seq}")
+        with self._lock:
+            self._dropped += len(rows)
+            self._acked_rows.update(r for r, _ in rows)  # nothing can send them: out of the buffer
+
+    def _hand_one(self, rows: list[Row], payload: bytes, sent: list[bytes]) -> bool:
+        """Publish one new batch; False if paho refused it (retried later)."""
+        batch = _Batch([r for r, _ in rows])
         with self._lock:  # before publishing: a confirmation may follow at once
             self._batches_open[batch] = None
             for row, n in rows:

@@ -7,10 +7,11 @@ See `edge/gateway.example.toml` for every option with its default. Sections:
 - `[gateway]` `id`, `area`;
 - `[broker]` `host`, `port`, `client_id`, `keepalive_s`, and the security options of
   `sensing_edge.security.BrokerSecurity` (`username`, `password_file`, `ca_file`, ...);
-- `[publish]` `format`, `batch_max_readings`, `batch_max_age_s`, `max_inflight`,
-  `drain_readings_per_s`, `reconnect_min_s`, `reconnect_max_s`, `poll_interval_s`, and the
-  end-to-end acknowledgement: `confirm`, `max_unconfirmed_readings`, `confirm_timeout_s`,
-  `confirm_timeout_max_s`, `confirm_give_up_after`;
+- `[publish]` `format`, `max_payload_bytes`, `batch_max_readings`, `batch_max_age_s`,
+  `max_inflight`, `drain_readings_per_s`, `reconnect_min_s`, `reconnect_max_s`,
+  `poll_interval_s`, and the end-to-end acknowledgement: `confirm`,
+  `max_unconfirmed_readings`, `confirm_timeout_s`, `confirm_timeout_max_s`,
+  `confirm_give_up_after`;
 - `[buffer]` `path`, `max_readings`, `when_full`;
 - `[alarms]` `command`, `repeat_s`, `hook_timeout_s`, and `[[alarms.rules]]` to replace the
   default rules;
@@ -32,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .agent import NAME_PATTERN, AgentSettings, ConfirmBy
 from .alarms import AlarmSettings
-from .batching import PayloadFormat
+from .batching import MAX_MQTT_PAYLOAD_BYTES, MIN_PAYLOAD_BYTES, PayloadFormat
 from .buffer import WhenFull
 from .drivers import Driver
 from .local_input import LocalInput
@@ -68,6 +69,8 @@ class BrokerSection(BrokerSecurity):
 class PublishSection(BaseModel):
     model_config = _STRICT
     format: PayloadFormat = _agent_default("payload_format")
+    max_payload_bytes: int = Field(default=_agent_default("max_payload_bytes"),
+                                   ge=MIN_PAYLOAD_BYTES, le=MAX_MQTT_PAYLOAD_BYTES)
     batch_max_readings: int = _agent_default("batch_max_readings")
     batch_max_age_s: float = _agent_default("batch_max_age_s")
     max_inflight: int = _agent_default("max_inflight")
@@ -131,6 +134,7 @@ class GatewayConfig(BaseModel):
             gateway=self.gateway.id, area=self.gateway.area, broker_host=self.broker.host,
             broker_port=self.broker.port, client_id=self.broker.client_id,
             keepalive_s=self.broker.keepalive_s, payload_format=p.format,
+            max_payload_bytes=p.max_payload_bytes,
             batch_max_readings=p.batch_max_readings, batch_max_age_s=p.batch_max_age_s,
             max_inflight=p.max_inflight, drain_readings_per_s=p.drain_readings_per_s,
             reconnect_min_s=p.reconnect_min_s, reconnect_max_s=p.reconnect_max_s,
