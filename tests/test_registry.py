@@ -1,4 +1,5 @@
-"""The registry interns device tables once per distinct table, and still follows moves."""
+"""The registry interns device tables once per distinct table, and still follows moves (with
+`devices_follow_gateway`; without it a device keeps its first gateway: test_device_ownership)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ def payload(devices: list[tuple[str, str]]) -> bytes:
 
 
 def test_a_repeated_table_maps_to_the_same_indices_and_moves_with_its_gateway() -> None:
-    reg = Registry(capacity=1)
+    reg = Registry(capacity=1, devices_follow_gateway=True)
     table = [("smoke-1", "smoke"), ("manhole-2", "manhole"), ("wearable-3", "wearable")]
     one = decode_readings(payload(table), "gw-1", "a", 1 << 20).batch
     dev, _ = reg.intern_batch(one, "gw-1", "a")
@@ -56,7 +57,7 @@ def test_devices_follow_the_gateway_area_and_kind_they_last_reported(
 ) -> None:
     """Against a dictionary of the last table, gateway and area each device came with; the
     decoded tables repeat (the decoder's cache), so most steps take the registry's shortcut."""
-    reg = Registry(capacity=1)
+    reg = Registry(capacity=1, devices_follow_gateway=True)
     payloads = [payload(t) for t in TABLES]
     last: dict[str, tuple[str, str, str]] = {}
     order: list[str] = []

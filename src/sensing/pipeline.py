@@ -25,7 +25,7 @@ from sensing.detect.overrides import load_overrides
 from sensing.dispatch.router import Dispatcher
 from sensing.ingest.mqtt import Incoming
 from sensing.kernels.dedup import ADMITTED, DUPLICATE, EPOCH_JUMP, SEQ_JUMP, TOO_OLD
-from sensing.registry import Registry
+from sensing.registry import Refused, Registry
 from sensing.settings import CoreSettings
 from sensing.store.lineprotocol import LineFormatter
 from sensing.wire import topics
@@ -127,7 +127,7 @@ class Pipeline:
 
     def __init__(self, settings: CoreSettings, book: AlertBook | None = None) -> None:
         self.settings = settings
-        self.registry = Registry()
+        self.registry = Registry(devices_follow_gateway=settings.devices_follow_gateway)
         self.dedup = DedupWindow()
         self.engine = DetectionEngine(self.registry,
                                       overrides=load_overrides(settings.detectors_file))
@@ -272,13 +272,9 @@ class Pipeline:
         batch = decoded.batch
         if not len(batch):
             return
-        dev, chan, refused = self.registry.intern_bounded(batch, gateway, area)
-        if refused is not None:  # names beyond the gateway's bounds
-            n_refused = int(np.count_nonzero(refused.rows))
-            self.stats.readings_rejected += n_refused
-            self._dead(step, m, area, gateway, f"{n_refused} readings refused: {refused.reason}",
-                       refused.code)
-            keep = ~refused.rows
+        dev, chan, refused = self.registry.intern_checked(batch, gateway, area)
+        if refused:  # names beyond the gateway's bounds, devices of another gateway
+            keep = self._refuse(step, m, gateway, area, refused)
             value_keep, _ = kept_values(keep, batch.value_row)
             batch, dev, chan = select(batch, keep), dev[keep], chan[value_keep]
             if not len(batch):
@@ -296,6 +292,18 @@ class Pipeline:
         step.value.append(batch.value)
         step.source.append(m)
         step.n_rows += len(batch)
+
+    def _refuse(self, step: _Step, m: Incoming, gateway: str, area: str,
+                refused: tuple[Refused, ...]) -> np.ndarray:
+        """A dead letter per refusal (each names its own readings); the readings to keep."""
+        keep = np.ones(refused[0].rows.shape[0], dtype=np.bool_)
+        for r in refused:
+            n_refused = int(np.count_nonzero(r.rows))
+            self.stats.readings_rejected += n_refused
+            self._dead(step, m, area, gateway, f"{n_refused} readings refused: {r.reason}",
+                       r.code)
+            keep &= ~r.rows
+        return keep
 
     def _status(self, m: Incoming, gateway: str, area: str, step: _Step, now: int) -> None:
         if not m.payload:

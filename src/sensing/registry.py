@@ -60,6 +60,8 @@ class _Table:
     """some entry names a kind the contract does not know"""
     placed: tuple[int, int, int] = (-1, -1, -1)
     """(gateway, area, registry changes) when it last set its devices' attributes"""
+    foreign: npt.NDArray[np.bool_] | None = None
+    """per entry, whether another gateway owns the device, as of `placed` (None: no entry)"""
 
 
 @dataclass(slots=True)
@@ -80,6 +82,12 @@ class Refused:
 class Registry:
     """Everything the core knows about each device, as arrays indexed by device index.
 
+    A device belongs to the gateway that first reported it (`device_gateway`): readings of it
+    that come through another gateway are refused (`gateway_mismatch`), so that no gateway can
+    speak for another's devices (move their dedup window, open their alerts, tag their lines).
+    Its owner may move it to another area (a gateway moves with its devices). With
+    `devices_follow_gateway`, a device instead belongs to whichever gateway reported it last.
+
     Bounded: a gateway may introduce at most `max_devices_per_gateway` device ids and
     `max_channels_per_gateway` channel names over the core's lifetime, and there are at most
     `max_devices` devices and `max_channels` channels in all (the detectors' channels are
@@ -91,7 +99,9 @@ class Registry:
                  max_devices_per_gateway: int = MAX_DEVICES_PER_GATEWAY,
                  max_channels_per_gateway: int = MAX_CHANNELS_PER_GATEWAY,
                  max_devices: int = MAX_DEVICES, max_channels: int = MAX_CHANNELS,
-                 max_table_bytes: int = 64 << 20) -> None:
+                 max_table_bytes: int = 64 << 20,
+                 devices_follow_gateway: bool = False) -> None:
+        self.devices_follow_gateway = devices_follow_gateway
         self.devices = Names()
         self.channels = Names()
         self.gateways = Names()
@@ -124,18 +134,25 @@ class Registry:
         self, batch: ReadingBatch, gateway: str, area: str
     ) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int32]]:
         """Global device index per reading and global channel index per value (-1 for a name
-        the gateway may not introduce: see `intern_bounded`).
-
-        A device is attached to the gateway and area it last reported through.
-        """
-        dev, chan, _ = self.intern_bounded(batch, gateway, area)
+        the gateway may not introduce: see `intern_checked`)."""
+        dev, chan, _ = self.intern_checked(batch, gateway, area)
         return dev, chan
 
     def intern_bounded(
         self, batch: ReadingBatch, gateway: str, area: str
     ) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int32], Refused | None]:
-        """As `intern_batch`, and which readings name a device or channel beyond the bounds
-        (None: none do, the usual case)."""
+        """As `intern_checked`, with its first refusal for the gateway's bounds only (None: no
+        reading names a device or channel beyond them)."""
+        dev, chan, refused = self.intern_checked(batch, gateway, area)
+        bounds = [r for r in refused if r.code != Code.GATEWAY_MISMATCH.value]
+        return dev, chan, bounds[0] if bounds else None
+
+    def intern_checked(
+        self, batch: ReadingBatch, gateway: str, area: str
+    ) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int32], tuple[Refused, ...]]:
+        """As `intern_batch`, and the readings the caller must refuse (none, the usual case):
+        those naming a device or channel beyond the gateway's bounds, and those naming a device
+        another gateway owns. Each reading is in one refusal at most."""
         g = self.gateways.intern(gateway)
         if g >= self.introduced_devices.shape[0]:
             self.introduced_devices = grown(self.introduced_devices, g + 1)
@@ -146,36 +163,67 @@ class Registry:
         channels = self._channel_table(batch.channels, g)
         dev = table.index[batch.device] if len(batch) else np.zeros(0, np.int32)
         chan = channels.index[batch.value_channel] if batch.n_values else np.zeros(0, np.int32)
-        if table.complete and channels.complete:
-            return dev, chan, None
+        if table.complete and channels.complete and table.foreign is None:
+            return dev, chan, ()
+        refused: list[Refused] = []
+        taken = np.zeros(len(batch), dtype=np.bool_)
         if not table.complete and (dev < 0).any():
-            return dev, chan, Refused(
-                dev < 0, f"gateway {gateway!r} introduced {self.max_devices_per_gateway} "
+            taken = dev < 0
+            refused.append(Refused(
+                taken, f"gateway {gateway!r} introduced {self.max_devices_per_gateway} "
                 f"devices already (or the core knows {self.max_devices})",
-                Code.TOO_MANY_DEVICES.value)
+                Code.TOO_MANY_DEVICES.value))
+        if table.foreign is not None and len(batch):
+            rows = table.foreign[batch.device]
+            if rows.any():
+                taken = taken | rows
+                refused.append(Refused(rows, self._foreign_reason(dev[rows], gateway),
+                                       Code.GATEWAY_MISMATCH.value))
         if not channels.complete and (chan < 0).any():
             rows = np.zeros(len(batch), dtype=np.bool_)
             rows[batch.value_row[chan < 0]] = True
-            return dev, chan, Refused(
-                rows, f"gateway {gateway!r} introduced {self.max_channels_per_gateway} "
-                f"channel names already (or the core knows {self.max_channels})",
-                Code.TOO_MANY_CHANNELS.value)
-        return dev, chan, None
+            rows &= ~taken
+            if rows.any():
+                refused.append(Refused(
+                    rows, f"gateway {gateway!r} introduced {self.max_channels_per_gateway} "
+                    f"channel names already (or the core knows {self.max_channels})",
+                    Code.TOO_MANY_CHANNELS.value))
+        return dev, chan, tuple(refused)
+
+    def _foreign_reason(self, devices: npt.NDArray[np.int32], gateway: str) -> str:
+        d = int(devices[0])
+        name, _, owner, area = self.describe(d)
+        others = int(np.unique(devices).shape[0]) - 1
+        more = f" (and {others} more devices of other gateways)" if others else ""
+        return (f"device {name!r} belongs to gateway {owner!r} (area {area!r}){more}, not to "
+                f"{gateway!r}: a gateway speaks only for the devices it reported first")
 
     def _place(self, table: _Table, gateway: int, area: int) -> None:
-        """Set the kind, gateway and area of the table's devices. Skipped when the table set
-        the same gateway and area last time and no table has changed anything since: a
-        gateway's steady stream of the same table costs nothing here."""
+        """Set the kind, gateway and area of the table's devices that `gateway` owns or
+        introduces, and note the entries another gateway owns (`table.foreign`). Skipped when
+        the table was placed for the same gateway and area last time and no table has changed
+        anything since (ownership included): a gateway's steady stream of the same table costs
+        nothing here."""
         if table.placed == (gateway, area, self._changes):
             return
         index, kind = table.index, table.kind
+        table.foreign = None
+        if not self.devices_follow_gateway:
+            owner = self.device_gateway[index]
+            if index.size and not (owner == gateway).all():
+                # -1: a device new to the core (or with no index: refused for the bounds)
+                foreign = (owner != gateway) & (owner >= 0) & (index >= 0)
+                if foreign.any():
+                    table.foreign = foreign
+                    index, kind = index[~foreign], kind[~foreign]
         if not table.complete or table.unknown_kind:
             # entries with no index or an unknown kind (their readings are refused) set nothing:
             # a device's known kind must not become unknown, its stored lines need one
             placeable = (index >= 0) & (kind >= 0)
             index, kind = index[placeable], kind[placeable]
-        if table.placed[:2] != (gateway, area) or (
-                (self.device_gateway[index] != gateway).any()
+        # only a real change counts: a table of another gateway's devices sent again and again
+        # must not cost every other table its shortcut
+        if ((self.device_gateway[index] != gateway).any()
                 or (self.device_area[index] != area).any()
                 or (self.device_kind[index] != kind).any()):
             self.device_kind[index] = kind
