@@ -17,6 +17,7 @@ from sensing.services import Mosquitto, VictoriaMetrics
 from sensing.settings import CoreSettings
 from sensing.store.writer import StoreWriter
 from sensing.wire import BatchBuilder, binary, topics
+from sensing.wire.messages import MAX_DEADLETTER_RAW
 from tests.helpers import Listener, publish, publisher, running_core, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -77,7 +78,8 @@ def test_readings_alerts_deadletters_and_acks(
         dead = listener.json("sensing/v1/deadletter/area-1/gw-1")
         assert len(dead) == len(malformed)
         raw = {base64.b64decode(str(d["payload"])) for d in dead}
-        assert raw == set(malformed.values())
+        assert raw == {p[:MAX_DEADLETTER_RAW] for p in malformed.values()}
+        assert sorted(int(d.get("size", 0)) for d in dead)[-1] == max(map(len, malformed.values()))
         assert all(d["reason"] and d["topic"] == rtopic for d in dead)
 
         # an operator acknowledges the fire, then resolves it
