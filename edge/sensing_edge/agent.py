@@ -31,10 +31,12 @@ core is back. With `confirm = "broker"` (a core that does not confirm, or tests 
 the PUBACK deletes, as before: a broker crash may then lose what it held.
 
 Two cursors run over the buffer's rows. *Live* readings (appended since the last connect) go out
-in batches bounded by size and age. The *backlog* (what was buffered before: an outage, or a
-previous run of the agent) drains oldest first, at most `drain_readings_per_s`, beside them. At
-most `max_inflight` batches are handed to the MQTT client at a time; a local alarm's batch goes
-out at once regardless (see `sensing_edge.alarms`).
+in batches bounded by size and age, each cut into parts the core takes when its payload would
+exceed `max_payload_bytes` or the contract's per-message counts (`batching.encode_fitting`). The
+*backlog* (what was buffered before: an outage, or a previous run of the agent) drains oldest
+first, at most `drain_readings_per_s`, beside them. At most `max_inflight` batches are handed
+to the MQTT client at a time; a local alarm's batch goes out at once regardless (see
+`sensing_edge.alarms`).
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -24,7 +25,7 @@ from sensing.wire.limits import (
     MAX_DEVICES_PER_MESSAGE,
     MAX_VALUES_PER_READING,
 )
-from sensing.wire.topics import deadletter_topic
+from sensing.wire.topics import deadletter_topic, readings_topic
 from sensing_edge import AgentSettings, GatewayAgent, SensorSample, wall_clock_ms
 from sensing_edge.batching import (
     DEFAULT_MAX_PAYLOAD_BYTES,
@@ -36,7 +37,7 @@ from sensing_edge.batching import (
     encode_fitting,
 )
 from sensing_edge.config import load_config
-from tests.edge.support import ListDriver
+from tests.edge.support import ListDriver, Subscriber, readings_of
 from tests.helpers import Listener, running_core
 
 FORMATS: tuple[PayloadFormat, ...] = ("json", "snb1")
@@ -187,6 +188,38 @@ def test_the_config_file_sets_the_bound_and_refuses_one_too_small(tmp_path: Path
         AgentSettings(gateway="g", area="a", max_payload_bytes=MIN_PAYLOAD_BYTES - 1)
     example = Path(__file__).resolve().parents[2] / "edge" / "gateway.example.toml"
     assert load_config(example).agent_settings().max_payload_bytes == DEFAULT_MAX_PAYLOAD_BYTES
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_the_agent_publishes_what_fits_and_drops_only_a_reading_too_large_alone(
+        broker: Mosquitto, subscribe: Callable[..., Subscriber], gateway: str,
+        fmt: PayloadFormat) -> None:
+    """Through a real Mosquitto (its PUBACK confirms): 3,000 readings, one of them with 2,000
+    values (no valid reading has that many, but a driver may hand one), max_payload_bytes at
+    its smallest: every payload within it, the big one dropped and counted, nothing else."""
+    area = "fit-agent"
+    sub = subscribe(broker.port, readings_topic(area, gateway))
+    big = SensorSample("dev-big", "smoke", TS0, {f"c{i}": i / 3 for i in range(2_000)}, None)
+    samples = [*smoke(1_500), big, *smoke(1_500, ts0=TS0 + 1)]
+    settings = AgentSettings(gateway=gateway, area=area, broker_port=broker.port,
+                             payload_format=fmt, batch_max_readings=5_000,
+                             max_payload_bytes=MIN_PAYLOAD_BYTES, confirm="broker",
+                             poll_interval_s=0.02, batch_max_age_s=0.1)
+    agent = GatewayAgent(settings, [ListDriver(samples)])
+    agent.start()
+    try:
+        assert agent.wait_connected(10)
+        assert agent.wait_acked(20), agent.stats()
+    finally:
+        agent.stop(5)
+    assert sub.wait_for(lambda m: len(readings_of(m, gateway, area)) >= 3_000, 10)
+    messages = sub.messages
+    assert max(len(m.payload) for m in messages) <= MIN_PAYLOAD_BYTES
+    got = [(r["device"], r["ts"]) for r in readings_of(messages, gateway, area)]
+    assert got == [(x.device, x.ts) for x in samples if x is not big]
+    stats = agent.stats()
+    assert stats.readings_dropped == 1 and stats.readings_buffered == 0
+    assert stats.batches_split >= 1 and stats.batches == len(messages)
 
 
 @pytest.mark.e2e
