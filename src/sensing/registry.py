@@ -221,9 +221,10 @@ class Registry:
             # a device's known kind must not become unknown, its stored lines need one
             placeable = (index >= 0) & (kind >= 0)
             index, kind = index[placeable], kind[placeable]
-        # only a real change counts: a table of another gateway's devices sent again and again
-        # must not cost every other table its shortcut
-        if ((self.device_gateway[index] != gateway).any()
+        # a table placed before counts only a real change: one of another gateway's devices,
+        # sent by both again and again, must not cost every other table its shortcut
+        if table.placed[0] < 0 or (
+                (self.device_gateway[index] != gateway).any()
                 or (self.device_area[index] != area).any()
                 or (self.device_kind[index] != kind).any()):
             self.device_kind[index] = kind
