@@ -73,7 +73,11 @@ def test_single_object_and_rfc3339_ts() -> None:
         (b'{"device": "d", "kind": "smoke", "seq": 1, "values": {}}', "missing field 'ts'"),
         (b'{"device": "d", "kind": "smoke", "seq": 1, "ts": 1795478819832, "values": {"a": NaN}}',
          "malformed JSON"),
-        (b'{"device": "d", "kind": "smoke", "seq": 1, "ts": 1e400, "values": {}}', "infinity"),
+        # beyond a float: read as infinity (not a malformed document), refused as a float
+        (b'{"device": "d", "kind": "smoke", "seq": 1, "ts": 1e400, "values": {}}',
+         "'ts' must be an integer, got float"),
+        (b'{"device": "d", "kind": "smoke", "seq": 1, "ts": 1795478819832, "values": {"a": 1e400}}',
+         "values must be finite"),
         (b'{"device": "d", "kind": "smoke", "seq": 1, "ts": 1795478819832.5, "values": {}}',
          "'ts' must be an integer"),
         (b'{"device": "d", "kind": "toaster", "seq": 1, "ts": 1795478819832, "values": {}}',

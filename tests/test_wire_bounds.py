@@ -4,15 +4,18 @@ problems 3, 4, 7 and 8, and the bounds of deliverable 1)."""
 from __future__ import annotations
 
 import gc
+import json
+import math
 import string
 import struct
 import time
 import tracemalloc
 from pathlib import Path
 
+import numpy as np
 import orjson
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from sensing.ingest.mqtt import Incoming
@@ -596,3 +599,224 @@ def test_any_payload_decodes_or_raises_a_wire_error_with_a_code(
         assert exc.code in CODES
     else:
         assert len(d.batch) > 0 and all(code in CODES for _, _, code in d.rejected)
+
+
+# -- adversarial review of issue 11: channel collisions, numbers beyond a float -----------
+
+
+@given(st.lists(st.one_of(channel_names, st.sampled_from(
+    ["seq", "epoch", "battery", "ch_seq", "ch_epoch", "ch_battery", "ch_ch_seq", "ch_"])),
+    min_size=2, max_size=12, unique=True))
+def test_no_two_channels_the_wire_accepts_share_a_stored_field(names: list[str]) -> None:
+    """Review finding 19: channels `seq` and `ch_seq` were both stored as the field `ch_seq`,
+    one value lost without a dead letter."""
+    from sensing.store.lineprotocol import field_key
+
+    accepted = [n for n in names if is_channel_name(n)]
+    keys = [field_key(n) for n in accepted]
+    assert len(set(keys)) == len(keys)
+    assert not {"seq", "epoch", "battery"} & set(keys)
+
+
+def test_a_channel_named_like_a_renamed_field_is_refused_not_stored_over_another(
+    pipe: Pipeline
+) -> None:
+    """Review finding 19 through the pipeline (r15_channel_collision.py): the reading naming
+    `ch_seq` beside `seq` is dead-lettered; `seq` alone is stored as `ch_seq`, once."""
+    payload = orjson.dumps([
+        reading(seq=1, values={"seq": 5.5, "ch_seq": 7.5}),
+        reading(seq=2, values={"battery": 0.2, "ch_battery": 0.9}),
+        reading(seq=3, values={"seq": 5.5, "epoch": 1.25, "battery": 0.25}),
+        reading(seq=4, values={"ch_epoch": 2.25})])
+    out = pipe.process([Incoming(topics.readings_topic("area-1", "gw-1"), payload, 1, 1, 0)],
+                       NOW)
+    ((_, dead),) = _dead(out.publish)
+    assert dead["code"] == "name_invalid"
+    reason = str(dead["reason"])
+    assert all(f"reading[{i}]" in reason for i in (0, 1, 3)) and "reading[2]" not in reason
+    assert "'ch_seq' is reserved" in reason
+    lines = [x for x in _lines(out.lines).split(b"\n") if x.startswith(b"reading,")]
+    assert len(lines) == 1 and pipe.stats.readings_stored == 1
+    keys = [f.split(b"=")[0] for f in lines[0].split(b" ")[1].split(b",")]
+    assert sorted(keys) == [b"ch_battery", b"ch_epoch", b"ch_seq", b"epoch", b"seq"]  # no battery
+    assert b"ch_seq=5.5" in lines[0] and b"ch_battery=0.25" in lines[0]
+    assert code_of(snb([("smoke-1", 1, NOW, {"ch_epoch": 1.0})])) == "name_invalid"
+
+
+_BEYOND_FLOAT = [b"1e309", b"-1e309", b"1" + b"0" * 400, b"-" + b"9" * 400, b"1" * 100_000,
+                 b"1E99999999999999999999"]
+
+
+@pytest.mark.parametrize("number", _BEYOND_FLOAT, ids=lambda n: n[:12].decode())
+def test_a_number_beyond_a_float_refuses_its_reading_not_the_array(number: bytes) -> None:
+    """Review finding 20 (r06_wire_oddities.py): orjson refused the whole document for one
+    `1e309` (`json_malformed`), losing the array's good readings."""
+    good = orjson.dumps(reading(seq=1))
+    bad_value = b'{"device":"smoke-2","kind":"smoke","seq":1,"ts":%d,"values":{"x":%s}}' % (
+        NOW, number)
+    bad_battery = orjson.dumps(reading(device="smoke-3"))[:-1] + b',"battery":%s}' % number
+    bad_seq = b'{"device":"smoke-4","kind":"smoke","seq":%s,"ts":%d,"values":{}}' % (number, NOW)
+    d = decode_readings(b"[%s,%s,%s,%s]" % (good, bad_value, bad_battery, bad_seq), "gw", "a",
+                        LIMIT, now_ms=NOW)
+    assert d.batch.devices[:1] == ("smoke-1",) and len(d.batch) == 1
+    assert [(i, c) for i, _, c in d.rejected] == [
+        (1, "value_invalid"), (2, "battery_out_of_range"), (3, "field_type")]
+    assert code_of(bad_value) == "value_invalid"
+
+
+@pytest.mark.parametrize(("tail", "code"), [
+    (b"NaN", "json_malformed"),  # not JSON, for either parser
+    (b"-Infinity", "json_malformed"),
+    (b'"\\ud800"', "json_malformed"),  # a lone surrogate: orjson refuses it, so must we
+    (b'"\\ud83d\\ude00"', "value_invalid"),  # a pair is fine (the reading has the 1e309)
+    (b"[" * 5000 + b"]" * 5000, "json_malformed"),  # deeper than the stack: RecursionError
+    (b"[" * 500 + b"]" * 500, "value_invalid"),
+])
+def test_the_fallback_parser_refuses_what_orjson_refuses(tail: bytes, code: str) -> None:
+    """The stdlib parser reads a document with a number beyond a float, and nothing more
+    than orjson would: each of these follows a reading with `1e309`."""
+    payload = b'[{"device":"d-1","kind":"smoke","seq":1,"ts":%d,"values":{"x":1e309}},%s]' % (
+        NOW, tail)
+    assert code_of(payload) == code
+    assert code_of(b"\xef\xbb\xbf" + payload) == "json_malformed"  # a BOM, as orjson
+
+
+def test_a_deeply_nested_gateway_or_area_is_a_mismatch_not_a_crash() -> None:
+    """The reason quoted `str()` of the field: a 1,000-deep array (orjson reads 1,024) made
+    that a RecursionError, not a WireError."""
+    deep = b"[" * 1020 + b"]" * 1020
+    for field in (b"gateway", b"area"):
+        payload = b'{"%s":%s,"device":"d","kind":"smoke","seq":1,"ts":%d,"values":{}}' % (
+            field, deep, NOW)
+        assert code_of(payload) == "gateway_mismatch"
+
+
+_NUMBERS_NOT_JSON = ["NaN", "Infinity", "01", "1."]
+_HOSTILE_NUMBERS = st.sampled_from(4 * [
+    "1e309", "-1e309", "1" + "0" * 400, "-" + "9" * 30, "1e-400", "-0", "-0.0",
+    "18446744073709551616", "18446744073709551615", "9223372036854775808",
+    "-9223372036854775809", "1" * 5000, "0.5", "1", "2e0", str(NOW), "4102444800000",
+] + _NUMBERS_NOT_JSON)  # mostly JSON: a document is refused whole for one that is not
+_HOSTILE_STRINGS = st.sampled_from(4 * [
+    '"d-1"', '"smoke"', '"gw"', '"a"', '""', '"\\ud83d\\ude00"', '"ch_seq"',
+    '"2026-12-07T13:00:00+23:59"', '"0001-01-01T00:00:00+23:59"', '"a\\nb"', '"caf\\u00e9"',
+    "null", "true", "false"] + ['"\\ud800"', '"\\udc00x"'])  # lone surrogates: not JSON
+_JSON_KEYS = st.sampled_from(["device", "kind", "seq", "epoch", "ts", "values", "battery",
+                              "gateway", "area", "seq", "ch_seq", "x", ""])
+
+
+def _json_object(pairs: list[tuple[str, str]]) -> str:
+    return "{" + ",".join(f"{orjson.dumps(k).decode()}:{v}" for k, v in pairs) + "}"
+
+
+_deep_arrays = st.sampled_from([2, 900, 990, 1000, 1010, 1015, 1018, 1020, 3000]).map(
+    lambda n: "[" * n + "1" + "]" * n)
+"""around orjson's depth limit (1,024) and Python's recursion limit (1,000)"""
+_json_values = st.recursive(
+    st.one_of(_HOSTILE_NUMBERS, _HOSTILE_STRINGS,
+              st.text(max_size=8).map(json.dumps),  # escapes surrogates as \\udXXX
+              _deep_arrays),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4).map(lambda xs: "[" + ",".join(xs) + "]"),
+        st.lists(st.tuples(_JSON_KEYS, inner), max_size=6).map(_json_object)),
+    max_leaves=4)
+
+
+@st.composite
+def _hostile_readings(draw: st.DrawFn) -> bytes:
+    """Reading-shaped JSON with hostile field values (numbers beyond a float, NaN, lone
+    surrogates, deep arrays, odd strings), sometimes broken at the edges."""
+    items = []
+    for _ in range(draw(st.integers(1, 3))):
+        fields = {"device": '"d-1"', "kind": '"smoke"', "seq": "1", "ts": str(NOW),
+                  "values": '{"x":1}'}
+        for key in draw(st.lists(_JSON_KEYS, max_size=2)):
+            fields[key] = draw(_json_values)
+        if draw(st.booleans()):
+            fields["values"] = _json_object(draw(st.lists(
+                st.tuples(st.sampled_from(["x", "seq", "ch_seq", "ch_battery", "a b", ""]),
+                          _json_values), max_size=4)))
+        items.append(_json_object(list(fields.items())))
+    text = "[" + ",".join(items) + "]" if len(items) > 1 or draw(st.booleans()) else items[0]
+    raw = text.encode()
+    edge = draw(st.sampled_from(6 * [b""] + [b"\xef\xbb\xbf", b"\xff", b" ", b"\x00"]))
+    return edge + raw if draw(st.booleans()) else raw + edge
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_hostile_readings())
+def test_hostile_json_decodes_or_raises_a_wire_error_only(payload: bytes) -> None:
+    """Review finding 20 and its kin: no OverflowError, RecursionError, UnicodeError or
+    ValueError out of the JSON path, whatever the numbers, strings and nesting."""
+    try:
+        d = decode_readings(payload, "gw", "a", LIMIT, now_ms=NOW)
+    except WireError as exc:
+        assert exc.code in CODES
+    else:
+        assert len(d.batch) > 0 and all(code in CODES for _, _, code in d.rejected)
+        assert bool(np.isfinite(d.batch.value).all())
+        assert all(is_channel_name(c) for c in d.batch.channels)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(["device", "kind", "seq", "epoch", "ts", "values", "battery", "gateway",
+                        "area"]), st.one_of(_json_values, _deep_arrays), st.booleans())
+@example("gateway", "[" * 1010 + "1" + "]" * 1010, False)  # RecursionError once
+@example("area", "[" * 1000 + "1" + "]" * 1000, False)
+@example("x", "1" + "0" * 400, True)  # the whole array refused once
+@example("battery", "-1e309", False)
+def test_one_hostile_field_beside_a_good_reading_is_refused_alone_or_whole(
+    key: str, value: str, in_values: bool
+) -> None:
+    """One field (or channel value) of one reading hostile, the other reading good: the good
+    one is kept unless the document is no JSON at all (`json_malformed`, only for what is not
+    JSON or nested deeper than orjson's 1,024 levels). Hypothesis raises the recursion limit
+    while it runs, so the RecursionError of a deep gateway is the test above's."""
+    fields = {"device": '"d-1"', "kind": '"smoke"', "seq": "1", "ts": str(NOW),
+              "values": '{"x":1}'}
+    if in_values:
+        fields["values"] = _json_object([(key, value)])
+    else:
+        fields[key] = value
+    payload = b"[%s,%s]" % (orjson.dumps(reading(device="good-1")),
+                            _json_object(list(fields.items())).encode())
+    try:
+        d = decode_readings(payload, "gw", "a", LIMIT, now_ms=NOW)
+    except WireError as exc:
+        assert exc.code == "json_malformed"
+        assert any(token in value for token in (*_NUMBERS_NOT_JSON, "\\ud800", "\\udc00",
+                                                 "[" * 1000)), value[:80]
+    else:
+        assert d.batch.devices[0] == "good-1" and d.batch.device[0] == 0
+        assert len(d.batch) + len(d.rejected) == 2
+        assert bool(np.isfinite(d.batch.value).all())
+
+
+_HOSTILE_NAMES = st.sampled_from([b"ch_seq", b"\xed\xa0\x80AA", b"\xff\xfe\xfdAAA",
+                                  b"a\nbcd_", b"caf\xc3\xa9", b"seq\x00\x00\x00", b"ok-ok!"])
+_HOSTILE_FLOATS = st.sampled_from([math.inf, -math.inf, math.nan, 1e308, -0.0, 5e-324, 1.0])
+
+
+@settings(max_examples=300, deadline=None)
+@given(_HOSTILE_NAMES, _HOSTILE_NAMES, _HOSTILE_FLOATS, _HOSTILE_FLOATS,
+       st.sampled_from([0, 1, 2**40, 2**63 - 1]), st.sampled_from([1, 2]))
+def test_hostile_snb_names_and_numbers_decode_or_raise_a_wire_error_only(
+    device: bytes, channel: bytes, value: float, battery: float, seq: int, version: int
+) -> None:
+    """SNB with a channel and device name swapped for hostile bytes of the same length
+    (non-UTF-8, an encoded surrogate, a renamed field) and hostile numbers, checksum right."""
+    payload = snb1.encode_readings([("dev-ok", "smoke", seq % 2**31, seq, NOW,
+                                     {"chn-ok": value, "co_ppm": 1.0}, battery),
+                                    ("smoke-2", "smoke", 0, 1, NOW, {"co_ppm": 1.0}, None)],
+                                   version)
+    body = payload[:-4] if version == 2 else payload
+    body = body.replace(b"dev-ok", device[:6].ljust(6, b"_")).replace(
+        b"chn-ok", channel[:6].ljust(6, b"_"))
+    try:
+        d = decode_readings(snb1.with_checksum(body, version), "gw", "a", LIMIT, now_ms=NOW)
+    except WireError as exc:
+        assert exc.code in CODES
+    else:
+        assert d.batch.devices[-1:] == ("smoke-2",) or "smoke-2" in d.batch.devices
+        assert bool(np.isfinite(d.batch.value).all())
+        assert all(is_channel_name(c) for c in d.batch.channels)

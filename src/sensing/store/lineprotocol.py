@@ -2,7 +2,8 @@
 
 Readings: measurement `reading`, tags area, gateway, device, kind; one float field per channel,
 `battery`, and the integer fields `seq` and `epoch` (a channel whose name collides with these is
-stored as `ch_<name>`); timestamp in ms. In VictoriaMetrics each field becomes a metric
+stored as `ch_<name>`; the wire refuses channels named `ch_seq`, `ch_epoch`, `ch_battery`, so no
+two channels share a field); timestamp in ms. In VictoriaMetrics each field becomes a metric
 `reading_<field>`, so counting samples of `reading_seq` counts stored readings.
 
 A batch of readings becomes one bytes block in one kernel call (`sensing.kernels.lineproto`):
@@ -29,9 +30,11 @@ from sensing.kernels.lineproto import (
     stale_prefixes,
 )
 from sensing.registry import Registry
+from sensing.wire.limits import RENAMED_PREFIX
+from sensing.wire.limits import RESERVED_FIELDS as _RESERVED_NAMES
 from sensing.wire.messages import Alert
 
-RESERVED_FIELDS = frozenset({"seq", "epoch", "battery"})
+RESERVED_FIELDS = frozenset(_RESERVED_NAMES)
 _TAG_ESCAPES = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ ", "\\": "\\\\"})
 _LINE_FIXED = (len("battery=") + FLOAT_MAX_CHARS + len(",seq=i,epoch=i ") + 3 * INT_MAX_CHARS
                + 1)
@@ -48,8 +51,9 @@ def escape_key(text: str) -> str:
 
 
 def field_key(channel: str) -> str:
-    """The field a channel is stored as."""
-    return escape_key(f"ch_{channel}" if channel in RESERVED_FIELDS else channel)
+    """The field a channel is stored as: one for each name the wire accepts (it refuses the
+    renamed fields as channel names, sensing.wire.limits.RENAMED_FIELDS)."""
+    return escape_key(RENAMED_PREFIX + channel if channel in RESERVED_FIELDS else channel)
 
 
 class ByteTable:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -45,7 +47,7 @@ def _ts_field(obj: dict[str, Any]) -> int:
             if len(value) > 64:
                 raise ValueError
             parsed = datetime.fromisoformat(value)
-        except ValueError:
+        except (ValueError, OverflowError):
             raise WireError(f"'ts' {value[:40]!r} is not RFC 3339", Code.FIELD_TYPE) from None
         if parsed.tzinfo is None:
             raise WireError("'ts' RFC 3339 string needs a time zone offset", Code.FIELD_TYPE)
@@ -53,10 +55,27 @@ def _ts_field(obj: dict[str, Any]) -> int:
     return _int_field(obj, "ts")
 
 
-def _number(value: object, what: str) -> float:
+def _number(value: object, channel: str | None) -> float:
+    """A value of `channel` (None: the battery) as a float."""
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise WireError(f"{what} must be a number, got {type(value).__name__}", Code.FIELD_TYPE)
-    return float(value)
+        raise WireError(f"{_what(channel)} must be a number, got {type(value).__name__}",
+                        Code.FIELD_TYPE)
+    try:
+        return float(value)
+    except OverflowError:  # an int beyond any float: none of the parsers below makes one
+        raise WireError(f"{_what(channel)} is beyond the range of a float",
+                        Code.VALUE_INVALID if channel is not None
+                        else Code.BATTERY_OUT_OF_RANGE) from None
+
+
+def _what(channel: str | None) -> str:
+    return "battery" if channel is None else f"value {channel[:40]!r}"
+
+
+def _shown(value: object) -> str:
+    """A field's value for a reason: a string's start, else only its type (the repr of a
+    deeply nested array would overflow the stack)."""
+    return repr(value[:64]) if isinstance(value, str) else type(value).__name__
 
 
 def device_and_kind(obj: dict[str, Any]) -> tuple[str, str]:
@@ -78,11 +97,10 @@ def parse_reading(obj: object, gateway: str, area: str) -> tuple[str, str, int, 
     if not isinstance(obj, dict):
         raise WireError(f"a reading must be an object, got {type(obj).__name__}", Code.FIELD_TYPE)
     if obj.get("gateway", gateway) != gateway:
-        named = str(obj["gateway"])[:64]
-        raise WireError(f"reading speaks for gateway {named!r}, topic is {gateway!r}",
-                        Code.GATEWAY_MISMATCH)
+        raise WireError(f"reading speaks for gateway {_shown(obj['gateway'])}, topic is "
+                        f"{gateway!r}", Code.GATEWAY_MISMATCH)
     if obj.get("area", area) != area:
-        raise WireError(f"reading speaks for area {str(obj['area'])[:64]!r}, topic is {area!r}",
+        raise WireError(f"reading speaks for area {_shown(obj['area'])}, topic is {area!r}",
                         Code.GATEWAY_MISMATCH)
     device, kind = device_and_kind(obj)
     raw_values = obj.get("values")
@@ -92,7 +110,7 @@ def parse_reading(obj: object, gateway: str, area: str) -> tuple[str, str, int, 
     if len(raw_values) > MAX_VALUES_PER_READING:
         raise WireError(f"more than {MAX_VALUES_PER_READING} values in one reading",
                         Code.TOO_MANY_VALUES)
-    values = {str(k): _number(v, f"value {str(k)[:40]!r}") for k, v in raw_values.items()}
+    values = {k: _number(v, k) for k, v in raw_values.items()}  # JSON keys are strings
     battery = obj.get("battery")
     return (
         device,
@@ -101,7 +119,7 @@ def parse_reading(obj: object, gateway: str, area: str) -> tuple[str, str, int, 
         _int_field(obj, "seq"),
         _ts_field(obj),
         values,
-        None if battery is None else _number(battery, "battery"),
+        None if battery is None else _number(battery, None),
     )
 
 
@@ -113,10 +131,7 @@ def decode(
     """
     from sensing.wire.batch import BatchBuilder  # here: the edge agent imports this module
 
-    try:
-        doc = orjson.loads(payload)
-    except orjson.JSONDecodeError as exc:
-        raise WireError(f"malformed JSON: {exc}", Code.JSON_MALFORMED) from None
+    doc = loads(payload)
     items = doc if isinstance(doc, list) else [doc]
     if not items:
         raise WireError("empty array of readings", Code.BATCH_EMPTY)
@@ -135,6 +150,50 @@ def decode(
     batch = builder.build()
     check_counts(len(batch.devices), len(batch.channels), batch.n_values)
     return batch, kept, rejected
+
+
+def loads(payload: bytes) -> Any:
+    """The JSON document of a payload, or WireError `json_malformed`. orjson refuses a whole
+    document for one number beyond a float's range (`1e309`, or 400 digits); the stdlib's
+    parser then reads it (only then: it is several times slower), the number as infinity,
+    so that only its reading is refused (`value_invalid`), not the array's good ones."""
+    try:
+        return orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
+        if "number" not in exc.msg:
+            raise WireError(f"malformed JSON: {exc}", Code.JSON_MALFORMED) from None
+    try:
+        return _loads_wide_numbers(payload)
+    except (ValueError, RecursionError) as exc:  # UnicodeError, JSONDecodeError: ValueErrors
+        raise WireError(f"malformed JSON: {str(exc)[:200]}", Code.JSON_MALFORMED) from None
+
+
+_ESCAPED_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _loads_wide_numbers(payload: bytes) -> Any:
+    """The stdlib's parse of what orjson reads, plus numbers beyond a float's range: strict
+    UTF-8 without a BOM, no NaN or Infinity literals, no lone surrogates, integers beyond 64
+    bits as floats (as orjson does). Raises ValueError or RecursionError for anything else."""
+    text = payload.decode("utf-8")
+    doc = json.loads(text, parse_int=_wide_int, parse_constant=_no_constant)
+    if _ESCAPED_SURROGATE.search(text) is not None:
+        json.dumps(doc, ensure_ascii=False).encode("utf-8")  # a lone one cannot be encoded
+    return doc
+
+
+def _wide_int(text: str) -> int | float:
+    """An integer of the 64-bit range as int, a longer one as float (int() of more than
+    4,300 digits would raise, float() of them is infinity beyond 1.8e308)."""
+    if len(text) <= 20:
+        value = int(text)
+        if -(2**63) <= value < 2**64:
+            return value
+    return float(text)
+
+
+def _no_constant(name: str) -> float:
+    raise ValueError(f"{name} is not JSON")
 
 
 def check_counts(n_devices: int, n_channels: int, n_values: int) -> None:

@@ -15,12 +15,21 @@ MAX_CHANNEL_NAME = 64
 DEVICE_ID_ALPHABET = "A-Za-z0-9_.:-"
 CHANNEL_ALPHABET = "A-Za-z0-9_.-"
 DEVICE_ID_PATTERN = re.compile(f"[{DEVICE_ID_ALPHABET}]{{1,{MAX_DEVICE_ID}}}")
-CHANNEL_PATTERN = re.compile(f"[{CHANNEL_ALPHABET}]{{1,{MAX_CHANNEL_NAME}}}")
+RESERVED_FIELDS = ("seq", "epoch", "battery")
+"""A reading's own fields in its stored line. A channel of one of these names is stored as the
+field `ch_<name>` (sensing.store.lineprotocol.field_key), so `ch_seq`, `ch_epoch` and
+`ch_battery` are no channel names: else two channels would share one field, one value lost."""
+RENAMED_PREFIX = "ch_"
+RENAMED_FIELDS = frozenset(RENAMED_PREFIX + name for name in RESERVED_FIELDS)
+_NOT_RENAMED = f"(?!{RENAMED_PREFIX}(?:{'|'.join(RESERVED_FIELDS)})(?:\n|\\Z))"
+"""what a channel name must not be, as a lookahead: its end is a newline in a joined table"""
+CHANNEL_PATTERN = re.compile(f"{_NOT_RENAMED}[{CHANNEL_ALPHABET}]{{1,{MAX_CHANNEL_NAME}}}")
 """Device ids and channel names: ASCII letters, digits and a few marks, nothing that line
 protocol, MQTT or a shell would have to escape (no space, comma, quote, slash, `=`, `+`, `#`,
-backslash or control character), and short: a stored line stays far below any store's limit."""
+backslash or control character), and short: a stored line stays far below any store's limit.
+Channel names besides are none of RENAMED_FIELDS."""
 _DEVICE_IDS = re.compile(f"(?:[{DEVICE_ID_ALPHABET}]{{1,{MAX_DEVICE_ID}}}\n)*")
-_CHANNELS = re.compile(f"(?:[{CHANNEL_ALPHABET}]{{1,{MAX_CHANNEL_NAME}}}\n)*")
+_CHANNELS = re.compile(f"(?:{_NOT_RENAMED}[{CHANNEL_ALPHABET}]{{1,{MAX_CHANNEL_NAME}}}\n)*")
 
 TS_MIN_MS = 946_684_800_000  # 2000-01-01T00:00:00Z
 TS_MAX_MS = 4_102_444_800_000  # 2100-01-01T00:00:00Z
@@ -113,5 +122,8 @@ def bad_channel_reason(channel: str) -> str | None:
     """Why a channel name breaks the contract, or None."""
     if is_channel_name(channel):
         return None
+    if channel in RENAMED_FIELDS:
+        return (f"channel {channel!r} is reserved: a channel named "
+                f"{channel.removeprefix(RENAMED_PREFIX)!r} is stored as the field {channel!r}")
     return (f"channel {channel[:40]!r} must be 1-{MAX_CHANNEL_NAME} characters of "
             f"[{CHANNEL_ALPHABET}]")
