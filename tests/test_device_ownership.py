@@ -19,6 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sensing.dedup.journal import DedupJournal
 from sensing.ingest.mqtt import Incoming
 from sensing.pipeline import Pipeline, StepOutput
 from sensing.registry import Registry
@@ -166,6 +167,44 @@ def test_a_message_over_its_gateways_bound_and_naming_anothers_device(tmp_path: 
     assert codes == ["too_many_devices", "gateway_mismatch"]
     assert feed.pipe.stats.readings_rejected == 2
     assert feed.pipe.stats.readings_stored == 3
+
+
+def test_a_restarted_core_remembers_owners_in_its_dedup_snapshot(tmp_path: Path) -> None:
+    """Owners are saved with the dedup snapshot (at every compaction and at a stop): after a
+    restart, B still cannot take A's device by reporting it first. A snapshot of a core that
+    kept no owners still loads (its devices are first come again)."""
+
+    def started(run: str, registry: bool = True) -> tuple[Feed, DedupJournal]:
+        feed = Feed(tmp_path / run)
+        pipe = feed.pipe
+        journal = DedupJournal(tmp_path / "state", pipe.dedup, pipe.registry.devices,
+                               registry=pipe.registry if registry else None)
+        journal.recover()
+        return feed, journal
+
+    feed, journal = started("1")
+    for seq in range(3):
+        out = feed.send("a", "gw-a", json_of(reading("s-1", "smoke", seq, NOW - 9000 + seq,
+                                                     QUIET)))
+        journal.append(*out.admitted)
+    journal.close()
+    feed, journal = started("2")
+    assert feed.pipe.registry.describe(0) == ("s-1", "smoke", "gw-a", "a")
+    feed.send("b", "gw-b", json_of(reading("s-1", "smoke", 0, NOW - 8000, QUIET,
+                                           epoch=EPOCH + 1)))
+    assert [d["code"] for _, d in feed.dead()] == ["gateway_mismatch"]
+    for seq in range(3, 8):
+        out = feed.send("a", "gw-a", json_of(reading("s-1", "smoke", seq, NOW - 7000 + seq,
+                                                     FIRE)))
+        journal.append(*out.admitted)
+    assert [(a["type"], a["area"]) for a in feed.alerts()] == [("smoke.fire", "a")]
+    journal.close()
+    # an older core's snapshot, without owners: loads, and the devices are unplaced
+    _, journal = started("3", registry=False)
+    journal.close()
+    feed, journal = started("4")
+    assert len(feed.pipe.registry.devices) == 1 and feed.pipe.registry.device_gateway[0] == -1
+    journal.close()
 
 
 # -- the registry against a model ------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from itertools import repeat
 
@@ -285,6 +286,38 @@ class Registry:
                 introduced[gateway] += 1
             out[k] = i
         return out
+
+    def placement(self) -> dict[str, npt.NDArray[np.generic]]:
+        """Each device's gateway (its owner), area and kind, with the names they index: for a
+        snapshot that `restore_placement` reads (sensing.dedup.journal)."""
+        n = len(self.devices)
+        return {"placed_gateways": np.array(self.gateways.names, dtype=np.str_),
+                "placed_areas": np.array(self.areas.names, dtype=np.str_),
+                "device_gateway": self.device_gateway[:n].copy(),
+                "device_area": self.device_area[:n].copy(),
+                "device_kind": self.device_kind[:n].copy()}
+
+    def restore_placement(self, snapshot: Mapping[str, npt.NDArray[np.generic]]) -> None:
+        """Take back what `placement` saved, for devices interned in the same order (the dedup
+        snapshot's names): a restarted core still knows which gateway owns each device.
+        Entries that do not fit (out of range, an unknown kind) stay unplaced."""
+        gateways = [self.gateways.intern(str(g)) for g in snapshot["placed_gateways"].tolist()]
+        areas = [self.areas.intern(str(a)) for a in snapshot["placed_areas"].tolist()]
+        n = min(len(self.devices), int(snapshot["device_gateway"].shape[0]),
+                int(snapshot["device_area"].shape[0]), int(snapshot["device_kind"].shape[0]))
+        self._grow(len(self.devices))
+        g = snapshot["device_gateway"][:n].astype(np.int64)
+        a = snapshot["device_area"][:n].astype(np.int64)
+        k = snapshot["device_kind"][:n].astype(np.int64)
+        fits = np.flatnonzero((g >= 0) & (g < len(gateways)) & (a >= 0) & (a < len(areas))
+                              & (k >= 0) & (k < len(KINDS)))
+        self.device_gateway[fits] = np.array(gateways, dtype=np.int32)[g[fits]]
+        self.device_area[fits] = np.array(areas, dtype=np.int32)[a[fits]]
+        self.device_kind[fits] = k[fits].astype(np.int8)
+        self._changes += 1
+        if len(self.gateways) > self.introduced_devices.shape[0]:
+            self.introduced_devices = grown(self.introduced_devices, len(self.gateways))
+            self.introduced_channels = grown(self.introduced_channels, len(self.gateways))
 
     def describe(self, device: int) -> tuple[str, str, str, str]:
         """(device id, kind, gateway, area) of a device index ("" for an unknown kind)."""

@@ -23,19 +23,21 @@ import os
 import struct
 import zlib
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 import numpy.typing as npt
 import structlog
 
 from sensing.dedup.window import DedupWindow
-from sensing.registry import Names
+from sensing.registry import Names, Registry
 
 log = structlog.get_logger("sensing.dedup")
 
 _RECORD = struct.Struct("<4sIII")  # magic, crc32 of the body, n_new_names, n_readings
 _MAGIC = b"DJ01"
+_PLACEMENT = ("placed_gateways", "placed_areas", "device_gateway", "device_area", "device_kind")
+"""what a snapshot keeps of the registry (`Registry.placement`), when it has a registry"""
 
 
 def _fsync_dir(path: Path) -> None:
@@ -48,7 +50,11 @@ def _fsync_dir(path: Path) -> None:
 
 class DedupJournal:
     def __init__(self, state_dir: Path, window: DedupWindow, devices: Names,
-                 compact_every: int = 2000) -> None:
+                 compact_every: int = 2000, registry: Registry | None = None) -> None:
+        """With `registry` (whose `devices` are `devices`), snapshots also keep each device's
+        gateway, area and kind: which gateway owns a device survives a restart (as of the last
+        snapshot: every `compact_every` records and at a stop)."""
+        self.registry = registry
         self.dir = state_dir
         self.dir.mkdir(parents=True, exist_ok=True)
         self.window = window
@@ -72,6 +78,8 @@ class DedupJournal:
                 for name in snap["names"].tolist():
                     self.devices.intern(str(name))
                 self.window.restore(snap["cur_epoch"], snap["top"], snap["bitmap"])
+                if self.registry is not None and "device_gateway" in snap.files:
+                    self.registry.restore_placement({k: snap[k] for k in _PLACEMENT})
         replayed = 0
         if self.journal_path.exists():
             data = self.journal_path.read_bytes()
@@ -167,8 +175,11 @@ class DedupJournal:
         cur_epoch, top, bitmap = self.window.state()
         n = len(self.devices)
         with tmp.open("wb") as f:
+            # Any: np.savez's stub types **kwds so that a dict of arrays reads as allow_pickle
+            placement: dict[str, Any] = (self.registry.placement()
+                                         if self.registry is not None else {})
             np.savez(f, names=np.array(self.devices.names, dtype=np.str_),
-                     cur_epoch=cur_epoch[:n], top=top[:n], bitmap=bitmap[:n])
+                     cur_epoch=cur_epoch[:n], top=top[:n], bitmap=bitmap[:n], **placement)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self.snapshot_path)
