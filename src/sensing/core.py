@@ -47,7 +47,8 @@ class StreamCore:
         settings.state_dir.mkdir(parents=True, exist_ok=True)
         self.pipeline = Pipeline(settings, AlertBook(settings.state_dir / "alerts.sqlite"))
         self.journal = DedupJournal(settings.state_dir, self.pipeline.dedup,
-                                    self.pipeline.registry.devices)
+                                    self.pipeline.registry.devices,
+                                    registry=self.pipeline.registry)
         self.journal.recover()
         self.store = StoreWriter(settings.store_url, settings.store_token, settings.store_org,
                                  settings.store_bucket, settings.store_timeout_s)
