@@ -93,7 +93,7 @@ class CoreProcess:
                 self._exited()
                 raise ServiceError(f"the core exited with {self.crashes[-1]} on start: "
                                    f"{self.log_tail(offset)}")
-            if b'"core running"' in self._log_bytes(offset):
+            if b"core running" in self._log_bytes(offset):
                 return
             time.sleep(0.05)
         raise ServiceError(f"the core did not start in {timeout} s: {self.log_tail(offset)}")
