@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import orjson
@@ -106,7 +107,7 @@ class _Progress:
             self.bar.update(self.task, completed=done, description=name)
 
 
-def _print_table(results: list[object]) -> None:
+def _print_table(results: Sequence[object]) -> None:
     from rich.console import Console
     from rich.table import Table
 

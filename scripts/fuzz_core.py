@@ -8,6 +8,8 @@ import argparse
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import orjson
@@ -123,17 +125,18 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if report.ok else 1
 
 
-def _progress(quiet: bool) -> tuple[object, object]:
+def _progress(quiet: bool) -> tuple[AbstractContextManager[object],
+                                     Callable[[str, int, int], None] | None]:
     """A rich progress bar on a terminal; nothing otherwise."""
     import contextlib
 
     if quiet or not sys.stderr.isatty():
         return contextlib.nullcontext(), None
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 
     bar = Progress(TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(),
                    transient=True)
-    tasks: dict[str, object] = {}
+    tasks: dict[str, TaskID] = {}
     last = [0.0]
 
     def on_progress(phase: str, done: int, total: int) -> None:
@@ -141,7 +144,7 @@ def _progress(quiet: bool) -> tuple[object, object]:
             tasks[phase] = bar.add_task(phase, total=total)
         if done >= total or time.monotonic() - last[0] > 0.1:
             last[0] = time.monotonic()
-            bar.update(tasks[phase], completed=done, total=total)  # type: ignore[arg-type]
+            bar.update(tasks[phase], completed=done, total=total)
 
     return bar, on_progress
 
