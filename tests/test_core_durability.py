@@ -259,15 +259,23 @@ def test_a_stop_while_the_spool_is_full_loses_nothing(
     state = tmp_path / "core"
     try:
         store.stop()
-        with running_core(broker, store, state, spool_max_bytes=20_000,
+        # a spool of 1,000 bytes takes one step's entry (an empty spool takes any) and then
+        # makes the next step wait
+        with running_core(broker, store, state, spool_max_bytes=1_000,
                           shutdown_grace_s=0.2) as core:
-            for seq in range(300):
+            for seq in range(150):
                 publish(pub, rtopic, orjson.dumps(
                     reading("smoke-full-1", "smoke", seq, t0 + seq * 1000, obscuration=0.1)))
-            assert wait_until(lambda: core.spool.size_bytes > 15_000)
-            time.sleep(1)  # the step loop now waits for room in the spool
+            assert wait_until(lambda: core.spool.entries == 1)
+            for seq in range(150, 300):
+                publish(pub, rtopic, orjson.dumps(
+                    reading("smoke-full-1", "smoke", seq, t0 + seq * 1000, obscuration=0.1)))
+            # the next step took some and waits for room; the rest wait in the broker
+            assert wait_until(lambda: core.stats.readings_received > 150)
+            time.sleep(0.5)
+            assert core.spool.entries == 1 and core.stats.readings_received < 300
         store.restart()
-        with running_core(broker, store, state, spool_max_bytes=20_000) as core:
+        with running_core(broker, store, state) as core:
             assert wait_until(lambda: core.stats.readings_received >= 1 and
                               core.spool.entries == 0, 30)
         assert count(store, "smoke-full-1", 300) == 300
