@@ -10,7 +10,13 @@ import numpy as np
 from sensing.wire import binary, json_codec
 from sensing.wire.batch import ReadingBatch, empty_batch
 from sensing.wire.errors import Code, WireError
-from sensing.wire.validate import Rejected, invalid_readings, select, select_named
+from sensing.wire.validate import (
+    Rejected,
+    has_bad_names,
+    invalid_readings,
+    select,
+    select_named,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,9 +64,13 @@ def decode_readings(payload: bytes, gateway: str, area: str, max_bytes: int,
             keep[row] = False
             rejected.append((index[row], reason, code))
         rejected.sort()
-        # a refused name must not reach the registry: only then are the tables cut down
-        named = any(code == Code.NAME_INVALID for _, _, code in invalid)
-        batch = select_named(batch, keep) if named else select(batch, keep)
+        # a refused name must not reach the registry: then the tables are cut down to the
+        # names the kept readings use
+        batch = select_named(batch, keep) if has_bad_names(batch) else select(batch, keep)
+    elif has_bad_names(batch):
+        # a bad name that no reading uses (an SNB table entry): no reading to refuse, but the
+        # name must not reach the registry, where every later step would fail to format it
+        batch = select_named(batch, np.ones(len(batch), dtype=np.bool_))
     if len(batch) == 0 and rejected:
         if len(rejected) == 1 and fmt == "json":
             raise WireError(rejected[0][1], rejected[0][2])

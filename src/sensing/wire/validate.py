@@ -119,6 +119,13 @@ def invalid_readings(batch: ReadingBatch, now_ms: int | None = None) -> list[Rej
     return sorted((i, reason, str(code)) for i, (reason, code) in reasons.items())
 
 
+def has_bad_names(batch: ReadingBatch) -> bool:
+    """Whether the batch's tables hold a name the contract refuses, used by a reading or not
+    (a table entry no reading uses would still reach the registry)."""
+    bad_devices, bad_channels = _tables(batch.devices, batch.kinds, batch.channels)
+    return bool(bad_devices or bad_channels)
+
+
 def select_named(batch: ReadingBatch, keep: np.ndarray) -> ReadingBatch:
     """The readings where `keep` is true, with tables of only the devices and channels they
     name: a refused reading's bad name must not reach the registry (nor a stored line)."""
