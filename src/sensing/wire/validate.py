@@ -120,10 +120,11 @@ def invalid_readings(batch: ReadingBatch, now_ms: int | None = None) -> list[Rej
 
 
 def has_bad_names(batch: ReadingBatch) -> bool:
-    """Whether the batch's tables hold a name the contract refuses, used by a reading or not
-    (a table entry no reading uses would still reach the registry)."""
+    """Whether the batch's tables hold a name the contract refuses (`name_invalid`; an unknown
+    kind is no harm there), used by a reading or not: a table entry no reading uses would
+    still reach the registry."""
     bad_devices, bad_channels = _tables(batch.devices, batch.kinds, batch.channels)
-    return bool(bad_devices or bad_channels)
+    return any(code == Code.NAME_INVALID for _, _, code in (*bad_devices, *bad_channels))
 
 
 def select_named(batch: ReadingBatch, keep: np.ndarray) -> ReadingBatch:
