@@ -5,7 +5,8 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import paho.mqtt.client as mqtt
@@ -14,7 +15,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from sensing.wire import decode_readings
-from sensing_edge import SensorSample
+from sensing_edge import GatewayAgent, SensorSample
 
 MAX_BYTES = 1 << 24
 
@@ -184,3 +185,15 @@ class FakeCore:
 
     def close(self) -> None:
         self.sub.close()
+
+
+@contextmanager
+def running(agent: GatewayAgent, stop_timeout_s: float = 5.0) -> Iterator[GatewayAgent]:
+    """A started, connected agent; stopped (waiting up to `stop_timeout_s` for its readings)
+    when the block ends."""
+    agent.start()
+    try:
+        assert agent.wait_connected(10), "agent did not connect"
+        yield agent
+    finally:
+        agent.stop(stop_timeout_s)

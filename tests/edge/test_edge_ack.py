@@ -10,7 +10,6 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ from sensing.services import Mosquitto
 from sensing.wire.topics import stored_topic
 from sensing_edge import AgentSettings, GatewayAgent, ReadingBuffer, SimulatedDriver
 from sensing_edge import agent as agent_module
-from tests.edge.support import FakeCore, ListDriver, smoke_samples
+from tests.edge.support import FakeCore, ListDriver, running, smoke_samples
 from tests.helpers import wait_until
 
 AREA = "ack-test"
@@ -41,16 +40,6 @@ def fake_core(broker: Mosquitto, gateway: str) -> Iterator[FakeCore]:
     core.close()
 
 
-@contextmanager
-def running(agent: GatewayAgent) -> Iterator[GatewayAgent]:
-    agent.start()
-    try:
-        assert agent.wait_connected(10), "agent did not connect"
-        yield agent
-    finally:
-        agent.stop(2)
-
-
 def test_the_puback_keeps_a_reading_and_the_core_s_confirmation_deletes_it(
     broker: Mosquitto, gateway: str, fake_core: FakeCore
 ) -> None:
@@ -58,7 +47,7 @@ def test_the_puback_keeps_a_reading_and_the_core_s_confirmation_deletes_it(
     agent = GatewayAgent(make_settings(gateway, broker.port, confirm_timeout_s=60,
                                        confirm_timeout_max_s=60),
                          [ListDriver(smoke_samples("smoke-1", 50))])
-    with running(agent):
+    with running(agent, stop_timeout_s=2):
         assert wait_until(lambda: agent.stats().readings_acked == 50, 10)
         time.sleep(0.3)
         held = agent.stats()
@@ -81,7 +70,7 @@ def test_what_the_broker_lost_is_re_sent_probing_while_the_core_is_silent(
     fake_core.mode = "ignore"
     agent = GatewayAgent(make_settings(gateway, broker.port, batch_max_readings=10),
                          [ListDriver(smoke_samples("smoke-1", 100))])
-    with running(agent):
+    with running(agent, stop_timeout_s=2):
         assert wait_until(lambda: agent.stats().readings_acked >= 100, 10)
         time.sleep(3)  # about 6 timeouts of 0.3-0.6 s
         silent = agent.stats()
@@ -107,7 +96,7 @@ def test_a_core_down_for_long_never_makes_the_agent_give_a_reading_up(
     agent = GatewayAgent(make_settings(gateway, broker.port, confirm_timeout_s=0.1,
                                        confirm_timeout_max_s=0.1, confirm_give_up_after=1),
                          [driver])
-    with running(agent):
+    with running(agent, stop_timeout_s=2):
         time.sleep(3)
         down = agent.stats()
         assert down.readings_refused == 0 and down.readings_confirmed == 0
@@ -130,7 +119,7 @@ def test_after_a_core_outage_the_batches_that_waited_are_not_sent_again_for_noth
     agent = GatewayAgent(make_settings(gateway, broker.port, batch_max_readings=10,
                                        confirm_timeout_s=0.2, confirm_timeout_max_s=0.2),
                          [ListDriver(smoke_samples("smoke-1", 100))])
-    with running(agent):
+    with running(agent, stop_timeout_s=2):
         assert wait_until(lambda: agent.stats().readings_acked >= 100, 10)
         time.sleep(1.5)  # every batch overdue many times over; one of them probing
         fake_core.release(pause_s=0.1)  # 2 s or more: several resend scans meanwhile
@@ -152,7 +141,7 @@ def test_readings_the_core_refuses_are_given_up_after_bounded_tries(
     agent = GatewayAgent(make_settings(gateway, broker.port, confirm_timeout_s=0.2,
                                        confirm_timeout_max_s=0.2, confirm_give_up_after=2),
                          [good, bad])
-    with running(agent):
+    with running(agent, stop_timeout_s=2):
         assert wait_until(lambda: agent.stats().readings_refused == 5, 15), agent.stats()
         time.sleep(0.5)
         stats = agent.stats()
@@ -171,7 +160,7 @@ def test_readings_awaiting_confirmation_are_bounded_and_the_rest_waits_in_the_bu
                                        max_unconfirmed_readings=100, confirm_timeout_s=60,
                                        confirm_timeout_max_s=60),
                          [ListDriver(samples)])
-    with running(agent):
+    with running(agent, stop_timeout_s=2):
         assert wait_until(lambda: agent.stats().readings_acked >= 100, 10)
         time.sleep(1)
         held = agent.stats()
@@ -193,7 +182,7 @@ def test_open_batches_are_bounded_too(
     agent = GatewayAgent(make_settings(gateway, broker.port, batch_max_readings=1,
                                        confirm_timeout_s=60, confirm_timeout_max_s=60),
                          [ListDriver(smoke_samples("smoke-1", 50))])
-    with running(agent):
+    with running(agent, stop_timeout_s=2):
         assert wait_until(lambda: agent.stats().batches_acked >= 5, 10)
         time.sleep(0.5)
         held = agent.stats()
@@ -213,7 +202,7 @@ def test_a_malformed_or_sweeping_confirmation_cannot_stop_the_agent(
                                        confirm_timeout_max_s=60),
                          [ListDriver(smoke_samples("smoke-1", 10))])
     topic = stored_topic(AREA, gateway)
-    with running(agent):
+    with running(agent, stop_timeout_s=2):
         assert wait_until(lambda: agent.stats().readings_acked == 10, 10)
         for junk in (b"", b"{", b'{"ts": 1, "readings": [["smoke-1", 0, 5, 1]]}', b"\xff" * 100):
             fake_core.sub.client.publish(topic, junk, qos=1).wait_for_publish(5)

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,7 @@ from tests.edge.support import (
     Message,
     Subscriber,
     readings_of,
+    running,
     smoke_samples,
 )
 
@@ -45,16 +45,6 @@ def make_settings(gateway: str, port: int, **overrides: Any) -> AgentSettings:
     return AgentSettings.model_validate(
         {"gateway": gateway, "area": AREA, "broker_port": port, **fast, **overrides}
     )
-
-
-@contextmanager
-def running(agent: GatewayAgent) -> Iterator[GatewayAgent]:
-    agent.start()
-    try:
-        assert agent.wait_connected(10), "agent did not connect"
-        yield agent
-    finally:
-        agent.stop(5)
 
 
 def wait_readings(sub: Subscriber, gateway: str, n: int) -> list[dict[str, Any]]:
