@@ -5,7 +5,6 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import paho.mqtt.client as mqtt
@@ -13,6 +12,7 @@ import structlog
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
+from sensing.ingest.received import Incoming as Incoming
 from sensing.wire import topics
 from sensing_edge.security import BrokerSecurity, apply_security
 
@@ -28,16 +28,6 @@ queueing it, so an alert storm (50,000 device.offline at once) would lose alerts
 beyond this bound waits for PUBACKs instead."""
 _SENT = (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN)
 """paho's results for a publish it keeps (and sends, or sends after the reconnect)"""
-
-
-@dataclass(frozen=True, slots=True)
-class Incoming:
-    topic: str
-    payload: bytes
-    mid: int
-    qos: int
-    generation: int
-    """connection the message came on: a PUBACK on a later connection would ack another message"""
 
 
 class CoreSession:
