@@ -113,10 +113,12 @@ def installed() -> NodeRed:
 
 
 @pytest.fixture
-def running(installed: NodeRed, tmp_path: Path
+def running(installed: NodeRed, tmp_path: Path, request: pytest.FixtureRequest
             ) -> Iterator[tuple[NodeRed, Mosquitto, VictoriaMetrics]]:
+    """Node-RED with the flow named by the test's parameter (default: the batched one)."""
+    flow = getattr(request, "param", "batched")
     with Mosquitto.start(tmp_path) as broker, VictoriaMetrics.start(tmp_path) as store:
-        node_red = NodeRed(installed.cache_dir)
+        node_red = NodeRed(installed.cache_dir, flow=flow)
         node_red.start(broker.port, store.url, tmp_path)
         try:
             yield node_red, broker, store
@@ -125,6 +127,7 @@ def running(installed: NodeRed, tmp_path: Path
     assert node_red.pids() == []
 
 
+@pytest.mark.parametrize("running", ["batched", "per-reading"], indirect=True)
 def test_every_reading_stored_once_and_one_alert(
         running: tuple[NodeRed, Mosquitto, VictoriaMetrics]) -> None:
     node_red, broker, store = running

@@ -9,10 +9,18 @@ Node-RED user would, with npm's `node-red` and `node-red-contrib-influxdb`.
 The flow (nodered_flow.json): mqtt in (sensing/v1/+/+/readings, QoS 1, persistent session of
 a fixed client id) -> json -> a function node that makes one message per reading -> a function
 node that drops repeats of (device, epoch, seq) with a Set in its context (the newest 1,000,000
-keys, oldest evicted first) and flags alarms -> influxdb out (InfluxDB 2.0 API at the store,
-org/bucket "sensing", measurement = kind, tags device/gateway/area, fields the values, battery,
-seq and epoch, ms timestamps) and, for an alarm, mqtt out to sensing/v1/alerts/{area} (QoS 1).
-Alarms: a wearable with values.sos >= 1, a smoke detector with obscuration >= 0.5.
+keys, oldest evicted first), refuses malformed readings with a logged reason and flags alarms
+-> a join node (1,000 points, or what came within 1 s) -> influxdb batch (InfluxDB 2.0 API at
+the store, org/bucket "sensing", measurement = kind, tags device/gateway/area, fields the
+values, battery, seq and epoch, ms timestamps); an alarm goes to mqtt out on
+sensing/v1/alerts/{area} (QoS 1). Alarms: a wearable with values.sos >= 1, a smoke detector
+with obscuration >= 0.5.
+
+`NodeRed(flow="per-reading")` (nodered_flow_per_reading.json) sends each reading to an
+influxdb out node instead, the shape most tutorials show: that node flushes every message, one
+HTTP write per reading, with nothing to hold the broker back, so at full rate it has thousands
+of writes in flight and loses readings to timeouts. It is there to show that collapse; the
+default is the flow a user who measured would keep.
 
 In VictoriaMetrics each field becomes the metric `<kind>_<field>`, so the samples of
 `<kind>_seq` are the stored readings.
@@ -43,7 +51,8 @@ from sensing.testing.counting import ReadingKey
 HERE = Path(__file__).resolve().parent
 PROJECT_ROOT = HERE.parents[1]
 DEFAULT_CACHE_DIR = PROJECT_ROOT / ".bench" / "node-red"
-FLOW_TEMPLATE = HERE / "nodered_flow.json"
+FLOWS = {"batched": HERE / "nodered_flow.json",
+         "per-reading": HERE / "nodered_flow_per_reading.json"}
 PACKAGE_JSON = HERE / "nodered_package.json"
 PACKAGE_LOCK = HERE / "nodered_package-lock.json"
 
@@ -70,8 +79,13 @@ class NodeRed:
 
     name = "node-red"
 
-    def __init__(self, cache_dir: Path | None = None) -> None:
+    def __init__(self, cache_dir: Path | None = None, flow: str = "batched") -> None:
+        if flow not in FLOWS:
+            raise ValueError(f"flow {flow!r}: one of {', '.join(FLOWS)}")
         self.cache_dir = Path(cache_dir) if cache_dir is not None else DEFAULT_CACHE_DIR
+        self.flow_file = FLOWS[flow]
+        if flow != "batched":
+            self.name = f"node-red ({flow})"
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path: Path | None = None
 
@@ -141,8 +155,8 @@ class NodeRed:
             raise NodeRedError(f"node-red is not installed in {self.cache_dir}: call install()")
         user_dir = Path(workdir) / "node-red"
         user_dir.mkdir(parents=True, exist_ok=True)
-        (user_dir / "flows.json").write_text(json.dumps(flow_for(broker_port, store_url),
-                                                        indent=1))
+        (user_dir / "flows.json").write_text(
+            json.dumps(flow_for(self.flow_file, broker_port, store_url), indent=1))
         (user_dir / "settings.js").write_text(settings_js(user_dir, free_port()))
         subscribe_session(broker_port)
         self.log_path = user_dir / "node-red.log"
@@ -219,9 +233,9 @@ def _series(store: VictoriaMetrics, metric: str
     return out
 
 
-def flow_for(broker_port: int, store_url: str) -> list[dict[str, object]]:
+def flow_for(flow_file: Path, broker_port: int, store_url: str) -> list[dict[str, object]]:
     """The flow file with the broker's port and the store's URL filled in."""
-    flow: list[dict[str, object]] = json.loads(FLOW_TEMPLATE.read_text())
+    flow: list[dict[str, object]] = json.loads(flow_file.read_text())
     filled = set()
     for node in flow:
         if node["type"] == "mqtt-broker":
@@ -231,7 +245,7 @@ def flow_for(broker_port: int, store_url: str) -> list[dict[str, object]]:
             node["url"] = store_url
             filled.add("store")
     if filled != {"broker", "store"}:
-        raise NodeRedError(f"{FLOW_TEMPLATE} lacks an mqtt-broker or influxdb config node")
+        raise NodeRedError(f"{flow_file} lacks an mqtt-broker or influxdb config node")
     return flow
 
 
