@@ -127,7 +127,7 @@ def running(installed: NodeRed, tmp_path: Path, request: pytest.FixtureRequest
     assert node_red.pids() == []
 
 
-@pytest.mark.parametrize("running", ["batched", "per-reading"], indirect=True)
+@pytest.mark.parametrize("running", ["batched", "per-message", "per-reading"], indirect=True)
 def test_every_reading_stored_once_and_one_alert(
         running: tuple[NodeRed, Mosquitto, VictoriaMetrics]) -> None:
     node_red, broker, store = running
@@ -159,6 +159,7 @@ def test_every_reading_stored_once_and_one_alert(
     publisher.close()
 
 
+@pytest.mark.parametrize("running", ["batched", "per-message"], indirect=True)
 def test_repeats_dropped_single_readings_and_arrays(
         running: tuple[NodeRed, Mosquitto, VictoriaMetrics]) -> None:
     """A repeat of (device, epoch, seq) is dropped however it comes, even with another ts (the
@@ -179,6 +180,7 @@ def test_repeats_dropped_single_readings_and_arrays(
     publisher.close()
 
 
+@pytest.mark.parametrize("running", ["batched", "per-message"], indirect=True)
 def test_hostile_input_refused_and_the_flow_keeps_going(
         running: tuple[NodeRed, Mosquitto, VictoriaMetrics]) -> None:
     node_red, broker, store = running
