@@ -22,13 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from sensing.ingest.received import Received
-from sensing.kernels.mqttframes import (
-    MAX_PUBLISH_HEAD,
-    PUBLISH,
-    FrameScanner,
-    PublishHead,
-    read_publish_head,
-)
+from sensing.kernels import mqttframes as mf
+from sensing.kernels.mqttframes import MAX_PUBLISH_HEAD, PUBLISH, PublishHead, read_publish_head
 
 MIN_FREE = 16 << 10
 """a buffer with less room than this is full: a read into it would be too small to pay"""
@@ -70,7 +65,7 @@ class FrameReader:
         self.longest_whole = max_payload_bytes + MAX_PUBLISH_HEAD
         """a packet longer than this has a payload over the limit, whatever its topic"""
         self.capacity = max(chunk_bytes, self.longest_whole)
-        self._scanner = FrameScanner(scan_rows)
+        self._scanner = mf.FrameScanner(scan_rows)
         self._scratch: np.ndarray | None = None
         self.reset()
 
@@ -114,12 +109,13 @@ class FrameReader:
         messages: list[Received] = []
         controls: list[Control] = []
         while True:
-            scan = self._scanner.scan(self._buf, self._parsed, self._fill)
+            scan = self._scanner.scan(self._buf, self._parsed, self._fill,
+                                      self.max_payload_bytes)
             scan.check()
             if scan.rows:
-                self._collect(scan.rows, generation, messages, controls)
+                self._collect(scan, generation, messages, controls)
             self._parsed = scan.consumed
-            if scan.rows < self._scanner.kind.shape[0]:
+            if not scan.full:
                 break
         if scan.need > self.longest_whole:
             messages += self._start_oversize(scan.need, generation)
@@ -127,30 +123,23 @@ class FrameReader:
             self._next_buffer()
         return messages, controls
 
-    def _collect(self, rows: int, generation: int, messages: list[Received],
+    def _collect(self, scan: mf.Scan, generation: int, messages: list[Received],
                  controls: list[Control]) -> None:
-        s = self._scanner
-        kind = s.kind[:rows]
-        is_publish = kind == PUBLISH
-        published = int(np.count_nonzero(is_publish))
-        if published < rows:
-            for i in np.flatnonzero(~is_publish).tolist():
-                body = self._body(int(s.packet_start[i]), int(s.packet_end[i]))
-                controls.append(Control(int(s.kind[i]), int(s.packet_id[i]), body))
-        if not published:
-            return
-        rows_of: slice | np.ndarray = (slice(0, rows) if published == rows
-                                       else np.flatnonzero(is_publish))
-        qos = s.qos[rows_of].copy()
-        if int(qos.max()) > 1:
+        if scan.max_qos > 1:
             raise ProtocolError("a QoS 2 message, on a session subscribed at QoS 1 at most")
-        payload_start = s.payload_start[rows_of].copy()
-        packet_end = s.packet_end[rows_of]
-        size = packet_end - payload_start
-        payload_end = np.minimum(packet_end, payload_start + (self.max_payload_bytes + 1))
-        messages.append(Received(self._buf, s.topic_start[rows_of].copy(),
-                                 s.topic_end[rows_of].copy(), payload_start, payload_end, size,
-                                 s.packet_id[rows_of].copy(), qos, generation))
+        table = scan.table[:, :scan.rows].copy()  # its rows become the Received's columns
+        if scan.publishes < scan.rows:
+            kind = table[mf.KIND]
+            for i in np.flatnonzero(kind != PUBLISH).tolist():
+                body = self._body(int(table[mf.PACKET_START, i]), int(table[mf.PACKET_END, i]))
+                controls.append(Control(int(kind[i]), int(table[mf.PACKET_ID, i]), body))
+            if not scan.publishes:
+                return
+            table = table[:, kind == PUBLISH]
+        messages.append(Received(self._buf, table[mf.TOPIC_START], table[mf.TOPIC_END],
+                                 table[mf.PAYLOAD_START], table[mf.PAYLOAD_END],
+                                 table[mf.PAYLOAD_SIZE], table[mf.PACKET_ID].astype(np.int32),
+                                 table[mf.QOS].astype(np.uint8), generation))
         self._shared = True
 
     def _body(self, start: int, end: int) -> bytes:

@@ -45,9 +45,11 @@ class Received:
     generation: int
 
     def __post_init__(self) -> None:
-        n = self.topic_start.shape[0]
-        columns = [getattr(self, c) for c in (*_SPAN_COLUMNS, "mid", "qos")]
-        if any(c.ndim != 1 or c.shape[0] != n for c in columns):
+        shape = self.topic_start.shape
+        if len(shape) != 1 or not (
+                shape == self.topic_end.shape == self.payload_start.shape
+                == self.payload_end.shape == self.payload_size.shape == self.mid.shape
+                == self.qos.shape):
             raise ValueError("a Received's columns must be 1-D and of one length")
 
     def __len__(self) -> int:

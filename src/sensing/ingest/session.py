@@ -65,6 +65,12 @@ MAX_PENDING_MESSAGES = 50_000
 MAX_PENDING_BYTES = 32 << 20
 CHUNK_BYTES = 1 << 20
 SEND_CHUNK = 256 << 10
+COALESCE_S = 0.005
+COALESCE_BYTES = 64 << 10
+"""after a read of fewer bytes, the next waits COALESCE_S: at a trickle every read costs about
+as much as a large one. A live run at ~20,000 messages/s read 19 messages at a time, 4.4 to 7.3
+µs of CPU per message; waiting 2 ms: 3.1-3.5 µs, 5 ms: 1.7-3.6 µs (noisy). 5 ms is a tenth of
+the core's batch wait (batch_max_wait_s)."""
 STOP_FLUSH_S = 2.0
 """how long `stop` tries to send what is queued (PUBACKs, publishes) before DISCONNECT"""
 SUBSCRIBE_ID = 0xFFFF
@@ -154,7 +160,8 @@ class BulkSession:
                  max_pending_messages: int = MAX_PENDING_MESSAGES,
                  max_pending_bytes: int = MAX_PENDING_BYTES, chunk_bytes: int = CHUNK_BYTES,
                  reconnect_delays: tuple[float, float] = RECONNECT_DELAYS,
-                 connect_timeout_s: float = CONNECT_TIMEOUT_S) -> None:
+                 connect_timeout_s: float = CONNECT_TIMEOUT_S,
+                 coalesce_s: float = COALESCE_S) -> None:
         """`security` (credentials and TLS) replaces `username`/`password` when given."""
         if not 1 <= keepalive_s <= 0xFFFF:
             raise ValueError("keepalive_s is 1..65535")
@@ -171,6 +178,8 @@ class BulkSession:
         self._connect_timeout_s = connect_timeout_s
         self._reader = FrameReader(max_payload_bytes, chunk_bytes)
         self._chunk_bytes = chunk_bytes
+        self.coalesce_s = coalesce_s
+        """the latency a message may gain so that reads are fewer and larger"""
 
         self._lock = threading.Lock()
         self._arrived = threading.Condition(self._lock)
@@ -389,6 +398,7 @@ class BulkSession:
         pinged = False
         connack_by = now + self._connect_timeout_s
         sending = memoryview(b"")
+        read_after = now
         while True:
             with self._lock:
                 self._wake_pending = False
@@ -425,22 +435,27 @@ class BulkSession:
             due = min(last_out + keepalive,
                       last_in + (DEAD_AFTER * keepalive if pinged else keepalive))
             timeout = max(0.0, min(due, connack_by if not live else due) - now)
+            listen = not paused and now >= read_after
+            if not paused and not listen:
+                timeout = min(timeout, read_after - now)
             # TLS may hold decrypted bytes the socket no longer signals
-            readable = not paused and isinstance(sock, ssl.SSLSocket) and sock.pending() > 0
+            readable = listen and isinstance(sock, ssl.SSLSocket) and sock.pending() > 0
             if not readable:
-                ready, _, _ = select.select([self._wake_r] + ([] if paused else [sock]),
+                ready, _, _ = select.select([self._wake_r] + ([sock] if listen else []),
                                             [sock] if sending else [], [], timeout)
                 if self._wake_r in ready:
                     with contextlib.suppress(OSError):
                         while self._wake_r.recv(4096):
                             pass
                 readable = sock in ready
-            if readable and self._read(sock, tls):
+            if readable and (got := self._read(sock, tls)):
                 last_in = time.monotonic()
+                if got < COALESCE_BYTES:  # a trickle: let more come before the next read
+                    read_after = last_in + self.coalesce_s
                 pinged = False
 
-    def _read(self, sock: socket.socket, tls: bool) -> bool:
-        """Read what is there (a chunk or so); whether anything came."""
+    def _read(self, sock: socket.socket, tls: bool) -> int:
+        """Read what is there (a chunk or so); returns how many bytes came."""
         total = 0
         while total < self._chunk_bytes:
             space = self._reader.space()
@@ -458,7 +473,7 @@ class BulkSession:
                 break  # over the bounds: stop reading
             if not tls and n < len(space):
                 break  # the socket is drained
-        return total > 0
+        return total
 
     def _deliver(self, messages: list[Received]) -> bool:
         """Queue messages for `receive`; whether that went over the bounds."""

@@ -1,10 +1,11 @@
 """MQTT 3.1.1 packets from a broker, scanned in bulk; PUBACKs written in bulk.
 
 `scan_frames` walks the packets in `buf[start:end]` and writes one row per complete packet into
-columns owned by the caller (`FrameScanner` below): its type and flags, where it starts and
-ends, and for a PUBLISH the spans of its topic and payload, its packet id, QoS and DUP flag. It
-stops at an incomplete trailing packet, at the first malformed one, or when the columns are
-full, and says where (`status`): a caller appends more bytes and scans again from there.
+a table of columns (`FrameScanner` below owns one): its type and flags, where it starts and
+ends, and for a PUBLISH the spans of its topic and payload (cut to a limit, with its real
+size), its packet id, QoS and DUP flag. It stops at an incomplete trailing packet, at the first
+malformed one, or when the table is full, and says where (`status`): a caller appends more
+bytes and scans again from there.
 
 Only what a broker may send a client is accepted: CONNACK, PUBLISH, PUBACK, PUBREC, PUBREL,
 PUBCOMP, SUBACK, UNSUBACK and PINGRESP, each with the fixed-header flags and remaining length
@@ -58,12 +59,15 @@ MAX_PUBLISH_HEAD = MAX_HEADER_LENGTH + 2 + 65_535 + 2
 payload, at most"""
 PUBACK_SIZE = 4
 
-CONSUMED = 0
-ERROR = 1
-NEED = 2
-"""`status` of a scan: where it stopped, why (an error code, OK if it did not fail), and the
+KIND, FLAGS, PACKET_START, PACKET_END, TOPIC_START, TOPIC_END = range(6)
+PAYLOAD_START, PAYLOAD_END, PAYLOAD_SIZE, PACKET_ID, QOS, DUP = range(6, 12)
+COLUMNS = 12
+"""the rows of a scan's table: one column of the packets each (contiguous)"""
+
+CONSUMED, ERROR, NEED, PUBLISHES, MAX_QOS = range(5)
+"""`status` of a scan: where it stopped, why (an error code, OK if it did not fail), the
 length of the packet at that point when it stopped on that packet being incomplete with its
-fixed header in (0 otherwise)"""
+fixed header in (0 otherwise), how many rows are PUBLISH and their highest QoS"""
 
 
 @njit(cache=True, nogil=True)
@@ -126,18 +130,21 @@ def _publish_head(buf: np.ndarray, body: int, length: int, qos: int, end: int
 
 
 @njit(cache=True, nogil=True)
-def scan_frames(buf: np.ndarray, start: int, end: int, kind: np.ndarray, flags: np.ndarray,
-                packet_start: np.ndarray, packet_end: np.ndarray, topic_start: np.ndarray,
-                topic_end: np.ndarray, payload_start: np.ndarray, packet_id: np.ndarray,
-                qos: np.ndarray, dup: np.ndarray, status: np.ndarray) -> int:
-    """Rows for the complete packets from `start`, at most `kind.shape[0]`; returns how many.
-    Columns other than kind, flags and the packet span are 0 for packets other than PUBLISH,
-    except `packet_id` (PUBACK, PUBREC, PUBREL, PUBCOMP, SUBACK, UNSUBACK)."""
+def scan_frames(buf: np.ndarray, start: int, end: int, max_payload: int, table: np.ndarray,
+                status: np.ndarray) -> int:
+    """Rows (columns of `table`, one per row of it: see the column names) for the complete
+    packets from `start`, at most `table.shape[1]`; returns how many. A payload is cut to
+    `max_payload + 1` bytes (PAYLOAD_END; PAYLOAD_SIZE keeps its length). Columns other than
+    kind, flags and the packet span are 0 for packets other than PUBLISH, but PACKET_ID
+    (PUBACK, PUBREC, PUBREL, PUBCOMP, SUBACK, UNSUBACK). `status` also gets how many rows are
+    PUBLISH and their highest QoS."""
     n = 0
     pos = start
-    capacity = kind.shape[0]
+    capacity = table.shape[1]
     error = OK
     need = 0
+    publishes = 0
+    max_qos = 0
     while pos < end and n < capacity:
         length, header = _remaining_length(buf, pos, end)
         if header < 0:
@@ -156,8 +163,10 @@ def scan_frames(buf: np.ndarray, start: int, end: int, kind: np.ndarray, flags: 
             need = total
             break
         body = pos + header
+        t_start = 0
         t_end = 0
         p_start = 0
+        p_end = 0
         pid = 0
         q = 0
         if k == PUBLISH:
@@ -165,23 +174,31 @@ def scan_frames(buf: np.ndarray, start: int, end: int, kind: np.ndarray, flags: 
             t_end, p_start, pid, error = _publish_head(buf, body, length, q, end)
             if error != OK:
                 break
+            t_start = body + 2
+            p_end = min(pos + total, p_start + max_payload + 1)
+            publishes += 1
+            max_qos = max(max_qos, q)
         elif k in (PUBACK, PUBREC, PUBREL, PUBCOMP, SUBACK, UNSUBACK):
             pid = (int(buf[body]) << 8) | int(buf[body + 1])
-        kind[n] = k
-        flags[n] = f
-        packet_start[n] = pos
-        packet_end[n] = pos + total
-        topic_start[n] = body + 2 if k == PUBLISH else 0
-        topic_end[n] = t_end
-        payload_start[n] = p_start
-        packet_id[n] = pid
-        qos[n] = q
-        dup[n] = (f >> 3) & 1 if k == PUBLISH else 0
+        table[KIND, n] = k
+        table[FLAGS, n] = f
+        table[PACKET_START, n] = pos
+        table[PACKET_END, n] = pos + total
+        table[TOPIC_START, n] = t_start
+        table[TOPIC_END, n] = t_end
+        table[PAYLOAD_START, n] = p_start
+        table[PAYLOAD_END, n] = p_end
+        table[PAYLOAD_SIZE, n] = pos + total - p_start if k == PUBLISH else 0
+        table[PACKET_ID, n] = pid
+        table[QOS, n] = q
+        table[DUP, n] = (f >> 3) & 1 if k == PUBLISH else 0
         n += 1
         pos += total
     status[CONSUMED] = pos
     status[ERROR] = error
     status[NEED] = need
+    status[PUBLISHES] = publishes
+    status[MAX_QOS] = max_qos
     return n
 
 
@@ -248,13 +265,24 @@ class FrameError(ValueError):
 
 class Scan(NamedTuple):
     rows: int
-    """complete packets scanned into the scanner's columns"""
+    """complete packets scanned: the first `rows` columns of `table`"""
     consumed: int
     """offset after the last of them"""
     need: int
     """length of the incomplete packet at `consumed` when its fixed header is in, else 0"""
     error: int
     """OK, or the code of the malformed packet at `consumed`"""
+    publishes: int
+    """how many of the rows are PUBLISH"""
+    max_qos: int
+    """their highest QoS (0 if none)"""
+    table: np.ndarray
+    """int64[COLUMNS, capacity]: `table[TOPIC_START, :rows]` and so on"""
+
+    @property
+    def full(self) -> bool:
+        """Whether the table is full: there may be more packets after `consumed`."""
+        return self.rows == int(self.table.shape[1])
 
     def check(self) -> None:
         """Raise FrameError if the scan stopped at a malformed packet."""
@@ -280,32 +308,24 @@ def _check_buffer(buf: np.ndarray, start: int, end: int) -> None:
 
 
 class FrameScanner:
-    """Columns for up to `rows` packets, filled by `scan` (each scan overwrites them)."""
+    """A table for up to `rows` packets, filled by each `scan` anew."""
 
     def __init__(self, rows: int = 8192) -> None:
         if rows < 1:
             raise ValueError("rows must be at least 1")
-        self.kind = np.zeros(rows, np.uint8)
-        self.flags = np.zeros(rows, np.uint8)
-        self.packet_start = np.zeros(rows, np.int64)
-        self.packet_end = np.zeros(rows, np.int64)
-        self.topic_start = np.zeros(rows, np.int64)
-        self.topic_end = np.zeros(rows, np.int64)
-        self.payload_start = np.zeros(rows, np.int64)
-        self.packet_id = np.zeros(rows, np.int32)
-        self.qos = np.zeros(rows, np.uint8)
-        self.dup = np.zeros(rows, np.uint8)
-        self._status = np.zeros(3, np.int64)
+        self.table = np.zeros((COLUMNS, rows), np.int64)
+        self._status = np.zeros(5, np.int64)
 
-    def scan(self, buf: np.ndarray, start: int, end: int) -> Scan:
-        """The complete packets of `buf[start:end]` (as many as the columns hold), up to a
-        malformed one (see `Scan.error`)."""
+    def scan(self, buf: np.ndarray, start: int, end: int,
+             max_payload: int = MAX_REMAINING_LENGTH) -> Scan:
+        """The complete packets of `buf[start:end]` (as many as the table holds), up to a
+        malformed one (see `Scan.error`). `Scan.table` is this scanner's: copy what you keep."""
         _check_buffer(buf, start, end)
-        rows = scan_frames(buf, start, end, self.kind, self.flags, self.packet_start,
-                           self.packet_end, self.topic_start, self.topic_end,
-                           self.payload_start, self.packet_id, self.qos, self.dup, self._status)
-        consumed, error, need = (int(x) for x in self._status)
-        return Scan(int(rows), consumed, need, error)
+        if max_payload < 0:
+            raise ValueError("max_payload >= 0")
+        rows = scan_frames(buf, start, end, max_payload, self.table, self._status)
+        consumed, error, need, publishes, max_qos = self._status.tolist()
+        return Scan(int(rows), consumed, need, error, publishes, max_qos, self.table)
 
 
 def read_publish_head(buf: np.ndarray, start: int, end: int) -> PublishHead | None:
