@@ -8,10 +8,14 @@ chunk at a time, scans it with the `mqttframes` kernel and hands the PUBLISH pac
 one buffer of PUBACKs. Other threads queue what they send and wake the I/O thread.
 
 Bounds: what was read and not yet taken by `receive` stays under `max_pending_messages` and
-`max_pending_bytes` of payload (plus one read): beyond them the I/O thread stops reading, so
-TCP pushes back to the broker, whose queue for this persistent session holds the rest (see
-mosquitto.conf). It still sends PUBACKs and PINGREQs meanwhile, and does not count the time it
-holds back as silence of the broker. At most MAX_OUTSTANDING publishes await their PUBACK.
+`max_pending_bytes` of payload (plus one read of `chunk_bytes`): beyond them the I/O thread
+stops reading, so TCP pushes back to the broker, whose queue for this persistent session holds
+the rest (see mosquitto.conf). It still sends PUBACKs and PINGREQs meanwhile, and does not
+count the time it holds back as silence of the broker (a broker that dies meanwhile is found
+out once reading resumes). At most MAX_OUTSTANDING publishes await their PUBACK.
+
+A payload over `max_payload_bytes` arrives cut to that + 1 bytes, `payload_size` its real
+length (see `frames`); after a read of under COALESCE_BYTES the next waits `coalesce_s`.
 """
 
 from __future__ import annotations
@@ -455,12 +459,14 @@ class BulkSession:
                 pinged = False
 
     def _read(self, sock: socket.socket, tls: bool) -> int:
-        """Read what is there (a chunk or so); returns how many bytes came."""
+        """Read what is there, a chunk at most (what the bounds may be overshot by); returns
+        how many bytes came."""
         total = 0
         while total < self._chunk_bytes:
             space = self._reader.space()
+            wanted = min(len(space), self._chunk_bytes - total)
             try:
-                n = sock.recv_into(space)
+                n = sock.recv_into(space, wanted)
             except _NOTHING_TO_READ:
                 break
             if n == 0:
@@ -471,7 +477,7 @@ class BulkSession:
                 self._handle(controls)
             if messages and self._deliver(messages):
                 break  # over the bounds: stop reading
-            if not tls and n < len(space):
+            if not tls and n < wanted:
                 break  # the socket is drained
         return total
 
