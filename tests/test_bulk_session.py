@@ -6,6 +6,8 @@ TLS with credentials as `sensing secure-setup` makes them."""
 from __future__ import annotations
 
 import signal
+import socket
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -295,3 +297,50 @@ def test_a_wrong_password_or_an_untrusted_broker_does_not_connect(
             s.start(3)
     finally:
         s.stop()
+
+
+def test_receive_takes_at_most_max_bytes_of_payload_but_at_least_one_message(
+        broker: Mosquitto, publisher: Publisher) -> None:
+    sent = readings(unique("gw"), 10, size=1000)
+    with session(broker.port, unique("core")) as s:
+        publisher.send(sent)
+        assert wait_until(lambda: s.pending[0] == 10)
+        first = s.receive(100, 1.0, max_bytes=2500)
+        one = s.receive(100, 1.0, max_bytes=10)
+        rest = s.receive(100, 0.5)
+        assert [len(first), len(one), len(rest)] == [2, 1, 7]
+        assert [m.payload for r in (first, one, rest) for m in r.messages()] == [
+            p for _, p in sent]
+
+
+def test_a_malformed_packet_drops_the_connection_and_the_session_comes_back() -> None:
+    """Mosquitto never sends one: a small TCP server on loopback plays the broker."""
+    server = socket.create_server(("127.0.0.1", 0))
+    connections: list[socket.socket] = []
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            connections.append(conn)
+            conn.recv(1024)  # CONNECT
+            conn.sendall(b"\x20\x02\x00\x00")
+            conn.recv(1024)  # SUBSCRIBE, id 0xFFFF
+            conn.sendall(b"\x90\x07\xff\xff\x01\x01\x01\x01\x01")  # SUBACK
+            if len(connections) == 1:  # five bytes of remaining length
+                conn.sendall(b"\x30\xff\xff\xff\xff\x01")
+
+    threading.Thread(target=serve, daemon=True).start()
+    s = BulkSession("127.0.0.1", server.getsockname()[1], unique("core"),
+                    reconnect_delays=(0.1, 0.5))
+    try:
+        s.start(10)
+        assert wait_until(lambda: len(connections) == 2 and s.connected.is_set(), 10)
+        assert s.generation == 2
+    finally:
+        s.stop()
+        server.close()
+        for conn in connections:
+            conn.close()
