@@ -22,7 +22,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from sensing.services import LOOPBACK, Mosquitto, VictoriaMetrics
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from e2e.nodered import NodeRed
+from e2e.nodered import FLOWS, NodeRed
 
 ENABLED = os.environ.get("SENSING_BENCH_NODERED") == "1"
 AVAILABLE, WHY_NOT = NodeRed.available()
@@ -115,8 +115,8 @@ def installed() -> NodeRed:
 @pytest.fixture
 def running(installed: NodeRed, tmp_path: Path, request: pytest.FixtureRequest
             ) -> Iterator[tuple[NodeRed, Mosquitto, VictoriaMetrics]]:
-    """Node-RED with the flow named by the test's parameter (default: the batched one)."""
-    flow = getattr(request, "param", "batched")
+    """Node-RED with the flow named by the test's parameter."""
+    flow = request.param
     with Mosquitto.start(tmp_path) as broker, VictoriaMetrics.start(tmp_path) as store:
         node_red = NodeRed(installed.cache_dir, flow=flow)
         node_red.start(broker.port, store.url, tmp_path)
@@ -127,7 +127,7 @@ def running(installed: NodeRed, tmp_path: Path, request: pytest.FixtureRequest
     assert node_red.pids() == []
 
 
-@pytest.mark.parametrize("running", ["batched", "per-message", "per-reading"], indirect=True)
+@pytest.mark.parametrize("running", list(FLOWS), indirect=True)
 def test_every_reading_stored_once_and_one_alert(
         running: tuple[NodeRed, Mosquitto, VictoriaMetrics]) -> None:
     node_red, broker, store = running
@@ -159,7 +159,7 @@ def test_every_reading_stored_once_and_one_alert(
     publisher.close()
 
 
-@pytest.mark.parametrize("running", ["batched", "per-message"], indirect=True)
+@pytest.mark.parametrize("running", ["per-message", "per-reading-joined"], indirect=True)
 def test_repeats_dropped_single_readings_and_arrays(
         running: tuple[NodeRed, Mosquitto, VictoriaMetrics]) -> None:
     """A repeat of (device, epoch, seq) is dropped however it comes, even with another ts (the
@@ -180,7 +180,7 @@ def test_repeats_dropped_single_readings_and_arrays(
     publisher.close()
 
 
-@pytest.mark.parametrize("running", ["batched", "per-message"], indirect=True)
+@pytest.mark.parametrize("running", ["per-message", "per-reading-joined"], indirect=True)
 def test_hostile_input_refused_and_the_flow_keeps_going(
         running: tuple[NodeRed, Mosquitto, VictoriaMetrics]) -> None:
     node_red, broker, store = running
