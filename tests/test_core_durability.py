@@ -160,10 +160,10 @@ def test_a_message_the_core_fails_on_is_dead_lettered_and_the_core_goes_on(
     acknowledged (not delivered again), and the readings of other gateways are stored."""
     original = Pipeline._decode
 
-    def failing(self: Pipeline, m, gateway: str, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def failing(self: Pipeline, m, i, gateway: str, *args, **kwargs):  # type: ignore[no-untyped-def]
         if gateway == "gw-poison":
             raise OverflowError("injected")
-        return original(self, m, gateway, *args, **kwargs)
+        return original(self, m, i, gateway, *args, **kwargs)
 
     monkeypatch.setattr(Pipeline, "_decode", failing)
     listener = Listener(broker, topics.DEADLETTER_FILTER)
@@ -270,10 +270,11 @@ def test_a_stop_while_the_spool_is_full_loses_nothing(
             for seq in range(150, 300):
                 publish(pub, rtopic, orjson.dumps(
                     reading("smoke-full-1", "smoke", seq, t0 + seq * 1000, obscuration=0.1)))
-            # the next step took some and waits for room; the rest wait in the broker
+            # the next steps took the rest: one waits for room in the spool, the others for
+            # it in the commit queue, all admitted by the window and none of them spooled
             assert wait_until(lambda: core.stats.readings_received > 150)
             time.sleep(0.5)
-            assert core.spool.entries == 1 and core.stats.readings_received < 300
+            assert core.spool.entries == 1
         store.restart()
         with running_core(broker, store, state) as core:
             assert wait_until(lambda: core.stats.readings_received >= 1 and

@@ -2,11 +2,15 @@
 the spool drains into the store beside it.
 
 One step: decode, dedup, detect and grade a batch of messages; commit the alert transitions with
-their messages (the outbox) and publish those at once; commit the step's lines to the spool
-(durable, on the core's disk) and journal the admitted readings; acknowledge the messages to the
-broker. The drain thread writes the spool to the store and then confirms to each gateway what is
-stored (`sensing/v1/core/stored/...`). Nothing here waits for the store: an SOS goes out while
-the store is down.
+their messages (the outbox) and publish those at once. Then, on the commit thread, while the next
+step is processed: commit the step's lines to the spool (durable, on the core's disk), journal
+the admitted readings, and acknowledge the messages to the broker, steps in order. The drain
+thread writes the spool to the store and then confirms to each gateway what is stored
+(`sensing/v1/core/stored/...`). Nothing here waits for the store: an SOS goes out while the
+store is down.
+
+Four threads overlap: the session's reader (socket -> frames), the step loop, the commit thread
+and the drain; bounded queues between them hold the broker back when one falls behind.
 """
 
 from __future__ import annotations
@@ -15,18 +19,20 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import orjson
-import paho.mqtt.client as mqtt
 import structlog
 
 from sensing.alerts.book import AlertBook
-from sensing.dedup.journal import DedupJournal
-from sensing.ingest.mqtt import CoreSession, Incoming
-from sensing.pipeline import CoreStats, Pipeline, now_ms
+from sensing.dedup.journal import Capture, DedupJournal
+from sensing.ingest.received import Received
+from sensing.ingest.session import BulkSession, Delivery
+from sensing.pipeline import CoreStats, Pipeline, StepOutput, now_ms
 from sensing.redact import redact_url
 from sensing.settings import CoreSettings
+from sensing.stage import Stage
 from sensing.store.drain import StoreDrain
 from sensing.store.spool import Spool
 from sensing.store.writer import Rejected, StoreWriter
@@ -39,29 +45,40 @@ from sensing.wire.messages import DeadLetter
 log = structlog.get_logger("sensing.core")
 
 
+
+@dataclass(frozen=True, slots=True)
+class _Commit:
+    """What the commit thread makes durable for one step, then acknowledges."""
+
+    messages: Received
+    out: StepOutput
+
+
 class StreamCore:
     """The pipeline between a persistent MQTT session and the store."""
 
-    def __init__(self, settings: CoreSettings, session: CoreSession | None = None) -> None:
+    def __init__(self, settings: CoreSettings, session: BulkSession | None = None) -> None:
         self.settings = settings
         settings.state_dir.mkdir(parents=True, exist_ok=True)
         self.pipeline = Pipeline(settings, AlertBook(settings.state_dir / "alerts.sqlite"))
         self.journal = DedupJournal(settings.state_dir, self.pipeline.dedup,
                                     self.pipeline.registry.devices,
-                                    registry=self.pipeline.registry)
+                                    registry=self.pipeline.registry, auto_compact=False)
         self.journal.recover()
         self.store = StoreWriter(settings.store_url, settings.store_token, settings.store_org,
                                  settings.store_bucket, settings.store_timeout_s)
         self.spool = Spool(settings.state_dir / "spool.sqlite", settings.spool_max_bytes)
-        self.session = session or CoreSession.from_settings(settings)
+        self.session = session or BulkSession.from_settings(settings)
         self.drain = StoreDrain(self.spool, self.store, self._publish_quietly,
                                 self._dead_letter_rejected)
         self.stop_event = threading.Event()
         self._last_stats = 0.0
         self._unspooled = False
         """the window admitted readings that never reached the spool (a stop while full)"""
-        self._outbox: list[tuple[int, list[mqtt.MQTTMessageInfo]]] = []
+        self._outbox: list[tuple[int, list[Delivery]]] = []
         """outbox entries published and waiting for the broker's PUBACK"""
+        self.committer: Stage[_Commit | Capture] = Stage("commit", self._commit)
+        self._capture_queued = False
 
     @property
     def stats(self) -> CoreStats:
@@ -75,6 +92,7 @@ class StreamCore:
                  store=redact_url(self.settings.store_url), spooled=self.spool.entries)
         self._announce_undelivered()
         self.drain.start()
+        self.committer.start()
         try:
             while not self.stop_event.is_set():
                 if self.drain.error is not None:
@@ -84,18 +102,26 @@ class StreamCore:
                                                 self.settings.batch_max_bytes)
                 self.step(messages)
         finally:
-            self.drain.stop(self.settings.shutdown_grace_s)
-            self._publish_stats(force=True)
-            self._settle_outbox()
-            self.session.stop()
-            self.store.close()
-            self.spool.close()
-            self.journal.close(compact=not self._unspooled)
-            self.pipeline.book.close()
-            log.info("core stopped", **self.stats.as_dict())
+            try:
+                self.committer.join()
+            finally:
+                self._stop_rest()
 
-    def step(self, messages: list[Incoming]) -> None:
-        """Handle one batch of messages, then acknowledge them to the broker."""
+    def _stop_rest(self) -> None:
+        self.drain.stop(self.settings.shutdown_grace_s)
+        self._publish_stats(force=True)
+        self._settle_outbox()
+        self.session.stop()
+        self.store.close()
+        self.spool.close()
+        # a commit thread that failed may have left a step unjournaled: keep the journal
+        self.journal.close(compact=not self._unspooled and self.committer.error is None)
+        self.pipeline.book.close()
+        log.info("core stopped", **self.stats.as_dict())
+
+    def step(self, messages: Received) -> None:
+        """Handle one batch of messages; the commit thread makes it durable and acknowledges
+        it to the broker."""
         book = self.pipeline.book
         with book.step():
             out = self.pipeline.process(messages, now_ms())
@@ -106,6 +132,28 @@ class StreamCore:
             self._outbox.append((outbox_id, infos))
         for topic, payload in out.publish:
             self.session.publish(topic, payload)
+        if len(messages) or out.lines:
+            self.committer.put(_Commit(messages, out))
+        if self.journal.due and not self._capture_queued:
+            # taken here, between two steps, and written after this step's record: the snapshot
+            # holds exactly what the journal before it held
+            self._capture_queued = True
+            self.committer.put(self.journal.capture())
+        self._settle_outbox()
+        self._publish_stats()
+
+    def _commit(self, item: _Commit | Capture) -> None:
+        """On the commit thread, in step order: spool, journal, acknowledge."""
+        if isinstance(item, Capture):
+            self._capture_queued = False
+            try:
+                self.journal.write_snapshot(item)
+            except OSError as exc:  # the journal has every record: the snapshot waits
+                log.error("dedup snapshot not written; the journal is kept", error=str(exc))
+            return
+        if self._unspooled:
+            return  # a step before this one never reached the spool: none after it is acked
+        out = item.out
         lines = b"\n".join(x if isinstance(x, bytes) else x.encode() for x in out.lines if x)
         confirms = stored_messages(out.handled) if out.handled else []
         if not self._durably(lambda: self.spool.add(lines, confirms, self.stop_event)):
@@ -114,10 +162,9 @@ class StreamCore:
             self._unspooled = True
             return
         if not self._durably(lambda: self._journal(out.admitted)):
+            self._unspooled = True
             return  # stopping on a full disk: the spool has them; they come again, once
-        self.session.ack(messages)
-        self._settle_outbox()
-        self._publish_stats()
+        self.session.ack(item.messages)
 
     def _journal(self, admitted: tuple[np.ndarray, np.ndarray, np.ndarray]) -> bool:
         self.journal.append(*admitted)
@@ -147,7 +194,7 @@ class StreamCore:
     def _settle_outbox(self) -> None:
         if not self._outbox:
             return
-        done = [i for i, infos in self._outbox if all(_delivered(x) for x in infos)]
+        done = [i for i, infos in self._outbox if all(x.delivered for x in infos)]
         if done:
             self.pipeline.book.delivered(done)
             finished = set(done)
@@ -174,16 +221,6 @@ class StreamCore:
         doc = {"ts": now_ms(), **self.stats.as_dict(), "spooled": self.spool.entries,
                "spooled_bytes": self.spool.size_bytes}
         self.session.publish(topics.CORE_STATS_TOPIC, orjson.dumps(doc), retain=True)
-
-
-def _delivered(info: mqtt.MQTTMessageInfo) -> bool:
-    """Whether the broker acknowledged the message. paho's is_published() raises for one
-    published while disconnected (rc NO_CONN), which paho still sends after the reconnect,
-    and for one it refused (which the session logs; its outbox entry waits for a restart)."""
-    if info.rc == mqtt.MQTT_ERR_SUCCESS:
-        return info.is_published()
-    with info._condition:
-        return bool(info._published)
 
 
 def _line_origin(line: bytes) -> tuple[str, str]:

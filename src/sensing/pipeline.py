@@ -23,7 +23,8 @@ from sensing.detect.engine import ConditionChange, DetectionEngine, Readings
 from sensing.detect.offline import OfflineWatch
 from sensing.detect.overrides import load_overrides
 from sensing.dispatch.router import Dispatcher
-from sensing.ingest.mqtt import Incoming
+from sensing.ingest.received import Incoming, Received
+from sensing.json_lane import JsonLane, LaneOut
 from sensing.kernels.dedup import ADMITTED, DUPLICATE, EPOCH_JUMP, SEQ_JUMP, TOO_OLD
 from sensing.registry import Refused, Registry
 from sensing.settings import CoreSettings
@@ -31,7 +32,7 @@ from sensing.store.lineprotocol import LineFormatter
 from sensing.wire import topics
 from sensing.wire.batch import kept_values
 from sensing.wire.confirm import StoredChunk
-from sensing.wire.decode import decode_readings
+from sensing.wire.decode import Decoded, decode_readings
 from sensing.wire.errors import Code, WireError
 from sensing.wire.limits import MAX_AREAS, MAX_FUTURE_MS, MAX_GATEWAYS, MAX_STATUS_BYTES
 from sensing.wire.messages import Ack, Alert, DeadLetter, GatewayStatus, Grade
@@ -41,6 +42,9 @@ log = structlog.get_logger("sensing.core")
 
 GATEWAY_OFFLINE = "gateway.offline"
 DEVICE_OFFLINE = "device.offline"
+_OBJECT, _ARRAY = ord("{"), ord("[")
+_MAX_ROUTES = 100_000
+"""readings topics remembered for the JSON lane (one per gateway in a sane fleet)"""
 OFFLINE_GRADE = {"smoke": Grade.MAJOR, "manhole": Grade.MINOR, "wearable": Grade.MAJOR}
 """a silent smoke detector or wristband leaves someone unprotected; a manhole sensor less so"""
 
@@ -79,6 +83,8 @@ class CoreStats:
 class _Step:
     """Everything one processing step produces before it is stored and published."""
 
+    received: Received
+
     dev: list[np.ndarray] = field(default_factory=list)
     epoch: list[np.ndarray] = field(default_factory=list)
     seq: list[np.ndarray] = field(default_factory=list)
@@ -87,8 +93,10 @@ class _Step:
     value_row: list[np.ndarray] = field(default_factory=list)
     value_channel: list[np.ndarray] = field(default_factory=list)
     value: list[np.ndarray] = field(default_factory=list)
-    source: list[Incoming] = field(default_factory=list)
-    """message of each chunk, for dead letters of readings the window cannot place"""
+    message: list[np.ndarray] = field(default_factory=list)
+    """per reading, the index of its message in the step (dead letters, confirmations)"""
+    gateway: list[np.ndarray] = field(default_factory=list)
+    """per reading, its gateway's index"""
     n_rows: int = 0
     lines: list[str | bytes] = field(default_factory=list)
     publish: list[tuple[str, bytes]] = field(default_factory=list)
@@ -125,7 +133,10 @@ class Pipeline:
     """Everything the core does to a batch of messages, without the I/O: decode, dedup,
     detect, grade, and the lines and messages that result."""
 
-    def __init__(self, settings: CoreSettings, book: AlertBook | None = None) -> None:
+    def __init__(self, settings: CoreSettings, book: AlertBook | None = None,
+                 json_lane: bool = True) -> None:
+        """`json_lane=False`: every message takes the message-by-message path (the lane's
+        reference in the tests)."""
         self.settings = settings
         self.registry = Registry(devices_follow_gateway=settings.devices_follow_gateway)
         self.dedup = DedupWindow()
@@ -137,23 +148,39 @@ class Pipeline:
             d.spec.type for d in self.engine.detectors if d.spec.latching))
         self.offline = OfflineWatch(settings.offline)
         self.formatter = LineFormatter(self.registry)
+        self.json_lane = JsonLane(self.registry)
+        self._lane_on = json_lane
+        self._routes: dict[str, tuple[int, int]] = {}
+        """readings topic -> gateway index, for the JSON lane (see `_known_route`)"""
         self.stats = CoreStats()
 
-    def process(self, messages: list[Incoming], now: int) -> StepOutput:
+    def process(self, messages: Received | list[Incoming], now: int) -> StepOutput:
         """Never raises on input: a message whose handling raises is dead-lettered
         (`internal_error`) and the step goes on."""
-        step = _Step()
-        for m in messages:
-            try:
-                self._route(m, step, now)
-            except Exception as exc:
-                self._failed(step, [m], "message", exc)
+        received = messages if isinstance(messages, Received) else \
+            Received.from_messages(messages)
+        step = _Step(received)
+        fast, fast_route, slow = self._sort_out(received)
+        lane = self._json_lane(step, fast, fast_route, now) if fast else None
+        decoded: dict[int, tuple[Incoming, Decoded]] = {}
+        if lane is not None and lane.slow.size:
+            slow = sorted(slow + lane.slow.tolist())
+        if lane is not None and lane.n_rows and slow:
+            decoded = self._predecode(step, slow, now)
+            lane, slow = self._apart(lane, decoded, slow)
+        for i in slow:
+            self._one(step, i, now, decoded.get(i))
+        if lane is not None and lane.n_rows:
+            self._take_lane(step, lane, now)
+        if len(step.message) > 1:
+            self._in_message_order(step)
         try:
             self._readings(step, now)
         except Exception as exc:
             # the batch's lines formatted so far are still stored; its messages get a dead
             # letter each, so the failure is seen, and are acknowledged
-            self._failed(step, step.source, "batch", exc)
+            rows = np.unique(np.concatenate(step.message)).tolist() if step.message else []
+            self._failed(step, [received.incoming(i) for i in rows], "batch", exc)
         try:
             self._timers(step, now)
             for tier, alert in self.dispatcher.tick(now):
@@ -162,9 +189,152 @@ class Pipeline:
                                       alert.to_json()))
         except Exception:
             log.exception("timers failed; they run again next step")
-        self.stats.messages += len(messages)
+        self.stats.messages += len(received)
         return StepOutput(step.lines, step.publish, step.admitted, step.announce,
                           self._handled(step))
+
+    def _sort_out(self, received: Received
+                  ) -> tuple[list[int], list[tuple[int, int]], list[int]]:
+        """The messages that may take the JSON lane (JSON readings of a known gateway within
+        the size bound) with their (gateway, area); the others."""
+        fast: list[int] = []
+        fast_route: list[tuple[int, int]] = []
+        slow: list[int] = []
+        routes = self._routes
+        if not routes:
+            return fast, fast_route, list(range(len(received)))
+        data = np.frombuffer(received.buf, np.uint8) if isinstance(received.buf, bytes) \
+            else received.buf
+        start, end = received.payload_start, received.payload_end
+        held = (end > start) & (received.payload_size <= self.settings.max_payload_bytes)
+        opener = np.zeros(len(received), np.uint8)
+        opener[held] = data[start[held]]
+        json_like = ((opener == _OBJECT) | (opener == _ARRAY)).tolist()
+        for i in range(len(received)):
+            route = routes.get(received.topic(i)) if json_like[i] else None
+            if route is not None:
+                fast.append(i)
+                fast_route.append(route)
+            else:
+                slow.append(i)
+        return fast, fast_route, slow
+
+    def _one(self, step: _Step, i: int, now: int,
+             decoded: tuple[Incoming, Decoded] | None = None) -> None:
+        m = step.received.incoming(i) if decoded is None else decoded[0]
+        try:
+            if decoded is None:
+                self._route(m, i, step, now)
+            else:
+                parsed = topics.parse_gateway_topic(m.topic)
+                assert parsed is not None
+                self._decode(m, i, parsed.gateway, parsed.area, step, now, decoded[1])
+        except Exception as exc:
+            self._failed(step, [m], "message", exc)
+
+    def _predecode(self, step: _Step, slow: list[int], now: int
+                   ) -> dict[int, tuple[Incoming, Decoded]]:
+        """The slow path's readings messages of known gateways, decoded (not yet interned):
+        which known devices they name decides what the lane may take (`_apart`)."""
+        out: dict[int, tuple[Incoming, Decoded]] = {}
+        for i in slow:
+            m = step.received.incoming(i)
+            parsed = topics.parse_gateway_topic(m.topic)
+            if (parsed is None or parsed.leaf != "readings" or not parsed.valid_names
+                    or parsed.gateway not in self.registry.gateways.index
+                    or parsed.area not in self.registry.areas.index):
+                continue
+            try:
+                out[i] = (m, decode_readings(m.payload, parsed.gateway, parsed.area,
+                                             self.settings.max_payload_bytes, now_ms=now))
+            except Exception:  # decoded again, and dead-lettered, by the slow path
+                continue
+        return out
+
+    def _apart(self, lane: LaneOut, decoded: dict[int, tuple[Incoming, Decoded]],
+               slow: list[int]) -> tuple[LaneOut, list[int]]:
+        """The lane's messages that share no device with a slow-path message, and the slow
+        path's messages with the others added. The slow path may change a device's owner,
+        area or kind, and the lane's checks hold only for devices it leaves alone: a lane
+        message sharing a device with a slow one is handled with it, in message order."""
+        index = self.registry.devices.index
+        touched = {index[name] for _, d in decoded.values() for name in d.batch.devices
+                   if name in index}
+        moved: set[int] = set()
+        while touched:
+            clash = np.isin(lane.dev, np.fromiter(touched, np.int32, len(touched)))
+            if not clash.any():
+                break
+            messages = np.unique(lane.message[clash])
+            moved.update(messages.tolist())
+            taken = np.isin(lane.message, messages)
+            touched = set(lane.dev[taken].tolist()) - touched
+            lane = lane.without(taken)
+        return lane, sorted(slow + list(moved))
+
+    def _known_route(self, topic: str, gateway: str, area: str) -> None:
+        """Remember a readings topic whose gateway and area are interned: its next messages
+        may take the JSON lane. Bounded: forgotten wholesale when full (only a shortcut)."""
+        if len(self._routes) >= _MAX_ROUTES:
+            self._routes.clear()
+        self._routes[topic] = (self.registry.gateways.index[gateway],
+                               self.registry.areas.index[area])
+
+    def _json_lane(self, step: _Step, fast: list[int], fast_route: list[tuple[int, int]],
+                   now: int) -> LaneOut:
+        """Decode the JSON lane's messages in one pass (nothing is changed yet): their
+        readings, and the messages it leaves to the message-by-message path, numbered as in
+        the step."""
+        received = step.received
+        index = np.asarray(fast, dtype=np.int64)
+        route = np.asarray(fast_route, dtype=np.int32).reshape(-1, 2)
+        out = self.json_lane.decode(received.buf, received.payload_start[index],
+                                    received.payload_end[index],
+                                    np.ascontiguousarray(route[:, 0]),
+                                    np.ascontiguousarray(route[:, 1]), now)
+        return out.renumbered(index)
+
+    def _take_lane(self, step: _Step, lane: LaneOut, now: int) -> None:
+        self.offline.ensure_capacity(len(self.registry.devices), len(self.registry.gateways))
+        self.offline.seen_rows(lane.dev, lane.ts, lane.gateway, now)
+        self._add_chunk(step, lane.dev, lane.epoch, lane.seq, lane.ts, lane.battery,
+                        lane.value_row, lane.value_channel, lane.value, lane.message,
+                        lane.gateway)
+
+    def _add_chunk(self, step: _Step, dev: np.ndarray, epoch: np.ndarray, seq: np.ndarray,
+                   ts: np.ndarray, battery: np.ndarray, value_row: np.ndarray,
+                   value_channel: np.ndarray, value: np.ndarray, message: np.ndarray,
+                   gateway: np.ndarray) -> None:
+        step.dev.append(dev)
+        step.epoch.append(epoch)
+        step.seq.append(seq)
+        step.ts.append(ts)
+        step.battery.append(battery)
+        step.value_row.append(value_row + step.n_rows)
+        step.value_channel.append(value_channel)
+        step.value.append(value)
+        step.message.append(message)
+        step.gateway.append(gateway)
+        step.n_rows += dev.shape[0]
+
+    @staticmethod
+    def _in_message_order(step: _Step) -> None:
+        """Put the chunks' readings in the order of their messages (lanes interleave them):
+        detectors see a device's readings in the order they came."""
+        message = np.concatenate(step.message)
+        if (message[1:] >= message[:-1]).all():
+            return
+        order = np.argsort(message, kind="stable")
+        value_row = np.concatenate(step.value_row)
+        new_row = np.empty_like(order)
+        new_row[order] = np.arange(order.shape[0])
+        value_order = np.argsort(new_row[value_row], kind="stable")
+        for name in ("dev", "epoch", "seq", "ts", "battery", "gateway"):
+            setattr(step, name, [np.concatenate(getattr(step, name))[order]])
+        step.message = [message[order]]
+        step.value_row = [new_row[value_row][value_order].astype(np.int32)]
+        step.value_channel = [np.concatenate(step.value_channel)[value_order]]
+        step.value = [np.concatenate(step.value)[value_order]]
 
     def _failed(self, step: _Step, messages: list[Incoming], what: str,
                 exc: Exception) -> None:
@@ -177,12 +347,27 @@ class Pipeline:
             self._dead(step, m, area, gateway, reason, Code.INTERNAL_ERROR)
 
     def _handled(self, step: _Step) -> list[StoredChunk]:
+        """The step's readings by gateway, as the topics named them."""
+        if not step.n_rows:
+            return []
         names = self.registry.devices.names
+        message = np.concatenate(step.message)
+        dev, epoch = np.concatenate(step.dev), np.concatenate(step.epoch)
+        seq = np.concatenate(step.seq)
+        order = np.argsort(message, kind="stable")
+        message = message[order]
+        starts = np.flatnonzero(np.r_[True, message[1:] != message[:-1]])
+        ends = np.r_[starts[1:], message.shape[0]]
+        by_topic: dict[str, list[np.ndarray]] = {}
+        for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
+            by_topic.setdefault(step.received.topic(int(message[a])), []).append(order[a:b])
         out: list[StoredChunk] = []
-        for m, dev, epoch, seq in zip(step.source, step.dev, step.epoch, step.seq, strict=True):
-            parsed = topics.parse_gateway_topic(m.topic)
+        for topic, parts in by_topic.items():
+            parsed = topics.parse_gateway_topic(topic)
             if parsed is not None:
-                out.append((parsed.area, parsed.gateway, names, dev, epoch, seq))
+                rows = np.concatenate(parts)
+                out.append((parsed.area, parsed.gateway, names, dev[rows], epoch[rows],
+                            seq[rows]))
         return out
 
     def _timers(self, step: _Step, now: int) -> None:
@@ -215,7 +400,7 @@ class Pipeline:
 
     # -- per message ----------------------------------------------------------------------
 
-    def _route(self, m: Incoming, step: _Step, now: int) -> None:
+    def _route(self, m: Incoming, i: int, step: _Step, now: int) -> None:
         if m.topic == topics.ACK_TOPIC or topics.ack_responder(m.topic) is not None:
             self._ack(m, step, now)
             return
@@ -227,7 +412,7 @@ class Pipeline:
                        f"gateways or {MAX_AREAS} areas already; this one is new",
                        Code.TOO_MANY_GATEWAYS)
         elif parsed.leaf == "readings":
-            self._decode(m, parsed.gateway, parsed.area, step, now)
+            self._decode(m, i, parsed.gateway, parsed.area, step, now)
         else:
             self._status(m, parsed.gateway, parsed.area, step, now)
 
@@ -255,13 +440,18 @@ class Pipeline:
               code: str) -> None:
         self.stats.deadletters += 1
         log.warning("dead letter", area=area, gateway=gateway, code=code, reason=reason[:300])
-        step.publish.append((topics.deadletter_topic(area, gateway),
-                             DeadLetter.of(reason, m.topic, m.payload, code).to_json()))
+        step.publish.append((topics.deadletter_topic(area, gateway), DeadLetter.of(
+            reason, m.topic, m.payload, code, m.sent_size).to_json()))
 
-    def _decode(self, m: Incoming, gateway: str, area: str, step: _Step, now: int) -> None:
+    def _decode(self, m: Incoming, i: int, gateway: str, area: str, step: _Step,
+                now: int, decoded: Decoded | None = None) -> None:
         try:
-            decoded = decode_readings(m.payload, gateway, area, self.settings.max_payload_bytes,
-                                      now_ms=now)
+            if m.sent_size > len(m.payload):  # cut by the session: beyond any bound we take
+                raise WireError(f"payload of {m.sent_size} bytes exceeds the limit of "
+                                f"{self.settings.max_payload_bytes}", Code.PAYLOAD_TOO_LARGE)
+            if decoded is None:
+                decoded = decode_readings(m.payload, gateway, area,
+                                          self.settings.max_payload_bytes, now_ms=now)
         except WireError as exc:
             self.stats.readings_rejected += 1
             self._dead(step, m, area, gateway, str(exc), exc.code)
@@ -273,25 +463,25 @@ class Pipeline:
         if not len(batch):
             return
         dev, chan, refused = self.registry.intern_checked(batch, gateway, area)
+        g = self.registry.gateways.index[gateway]
         if refused:  # names beyond the gateway's bounds, devices of another gateway
             keep = self._refuse(step, m, gateway, area, refused)
             value_keep, _ = kept_values(keep, batch.value_row)
             batch, dev, chan = select(batch, keep), dev[keep], chan[value_keep]
             if not len(batch):
                 return
+        elif decoded.format == "json" and not decoded.rejected and self._lane_on:
+            # its names are accepted for this gateway: the next ones take the JSON lane
+            self.json_lane.learn(batch, dev, chan, g, gateway,
+                                 self.registry.areas.index[area], area)
+            self._known_route(m.topic, gateway, area)
         self.offline.ensure_capacity(len(self.registry.devices), len(self.registry.gateways))
         # the step's clock, not the wall's: a simulated fleet runs on its own
-        self.offline.seen(dev, batch.ts, self.registry.gateways.index[gateway], now)
-        step.dev.append(dev)
-        step.epoch.append(batch.epoch)
-        step.seq.append(batch.seq)
-        step.ts.append(batch.ts)
-        step.battery.append(batch.battery)
-        step.value_row.append(batch.value_row + step.n_rows)
-        step.value_channel.append(chan)
-        step.value.append(batch.value)
-        step.source.append(m)
-        step.n_rows += len(batch)
+        self.offline.seen(dev, batch.ts, g, now)
+        n = len(batch)
+        self._add_chunk(step, dev, batch.epoch, batch.seq, batch.ts, batch.battery,
+                        batch.value_row, chan, batch.value, np.full(n, i, dtype=np.int64),
+                        np.full(n, g, dtype=np.int32))
 
     def _refuse(self, step: _Step, m: Incoming, gateway: str, area: str,
                 refused: tuple[Refused, ...]) -> np.ndarray:
@@ -412,14 +602,13 @@ class Pipeline:
         window (sensing.kernels.dedup): neither stored nor detected on."""
         rows = np.flatnonzero(refused)
         self.stats.readings_rejected += int(rows.shape[0])
-        ends = np.cumsum([d.shape[0] for d in step.dev])
-        chunk_of = np.searchsorted(ends, rows, side="right")
+        message_of = np.concatenate(step.message)[rows]
         names = self.registry.devices.names
-        for c in np.unique(chunk_of).tolist():
-            m = step.source[c]
+        for c in np.unique(message_of).tolist():
+            m = step.received.incoming(c)
             parsed = topics.parse_gateway_topic(m.topic)
             area, gateway = (parsed.area, parsed.gateway) if parsed is not None else ("_", "_")
-            mine = rows[chunk_of == c]
+            mine = rows[message_of == c]
             for code, jump in ((SEQ_JUMP, Code.SEQ_JUMP), (EPOCH_JUMP, Code.EPOCH_JUMP)):
                 hit = mine[verdict[mine] == code]
                 if not hit.size:

@@ -22,6 +22,7 @@ import contextlib
 import os
 import struct
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -33,6 +34,14 @@ from sensing.dedup.window import DedupWindow
 from sensing.registry import Names, Registry
 
 log = structlog.get_logger("sensing.dedup")
+
+
+@dataclass(frozen=True, slots=True)
+class Capture:
+    """The dedup window and what a snapshot keeps, copied between two steps."""
+
+    names: list[str]
+    arrays: dict[str, Any]
 
 _RECORD = struct.Struct("<4sIII")  # magic, crc32 of the body, n_new_names, n_readings
 _MAGIC = b"DJ01"
@@ -50,10 +59,15 @@ def _fsync_dir(path: Path) -> None:
 
 class DedupJournal:
     def __init__(self, state_dir: Path, window: DedupWindow, devices: Names,
-                 compact_every: int = 2000, registry: Registry | None = None) -> None:
+                 compact_every: int = 2000, registry: Registry | None = None,
+                 auto_compact: bool = True) -> None:
         """With `registry` (whose `devices` are `devices`), snapshots also keep each device's
         gateway, area and kind: which gateway owns a device survives a restart (as of the last
-        snapshot: every `compact_every` records and at a stop)."""
+        snapshot: every `compact_every` records and at a stop). Without `auto_compact`,
+        `append` never compacts: the caller takes a `capture` between steps when `due` and
+        hands it to `write_snapshot` in order with its appends (the core appends on another
+        thread while the next step changes the window)."""
+        self.auto_compact = auto_compact
         self.registry = registry
         self.dir = state_dir
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -133,7 +147,9 @@ class DedupJournal:
     def append(self, dev: npt.NDArray[np.int32], epoch: npt.NDArray[np.int64],
                seq: npt.NDArray[np.int64]) -> None:
         """Durably record admitted readings (and any device names not yet journaled)."""
-        names = self.devices.names[self._journaled_names :]
+        # the next step may intern names meanwhile (the core's commit thread): up to here only
+        journaled = len(self.devices)
+        names = self.devices.names[self._journaled_names : journaled]
         if not names and not dev.size:
             return
         parts = []
@@ -160,26 +176,43 @@ class DedupJournal:
             with contextlib.suppress(OSError), self.journal_path.open("r+b") as f:
                 f.truncate(end)
             raise
-        self._journaled_names = len(self.devices)
+        self._journaled_names = journaled
         self._records += 1
-        if self._records >= self.compact_every:
+        if self.auto_compact and self.due:
             try:
                 self.compact()
             except OSError as exc:  # the record is on disk: compaction waits for space
                 self._records = 0
                 log.error("dedup snapshot not written; the journal is kept", error=str(exc))
 
+    @property
+    def due(self) -> bool:
+        """Whether enough records were appended since the last snapshot to take another."""
+        return self._records >= self.compact_every
+
     def compact(self) -> None:
         """Write the whole window as a snapshot and start an empty journal."""
-        tmp = self.snapshot_path.with_suffix(".tmp.npz")
+        self.write_snapshot(self.capture())
+
+    def capture(self) -> Capture:
+        """A copy of the window and the device names as they are now (between two steps)."""
         cur_epoch, top, bitmap = self.window.state()
         n = len(self.devices)
+        # Any: np.savez's stub types **kwds so that a dict of arrays reads as allow_pickle
+        placement: dict[str, Any] = (self.registry.placement()
+                                     if self.registry is not None else {})
+        # the names stay a list here: their array is made on the writing thread
+        return Capture(self.devices.names[:n], dict(
+            cur_epoch=cur_epoch[:n].copy(), top=top[:n].copy(), bitmap=bitmap[:n].copy(),
+            **placement))
+
+    def write_snapshot(self, capture: Capture) -> None:
+        """Write a capture as the snapshot and start an empty journal: the appends before it
+        are in it, those after it go to the new journal."""
+        tmp = self.snapshot_path.with_suffix(".tmp.npz")
+        n = len(capture.names)
         with tmp.open("wb") as f:
-            # Any: np.savez's stub types **kwds so that a dict of arrays reads as allow_pickle
-            placement: dict[str, Any] = (self.registry.placement()
-                                         if self.registry is not None else {})
-            np.savez(f, names=np.array(self.devices.names, dtype=np.str_),
-                     cur_epoch=cur_epoch[:n], top=top[:n], bitmap=bitmap[:n], **placement)
+            np.savez(f, names=np.array(capture.names, dtype=np.str_), **capture.arrays)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self.snapshot_path)

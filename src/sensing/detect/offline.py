@@ -80,6 +80,18 @@ class OfflineWatch:
         self.gw_max_ts[gateway] = max(int(self.gw_max_ts[gateway]), newest)
         self.gw_last_wall[gateway] = now_wall
 
+    def seen_rows(self, dev: npt.NDArray[np.int32], ts: npt.NDArray[np.int64],
+                  gateway: npt.NDArray[np.int32], now_wall: int) -> None:
+        """Readings of many messages, `gateway` per reading: as `seen` per message, in one
+        pass."""
+        if not dev.size:
+            return
+        if int(ts.max()) > now_wall:
+            ts = np.minimum(ts, now_wall)
+        note_seen(dev, ts, self.last_seen, self.gap, self.policy.gap_alpha)
+        np.maximum.at(self.gw_max_ts, gateway, ts)
+        self.gw_last_wall[gateway] = now_wall
+
     def gateway_status(self, gateway: int, online: bool, ts: int,
                        now_wall: int | None = None) -> None:
         """`ts`: the status's own time, taken no later than `now_wall` (any int is safe)."""

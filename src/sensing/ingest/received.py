@@ -24,6 +24,12 @@ class Incoming:
     qos: int
     generation: int
     """connection the message came on: a PUBACK on a later connection would ack another message"""
+    size: int = -1
+    """the payload's length as sent, when `payload` is only its start (an oversize one)"""
+
+    @property
+    def sent_size(self) -> int:
+        return max(self.size, len(self.payload))
 
 
 _SPAN_COLUMNS = ("topic_start", "topic_end", "payload_start", "payload_end", "payload_size")
@@ -65,15 +71,16 @@ class Received:
 
     def incoming(self, i: int) -> Incoming:
         return Incoming(self.topic(i), self.payload(i), int(self.mid[i]), int(self.qos[i]),
-                        self.generation)
+                        self.generation, int(self.payload_size[i]))
 
     def messages(self) -> list[Incoming]:
         buf, g = self.buf, self.generation
-        return [Incoming(bytes(buf[ts:te]).decode("utf-8", "replace"), bytes(buf[ps:pe]), m, q, g)
-                for ts, te, ps, pe, m, q in zip(
+        return [Incoming(bytes(buf[ts:te]).decode("utf-8", "replace"), bytes(buf[ps:pe]), m, q, g,
+                         n)
+                for ts, te, ps, pe, m, q, n in zip(
                     self.topic_start.tolist(), self.topic_end.tolist(),
                     self.payload_start.tolist(), self.payload_end.tolist(), self.mid.tolist(),
-                    self.qos.tolist(), strict=True)]
+                    self.qos.tolist(), self.payload_size.tolist(), strict=True)]
 
     @property
     def payload_bytes(self) -> int:
@@ -120,7 +127,8 @@ class Received:
             pos = int(starts[i, 3])
         buf = np.frombuffer(b"".join(pieces), np.uint8)
         t0, t1, p0, p1 = (starts[:, j].copy() for j in range(4))
-        return cls(buf, t0, t1, p0, p1, p1 - p0, np.array([m.mid for m in messages], np.int32),
+        sent = np.maximum(p1 - p0, np.array([m.size for m in messages], np.int64))
+        return cls(buf, t0, t1, p0, p1, sent, np.array([m.mid for m in messages], np.int32),
                    np.array([m.qos for m in messages], np.uint8), g)
 
     @classmethod

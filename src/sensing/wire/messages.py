@@ -96,10 +96,12 @@ class DeadLetter(_Message):
 
     @classmethod
     def of(cls, reason: str, topic: str, payload: bytes,
-           code: str = Code.PAYLOAD_INVALID) -> DeadLetter:
+           code: str = Code.PAYLOAD_INVALID, size: int | None = None) -> DeadLetter:
+        """`size`: the payload's length as sent, when `payload` is only its start."""
         kept = payload[:MAX_DEADLETTER_RAW]
+        sent = max(len(payload), size or 0)
         return cls(reason=reason, topic=topic[:1024], payload=base64.b64encode(kept).decode(),
-                   code=str(code), size=len(payload) if len(kept) < len(payload) else None)
+                   code=str(code), size=sent if len(kept) < sent else None)
 
     def raw(self) -> bytes:
         return base64.b64decode(self.payload)
