@@ -193,8 +193,8 @@ class BulkSession:
         self._pending: deque[Received] = deque()
         self._pending_messages = 0
         self._pending_bytes = 0
-        self._want: tuple[int, int] | None = None
-        """(messages, payload bytes) that would end the wait of a receive"""
+        self._waiting = False
+        """a `receive` waits for the first message"""
         self._out = bytearray()
         self._live = False
         """the broker accepted the current connection (CONNACK): PUBACKs and publishes go"""
@@ -256,18 +256,19 @@ class BulkSession:
     def receive(self, max_messages: int, max_wait_s: float, max_bytes: int = 1 << 62
                 ) -> Received:
         """Up to `max_messages` (and `max_bytes` of payload, but at least one message), all from
-        one connection, waiting at most `max_wait_s` for the first and the rest."""
+        one connection: what has arrived, waiting at most `max_wait_s` for the first. Under load
+        the batches grow by themselves (more arrives while a step is processed); a lone alarm
+        is not held back waiting for company."""
         deadline = time.monotonic() + max_wait_s
         parts: list[Received] = []
         with self._lock:
-            while (self._pending_messages < max_messages and self._pending_bytes < max_bytes
-                   and not self._stopping):
+            while not self._pending_messages and not self._stopping:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
-                self._want = (max_messages, max_bytes)
+                self._waiting = True
                 self._arrived.wait(remaining)
-            self._want = None
+            self._waiting = False
             generation = self._pending[0].generation if self._pending else self._generation
             taken = size = 0
             while self._pending and taken < max_messages:
@@ -488,9 +489,7 @@ class BulkSession:
                 self._pending.append(r)
                 self._pending_messages += len(r)
                 self._pending_bytes += r.payload_bytes
-            want = self._want
-            if want is not None and (self._pending_messages >= want[0]
-                                     or self._pending_bytes >= want[1]):
+            if self._waiting and self._pending_messages:
                 self._arrived.notify()
             return self._over_bounds()
 
