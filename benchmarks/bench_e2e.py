@@ -37,7 +37,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 QUICK = {"devices": 3_000, "gateways": 30, "readings": 6_000, "single_readings": 3_000,
-         "latency_seconds": 2.0, "alarms": 5, "settle": 3.0, "store_limit_readings": 30_000}
+         "latency_seconds": 2.0, "alarms": 5, "settle": 5.0, "store_limit_readings": 30_000}
 MAX_READINGS = 20_000_000
 """per phase: the broker queues them all (mosquitto.conf: 1 GiB per client)"""
 
@@ -70,7 +70,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="publisher processes (one raw-socket publisher outruns Mosquitto "
                          "on this machine; a run says 'publisher-bound' if it did not)")
     ap.add_argument("--settle", type=float, default=10.0,
-                    help="end a run when the store took nothing new for this many seconds")
+                    help="end a run when the store took nothing new for this many seconds "
+                         "while the pipeline used under half a core")
     ap.add_argument("--timeout", type=float, default=600.0,
                     help="end a maximum-rate run after this many seconds in any case")
     ap.add_argument("--latency-seconds", type=float, default=10.0,

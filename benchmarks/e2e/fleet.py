@@ -1,17 +1,17 @@
 """The benchmark's fleet and its payloads, built before any timing starts.
 
 Devices 0 ..< n: kind d % 3 (smoke, manhole, wearable), gateway d // (n / gateways), ten gateways
-to an area; every device always reports through its own gateway. A phase sends `n_readings`
-readings round by round: round r holds one reading of every device (seq = seq_base + r,
-ts = ts_base + r * round_ms + a few ms per device), gateway after gateway, each gateway's devices
-cut into messages of the payload's size; the last round may stop part way. Values are quiet and
-noisy at a sensor's resolution; alarms are wearables pressing SOS (sos = 1), which every
-pipeline under test raises at once, their `ts` written at the moment they are sent.
+to an area; every device always reports through its own gateway. Readings follow one timeline,
+a replay of the fleet faster than real time: in round k every device reports once, with
+seq = k and ts = t0 + k * ROUND_MS + its place among its gateway's devices (so each gateway's
+event time only moves forward). A phase sends `n_readings` readings from round `first_round`
+on; within a round the gateways take turns message by message, as gateways sending at once
+would; the last round may stop part way. Values are quiet and noisy at a sensor's resolution;
+alarms are wearables pressing SOS (sos = 1), which every pipeline under test raises at once.
 """
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -23,13 +23,13 @@ from sensing.wire import binary, topics
 from sensing.wire.batch import ReadingBatch
 from sensing.wire.kinds import KIND_CHANNELS, KINDS
 from sensing.wire.limits import MAX_DEVICES, MAX_DEVICES_PER_GATEWAY
-from sensing.wire.snb1 import HEADER, VERSION
+from sensing.wire.snb1 import VERSION
 
-ROUND_MS = 60_000
-"""event time between two readings of a device: a report a minute"""
+ROUND_MS = 20_000
+"""event time between two readings of a device. A device heard once is called offline by the
+core after a minute of event time without a word, so two rounds and the spread within one must
+fit in a minute"""
 GATEWAYS_PER_AREA = 10
-ALARM_TS_PLACEHOLDER = 9_999_999_999_999
-"""an alarm's ts until it is sent (13 digits, as every ts of this century)"""
 ALARM_KIND = "wearable"
 ALARM_CHANNEL = "sos"
 
@@ -103,10 +103,10 @@ class Phase:
     fleet: Fleet
     payload: str
     n_readings: int
-    seq_base: int
-    ts_base_ms: int
+    first_round: int
+    t0_ms: int
+    """the timeline's start: round k is at t0_ms + k * ROUND_MS"""
     alarms: int = 0
-    round_ms: int = ROUND_MS
 
     def __post_init__(self) -> None:
         if self.payload not in PER_MESSAGE:
@@ -121,7 +121,7 @@ class Phase:
         return -(-self.n_readings // self.fleet.devices)
 
     def readings_per_device(self) -> npt.NDArray[np.int64]:
-        """How many readings each device sends: seqs seq_base ..< seq_base + count."""
+        """How many readings each device sends, in rounds first_round, first_round + 1, ..."""
         full, rest = divmod(self.n_readings, self.fleet.devices)
         out = np.full(self.fleet.devices, full, dtype=np.int64)
         out[:rest] += 1
@@ -162,11 +162,8 @@ class Message:
     topic: bytes
     payload: bytes
     readings: int
-    alarm_ts_offset: int = -1
-    """where the alarm's ts is in the payload (-1: no alarm): 13 ASCII digits in JSON, a
-    little-endian int64 in SNB1"""
     alarm_device: str = ""
-    alarm_binary: bool = False
+    """the device whose alarm the message carries, if any"""
 
 
 @dataclass(slots=True)
@@ -191,16 +188,18 @@ class _Columns:
                         [r - lo for r in self.alarm_rows if lo <= r < hi], self.names[lo:hi])
 
 
-def _columns(devs: npt.NDArray[np.int64], seq: int, ts0: int, rng: np.random.Generator,
+def _columns(fleet: Fleet, devs: npt.NDArray[np.int64], k: int, t0_ms: int,
              alarm_devices: set[int]) -> _Columns:
+    """Round k's readings of `devs` (devices of one gateway, ascending)."""
+    rng = np.random.default_rng([int(devs[0]), k])
     kinds = (devs % 3).astype(np.int64)
     per = np.array([c.size for c in _KIND_CHANNELS])[kinds]
     value_row = np.repeat(np.arange(devs.size, dtype=np.int32), per)
     first = np.concatenate([[0], np.cumsum(per)[:-1]])
     slot = np.arange(value_row.size) - first[value_row]
     table = np.full((len(KINDS), 5), -1, dtype=np.int32)
-    for k, chans in enumerate(_KIND_CHANNELS):
-        table[k, : chans.size] = chans
+    for kind, chans in enumerate(_KIND_CHANNELS):
+        table[kind, : chans.size] = chans
     channel = table[kinds[value_row], slot]
     base, noise, step, floor = (_SIGNAL[channel, i] for i in range(4))
     level = np.maximum(base + noise * rng.standard_normal(value_row.size), floor)
@@ -210,11 +209,13 @@ def _columns(devs: npt.NDArray[np.int64], seq: int, ts0: int, rng: np.random.Gen
         value[np.isin(value_row, alarm_rows) & (channel == _SOS)] = 1.0
     battery = np.round(np.clip(0.9 + 0.03 * rng.standard_normal(devs.size), 0.3, 1.0),
                        2).astype(np.float64)
+    # a gateway's devices report one after another over half a round
+    spread = ROUND_MS // (2 * fleet.per_gateway)
     return _Columns(
-        dev=devs, seq=np.full(devs.size, seq, dtype=np.int64),
-        ts=ts0 + (devs % 1000) * 7, battery=battery, value_row=value_row,
-        value_channel=channel.astype(np.int32), value=value, alarm_rows=alarm_rows,
-        names=[Fleet.name(d) for d in devs.tolist()])
+        dev=devs, seq=np.full(devs.size, k, dtype=np.int64),
+        ts=t0_ms + k * ROUND_MS + (devs % fleet.per_gateway) * spread, battery=battery,
+        value_row=value_row, value_channel=channel.astype(np.int32), value=value,
+        alarm_rows=alarm_rows, names=[Fleet.name(d) for d in devs.tolist()])
 
 
 def _json_readings(cols: _Columns, gateway: str, area: str) -> list[dict[str, object]]:
@@ -222,76 +223,62 @@ def _json_readings(cols: _Columns, gateway: str, area: str) -> list[dict[str, ob
     for row, c, v in zip(cols.value_row.tolist(), cols.value_channel.tolist(),
                          cols.value.tolist(), strict=True):
         values[row][CHANNELS[c]] = v
-    out: list[dict[str, object]] = []
-    for i, (d, seq, ts, battery) in enumerate(zip(cols.dev.tolist(), cols.seq.tolist(),
-                                                  cols.ts.tolist(), cols.battery.tolist(),
-                                                  strict=True)):
-        out.append({"device": cols.names[i], "kind": KINDS[d % 3], "seq": seq, "epoch": 0,
-                    "ts": ts, "values": values[i], "battery": battery, "gateway": gateway,
-                    "area": area})
-    for i in cols.alarm_rows:
-        out[i]["ts"] = ALARM_TS_PLACEHOLDER
-    return out
+    return [{"device": cols.names[i], "kind": KINDS[d % 3], "seq": seq, "epoch": 0, "ts": ts,
+             "values": values[i], "battery": battery, "gateway": gateway, "area": area}
+            for i, (d, seq, ts, battery) in enumerate(zip(
+                cols.dev.tolist(), cols.seq.tolist(), cols.ts.tolist(), cols.battery.tolist(),
+                strict=True))]
 
 
-def _snb1(cols: _Columns) -> bytes:
-    ts = cols.ts.copy()
-    ts[cols.alarm_rows] = ALARM_TS_PLACEHOLDER
+def _snb1(cols: _Columns, topic: bytes) -> Message:
     batch = ReadingBatch(
         devices=tuple(cols.names), kinds=tuple(KINDS[d % 3] for d in cols.dev.tolist()),
         channels=CHANNELS, device=np.arange(cols.dev.size, dtype=np.int32),
-        epoch=np.zeros(cols.dev.size, dtype=np.int64), seq=cols.seq, ts=ts,
+        epoch=np.zeros(cols.dev.size, dtype=np.int64), seq=cols.seq, ts=cols.ts,
         battery=cols.battery, value_row=cols.value_row, value_channel=cols.value_channel,
         value=cols.value)
-    return binary.encode(batch, version=VERSION)
+    alarm = cols.names[cols.alarm_rows[0]] if cols.alarm_rows else ""
+    return Message(topic, binary.encode(batch, version=VERSION), cols.dev.size, alarm)
 
 
-def _snb1_message(cols: _Columns, topic: bytes) -> Message:
-    raw = _snb1(cols)
-    if not cols.alarm_rows:
-        return Message(topic, raw, cols.dev.size)
-    row = cols.alarm_rows[0]
-    offset = HEADER.size + HEADER.unpack_from(raw)[-1] + 8 * row
-    assert struct.unpack_from("<q", raw, offset)[0] == ALARM_TS_PLACEHOLDER
-    return Message(topic, raw, cols.dev.size, offset, cols.names[row], alarm_binary=True)
-
-
-def _json_message(readings: list[dict[str, object]], single: bool, topic: bytes) -> Message:
-    raw = orjson.dumps(readings[0] if single else readings)
-    marker = b'"ts":%d' % ALARM_TS_PLACEHOLDER
-    at = raw.find(marker)
-    if at < 0:
-        return Message(topic, raw, len(readings))
-    device = next(str(r["device"]) for r in readings if r["ts"] == ALARM_TS_PLACEHOLDER)
-    return Message(topic, raw, len(readings), at + len(b'"ts":'), device)
+def _gateway_messages(phase: Phase, g: int, r: int, counts: npt.NDArray[np.int64],
+                      alarms: set[int]) -> list[Message]:
+    """Gateway g's messages of the phase's round r."""
+    fleet, per_msg = phase.fleet, PER_MESSAGE[phase.payload]
+    lo = g * fleet.per_gateway
+    devs = np.arange(lo, lo + fleet.per_gateway, dtype=np.int64)
+    devs = devs[counts[devs] > r]
+    if not devs.size:
+        return []
+    cols = _columns(fleet, devs, phase.first_round + r, phase.t0_ms, alarms)
+    topic = fleet.topic(g)
+    if phase.payload == "snb":
+        return [_snb1(cols.rows(i, i + per_msg), topic) for i in range(0, devs.size, per_msg)]
+    readings = _json_readings(cols, fleet.gateway_name(g), fleet.area_name(g))
+    alarm_names = {cols.names[i] for i in cols.alarm_rows}
+    out = []
+    for i in range(0, len(readings), per_msg):
+        part = readings[i : i + per_msg]
+        alarm = next((str(x["device"]) for x in part if x["device"] in alarm_names), "")
+        out.append(Message(topic, orjson.dumps(part[0] if per_msg == 1 else part), len(part),
+                           alarm))
+    return out
 
 
 def messages(phase: Phase, gateways: list[int]) -> Iterator[Message]:
-    """The phase's messages of `gateways`, in sending order (round by round)."""
-    fleet, per_msg = phase.fleet, PER_MESSAGE[phase.payload]
+    """The phase's messages of `gateways`, in sending order: round by round, the gateways
+    taking turns message by message."""
     counts = phase.readings_per_device()
     alarm_rounds: dict[int, set[int]] = {}
     for r, d in phase.alarm_positions():
         alarm_rounds.setdefault(r, set()).add(d)
     for r in range(phase.rounds):
-        for g in gateways:
-            lo = g * fleet.per_gateway
-            in_round = np.arange(lo, lo + fleet.per_gateway, dtype=np.int64)
-            in_round = in_round[counts[in_round] > r]
-            if not in_round.size:
-                continue
-            rng = np.random.default_rng([g, phase.seq_base + r])
-            cols = _columns(in_round, phase.seq_base + r,
-                            phase.ts_base_ms + r * phase.round_ms, rng,
-                            alarm_rounds.get(r, set()))
-            topic = fleet.topic(g)
-            if phase.payload == "snb":
-                for start in range(0, in_round.size, per_msg):
-                    yield _snb1_message(cols.rows(start, start + per_msg), topic)
-                continue
-            readings = _json_readings(cols, fleet.gateway_name(g), fleet.area_name(g))
-            for start in range(0, len(readings), per_msg):
-                yield _json_message(readings[start : start + per_msg], per_msg == 1, topic)
+        per_gateway = [_gateway_messages(phase, g, r, counts, alarm_rounds.get(r, set()))
+                       for g in gateways]
+        for turn in range(max((len(m) for m in per_gateway), default=0)):
+            for msgs in per_gateway:
+                if turn < len(msgs):
+                    yield msgs[turn]
 
 
 def line_protocol(phase: Phase, lines_per_body: int = 10_000) -> list[bytes]:
@@ -304,19 +291,18 @@ def line_protocol(phase: Phase, lines_per_body: int = 10_000) -> list[bytes]:
     for r in range(phase.rounds):
         for g in range(fleet.gateways):
             lo = g * fleet.per_gateway
-            in_round = np.arange(lo, lo + fleet.per_gateway, dtype=np.int64)
-            in_round = in_round[counts[in_round] > r]
-            if not in_round.size:
+            devs = np.arange(lo, lo + fleet.per_gateway, dtype=np.int64)
+            devs = devs[counts[devs] > r]
+            if not devs.size:
                 continue
-            cols = _columns(in_round, phase.seq_base + r, phase.ts_base_ms + r * phase.round_ms,
-                            np.random.default_rng([g, phase.seq_base + r]), set())
+            cols = _columns(fleet, devs, phase.first_round + r, phase.t0_ms, set())
             tags = f"area={fleet.area_name(g)},gateway={fleet.gateway_name(g)}"
-            fields: list[list[str]] = [[] for _ in range(in_round.size)]
+            fields: list[list[str]] = [[] for _ in range(devs.size)]
             for row, c, v in zip(cols.value_row.tolist(), cols.value_channel.tolist(),
                                  cols.value.tolist(), strict=True):
                 fields[row].append(f"{CHANNELS[c]}={v!r}")
             for i, (d, seq, ts, battery) in enumerate(zip(
-                    in_round.tolist(), cols.seq.tolist(), cols.ts.tolist(),
+                    devs.tolist(), cols.seq.tolist(), cols.ts.tolist(),
                     cols.battery.tolist(), strict=True)):
                 lines.append(
                     f"reading,{tags},device={cols.names[i]},kind={KINDS[d % 3]} "

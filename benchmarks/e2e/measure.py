@@ -6,7 +6,8 @@ stored/s = readings found in the store / (when the store took its last row - whe
 byte was sent). "When the store took its last row" is the first poll (every POLL_S) that saw
 the store's ingest counter at its final value; the counter moves the moment a write is taken,
 so no query lag comes in. The run ends when the store holds every reading and its counter has
-stood still for a moment, when it has stood still for `settle` s, or at `timeout`. CPU seconds
+stood still for a moment, when it has stood still for `settle` s while the pipeline used
+little CPU, or at `timeout`. CPU seconds
 of the pipeline, the broker and the store are taken over the same window.
 """
 
@@ -32,7 +33,9 @@ POLL_S = 0.2
 QUIET_S = 0.6
 """the ingest counter still this long: time to count what the store holds"""
 COUNT_EVERY_S = 10.0
-LATENCY_ROUND_MS = 1_000
+BUSY_CPU = 0.5
+"""a pipeline using more than half a core is still at work, even if the store hears
+nothing from it (a compile, a long step): not yet settled"""
 MAX_LATENCY_READINGS = 5_000_000
 ROWS_PER_READING = (3 + 3 + 5) / 3 + 3
 """fields the core writes per reading of the fleet, on average: for the progress estimate"""
@@ -67,6 +70,9 @@ class MaxRate:
     offered_per_s: float
     complete: bool
     """every reading stored before the run ended"""
+    late_rows: bool
+    """the store took rows after the run was called settled: the window (and so stored/s and
+    CPU per reading) is wrong; raise --settle"""
     cpu_s: float
     broker_cpu_s: float
     store_cpu_s: float
@@ -154,14 +160,16 @@ def _profiling(pids: list[int], out: Path | None, fmt: str) -> Iterator[None]:
 
 
 def _exact(pipeline: Pipeline, store: VictoriaMetrics, phase: Phase) -> Tally | None:
+    """The phase's readings found in the store, one by one (earlier phases' are left out)."""
     counts = phase.readings_per_device()
     if isinstance(pipeline, SeqSeries):
         index = {Fleet.name(d): d for d in range(phase.fleet.devices)}
-        return tally(store, pipeline.seq_selector, index, phase.seq_base, counts)
+        return tally(store, pipeline.seq_selector, index, phase.first_round, counts)
     if isinstance(pipeline, StoredKeys):
-        keys = pipeline.stored_keys(store)
+        keys = {k: n for k, n in pipeline.stored_keys(store).items()
+                if k[3] >= phase.first_round}
         wanted = {(phase.fleet.gateway_name(d // phase.fleet.per_gateway), Fleet.name(d), 0,
-                   phase.seq_base + s) for d in range(phase.fleet.devices)
+                   phase.first_round + s) for d in range(phase.fleet.devices)
                   for s in range(int(counts[d]))}
         found = sum(1 for k in wanted if keys.get(k, 0) > 0)
         twice = sum(n - 1 for k, n in keys.items() if k in wanted and n > 1)
@@ -170,42 +178,49 @@ def _exact(pipeline: Pipeline, store: VictoriaMetrics, phase: Phase) -> Tally | 
     return None
 
 
-def _max_rate(s: Settings, probe: _Probe, payload: str, progress: Progress,
-              profile: Path | None) -> tuple[MaxRate, Phase]:
-    pipeline, broker, store = probe.pipeline, probe.broker, probe.store
-    n = s.readings[payload]
-    rounds = -(-n // s.fleet.devices)
-    # the last round just before now: the gap to the paced run's readings stays far below
-    # the offline timeout (5 report intervals, at least a minute)
-    now = int(time.time() * 1000)
-    phase = Phase(s.fleet, payload, n, 0, now - (rounds - 1) * ROUND_MS - 10_000)
-    group = PublisherGroup(phase, broker.port, s.publishers)
+@dataclass(slots=True)
+class _Offered:
+    offer: Offer
+    first: _Sample
+    last: _Sample
+    """the first sample that saw the store's ingest counter at its final value"""
+
+
+def _offer(s: Settings, probe: _Probe, phase: Phase, label: str, progress: Progress,
+           profile: Path | None = None) -> _Offered:
+    """Offer the phase as fast as the broker takes it and wait until the store holds it (or
+    settles, or time runs out)."""
+    pipeline, store, n = probe.pipeline, probe.store, phase.n_readings
+    group = PublisherGroup(phase, probe.broker.port, s.publishers)
     try:
-        progress("building payloads", 0, n)
+        progress(f"{label}: building payloads", 0, n)
         group.wait_ready()
+        before = pipeline.stored(store)
         rows_before = ingested_rows(store)
         with _profiling(pipeline.pids(), profile, s.profile_format):
             first = probe.sample()
             group.go()
             offer: Offer | None = None
             samples = [first]
-            stored, last_count = 0, 0.0
+            last_count, busy_at = 0.0, first.t
             while True:
                 time.sleep(POLL_S)
                 cur = probe.sample()
                 samples.append(cur)
                 if offer is None and group.poll_done():
                     offer = group.results(60)
-                moved = next(x.t for x in samples if x.rows == cur.rows)
-                quiet = cur.t - moved
-                estimate = int((cur.rows - rows_before) / ROWS_PER_READING)
-                progress("max rate", max(stored, min(estimate, n)), n)
+                quiet = cur.t - next(x.t for x in samples if x.rows == cur.rows)
+                prev = samples[-2]
+                if (cur.cpu - prev.cpu) / max(cur.t - prev.t, 1e-3) > BUSY_CPU:
+                    busy_at = cur.t
+                idle = cur.t - max(busy_at, cur.t - quiet)
+                progress(label, min(int((cur.rows - rows_before) / ROWS_PER_READING), n), n)
                 if offer is not None and ((quiet >= QUIET_S and cur.t - last_count >= 1.0)
                                           or cur.t - last_count >= COUNT_EVERY_S):
-                    stored, last_count = pipeline.stored(store), time.time()
+                    stored, last_count = pipeline.stored(store) - before, time.time()
                     if stored >= n and quiet >= QUIET_S:
                         break
-                if offer is not None and quiet >= s.settle_s:
+                if offer is not None and idle >= s.settle_s:
                     break
                 if cur.t - first.t > s.timeout_s:
                     break
@@ -213,39 +228,41 @@ def _max_rate(s: Settings, probe: _Probe, payload: str, progress: Progress,
                 offer = group.results(60)
     finally:
         group.close()
-    last = next(x for x in samples if x.rows == samples[-1].rows)
-    progress("counting", n, n)
-    exact = _exact(pipeline, store, phase)
-    stored = exact.stored if exact is not None else pipeline.stored(store)
+    return _Offered(offer, first, next(x for x in samples if x.rows == samples[-1].rows))
+
+
+def _max_rate(s: Settings, probe: _Probe, phase: Phase, progress: Progress,
+              profile: Path | None) -> MaxRate:
+    done = _offer(s, probe, phase, "max rate", progress, profile)
+    offer, first, last = done.offer, done.first, done.last
+    progress("counting", phase.n_readings, phase.n_readings)
+    exact = _exact(probe.pipeline, probe.store, phase)
+    stored = exact.stored if exact is not None else probe.pipeline.stored(probe.store)
+    late_rows = ingested_rows(probe.store) != last.rows
     seconds = max(last.t - offer.t_first, 1e-6)
-    result = MaxRate(
+    return MaxRate(
         sent=offer.readings, stored=stored,
         lost=exact.lost if exact else None,
         stored_twice=exact.stored_twice if exact else None,
         unexpected=exact.unexpected if exact else None,
         seconds=seconds, stored_per_s=stored / seconds, offered_per_s=offer.offered_per_s,
-        complete=stored >= offer.readings, cpu_s=last.cpu - first.cpu,
+        complete=stored >= offer.readings, late_rows=late_rows, cpu_s=last.cpu - first.cpu,
         broker_cpu_s=last.broker_cpu - first.broker_cpu,
         store_cpu_s=last.store_cpu - first.store_cpu)
-    return result, phase
 
 
-def _latency(s: Settings, pipeline: Pipeline, broker: Mosquitto, listener: AlertListener,
-             before: Phase, rate: float, progress: Progress) -> LatencyRun:
-    n = int(min(MAX_LATENCY_READINGS, max(rate * s.latency_s, PER_MESSAGE[before.payload])))
-    rounds = -(-n // s.fleet.devices)
-    phase = Phase(s.fleet, before.payload, n, before.seq_base + before.rounds,
-                  int(time.time() * 1000) - rounds * LATENCY_ROUND_MS, alarms=s.alarms,
-                  round_ms=LATENCY_ROUND_MS)
-    group = PublisherGroup(phase, broker.port, s.publishers, rate=rate)
+def _latency(s: Settings, probe: _Probe, listener: AlertListener, phase: Phase, rate: float,
+             progress: Progress) -> LatencyRun:
+    n = phase.n_readings
+    group = PublisherGroup(phase, probe.broker.port, s.publishers, rate=rate)
     try:
-        progress("latency: building", 0, n)
+        progress("latency: building payloads", 0, n)
         group.wait_ready()
         mark = listener.mark()
         start = group.go()
         while not group.poll_done():
             time.sleep(POLL_S)
-            progress("latency", int(min(n, (time.time() - start) * rate)), n)
+            progress("latency", int(min(n, max(0.0, time.time() - start) * rate)), n)
             if time.time() - start > 3 * s.latency_s + s.timeout_s:
                 break
         offer = group.results(60)
@@ -261,26 +278,42 @@ def _latency(s: Settings, pipeline: Pipeline, broker: Mosquitto, listener: Alert
                       listener.latency(offer.alarms, mark))
 
 
+def _rounds(readings: int, fleet: Fleet) -> int:
+    return -(-readings // fleet.devices)
+
+
 def measure(s: Settings, pipeline: Pipeline, payload: str, workdir: Path,
             progress: Progress) -> Result:
-    """Both phases of one pipeline x payload on a fresh broker and store."""
+    """One pipeline x payload on a fresh broker and store: a warm-up round (every device
+    once, so that the store has its series and the pipeline knows the fleet, as in a running
+    deployment), the maximum rate, then alert latency at half of it; on one timeline."""
     result = Result(pipeline.name, payload)
     workdir.mkdir(parents=True, exist_ok=True)
+    fleet, n = s.fleet, s.readings[payload]
+    max_rounds = _rounds(n, fleet)
+    latency_rounds = _rounds(MAX_LATENCY_READINGS, fleet) if s.latency_s else 0
+    t0 = int(time.time() * 1000) - (2 + max_rounds + latency_rounds) * ROUND_MS
+    warm_payload = "array" if payload == "single" else payload
     with Mosquitto.start(workdir) as broker, VictoriaMetrics.start(workdir) as store:
         listener = AlertListener(broker.port)
         try:
             progress(f"starting {pipeline.name}", 0, 1)
             pipeline.start(broker.port, store.url, workdir)
+            probe = _Probe(pipeline, broker, store)
+            _offer(s, probe, Phase(fleet, warm_payload, fleet.devices, 0, t0), "warm-up",
+                   progress)
             profile = None
             if s.profile_dir is not None and pipeline.name == "sensing":
                 ext = "svg" if s.profile_format == "flamegraph" else "json"
                 profile = s.profile_dir / f"profile-{payload}.{ext}"
-            probe = _Probe(pipeline, broker, store)
-            result.max_rate, phase = _max_rate(s, probe, payload, progress, profile)
-            probe.sample()
+            result.max_rate = _max_rate(s, probe, Phase(fleet, payload, n, 1, t0), progress,
+                                        profile)
             if result.max_rate.stored and s.latency_s > 0:
-                result.latency = _latency(s, pipeline, broker, listener, phase,
-                                          result.max_rate.stored_per_s / 2, progress)
+                rate = result.max_rate.stored_per_s / 2
+                readings = int(min(MAX_LATENCY_READINGS,
+                                   max(rate * s.latency_s, PER_MESSAGE[payload])))
+                phase = Phase(fleet, payload, readings, 1 + max_rounds, t0, alarms=s.alarms)
+                result.latency = _latency(s, probe, listener, phase, rate, progress)
             probe.sample()
             result.peak_rss_kb = probe.peak_kb
         finally:
@@ -291,13 +324,16 @@ def measure(s: Settings, pipeline: Pipeline, payload: str, workdir: Path,
 
 def store_limit(workdir: Path, fleet: Fleet, readings: int, progress: Progress) -> float:
     """Readings/s a fresh VictoriaMetrics takes of the core's line protocol, written straight
-    to /api/v2/write from this process in requests of 10,000 lines."""
-    rounds = -(-readings // fleet.devices)
-    phase = Phase(fleet, "snb", readings, 0, int(time.time() * 1000) - rounds * ROUND_MS)
+    to /api/v2/write from this process in requests of 10,000 lines, after a warm-up round that
+    creates every series (as the pipelines get)."""
+    t0 = int(time.time() * 1000) - (2 + _rounds(readings, fleet)) * ROUND_MS
     progress("store limit: building lines", 0, readings)
-    bodies = line_protocol(phase)
+    warm = line_protocol(Phase(fleet, "snb", fleet.devices, 0, t0))
+    bodies = line_protocol(Phase(fleet, "snb", readings, 1, t0))
     workdir.mkdir(parents=True, exist_ok=True)
     with VictoriaMetrics.start(workdir) as store:
+        progress("store limit: warm-up", 0, readings)
+        write_limit(store, warm, fleet.devices)
         progress("store limit", 0, readings)
         rate = write_limit(store, bodies, readings)
         progress("store limit", readings, readings)

@@ -5,8 +5,8 @@ The whole phase is built into one buffer before the start signal, every frame wi
 id already in place (packet i carries id i % 65,535 + 1; at most `window` < 65,535 are
 unacknowledged, and the broker acknowledges one connection's packets in order, so an id is free
 again before it comes round). As fast as the broker takes them, or paced at a fixed rate in
-bursts of a millisecond or two. An alarm's `ts` is written into its frame when the frame is let
-go, and that moment is reported as the alarm's publish time.
+bursts of a millisecond or two. The moment an alarm's frame is let go is reported as the alarm's
+publish time.
 """
 
 from __future__ import annotations
@@ -56,8 +56,6 @@ class PublisherSpec:
 @dataclass(frozen=True, slots=True)
 class Alarm:
     frame: int
-    offset: int
-    binary: bool
     device: str
 
 
@@ -84,7 +82,7 @@ class PublisherResult:
     """wall time of the last byte written"""
     t_acked: float
     alarms: dict[str, int] = field(default_factory=dict)
-    """device -> wall time (ms) its alarm was let go, = the alarm reading's ts"""
+    """device -> wall time (ms) its alarm was let go"""
 
 
 def build_stream(msgs: Iterable[Message]) -> Stream:
@@ -96,9 +94,8 @@ def build_stream(msgs: Iterable[Message]) -> Stream:
     for i, m in enumerate(msgs):
         head, id_at = publish_qos1_head(m.topic, len(m.payload))
         head = head[:id_at] + struct.pack(">H", i % MAX_PACKET_ID + 1)
-        if m.alarm_ts_offset >= 0:
-            alarms.append(Alarm(i, pos + len(head) + m.alarm_ts_offset, m.alarm_binary,
-                                m.alarm_device))
+        if m.alarm_device:
+            alarms.append(Alarm(i, m.alarm_device))
         parts += (head, m.payload)
         pos += len(head) + len(m.payload)
         ends.append(pos)
@@ -122,15 +119,6 @@ def _connect(port: int, client_id: str) -> socket.socket:
     return sock
 
 
-def _stamp(stream: Stream, alarm: Alarm) -> int:
-    ms = int(time.time() * 1000)
-    if alarm.binary:
-        struct.pack_into("<q", stream.data, alarm.offset, ms)
-    else:
-        stream.data[alarm.offset : alarm.offset + 13] = b"%013d" % ms
-    return ms
-
-
 def send(sock: socket.socket, stream: Stream, rate: float | None, start_wall: float,
          window: int) -> tuple[float, float, float, dict[str, int]]:
     """Send every frame and wait for every PUBACK; returns (first write, last write, last ack,
@@ -152,8 +140,7 @@ def send(sock: socket.socket, stream: Stream, rate: float | None, start_wall: fl
         if rate:
             allowed = min(allowed, int(np.searchsorted(due, now - start, side="right")))
         while next_alarm < len(stream.alarms) and stream.alarms[next_alarm].frame < allowed:
-            alarm = stream.alarms[next_alarm]
-            alarm_ms[alarm.device] = _stamp(stream, alarm)
+            alarm_ms[stream.alarms[next_alarm].device] = int(time.time() * 1000)
             next_alarm += 1
         limit = int(stream.ends[allowed - 1]) if allowed else 0
         writing = pos < limit

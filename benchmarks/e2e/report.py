@@ -104,6 +104,9 @@ def warnings(results: list[Result]) -> list[str]:
             out.append(f"publisher-bound: {r.pipeline} {r.payload}: offered "
                        f"{m.offered_per_s:,.0f}/s < 1.5 x stored {m.stored_per_s:,.0f}/s; "
                        "add --publishers")
+        if m is not None and m.late_rows:
+            out.append(f"late rows: {r.pipeline} {r.payload}: the store took more after the "
+                       "run was called settled; its window is wrong (raise --settle)")
         if m is not None and not m.complete:
             out.append(f"incomplete: {r.pipeline} {r.payload}: {m.stored:,} of {m.sent:,} "
                        "stored when the run ended (--settle / --timeout)")
@@ -166,7 +169,8 @@ def as_json(results: list[Result], store_limit: float | None,
             row |= {
                 "sent": m.sent, "stored": m.stored, "lost": m.lost,
                 "stored_twice": m.stored_twice, "unexpected": m.unexpected,
-                "complete": m.complete, "seconds": round(m.seconds, 3),
+                "complete": m.complete, "late_rows": m.late_rows,
+                "seconds": round(m.seconds, 3),
                 "stored_per_s": round(m.stored_per_s), "offered_per_s": round(m.offered_per_s),
                 "publisher_bound": m.publisher_bound, "cpu_s": round(m.cpu_s, 3),
                 "cpu_us_per_reading": m.cpu_us_per_reading,

@@ -96,8 +96,8 @@ def _export(store: VictoriaMetrics, selector: str) -> Iterator[dict[str, object]
 def tally(store: VictoriaMetrics, selector: str, device_index: dict[str, int],
           seq_base: int, counts: npt.NDArray[np.int64]) -> Tally:
     """Sent: device i (by name in `device_index`, label `device`) sent seqs seq_base ..<
-    seq_base + counts[i], epoch 0. Every series of `selector` holds one field of readings,
-    its values the seqs."""
+    seq_base + counts[i], epoch 0; seqs below seq_base are earlier phases' and left out.
+    Every series of `selector` holds one field of readings, its values the seqs."""
     by_device: dict[int, list[npt.NDArray[np.int64]]] = {}
     unexpected = 0
     for series in _export(store, selector):
@@ -112,7 +112,8 @@ def tally(store: VictoriaMetrics, selector: str, device_index: dict[str, int],
     found = twice = 0
     for d, parts in by_device.items():
         seqs = np.concatenate(parts)
-        ok = (seqs >= seq_base) & (seqs < seq_base + counts[d])
+        seqs = seqs[seqs >= seq_base]
+        ok = seqs < seq_base + counts[d]
         distinct = np.unique(seqs[ok]).size
         found += distinct
         twice += int(ok.sum()) - distinct
