@@ -89,7 +89,7 @@ def test_an_sos_goes_out_while_the_store_is_down_and_nothing_is_lost(
                 a["type"] == "wearable.sos" for a in listener.json()), timeout=10)
             delay = time.monotonic() - sent_at
             assert delay < 5, f"the SOS waited {delay:.1f} s for the store"
-            assert core.spool.entries > 0  # the readings wait on the core's disk
+            assert wait_until(lambda: core.spool.entries > 0)  # they wait on the core's disk
             store.restart()
             assert wait_until(lambda: core.spool.entries == 0, 30)
         assert count(store, "wear-sos-1", 6) == 6
@@ -263,18 +263,15 @@ def test_a_stop_while_the_spool_is_full_loses_nothing(
         # makes the next step wait
         with running_core(broker, store, state, spool_max_bytes=1_000,
                           shutdown_grace_s=0.2) as core:
-            for seq in range(150):
+            for seq in range(300):
                 publish(pub, rtopic, orjson.dumps(
                     reading("smoke-full-1", "smoke", seq, t0 + seq * 1000, obscuration=0.1)))
             assert wait_until(lambda: core.spool.entries == 1)
-            for seq in range(150, 300):
-                publish(pub, rtopic, orjson.dumps(
-                    reading("smoke-full-1", "smoke", seq, t0 + seq * 1000, obscuration=0.1)))
-            # the next steps took the rest: one waits for room in the spool, the others for
-            # it in the commit queue, all admitted by the window and none of them spooled
-            assert wait_until(lambda: core.stats.readings_received > 150)
-            time.sleep(0.5)
-            assert core.spool.entries == 1
+            # the next steps took more: one waits for room in the spool, the others for it in
+            # the commit queue, admitted by the window and not spooled
+            time.sleep(1.0)
+            spooled = core.spool.oldest(1 << 30)[0].lines.count(b"reading,")
+            assert core.spool.entries == 1 and core.stats.readings_received > spooled
         store.restart()
         with running_core(broker, store, state) as core:
             assert wait_until(lambda: core.stats.readings_received >= 1 and

@@ -142,29 +142,42 @@ class StreamCore:
         self._settle_outbox()
         self._publish_stats()
 
-    def _commit(self, item: _Commit | Capture) -> None:
-        """On the commit thread, in step order: spool, journal, acknowledge."""
-        if isinstance(item, Capture):
+    def _commit(self, items: list[_Commit | Capture]) -> None:
+        """On the commit thread, in step order: the steps waiting, spooled and journaled
+        together (one fsync each for all of them), then acknowledged; a snapshot captured
+        between two of them, written between them."""
+        run: list[_Commit] = []
+        for item in items:
+            if isinstance(item, _Commit):
+                run.append(item)
+                continue
+            self._commit_steps(run)
+            run = []
             self._capture_queued = False
             try:
                 self.journal.write_snapshot(item)
             except OSError as exc:  # the journal has every record: the snapshot waits
                 log.error("dedup snapshot not written; the journal is kept", error=str(exc))
-            return
-        if self._unspooled:
-            return  # a step before this one never reached the spool: none after it is acked
-        out = item.out
-        lines = b"\n".join(x if isinstance(x, bytes) else x.encode() for x in out.lines if x)
-        confirms = stored_messages(out.handled) if out.handled else []
+        self._commit_steps(run)
+
+    def _commit_steps(self, steps: list[_Commit]) -> None:
+        if not steps or self._unspooled:
+            return  # a step before these never reached the spool: none after it is acked
+        lines = b"\n".join(x if isinstance(x, bytes) else x.encode()
+                           for c in steps for x in c.out.lines if x)
+        handled = [h for c in steps for h in c.out.handled]
+        confirms = stored_messages(handled) if handled else []
         if not self._durably(lambda: self.spool.add(lines, confirms, self.stop_event)):
             # stopping with a full spool (or disk): unacknowledged, the broker keeps them; the
             # window admitted them, so it must not be saved as it is
             self._unspooled = True
             return
-        if not self._durably(lambda: self._journal(out.admitted)):
+        dev, epoch, seq = (np.concatenate([c.out.admitted[k] for c in steps]) for k in range(3))
+        if not self._durably(lambda: self._journal((dev, epoch, seq))):
             self._unspooled = True
             return  # stopping on a full disk: the spool has them; they come again, once
-        self.session.ack(item.messages)
+        for c in steps:
+            self.session.ack(c.messages)
 
     def _journal(self, admitted: tuple[np.ndarray, np.ndarray, np.ndarray]) -> bool:
         self.journal.append(*admitted)

@@ -63,6 +63,8 @@ class LaneOut:
     """per reading, its message's position among the lane's input"""
     gateway: npt.NDArray[np.int32]
     """per reading, its gateway's index"""
+    area: npt.NDArray[np.int32]
+    """per reading, the index of its topic's area"""
     slow: npt.NDArray[np.int64]
     """positions of the messages left to the message-by-message path"""
 
@@ -82,7 +84,7 @@ class LaneOut:
                        ts=self.ts[keep], battery=self.battery[keep], value_row=value_row,
                        value_channel=self.value_channel[value_keep],
                        value=self.value[value_keep], message=self.message[keep],
-                       gateway=self.gateway[keep])
+                       gateway=self.gateway[keep], area=self.area[keep])
 
 
 class JsonLane:
@@ -142,7 +144,7 @@ class JsonLane:
         self.lane_messages += n_msg - n_slow
         out = LaneOut(dev, cols.epoch, cols.seq, cols.ts, cols.battery, value_row, chan,
                       cols.value, cols.reading_message, gateway[cols.reading_message],
-                      np.flatnonzero(slow).astype(np.int64))
+                      area[cols.reading_message], np.flatnonzero(slow).astype(np.int64))
         return out.without(slow[cols.reading_message]) if n_slow else out
 
     def _rows_known(self, data: npt.NDArray[np.uint8], cols: JsonColumns,

@@ -95,8 +95,8 @@ class _Step:
     value: list[np.ndarray] = field(default_factory=list)
     message: list[np.ndarray] = field(default_factory=list)
     """per reading, the index of its message in the step (dead letters, confirmations)"""
-    gateway: list[np.ndarray] = field(default_factory=list)
-    """per reading, its gateway's index"""
+    route: list[np.ndarray] = field(default_factory=list)
+    """per reading, the gateway and area of its topic: `gateway << 32 | area` (indices)"""
     n_rows: int = 0
     lines: list[str | bytes] = field(default_factory=list)
     publish: list[tuple[str, bytes]] = field(default_factory=list)
@@ -150,7 +150,7 @@ class Pipeline:
         self.formatter = LineFormatter(self.registry)
         self.json_lane = JsonLane(self.registry)
         self._lane_on = json_lane
-        self._routes: dict[str, tuple[int, int]] = {}
+        self._routes: dict[bytes, tuple[int, int]] = {}
         """readings topic -> gateway index, for the JSON lane (see `_known_route`)"""
         self.stats = CoreStats()
 
@@ -210,8 +210,10 @@ class Pipeline:
         opener = np.zeros(len(received), np.uint8)
         opener[held] = data[start[held]]
         json_like = ((opener == _OBJECT) | (opener == _ARRAY)).tolist()
-        for i in range(len(received)):
-            route = routes.get(received.topic(i)) if json_like[i] else None
+        raw = received.buf if isinstance(received.buf, bytes) else received.buf.tobytes()
+        for i, a, b in zip(range(len(received)), received.topic_start.tolist(),
+                           received.topic_end.tolist(), strict=True):
+            route = routes.get(raw[a:b]) if json_like[i] else None
             if route is not None:
                 fast.append(i)
                 fast_route.append(route)
@@ -277,8 +279,8 @@ class Pipeline:
         may take the JSON lane. Bounded: forgotten wholesale when full (only a shortcut)."""
         if len(self._routes) >= _MAX_ROUTES:
             self._routes.clear()
-        self._routes[topic] = (self.registry.gateways.index[gateway],
-                               self.registry.areas.index[area])
+        self._routes[topic.encode()] = (self.registry.gateways.index[gateway],
+                                        self.registry.areas.index[area])
 
     def _json_lane(self, step: _Step, fast: list[int], fast_route: list[tuple[int, int]],
                    now: int) -> LaneOut:
@@ -299,12 +301,12 @@ class Pipeline:
         self.offline.seen_rows(lane.dev, lane.ts, lane.gateway, now)
         self._add_chunk(step, lane.dev, lane.epoch, lane.seq, lane.ts, lane.battery,
                         lane.value_row, lane.value_channel, lane.value, lane.message,
-                        lane.gateway)
+                        lane.gateway.astype(np.int64) << 32 | lane.area)
 
     def _add_chunk(self, step: _Step, dev: np.ndarray, epoch: np.ndarray, seq: np.ndarray,
                    ts: np.ndarray, battery: np.ndarray, value_row: np.ndarray,
                    value_channel: np.ndarray, value: np.ndarray, message: np.ndarray,
-                   gateway: np.ndarray) -> None:
+                   route: np.ndarray) -> None:
         step.dev.append(dev)
         step.epoch.append(epoch)
         step.seq.append(seq)
@@ -314,7 +316,7 @@ class Pipeline:
         step.value_channel.append(value_channel)
         step.value.append(value)
         step.message.append(message)
-        step.gateway.append(gateway)
+        step.route.append(route)
         step.n_rows += dev.shape[0]
 
     @staticmethod
@@ -329,7 +331,7 @@ class Pipeline:
         new_row = np.empty_like(order)
         new_row[order] = np.arange(order.shape[0])
         value_order = np.argsort(new_row[value_row], kind="stable")
-        for name in ("dev", "epoch", "seq", "ts", "battery", "gateway"):
+        for name in ("dev", "epoch", "seq", "ts", "battery", "route"):
             setattr(step, name, [np.concatenate(getattr(step, name))[order]])
         step.message = [message[order]]
         step.value_row = [new_row[value_row][value_order].astype(np.int32)]
@@ -347,27 +349,25 @@ class Pipeline:
             self._dead(step, m, area, gateway, reason, Code.INTERNAL_ERROR)
 
     def _handled(self, step: _Step) -> list[StoredChunk]:
-        """The step's readings by gateway, as the topics named them."""
+        """The step's readings by the gateway and area of their topics."""
         if not step.n_rows:
             return []
-        names = self.registry.devices.names
-        message = np.concatenate(step.message)
+        reg = self.registry
+        route = np.concatenate(step.route)
         dev, epoch = np.concatenate(step.dev), np.concatenate(step.epoch)
         seq = np.concatenate(step.seq)
-        order = np.argsort(message, kind="stable")
-        message = message[order]
-        starts = np.flatnonzero(np.r_[True, message[1:] != message[:-1]])
-        ends = np.r_[starts[1:], message.shape[0]]
-        by_topic: dict[str, list[np.ndarray]] = {}
-        for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
-            by_topic.setdefault(step.received.topic(int(message[a])), []).append(order[a:b])
+        routes, which = np.unique(route, return_inverse=True)
+        if routes.shape[0] == 1:
+            g, a = int(routes[0]) >> 32, int(routes[0]) & 0xFFFF_FFFF
+            return [(reg.areas.names[a], reg.gateways.names[g], reg.devices.names, dev, epoch,
+                     seq)]
+        order = np.argsort(which, kind="stable")
+        bounds = np.searchsorted(which[order], np.arange(routes.shape[0] + 1)).tolist()
         out: list[StoredChunk] = []
-        for topic, parts in by_topic.items():
-            parsed = topics.parse_gateway_topic(topic)
-            if parsed is not None:
-                rows = np.concatenate(parts)
-                out.append((parsed.area, parsed.gateway, names, dev[rows], epoch[rows],
-                            seq[rows]))
+        for k, r in enumerate(routes.tolist()):
+            rows = order[bounds[k]:bounds[k + 1]]
+            out.append((reg.areas.names[r & 0xFFFF_FFFF], reg.gateways.names[r >> 32],
+                        reg.devices.names, dev[rows], epoch[rows], seq[rows]))
         return out
 
     def _timers(self, step: _Step, now: int) -> None:
@@ -479,9 +479,10 @@ class Pipeline:
         # the step's clock, not the wall's: a simulated fleet runs on its own
         self.offline.seen(dev, batch.ts, g, now)
         n = len(batch)
+        route = g << 32 | self.registry.areas.index[area]
         self._add_chunk(step, dev, batch.epoch, batch.seq, batch.ts, batch.battery,
                         batch.value_row, chan, batch.value, np.full(n, i, dtype=np.int64),
-                        np.full(n, g, dtype=np.int32))
+                        np.full(n, route, dtype=np.int64))
 
     def _refuse(self, step: _Step, m: Incoming, gateway: str, area: str,
                 refused: tuple[Refused, ...]) -> np.ndarray:

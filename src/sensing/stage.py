@@ -1,5 +1,6 @@
-"""A pipeline stage on its own thread: items handled one at a time, in the order given, with a
-bounded queue in front so that a slow stage holds back the one that feeds it."""
+"""A pipeline stage on its own thread: items handled in the order given, all those waiting at
+once (a slow round lets the next take more: group commit), with a bounded queue in front so that
+a slow stage holds back the one that feeds it."""
 
 from __future__ import annotations
 
@@ -18,13 +19,14 @@ _DONE = object()
 
 
 class Stage(Generic[T]):
-    """Runs `handle` on each item `put` into it, on one thread, in order.
+    """Runs `handle` on the items `put` into it, on one thread, in order: each call gets every
+    item waiting then (at least one, at most `depth`).
 
     `put` blocks while `depth` items wait: back-pressure to the caller. An exception in `handle`
     stops the stage; `error` holds it and `put` raises it, so the caller stops too instead of
     queueing work that would never be done."""
 
-    def __init__(self, name: str, handle: Callable[[T], None], depth: int = 2) -> None:
+    def __init__(self, name: str, handle: Callable[[list[T]], None], depth: int = 4) -> None:
         self._handle = handle
         self._queue: queue.Queue[object] = queue.Queue(maxsize=depth)
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -44,12 +46,21 @@ class Stage(Generic[T]):
                 continue
 
     def _run(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is _DONE:
-                return
+        done = False
+        while not done:
+            items = [self._queue.get()]
+            while True:
+                try:
+                    items.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            if items[-1] is _DONE:
+                done = True
+                items.pop()
+            if not items:
+                continue
             try:
-                self._handle(item)  # type: ignore[arg-type]
+                self._handle(items)  # type: ignore[arg-type]
             except BaseException as exc:  # surfaced to the feeding thread by `put`/`join`
                 self.error = exc
                 log.exception("stage failed", stage=self._thread.name)
