@@ -10,8 +10,8 @@ exactly, a field of an unexpected type, `ts` as a string, and anything not stric
 message it takes gives what orjson and the codec would give; the ones it flags cost the slow
 path's time, never a wrong reading.
 
-Numbers: integers of up to 18 digits exactly (seq, epoch, ts; a value's float(int)). Other
-numbers of up to 18 significant digits as the nearest double, as orjson and Python read them:
+Numbers: integers up to 2^63 - 1 in magnitude exactly (seq, epoch, ts; a value's float(int)).
+Others with a significand below 2^63 as the nearest double, as orjson and Python read them:
 by Clinger's fast path when the significand is at most 2^53 and the power of ten at most
 10^22 (one correctly rounded multiply or divide of exact doubles), else by the Eisel-Lemire
 algorithm (as Go's strconv has it), which gives up on the rare inputs it cannot decide (a
@@ -29,6 +29,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from numba import njit
 
 from sensing.kernels.jit import njit_without_refcounts
 
@@ -59,8 +60,12 @@ VALUE_ROWS = 4
 
 SKIP_DEPTH = 32
 """nesting of an unknown key's value the lane skips over (orjson itself refuses beyond 1024)"""
-MAX_DIGITS = 18
-"""significant digits the lane reads: any such integer fits int64"""
+_MAX_PROBE = 64
+"""slots a search of the distinct-channel set may pass"""
+MAX_DIGITS = 19
+"""significant digits the lane reads, as far as they fit int64 (up to 2^63 - 1)"""
+_SAFE_DIGITS = 18  # any number of this many digits fits
+_INT64_TENTH = (2**63 - 1) // 10
 _EXACT_SIGNIFICAND = 2**53
 _POW10 = np.array([10.0**i for i in range(23)])  # each one exact as a double
 _POW10_MIN = -348
@@ -123,6 +128,13 @@ _W_TS = _word(b"ts")
 _W_VALUES = _word(b"values")
 _W_BATTERY = _word(b"battery")
 
+@njit(cache=True, nogil=True)
+def _at(pos: int) -> np.uint64:
+    """A position (never negative) as an unsigned index: numba then skips the check for a
+    negative index counting from the end, on every byte read (a sixth of the lane's time)."""
+    return np.uint64(pos)
+
+
 _QUOTE, _BACKSLASH, _COMMA, _MINUS, _COLON = 34, 92, 44, 45, 58
 _ZERO, _NINE, _DOT, _E, _E_UPPER, _PLUS = 48, 57, 46, 101, 69, 43
 _OPEN_OBJECT, _CLOSE_OBJECT, _OPEN_ARRAY, _CLOSE_ARRAY = 123, 125, 91, 93
@@ -130,13 +142,13 @@ _OPEN_OBJECT, _CLOSE_OBJECT, _OPEN_ARRAY, _CLOSE_ARRAY = 123, 125, 91, 93
 
 @njit_without_refcounts
 def hash_name(buf: np.ndarray, start: int, end: int) -> int:
-    """A 63-bit hash of buf[start:end], never negative: two 32-bit FNV-1a-style lanes with
+    """A 63-bit hash of buf[_at(start:end)], never negative: two 32-bit FNV-1a-style lanes with
     different multipliers, in int64 arithmetic that never overflows (so it is the same number
     when the kernels run as plain Python, NUMBA_DISABLE_JIT=1)."""
     a = 2166136261
     b = 0x9747B28C
     for i in range(start, end):
-        c = int(buf[i])
+        c = int(buf[_at(i)])
         a = ((a ^ c) * 16777619) & 0xFFFFFFFF
         b = ((b ^ c) * 0x5BD1E995) & 0xFFFFFFFF
     return ((a & 0x7FFFFFFF) << 32) | b
@@ -145,7 +157,7 @@ def hash_name(buf: np.ndarray, start: int, end: int) -> int:
 @njit_without_refcounts
 def _skip_space(buf: np.ndarray, pos: int, end: int) -> int:
     while pos < end:
-        c = buf[pos]
+        c = buf[_at(pos)]
         if c != 32 and c != 10 and c != 13 and c != 9:
             break
         pos += 1
@@ -157,7 +169,7 @@ def _string_end(buf: np.ndarray, pos: int, end: int) -> tuple[int, int]:
     """(code, position of the closing quote) of the string whose opening quote is at pos."""
     pos += 1
     while pos < end:
-        c = buf[pos]
+        c = buf[_at(pos)]
         if c == _QUOTE:
             return OK, pos
         if c == _BACKSLASH or c >= 128:
@@ -172,14 +184,14 @@ def _string_end(buf: np.ndarray, pos: int, end: int) -> tuple[int, int]:
 def _name_colon(buf: np.ndarray, pos: int, end: int) -> tuple[int, int, int, int]:
     """An object's key at pos, then the colon: (code, start and end of the key's bytes,
     position of the value after the colon and whitespace)."""
-    if pos >= end or buf[pos] != _QUOTE:
+    if pos >= end or buf[_at(pos)] != _QUOTE:
         return SYNTAX, pos, pos, pos
     code, close = _string_end(buf, pos, end)
     if code != OK:
         return code, pos + 1, close, close
     start = pos + 1
     pos = _skip_space(buf, close + 1, end)
-    if pos >= end or buf[pos] != _COLON:
+    if pos >= end or buf[_at(pos)] != _COLON:
         return SYNTAX, start, close, pos
     pos = _skip_space(buf, pos + 1, end)
     if pos >= end:
@@ -188,63 +200,69 @@ def _name_colon(buf: np.ndarray, pos: int, end: int) -> tuple[int, int, int, int
 
 
 @njit_without_refcounts
+def _append_digit(significand: int, digits: int, dropped: bool, d: int
+                  ) -> tuple[int, int, bool]:
+    """(significand, significant digits, digits dropped) after one more digit d: dropped
+    once the significand would pass 2^63 - 1 (leading zeros are no significant digits)."""
+    if dropped or (significand == 0 and d == 0):
+        return significand, digits, dropped
+    if digits < _SAFE_DIGITS or (digits == _SAFE_DIGITS and (
+            significand < _INT64_TENTH or (significand == _INT64_TENTH and d <= 7))):
+        return significand * 10 + d, digits + 1, False
+    return significand, digits, True
+
+
+@njit_without_refcounts
 def _number(buf: np.ndarray, pos: int, end: int
             ) -> tuple[int, int, bool, bool, int, int, bool]:
     """The JSON number at pos: (code, position after it, integer form, negative, significand,
-    power of ten, digits dropped). code is SYNTAX unless it is a JSON number; beyond
-    MAX_DIGITS significant digits the rest are dropped (the number is then inexact)."""
+    power of ten, digits dropped). code is SYNTAX unless it is a JSON number; digits beyond
+    int64 (MAX_DIGITS) are dropped (the number is then inexact)."""
     negative = False
-    if pos < end and buf[pos] == _MINUS:
+    if pos < end and buf[_at(pos)] == _MINUS:
         negative = True
         pos += 1
-    if pos >= end or not _ZERO <= buf[pos] <= _NINE:
+    if pos >= end or not _ZERO <= buf[_at(pos)] <= _NINE:
         return SYNTAX, pos, False, negative, 0, 0, False
     significand = 0
     digits = 0
     exponent = 0
     dropped = False
-    if buf[pos] == _ZERO:
+    if buf[_at(pos)] == _ZERO:
         pos += 1
-        if pos < end and _ZERO <= buf[pos] <= _NINE:
+        if pos < end and _ZERO <= buf[_at(pos)] <= _NINE:
             return SYNTAX, pos, False, negative, 0, 0, False  # a leading zero
     else:
-        while pos < end and _ZERO <= buf[pos] <= _NINE:
-            if digits < MAX_DIGITS:
-                significand = significand * 10 + int(buf[pos] - _ZERO)
-                digits += 1
-            else:
-                dropped = True
+        while pos < end and _ZERO <= buf[_at(pos)] <= _NINE:
+            significand, digits, dropped = _append_digit(significand, digits, dropped,
+                                                         int(buf[_at(pos)] - _ZERO))
             pos += 1
     integer = True
-    if pos < end and buf[pos] == _DOT:
+    if pos < end and buf[_at(pos)] == _DOT:
         integer = False
         pos += 1
-        if pos >= end or not _ZERO <= buf[pos] <= _NINE:
+        if pos >= end or not _ZERO <= buf[_at(pos)] <= _NINE:
             return SYNTAX, pos, False, negative, 0, 0, False
-        while pos < end and _ZERO <= buf[pos] <= _NINE:
-            d = int(buf[pos] - _ZERO)
-            if significand == 0 and d == 0:
-                exponent -= 1  # a leading zero of the fraction: no significant digit yet
-            elif digits < MAX_DIGITS:
-                significand = significand * 10 + d
-                digits += 1
+        while pos < end and _ZERO <= buf[_at(pos)] <= _NINE:
+            taken = digits
+            significand, digits, dropped = _append_digit(significand, digits, dropped,
+                                                         int(buf[_at(pos)] - _ZERO))
+            if digits > taken or significand == 0:  # a leading zero of the fraction counts
                 exponent -= 1
-            else:
-                dropped = True
             pos += 1
-    if pos < end and (buf[pos] == _E or buf[pos] == _E_UPPER):
+    if pos < end and (buf[_at(pos)] == _E or buf[_at(pos)] == _E_UPPER):
         integer = False
         pos += 1
         sign = 1
-        if pos < end and (buf[pos] == _PLUS or buf[pos] == _MINUS):
-            sign = -1 if buf[pos] == _MINUS else 1
+        if pos < end and (buf[_at(pos)] == _PLUS or buf[_at(pos)] == _MINUS):
+            sign = -1 if buf[_at(pos)] == _MINUS else 1
             pos += 1
-        if pos >= end or not _ZERO <= buf[pos] <= _NINE:
+        if pos >= end or not _ZERO <= buf[_at(pos)] <= _NINE:
             return SYNTAX, pos, False, negative, 0, 0, False
         written = 0
-        while pos < end and _ZERO <= buf[pos] <= _NINE:
+        while pos < end and _ZERO <= buf[_at(pos)] <= _NINE:
             if written < 100_000:  # far beyond any double: only "too large" matters then
-                written = written * 10 + int(buf[pos] - _ZERO)
+                written = written * 10 + int(buf[_at(pos)] - _ZERO)
             pos += 1
         exponent += sign * written
     return OK, pos, integer, negative, significand, exponent, dropped
@@ -350,19 +368,19 @@ def _eisel_lemire(significand: int, exponent: int) -> tuple[bool, float]:
 @njit_without_refcounts
 def _literal(buf: np.ndarray, pos: int, end: int) -> tuple[int, int]:
     """(code, position after) of true, false or null at pos."""
-    c = buf[pos]
+    c = buf[_at(pos)]
     if c == 116:  # true
         n = 4
-        ok = (pos + 4 <= end and buf[pos + 1] == 114 and buf[pos + 2] == 117
-              and buf[pos + 3] == 101)
+        ok = (pos + 4 <= end and buf[_at(pos + 1)] == 114 and buf[_at(pos + 2)] == 117
+              and buf[_at(pos + 3)] == 101)
     elif c == 102:  # false
         n = 5
-        ok = (pos + 5 <= end and buf[pos + 1] == 97 and buf[pos + 2] == 108
-              and buf[pos + 3] == 115 and buf[pos + 4] == 101)
+        ok = (pos + 5 <= end and buf[_at(pos + 1)] == 97 and buf[_at(pos + 2)] == 108
+              and buf[_at(pos + 3)] == 115 and buf[_at(pos + 4)] == 101)
     elif c == 110:  # null
         n = 4
-        ok = (pos + 4 <= end and buf[pos + 1] == 117 and buf[pos + 2] == 108
-              and buf[pos + 3] == 108)
+        ok = (pos + 4 <= end and buf[_at(pos + 1)] == 117 and buf[_at(pos + 2)] == 108
+              and buf[_at(pos + 3)] == 108)
     else:
         return SYNTAX, pos
     return (OK, pos + n) if ok else (SYNTAX, pos)
@@ -377,7 +395,7 @@ def _skip_value(buf: np.ndarray, pos: int, end: int) -> tuple[int, int]:
     while True:
         if pos >= end:
             return SYNTAX, pos
-        c = buf[pos]
+        c = buf[_at(pos)]
         complete = True  # whether a whole value ends at pos
         if c in (_OPEN_OBJECT, _OPEN_ARRAY):
             if depth == SKIP_DEPTH:
@@ -391,7 +409,7 @@ def _skip_value(buf: np.ndarray, pos: int, end: int) -> tuple[int, int]:
             pos = _skip_space(buf, pos + 1, end)
             if pos >= end:
                 return SYNTAX, pos
-            if buf[pos] == (_CLOSE_OBJECT if is_object else _CLOSE_ARRAY):
+            if buf[_at(pos)] == (_CLOSE_OBJECT if is_object else _CLOSE_ARRAY):
                 pos += 1
                 depth -= 1
             elif is_object:
@@ -420,7 +438,7 @@ def _skip_value(buf: np.ndarray, pos: int, end: int) -> tuple[int, int]:
             pos = _skip_space(buf, pos, end)
             if pos >= end:
                 return SYNTAX, pos
-            c = buf[pos]
+            c = buf[_at(pos)]
             is_object = (objects >> (depth - 1)) & 1 == 1
             if c == _COMMA:
                 pos = _skip_space(buf, pos + 1, end)
@@ -444,7 +462,7 @@ def _key_field(buf: np.ndarray, start: int, end: int) -> int:
         return 0
     word = n << 56
     for i in range(n):
-        word |= int(buf[start + i]) << (8 * i)
+        word |= int(buf[_at(start + i)]) << (8 * i)
     if word == _W_DEVICE:
         return _DEVICE
     if word == _W_KIND:
@@ -469,7 +487,7 @@ def _key_field(buf: np.ndarray, start: int, end: int) -> int:
 @njit_without_refcounts
 def _same_bytes(buf: np.ndarray, a: int, b: int, n: int) -> bool:
     for i in range(n):  # noqa: SIM110 (numba compiles no generator into all())
-        if buf[a + i] != buf[b + i]:
+        if buf[_at(a + i)] != buf[_at(b + i)]:
             return False
     return True
 
@@ -490,7 +508,7 @@ def _values(buf: np.ndarray, pos: int, end: int, r: int, v: int, value_cols: np.
     next value)."""
     first = v
     pos = _skip_space(buf, pos + 1, end)
-    if pos < end and buf[pos] == _CLOSE_OBJECT:
+    if pos < end and buf[_at(pos)] == _CLOSE_OBJECT:
         return OK, pos + 1, v
     while True:
         code, start, close, pos = _name_colon(buf, pos, end)
@@ -502,7 +520,7 @@ def _values(buf: np.ndarray, pos: int, end: int, r: int, v: int, value_cols: np.
                     and value_cols[V_NAME_END, j] - value_cols[V_NAME_START, j] == close - start
                     and _same_bytes(buf, value_cols[V_NAME_START, j], start, close - start)):
                 return FIELD, pos, v
-        c = buf[pos]
+        c = buf[_at(pos)]
         if c != _MINUS and not _ZERO <= c <= _NINE:
             return _wrong_type(c), pos, v
         code, pos, integer, negative, significand, exponent, dropped = _number(buf, pos, end)
@@ -524,9 +542,9 @@ def _values(buf: np.ndarray, pos: int, end: int, r: int, v: int, value_cols: np.
         pos = _skip_space(buf, pos, end)
         if pos >= end:
             return SYNTAX, pos, v
-        if buf[pos] == _COMMA:
+        if buf[_at(pos)] == _COMMA:
             pos = _skip_space(buf, pos + 1, end)
-        elif buf[pos] == _CLOSE_OBJECT:
+        elif buf[_at(pos)] == _CLOSE_OBJECT:
             return OK, pos + 1, v
         else:
             return SYNTAX, pos, v
@@ -545,7 +563,7 @@ def _reading(buf: np.ndarray, pos: int, end: int, m: int, r: int, v: int,
     level = np.nan
     value_start = value_stop = v
     pos = _skip_space(buf, pos + 1, end)
-    if pos < end and buf[pos] == _CLOSE_OBJECT:
+    if pos < end and buf[_at(pos)] == _CLOSE_OBJECT:
         return FIELD, pos, v
     while True:
         code, start, close, pos = _name_colon(buf, pos, end)
@@ -555,7 +573,7 @@ def _reading(buf: np.ndarray, pos: int, end: int, m: int, r: int, v: int,
         if seen & field:
             return FIELD, pos, v  # orjson keeps the last of two: the slow path decides
         seen |= field
-        c = buf[pos]
+        c = buf[_at(pos)]
         if field & _STRINGS:
             if c != _QUOTE:
                 return _wrong_type(c), pos, v
@@ -618,9 +636,9 @@ def _reading(buf: np.ndarray, pos: int, end: int, m: int, r: int, v: int,
         pos = _skip_space(buf, pos, end)
         if pos >= end:
             return SYNTAX, pos, v
-        if buf[pos] == _COMMA:
+        if buf[_at(pos)] == _COMMA:
             pos = _skip_space(buf, pos + 1, end)
-        elif buf[pos] == _CLOSE_OBJECT:
+        elif buf[_at(pos)] == _CLOSE_OBJECT:
             pos += 1
             break
         else:
@@ -653,7 +671,9 @@ def _too_many_channels(buf: np.ndarray, value_cols: np.ndarray, first: int, stop
                        ) -> bool:
     """Whether values first..stop name more than `limit` distinct channels, counted in an
     open-addressing set of at least 2 * (limit + 1) slots (a power of two); a slot belongs to
-    this count when seen_stamp holds `stamp`, so the set needs no clearing."""
+    this count when seen_stamp holds `stamp`, so the set needs no clearing. Names made to
+    collide (the hash is no secret) count as too many once a search passes _MAX_PROBE
+    slots: the slow path decides then."""
     mask = seen_stamp.shape[0] - 1
     distinct = 0
     for j in range(first, stop):
@@ -661,7 +681,9 @@ def _too_many_channels(buf: np.ndarray, value_cols: np.ndarray, first: int, stop
         start = value_cols[V_NAME_START, j]
         n = value_cols[V_NAME_END, j] - start
         slot = name_hash & mask
-        while True:
+        for probe in range(_MAX_PROBE + 1):
+            if probe == _MAX_PROBE:
+                return True
             if seen_stamp[slot] != stamp:
                 seen_stamp[slot] = stamp
                 seen_value[slot] = j
@@ -683,12 +705,12 @@ def _message(buf: np.ndarray, pos: int, end: int, m: int, r: int, v: int,
              reading_cols: np.ndarray, battery: np.ndarray, value_cols: np.ndarray,
              values: np.ndarray, max_readings: int, max_values_per_reading: int
              ) -> tuple[int, int, int]:
-    """Message m, buf[pos:end], written from reading r and value v on: (code, next reading,
+    """Message m, buf[_at(pos:end)], written from reading r and value v on: (code, next reading,
     next value)."""
     pos = _skip_space(buf, pos, end)
     if pos >= end:
         return SYNTAX, r, v
-    if buf[pos] == _OPEN_OBJECT:
+    if buf[_at(pos)] == _OPEN_OBJECT:
         if r == battery.shape[0]:
             return _NO_ROOM, r, v
         code, pos, v = _reading(buf, pos, end, m, r, v, reading_cols, battery, value_cols,
@@ -696,16 +718,16 @@ def _message(buf: np.ndarray, pos: int, end: int, m: int, r: int, v: int,
         if code != OK:
             return code, r, v
         r += 1
-    elif buf[pos] == _OPEN_ARRAY:
+    elif buf[_at(pos)] == _OPEN_ARRAY:
         first = r
         pos = _skip_space(buf, pos + 1, end)
-        if pos < end and buf[pos] == _CLOSE_ARRAY:
+        if pos < end and buf[_at(pos)] == _CLOSE_ARRAY:
             return EMPTY, r, v
         while True:
             if pos >= end:
                 return SYNTAX, r, v
-            if buf[pos] != _OPEN_OBJECT:
-                return _wrong_type(buf[pos]), r, v
+            if buf[_at(pos)] != _OPEN_OBJECT:
+                return _wrong_type(buf[_at(pos)]), r, v
             if r - first == max_readings:
                 return LIMIT, r, v
             if r == battery.shape[0]:
@@ -718,15 +740,15 @@ def _message(buf: np.ndarray, pos: int, end: int, m: int, r: int, v: int,
             pos = _skip_space(buf, pos, end)
             if pos >= end:
                 return SYNTAX, r, v
-            if buf[pos] == _COMMA:
+            if buf[_at(pos)] == _COMMA:
                 pos = _skip_space(buf, pos + 1, end)
-            elif buf[pos] == _CLOSE_ARRAY:
+            elif buf[_at(pos)] == _CLOSE_ARRAY:
                 pos += 1
                 break
             else:
                 return SYNTAX, r, v
     else:
-        return _wrong_type(buf[pos]), r, v
+        return _wrong_type(buf[_at(pos)]), r, v
     if _skip_space(buf, pos, end) != end:
         return SYNTAX, r, v
     return OK, r, v
@@ -739,7 +761,7 @@ def scan_messages(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, first: 
                   seen_stamp: np.ndarray, seen_value: np.ndarray, max_readings: int,
                   max_values_per_reading: int, max_values: int, max_channels: int
                   ) -> tuple[int, int, int]:
-    """Messages first.. of buf[starts[m]:ends[m]] (checked by the caller to lie in buf),
+    """Messages first.. of buf[_at(starts[m)]:ends[m]] (checked by the caller to lie in buf),
     readings written from r and values from v on: (next message, next reading, next value).
     The next message is len(starts) when all are done, less when message `next` did not fit
     in the output (the caller grows it and goes on from there).

@@ -3,9 +3,11 @@ bytes) to an int32 id, in arrays its owner preallocates and fills (sensing.wire.
 
 Slot s holds an entry when slot_id[s] >= 0 (EMPTY otherwise): its key slot_key[s] and its
 name arena[slot_start[s]:slot_start[s] + slot_length[s]]. Entries are never removed one by
-one (the owner clears the table wholly), and at least one slot stays empty, so a probe ends
-at an empty slot at the latest. A key is the caller's (a hash of the name, mixed with what
-the name belongs to); equal keys of different names are told apart by their bytes.
+one (the owner clears the table wholly), and an entry lies at most MAX_PROBE slots after
+where its probe starts: names made to share a start (the hash is no secret) cost a bounded
+search, and the ones beyond it are not cached. A key is the caller's (a hash of the name,
+mixed with what the name belongs to); equal keys of different names are told apart by their
+bytes.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import numpy as np
 from sensing.kernels.jit import njit_without_refcounts
 
 EMPTY = -1
+MAX_PROBE = 64
 
 
 @njit_without_refcounts
@@ -43,14 +46,16 @@ def find_slot(buf: np.ndarray, start: int, end: int, key: int, slot_key: np.ndar
               slot_id: np.ndarray, slot_start: np.ndarray, slot_length: np.ndarray,
               arena: np.ndarray) -> tuple[int, bool]:
     """(slot, found): the slot of the entry (key, buf[start:end]), or the empty slot where it
-    would go."""
+    would go, EMPTY if none is within MAX_PROBE slots."""
     mask = slot_id.shape[0] - 1
     slot = first_slot(key, mask)
-    while slot_id[slot] != EMPTY:
+    for _ in range(min(MAX_PROBE, slot_id.shape[0])):
+        if slot_id[slot] == EMPTY:
+            return slot, False
         if _holds(slot, key, buf, start, end - start, slot_key, slot_start, slot_length, arena):
             return slot, True
         slot = (slot + 1) & mask
-    return slot, False
+    return EMPTY, False
 
 
 @njit_without_refcounts

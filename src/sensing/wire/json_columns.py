@@ -10,6 +10,9 @@ the lane does too are that a reading is an object; `device` and `kind` are strin
 MAX_VALUES_PER_MESSAGE values and MAX_CHANNELS_PER_MESSAGE distinct channels (the lane takes
 at most MAX_DEVICES_PER_MESSAGE readings, so it never needs to count distinct devices).
 What stays with the caller, on these columns:
+- a device's kind: each reading's `kind` span is its own, but the codec's batch gives a device
+  the kind of its first reading in the message (BatchBuilder): build it the same way, or give
+  a message whose device changes kind to the slow path;
 - a reading's `gateway` and `area` (spans here, -1 when absent) must equal the topic's, else
   the codec refuses that reading: give such a message to the slow path;
 - `validate.invalid_readings`' range and name checks (seq, epoch >= 0, ts bounds, battery in

@@ -105,15 +105,16 @@ class NameCache:
 
     def insert(self, key: int | np.integer[Any], name: bytes, ident: int) -> bool:
         """Remember (key, name) -> ident, replacing an id it had; False (nothing remembered)
-        when the name alone is longer than max_bytes. A key is a 64-bit integer, signed or
-        unsigned (the same bits: 2^64 - 1 is -1)."""
+        when the name alone is longer than max_bytes, or namecache.MAX_PROBE entries already
+        crowd the slots where it would go (names made to collide). A key is a 64-bit integer,
+        signed or unsigned (the same bits: 2^64 - 1 is -1)."""
         if not 0 <= ident <= _INT32_MAX:
             raise ValueError(f"an id must be in 0 .. 2^31 - 1, got {ident}")
         slot, found = self._find(key, name)
         if found:
             self._id[slot] = ident
             return True
-        if len(name) > self.max_bytes:
+        if len(name) > self.max_bytes or slot == namecache.EMPTY:
             return False
         if self._entries == self.max_entries or self._bytes + len(name) > self.max_bytes:
             self.clear()
