@@ -13,6 +13,7 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from sensing.dedup.journal import DedupJournal
 from sensing.ingest.received import Incoming, Received
 from sensing.pipeline import Pipeline, StepOutput
 from sensing.settings import CoreSettings
@@ -150,3 +151,29 @@ def test_repeat_traffic_takes_the_lane(tmp_path: Path) -> None:
     assert pipe.stats.readings_stored == 100
     assert out.admitted[0].shape[0] == 50
     pipe.book.close()
+
+
+def test_a_restarted_core_takes_the_lane_from_the_first_message(tmp_path: Path) -> None:
+    """The names a restarted core recovers (snapshot and journal) warm the lane: its devices
+    are decoded in bulk from their first message after the restart, as before it."""
+    def batch(seq: int) -> list[Incoming]:
+        return [Incoming(topics.readings_topic("a1", f"gw-{d % 3}"), orjson.dumps(
+            {"device": f"smoke-{d}", "kind": "smoke", "seq": seq, "ts": NOW + seq,
+             "values": VALUES["smoke"], "battery": 0.9}), d + 1, 1, 0) for d in range(30)]
+
+    first = Pipeline(CoreSettings(state_dir=tmp_path))
+    out = first.process(batch(0), NOW)
+    journal = DedupJournal(tmp_path, first.dedup, first.registry.devices,
+                           registry=first.registry)
+    journal.append(*out.admitted)
+    journal.close()
+    first.book.close()
+
+    again = Pipeline(CoreSettings(state_dir=tmp_path))
+    DedupJournal(tmp_path, again.dedup, again.registry.devices,
+                 registry=again.registry).recover()
+    again.warm_json_lane()
+    again.process(batch(1), NOW + 1)
+    assert again.json_lane.slow_messages == 0 and again.json_lane.lane_messages == 30
+    assert again.stats.readings_stored == 30 and again.stats.duplicates_dropped == 0
+    again.book.close()

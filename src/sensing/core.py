@@ -65,6 +65,7 @@ class StreamCore:
                                     self.pipeline.registry.devices,
                                     registry=self.pipeline.registry, auto_compact=False)
         self.journal.recover()
+        self.pipeline.warm_json_lane()
         self.store = StoreWriter(settings.store_url, settings.store_token, settings.store_org,
                                  settings.store_bucket, settings.store_timeout_s)
         self.spool = Spool(settings.state_dir / "spool.sqlite", settings.spool_max_bytes)

@@ -119,6 +119,25 @@ class JsonLane:
         self.names.insert(salted_key(_GATEWAY_NAME, gateway), gateway_name.encode(), gateway)
         self.names.insert(salted_key(_AREA_NAME, area), area_name.encode(), area)
 
+    def warm(self) -> None:
+        """Learn every name the registry holds (a restarted core's, from its snapshot and
+        journal): each is an accepted name, and the lane still checks each device's owner,
+        area and kind against the registry."""
+        reg = self.registry
+        n = len(reg.devices)
+        owner = reg.device_gateway[:n].tolist()
+        for d, (name, g) in enumerate(zip(reg.devices.names, owner, strict=True)):
+            if g >= 0:
+                raw = name.encode()
+                self.devices.insert(salted_key(name_hash(raw), g), raw, d)
+        for c, name in enumerate(reg.channels.names):
+            raw = name.encode()
+            self.channels.insert(name_hash(raw), raw, c)
+        for g, name in enumerate(reg.gateways.names):
+            self.names.insert(salted_key(_GATEWAY_NAME, g), name.encode(), g)
+        for a, name in enumerate(reg.areas.names):
+            self.names.insert(salted_key(_AREA_NAME, a), name.encode(), a)
+
     def decode(self, buf: bytes | npt.NDArray[np.uint8], starts: npt.NDArray[np.int64],
                ends: npt.NDArray[np.int64], gateway: npt.NDArray[np.int32],
                area: npt.NDArray[np.int32], now: int) -> LaneOut:

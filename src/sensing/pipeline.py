@@ -274,6 +274,21 @@ class Pipeline:
             lane = lane.without(taken)
         return lane, sorted(slow + list(moved))
 
+    def warm_json_lane(self) -> None:
+        """After a restart: the JSON lane learns the names and readings topics the registry
+        knows, so that known devices take it from their first message on."""
+        if not self._lane_on:
+            return
+        self.json_lane.warm()
+        reg = self.registry
+        n = len(reg.devices)
+        placed = (reg.device_gateway[:n] >= 0) & (reg.device_area[:n] >= 0)
+        pairs = np.unique(reg.device_gateway[:n][placed].astype(np.int64) << 32
+                          | reg.device_area[:n][placed])
+        for route in pairs.tolist()[:_MAX_ROUTES]:
+            gateway, area = reg.gateways.names[route >> 32], reg.areas.names[route & 0xFFFF_FFFF]
+            self._known_route(topics.readings_topic(area, gateway), gateway, area)
+
     def _known_route(self, topic: str, gateway: str, area: str) -> None:
         """Remember a readings topic whose gateway and area are interned: its next messages
         may take the JSON lane. Bounded: forgotten wholesale when full (only a shortcut)."""
