@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from numba.core import config
 
 from sensing.kernels import jsonscan
+from sensing.kernels.jsonnumber import read_number, to_float
 from sensing.wire import json_codec
 from sensing.wire.errors import Code
 from sensing.wire.json_columns import (
@@ -302,6 +303,23 @@ def test_numbers_read_as_orjson_reads_them(text: str) -> None:
     digits = text.removeprefix("-")
     if digits.isdigit() and int(digits) < 2**63:  # an integer of 64 bits: always taken
         assert cols.status[0] == ScanStatus.OK, text
+
+
+@settings(max_examples=FEW * 10, deadline=None)
+@given(number_texts() | st.floats(allow_nan=False, allow_infinity=False).map(repr)
+       | st.floats(-1e9, 1e9).map(repr))
+def test_a_number_converts_to_the_double_python_reads(text: str) -> None:
+    """The kernel's own reading of a number, beside the codec: valid JSON numbers, and of
+    those it calls exact, the same bits as Python's float() of the text (of int() for an
+    integer, as orjson gives one)."""
+    buf = np.frombuffer(text.encode(), np.uint8)
+    valid, end, integer, negative, significand, exponent, dropped = read_number(buf, 0, len(buf))
+    assert valid and end == len(buf)
+    exact, x = to_float(integer, negative, significand, exponent, dropped)
+    if exact:
+        assert x.hex() == (float(int(text)) if integer else float(text)).hex()
+    if integer and not dropped:
+        assert (-significand if negative else significand) == int(text)
 
 
 @pytest.mark.parametrize("text", [

@@ -1,9 +1,17 @@
-"""Checks of byte spans (start, end) of one buffer, as the kernels that read them expect."""
+"""Byte spans (start, end) of one buffer and positions in it, for the kernels that read them."""
 
 from __future__ import annotations
 
 import numpy as np
 from numba import njit
+
+
+@njit(cache=True, nogil=True)
+def at(pos: int) -> np.uint64:
+    """A position in a buffer (never negative) as an unsigned index: numba then skips the
+    check for a negative index counting from the end. On every byte the JSON lane reads, that
+    check cost a sixth of its time."""
+    return np.uint64(pos)
 
 
 @njit(cache=True, nogil=True)
