@@ -1,13 +1,14 @@
 """A cache of names' ids: an open-addressing table (linear probing) from (key, the name's
 bytes) to an int32 id, in arrays its owner preallocates and fills (sensing.wire.name_cache).
 
-Slot s holds an entry when slot_id[s] >= 0 (EMPTY otherwise): its key slot_key[s] and its
-name arena[slot_start[s]:slot_start[s] + slot_length[s]]. Entries are never removed one by
-one (the owner clears the table wholly), and an entry lies at most MAX_PROBE slots after
-where its probe starts: names made to share a start (the hash is no secret) cost a bounded
-search, and the ones beyond it are not cached. A key is the caller's (a hash of the name,
-mixed with what the name belongs to); equal keys of different names are told apart by their
-bytes.
+Row s of `table` is one slot: its key (T_KEY), its name's place in `arena` (T_SPAN: start
+<< 16 | length), its id (T_ID, EMPTY when the slot is free) and its name's first HEAD_BYTES
+bytes (T_HEAD), so that one row, one cache line, decides most probes, and a short name never
+needs the arena. Entries are never removed one by one (the owner clears the table wholly),
+and an entry lies at most MAX_PROBE slots after where its probe starts: names made to share a
+start (the hash is no secret) cost a bounded search, and the ones beyond it are not cached. A
+key is the caller's (a hash of the name, mixed with what the name belongs to); equal keys of
+different names are told apart by their bytes.
 """
 
 from __future__ import annotations
@@ -15,9 +16,16 @@ from __future__ import annotations
 import numpy as np
 
 from sensing.kernels.jit import njit_without_refcounts
+from sensing.kernels.spans import at
 
 EMPTY = -1
 MAX_PROBE = 64
+T_KEY, T_SPAN, T_ID, T_HEAD = range(4)
+ROW = 4
+HEAD_BYTES = 7
+"""bytes of a name kept in its row (seven: the packed head stays a non-negative int64)"""
+MAX_NAME = (1 << 16) - 1
+"""the longest name the table holds (its length takes 16 bits of T_SPAN)"""
 
 
 @njit_without_refcounts
@@ -28,48 +36,51 @@ def first_slot(key: int, mask: int) -> int:
 
 
 @njit_without_refcounts
-def _holds(slot: int, key: int, buf: np.ndarray, start: int, length: int,
-           slot_key: np.ndarray, slot_start: np.ndarray, slot_length: np.ndarray,
-           arena: np.ndarray) -> bool:
-    """Whether the entry in `slot` is (key, buf[start:start + length])."""
-    if slot_key[slot] != key or slot_length[slot] != length:
-        return False
-    at = slot_start[slot]
-    for i in range(length):  # noqa: SIM110 (numba compiles no generator into all())
-        if arena[at + i] != buf[start + i]:
-            return False
-    return True
+def head(buf: np.ndarray, start: int, end: int) -> int:
+    """The first HEAD_BYTES bytes of buf[start:end] packed into an int."""
+    packed = 0
+    for i in range(min(end - start, HEAD_BYTES)):
+        packed |= int(buf[at(start + i)]) << (8 * i)
+    return packed
 
 
 @njit_without_refcounts
-def find_slot(buf: np.ndarray, start: int, end: int, key: int, slot_key: np.ndarray,
-              slot_id: np.ndarray, slot_start: np.ndarray, slot_length: np.ndarray,
+def find_slot(buf: np.ndarray, start: int, end: int, key: int, table: np.ndarray,
               arena: np.ndarray) -> tuple[int, bool]:
-    """(slot, found): the slot of the entry (key, buf[start:end]), or the empty slot where it
+    """(slot, found): the slot of the entry (key, buf[start:end]), or the free slot where it
     would go, EMPTY if none is within MAX_PROBE slots."""
-    mask = slot_id.shape[0] - 1
+    mask = table.shape[0] - 1
     slot = first_slot(key, mask)
-    for _ in range(min(MAX_PROBE, slot_id.shape[0])):
-        if slot_id[slot] == EMPTY:
+    length = end - start
+    packed = head(buf, start, end)
+    for _ in range(min(MAX_PROBE, table.shape[0])):
+        if table[slot, T_ID] == EMPTY:
             return slot, False
-        if _holds(slot, key, buf, start, end - start, slot_key, slot_start, slot_length, arena):
-            return slot, True
+        span = table[slot, T_SPAN]
+        if (table[slot, T_KEY] == key and span & MAX_NAME == length
+                and table[slot, T_HEAD] == packed):
+            at_arena = span >> 16
+            same = True
+            for i in range(HEAD_BYTES, length):
+                if arena[at(at_arena + i)] != buf[at(start + i)]:
+                    same = False
+                    break
+            if same:
+                return slot, True
         slot = (slot + 1) & mask
     return EMPTY, False
 
 
 @njit_without_refcounts
 def lookup(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, keys: np.ndarray,
-           slot_key: np.ndarray, slot_id: np.ndarray, slot_start: np.ndarray,
-           slot_length: np.ndarray, arena: np.ndarray, out: np.ndarray) -> int:
+           table: np.ndarray, arena: np.ndarray, out: np.ndarray) -> int:
     """out[i] = the id of (keys[i], buf[starts[i]:ends[i]]), EMPTY if the table has none
     (spans checked by the caller to lie in buf); returns how many were found."""
     found = 0
     for i in range(starts.shape[0]):
-        slot, hit = find_slot(buf, starts[i], ends[i], keys[i], slot_key, slot_id, slot_start,
-                              slot_length, arena)
+        slot, hit = find_slot(buf, starts[i], ends[i], keys[i], table, arena)
         if hit:
-            out[i] = slot_id[slot]
+            out[i] = table[slot, T_ID]
             found += 1
         else:
             out[i] = EMPTY

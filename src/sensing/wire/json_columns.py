@@ -119,9 +119,9 @@ class JsonColumns:
 def pack_payloads(payloads: Sequence[bytes]) -> tuple[U8, I64, I64]:
     """Payloads joined into one buffer: (buf, starts, ends)."""
     buf = np.frombuffer(b"".join(payloads), dtype=np.uint8)
-    ends = np.cumsum(np.fromiter(map(len, payloads), dtype=np.int64, count=len(payloads)))
-    starts = ends - np.fromiter(map(len, payloads), dtype=np.int64, count=len(payloads))
-    return buf, starts, ends
+    lengths = np.fromiter(map(len, payloads), dtype=np.int64, count=len(payloads))
+    ends = np.cumsum(lengths)
+    return buf, ends - lengths, ends
 
 
 def name_hash(name: bytes) -> int:

@@ -55,15 +55,13 @@ class NameCache:
     wholly (it only remembers what the slow path decided: a miss costs that path again)."""
 
     def __init__(self, max_entries: int = 1 << 18, max_bytes: int = 1 << 24) -> None:
-        if max_entries < 1 or max_bytes < 1:
-            raise ValueError("max_entries and max_bytes must be positive")
+        if not (0 < max_entries <= 1 << 30 and 0 < max_bytes <= 1 << 40):
+            raise ValueError("max_entries must be in 1 .. 2^30, max_bytes in 1 .. 2^40")
         self.max_entries = max_entries
         self.max_bytes = max_bytes
-        slots = 1 << (2 * max_entries - 1).bit_length()  # at least half of them stay empty
-        self._key = np.zeros(slots, dtype=np.int64)
-        self._id = np.full(slots, namecache.EMPTY, dtype=np.int32)
-        self._start = np.zeros(slots, dtype=np.int64)
-        self._length = np.zeros(slots, dtype=np.int64)
+        slots = 1 << (2 * max_entries - 1).bit_length()  # at least half of them stay free
+        self._table = np.zeros((slots, namecache.ROW), dtype=np.int64)
+        self._table[:, namecache.T_ID] = namecache.EMPTY
         self._arena = np.zeros(max_bytes, dtype=np.uint8)
         self._entries = 0
         self._bytes = 0
@@ -94,44 +92,43 @@ class NameCache:
             raise ValueError(f"span {outside} ({starts[outside]}, {ends[outside]}) is not "
                              f"inside the buffer of {buf.shape[0]} bytes")
         out = np.empty(starts.shape[0], dtype=np.int32)
-        namecache.lookup(buf, starts, ends, signed, self._key, self._id, self._start,
-                         self._length, self._arena, out)
+        namecache.lookup(buf, starts, ends, signed, self._table, self._arena, out)
         return out
 
     def get(self, key: int | np.integer[Any], name: bytes) -> int:
         """The id of (key, name), -1 if the cache has none."""
         slot, found = self._find(key, name)
-        return int(self._id[slot]) if found else namecache.EMPTY
+        return int(self._table[slot, namecache.T_ID]) if found else namecache.EMPTY
 
     def insert(self, key: int | np.integer[Any], name: bytes, ident: int) -> bool:
         """Remember (key, name) -> ident, replacing an id it had; False (nothing remembered)
-        when the name alone is longer than max_bytes, or namecache.MAX_PROBE entries already
-        crowd the slots where it would go (names made to collide). A key is a 64-bit integer,
-        signed or unsigned (the same bits: 2^64 - 1 is -1)."""
+        when the name alone is longer than max_bytes (or namecache.MAX_NAME), or when
+        namecache.MAX_PROBE entries already crowd the slots where it would go (names made to
+        collide). A key is a 64-bit integer, signed or unsigned (the same bits: 2^64 - 1 is
+        -1)."""
         if not 0 <= ident <= _INT32_MAX:
             raise ValueError(f"an id must be in 0 .. 2^31 - 1, got {ident}")
         slot, found = self._find(key, name)
         if found:
-            self._id[slot] = ident
+            self._table[slot, namecache.T_ID] = ident
             return True
-        if len(name) > self.max_bytes or slot == namecache.EMPTY:
+        if len(name) > min(self.max_bytes, namecache.MAX_NAME) or slot == namecache.EMPTY:
             return False
         if self._entries == self.max_entries or self._bytes + len(name) > self.max_bytes:
             self.clear()
             self.clears += 1
             slot, _ = self._find(key, name)
-        self._key[slot] = _signed64(int(key))
-        self._start[slot] = self._bytes
-        self._length[slot] = len(name)
-        self._arena[self._bytes:self._bytes + len(name)] = np.frombuffer(name, dtype=np.uint8)
-        self._id[slot] = ident
+        raw = np.frombuffer(name, dtype=np.uint8)
+        self._arena[self._bytes:self._bytes + len(name)] = raw
+        self._table[slot] = (_signed64(int(key)), self._bytes << 16 | len(name), ident,
+                             namecache.head(raw, 0, len(name)))
         self._entries += 1
         self._bytes += len(name)
         return True
 
     def clear(self) -> None:
         """Forget every entry."""
-        self._id.fill(namecache.EMPTY)
+        self._table[:, namecache.T_ID] = namecache.EMPTY
         self._entries = 0
         self._bytes = 0
 
@@ -139,6 +136,5 @@ class NameCache:
         if not -(2**63) <= int(key) < 2**64:
             raise ValueError(f"a key must be a 64-bit integer, got {key}")
         slot, found = namecache.find_slot(np.frombuffer(name, dtype=np.uint8), 0, len(name),
-                                          _signed64(int(key)), self._key, self._id, self._start,
-                                          self._length, self._arena)
+                                          _signed64(int(key)), self._table, self._arena)
         return int(slot), bool(found)
