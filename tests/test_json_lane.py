@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from sensing.dedup.journal import DedupJournal
 from sensing.ingest.received import Incoming, Received
+from sensing.kernels.names import spans_equal
 from sensing.pipeline import Pipeline, StepOutput
 from sensing.settings import CoreSettings
 from sensing.wire import topics
@@ -177,3 +178,23 @@ def test_a_restarted_core_takes_the_lane_from_the_first_message(tmp_path: Path) 
     assert again.json_lane.slow_messages == 0 and again.json_lane.lane_messages == 30
     assert again.stats.readings_stored == 30 and again.stats.duplicates_dropped == 0
     again.book.close()
+
+
+@settings(deadline=None)  # the first example compiles the kernel when the cache is cold
+@given(st.lists(st.binary(max_size=6), min_size=1, max_size=8), st.data())
+def test_spans_equal_compares_bytes_as_python_does(table: list[bytes], data: st.DataObject
+                                                   ) -> None:
+    words = data.draw(st.lists(st.binary(max_size=6) | st.sampled_from(table), max_size=12))
+    ids = np.array(data.draw(st.lists(st.integers(0, len(table) - 1), min_size=len(words),
+                                      max_size=len(words))), dtype=np.int32)
+    absent = data.draw(st.lists(st.booleans(), min_size=len(words), max_size=len(words)))
+    buf = b"#" + b"".join(words) + b"#"
+    ends = 1 + np.cumsum([len(w) for w in words], dtype=np.int64)
+    starts = ends - np.array([len(w) for w in words], dtype=np.int64)
+    starts[np.array(absent, dtype=bool)] = -1
+    offsets = np.concatenate([[0], np.cumsum([len(t) for t in table])]).astype(np.int64)
+    out = np.empty(len(words), dtype=np.bool_)
+    spans_equal(np.frombuffer(buf, np.uint8), starts, ends,
+                np.frombuffer(b"".join(table) or b"\0", np.uint8), offsets, ids, out)
+    assert out.tolist() == [a or w == table[k] for w, k, a in zip(words, ids.tolist(), absent,
+                                                                 strict=True)]

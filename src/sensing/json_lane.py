@@ -18,33 +18,24 @@ import numpy as np
 import numpy.typing as npt
 
 from sensing.kernels.columns import readings_allowed
-from sensing.registry import Registry
-from sensing.wire.batch import ReadingBatch, kept_values
+from sensing.kernels.names import spans_equal
+from sensing.registry import Names, Registry
+from sensing.wire.batch import kept_values
 from sensing.wire.json_columns import JsonColumns, ScanStatus, name_hash, scan_json
 from sensing.wire.kinds import KINDS
 from sensing.wire.limits import (
+    MAX_CHANNEL_NAME,
+    MAX_CHANNELS,
     MAX_CHANNELS_PER_MESSAGE,
+    MAX_DEVICE_ID,
+    MAX_DEVICES,
     MAX_DEVICES_PER_MESSAGE,
     MAX_VALUES_PER_READING,
     TS_MAX_MS,
     TS_MIN_MS,
 )
-from sensing.wire.name_cache import NameCache, salted_key
+from sensing.wire.name_cache import NameCache
 from sensing.wire.validate import ts_limit
-
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-"""as name_cache.salted_key mixes a salt in: odd, so g -> g * golden is a bijection of 64-bit
-words, and (gateway, name) keys of one name never collide across gateways"""
-_GATEWAY_NAME = 0x25A5_0000_0000_0001
-_AREA_NAME = 0x1A5A_0000_0000_0003
-"""stand-ins for a name's hash in the keys of a gateway's (an area's) own name"""
-
-
-def _keys(hashes: npt.NDArray[np.int64], salt: npt.NDArray[np.int32]) -> npt.NDArray[np.uint64]:
-    """`salted_key` of each hash with its own salt."""
-    keys: npt.NDArray[np.uint64] = np.ascontiguousarray(hashes, dtype=np.int64).view(
-        np.uint64) ^ (salt.astype(np.uint64) * _GOLDEN)
-    return keys
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,61 +79,37 @@ class LaneOut:
 
 
 class JsonLane:
-    def __init__(self, registry: Registry, max_entries: int = 1 << 20) -> None:
+    """Resolves names through caches of the registry's own tables: a name the registry holds
+    was accepted by the slow path once, and a device's owner, area and kind are checked
+    against the registry on every reading, so the caches need only say which index a name
+    has. They learn what the registry added since the last step (`sync`), and are sized for
+    the registry's bounds, so they never fill up."""
+
+    def __init__(self, registry: Registry) -> None:
         self.registry = registry
-        self.devices = NameCache(max_entries)
-        """(gateway, device id) -> device index"""
-        self.channels = NameCache(max_entries // 16)
-        """channel name -> channel index (known names pass for any gateway)"""
-        self.names = NameCache(max_entries // 16)
-        """the gateway's and the area's own names, for readings that repeat them"""
+        self.devices = _Learned(registry.devices, MAX_DEVICES, MAX_DEVICE_ID)
+        self.channels = _Learned(registry.channels, MAX_CHANNELS, MAX_CHANNEL_NAME)
+        self.gateways = _Packed(registry.gateways)
+        self.areas = _Packed(registry.areas)
+        self.kinds = NameCache(64, 1024)
+        for k, kind in enumerate(KINDS):
+            self.kinds.insert(name_hash(kind.encode()), kind.encode(), k)
         self.lane_messages = 0
         """messages the lane took"""
         self.slow_messages = 0
         """messages it was given and left to the slow path"""
-        self.kinds = NameCache(64)
-        for k, kind in enumerate(KINDS):
-            self.kinds.insert(name_hash(kind.encode()), kind.encode(), k)
 
-    def learn(self, batch: ReadingBatch, dev: npt.NDArray[np.int32],
-              chan: npt.NDArray[np.int32], gateway: int, gateway_name: str, area: int,
-              area_name: str) -> None:
-        """Names the slow path accepted for `gateway` (every reading of `batch` kept)."""
-        entries, first = np.unique(batch.device, return_index=True)
-        for entry, d in zip(entries.tolist(), dev[first].tolist(), strict=True):
-            raw = batch.devices[entry].encode()
-            self.devices.insert(salted_key(name_hash(raw), gateway), raw, d)
-        entries, first = np.unique(batch.value_channel, return_index=True)
-        for entry, c in zip(entries.tolist(), chan[first].tolist(), strict=True):
-            raw = batch.channels[entry].encode()
-            self.channels.insert(name_hash(raw), raw, c)
-        self.names.insert(salted_key(_GATEWAY_NAME, gateway), gateway_name.encode(), gateway)
-        self.names.insert(salted_key(_AREA_NAME, area), area_name.encode(), area)
-
-    def warm(self) -> None:
-        """Learn every name the registry holds (a restarted core's, from its snapshot and
-        journal): each is an accepted name, and the lane still checks each device's owner,
-        area and kind against the registry."""
-        reg = self.registry
-        n = len(reg.devices)
-        owner = reg.device_gateway[:n].tolist()
-        for d, (name, g) in enumerate(zip(reg.devices.names, owner, strict=True)):
-            if g >= 0:
-                raw = name.encode()
-                self.devices.insert(salted_key(name_hash(raw), g), raw, d)
-        for c, name in enumerate(reg.channels.names):
-            raw = name.encode()
-            self.channels.insert(name_hash(raw), raw, c)
-        for g, name in enumerate(reg.gateways.names):
-            self.names.insert(salted_key(_GATEWAY_NAME, g), name.encode(), g)
-        for a, name in enumerate(reg.areas.names):
-            self.names.insert(salted_key(_AREA_NAME, a), name.encode(), a)
+    def sync(self) -> None:
+        """Learn the names the registry took since the last call."""
+        for learned in (self.devices, self.channels, self.gateways, self.areas):
+            learned.sync()
 
     def decode(self, buf: bytes | npt.NDArray[np.uint8], starts: npt.NDArray[np.int64],
                ends: npt.NDArray[np.int64], gateway: npt.NDArray[np.int32],
                area: npt.NDArray[np.int32], now: int) -> LaneOut:
         """The payloads `buf[starts[i]:ends[i]]`, JSON readings of `gateway[i]` in `area[i]`."""
         data = np.frombuffer(buf, dtype=np.uint8) if isinstance(buf, bytes) else buf
+        self.sync()
         cols = scan_json(data, starts, ends)
         n_msg = starts.shape[0]
         slow = cols.status != ScanStatus.OK
@@ -176,31 +143,18 @@ class JsonLane:
         reg = self.registry
         g = gateway[cols.reading_message]
         a = area[cols.reading_message]
-        dev = self.devices.lookup(data, _keys(cols.device_hash, g), cols.device_start,
-                                  cols.device_end)
+        dev = self.devices.cache.lookup(data, cols.device_hash, cols.device_start,
+                                        cols.device_end)
         kind = self.kinds.lookup(data, cols.kind_hash, cols.kind_start, cols.kind_end)
-        chan = self.channels.lookup(data, cols.channel_hash, cols.channel_start,
-                                    cols.channel_end)
+        chan = self.channels.cache.lookup(data, cols.channel_hash, cols.channel_start,
+                                          cols.channel_end)
         known = dev >= 0
         d = np.where(known, dev, 0)
         ok = (known & (reg.device_kind[d] == kind) & (reg.device_gateway[d] == g)
               & (reg.device_area[d] == a))
-        ok &= self._own_name(data, cols.gateway_start, cols.gateway_end, g, _GATEWAY_NAME)
-        ok &= self._own_name(data, cols.area_start, cols.area_end, a, _AREA_NAME)
+        ok &= _own_name(self.gateways, data, cols.gateway_start, cols.gateway_end, g)
+        ok &= _own_name(self.areas, data, cols.area_start, cols.area_end, a)
         return ok, dev, chan
-
-    def _own_name(self, data: npt.NDArray[np.uint8], start: npt.NDArray[np.int64],
-                  end: npt.NDArray[np.int64], owner: npt.NDArray[np.int32],
-                  stand_in: int) -> npt.NDArray[np.bool_]:
-        """Readings that name no gateway (area), or the topic's own."""
-        named = start >= 0
-        if not named.any():
-            return np.ones(start.shape[0], dtype=np.bool_)
-        keys = _keys(np.full(start.shape[0], stand_in, dtype=np.int64), owner)
-        found = self.names.lookup(data, keys[named], start[named], end[named])
-        ok = np.ones(start.shape[0], dtype=np.bool_)
-        ok[named] = found == owner[named]
-        return ok
 
     def _too_many_names(self, cols: JsonColumns, chan: npt.NDArray[np.int32],
                         n_msg: int) -> npt.NDArray[np.bool_]:
@@ -226,3 +180,53 @@ def _out_of_range(cols: JsonColumns, ts_max: int) -> npt.NDArray[np.bool_]:
         order_broken = np.flatnonzero(np.diff(cols.value_reading) < 0)
         bad[cols.value_reading[order_broken]] = True
     return bad
+
+
+def _own_name(packed: _Packed, data: npt.NDArray[np.uint8], start: npt.NDArray[np.int64],
+              end: npt.NDArray[np.int64], owner: npt.NDArray[np.int32]) -> npt.NDArray[np.bool_]:
+    """Readings that name no gateway (area), or the topic's own."""
+    ok = np.empty(start.shape[0], dtype=np.bool_)
+    if start.size and (start >= 0).any():
+        spans_equal(data, start, end, packed.table, packed.offsets, owner, ok)
+    else:
+        ok.fill(True)
+    return ok
+
+
+class _Packed:
+    """A registry name table packed into one array of bytes, kept up with it."""
+
+    def __init__(self, names: Names) -> None:
+        self.names = names
+        self.table = np.zeros(0, dtype=np.uint8)
+        self.offsets = np.zeros(1, dtype=np.int64)
+
+    def sync(self) -> None:
+        known = self.offsets.shape[0] - 1
+        if known == len(self.names):
+            return
+        new = [n.encode() for n in self.names.names[known:]]
+        ends = self.offsets[-1] + np.cumsum([len(b) for b in new], dtype=np.int64)
+        self.table = np.concatenate([self.table, np.frombuffer(b"".join(new), np.uint8)])
+        self.offsets = np.concatenate([self.offsets, ends])
+
+
+class _Learned:
+    """A NameCache of one of the registry's name tables, kept up with it."""
+
+    def __init__(self, names: Names, max_names: int, max_length: int) -> None:
+        self.names = names
+        self.cache = NameCache(max_names, max_names * max_length)
+        self.known = 0
+        """names of the table in the cache"""
+        self._clears = 0
+
+    def sync(self) -> None:
+        if self.cache.clears != self._clears:  # cannot happen within the bounds; if it did,
+            self._clears = self.cache.clears  # learning all again restores it
+            self.known = 0
+        table = self.names.names
+        for i in range(self.known, len(table)):
+            raw = table[i].encode()
+            self.cache.insert(name_hash(raw), raw, i)
+        self.known = len(table)

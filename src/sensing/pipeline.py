@@ -279,7 +279,7 @@ class Pipeline:
         knows, so that known devices take it from their first message on."""
         if not self._lane_on:
             return
-        self.json_lane.warm()
+        self.json_lane.sync()
         reg = self.registry
         n = len(reg.devices)
         placed = (reg.device_gateway[:n] >= 0) & (reg.device_area[:n] >= 0)
@@ -486,9 +486,7 @@ class Pipeline:
             if not len(batch):
                 return
         elif decoded.format == "json" and not decoded.rejected and self._lane_on:
-            # its names are accepted for this gateway: the next ones take the JSON lane
-            self.json_lane.learn(batch, dev, chan, g, gateway,
-                                 self.registry.areas.index[area], area)
+            # its gateway's next messages may take the JSON lane
             self._known_route(m.topic, gateway, area)
         self.offline.ensure_capacity(len(self.registry.devices), len(self.registry.gateways))
         # the step's clock, not the wall's: a simulated fleet runs on its own
