@@ -102,8 +102,9 @@ def warnings(results: list[Result]) -> list[str]:
         m = r.max_rate
         if m is not None and m.publisher_bound:
             out.append(f"publisher-bound: {r.pipeline} {r.payload}: offered "
-                       f"{m.offered_per_s:,.0f}/s < 1.5 x stored {m.stored_per_s:,.0f}/s; "
-                       "add --publishers")
+                       f"{m.offered_per_s:,.0f}/s < 1.5 x stored {m.stored_per_s:,.0f}/s: the "
+                       "publishers or the broker set the pace, not the pipeline (which kept "
+                       "up); try --publishers 2")
         if m is not None and m.late_rows:
             out.append(f"late rows: {r.pipeline} {r.payload}: the store took more after the "
                        "run was called settled; its window is wrong (raise --settle)")
@@ -136,12 +137,14 @@ def print_tables(console: Console, results: list[Result], store_limit: float | N
                 continue
             same = "yes" if m.stored == m.sent and not m.stored_twice and not m.unexpected \
                 else "NO"
-            tally = f"{same} ({_fmt(m.lost)} / {_fmt(m.stored_twice)})"
+            # readings not stored when the run gave up may still be in the broker's queue
+            lost = f"{_fmt(m.lost)} missing" if not m.complete else _fmt(m.lost)
+            tally = f"{same} ({lost} / {_fmt(m.stored_twice)})"
             lat = r.latency.latency if r.latency else None
             alerts = ("—" if lat is None else
                       f"{_fmt(lat.p50_ms, 1)} / {_fmt(lat.p99_ms, 1)} "
                       f"({lat.alerts_matched}/{lat.alarms_sent})")
-            per = 1e6 / m.stored if m.stored else None
+            per = 1e6 / m.in_window if m.in_window else None
             table.add_row(
                 r.pipeline, _fmt(m.stored_per_s), tally, _fmt(m.cpu_us_per_reading, 1),
                 _fmt(m.readings_per_cpu_s), _fmt(_rss_mb(r)),
@@ -167,7 +170,8 @@ def as_json(results: list[Result], store_limit: float | None,
         m = r.max_rate
         if m is not None:
             row |= {
-                "sent": m.sent, "stored": m.stored, "lost": m.lost,
+                "sent": m.sent, "stored": m.stored, "stored_in_window": m.in_window,
+                "lost": m.lost,
                 "stored_twice": m.stored_twice, "unexpected": m.unexpected,
                 "complete": m.complete, "late_rows": m.late_rows,
                 "seconds": round(m.seconds, 3),

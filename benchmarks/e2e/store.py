@@ -5,6 +5,7 @@ are stored how often (export, at the end), and the store's own ingest limit."""
 from __future__ import annotations
 
 import http.client
+import threading
 import time
 import urllib.parse
 import urllib.request
@@ -123,21 +124,39 @@ def tally(store: VictoriaMetrics, selector: str, device_index: dict[str, int],
                  unexpected=unexpected)
 
 
-def write_limit(store: VictoriaMetrics, body_per_request: list[bytes], lines: int) -> float:
-    """Lines per second the store takes when `body_per_request` is written straight to its
-    /api/v2/write over one keep-alive connection (the store's own limit for this job)."""
+WRITE_CONNECTIONS = 4
+"""connections writing at once: one waits for each answer, and the store parses and inserts
+requests in parallel, so one connection alone would measure the client, not the store"""
+
+
+def _write_all(store: VictoriaMetrics, bodies: list[bytes], errors: list[str]) -> None:
     conn = http.client.HTTPConnection(LOOPBACK, store.port, timeout=120)
     path = "/api/v2/write?org=sensing&bucket=sensing&precision=ms"
     try:
-        t = time.perf_counter()
-        for body in body_per_request:
+        for body in bodies:
             conn.request("POST", path, body=body,
                          headers={"Content-Type": "text/plain; charset=utf-8"})
             resp = conn.getresponse()
             resp.read()
             if resp.status // 100 != 2:
-                raise StoreError(f"the store answered {resp.status} to a write")
-        elapsed = time.perf_counter() - t
+                errors.append(f"the store answered {resp.status} to a write")
+                return
+    except OSError as exc:
+        errors.append(f"writing to the store: {exc}")
     finally:
         conn.close()
-    return lines / elapsed
+
+
+def write_limit(store: VictoriaMetrics, bodies: list[bytes],
+                connections: int = WRITE_CONNECTIONS) -> None:
+    """Write `bodies` straight to the store's /api/v2/write over `connections` keep-alive
+    connections at once (threads of this process), each waiting for every answer."""
+    errors: list[str] = []
+    threads = [threading.Thread(target=_write_all, args=(store, bodies[i::connections], errors))
+               for i in range(connections)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise StoreError(errors[0])
