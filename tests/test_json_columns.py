@@ -19,6 +19,7 @@ from numba.core import config
 
 from sensing.kernels import jsonscan
 from sensing.kernels.jsonnumber import read_number, to_float
+from sensing.kernels.spans import span_bytes
 from sensing.wire import json_codec
 from sensing.wire.errors import Code
 from sensing.wire.json_columns import (
@@ -483,6 +484,19 @@ def test_spans_must_lie_in_the_buffer() -> None:
     assert cols.status.tolist() == [ScanStatus.OK, ScanStatus.EMPTY]
     empty = scan_json(b"", np.zeros(0, np.int64), np.zeros(0, np.int64))
     assert empty.n_messages == empty.n_readings == empty.n_values == 0
+
+
+@settings(max_examples=FEW, deadline=None)
+@given(st.integers(0, 50), st.lists(st.tuples(st.integers(-3, 60), st.integers(-3, 60)),
+                                     max_size=10))
+def test_span_bytes_finds_the_first_span_outside_and_counts_bytes(
+        size: int, spans: list[tuple[int, int]]) -> None:
+    starts = np.array([s for s, _ in spans], np.int64)
+    ends = np.array([e for _, e in spans], np.int64)
+    outside = [i for i, (s, e) in enumerate(spans) if not 0 <= s <= e <= size]
+    first = outside[0] if outside else -1
+    inside = spans[:first] if outside else spans
+    assert span_bytes(size, starts, ends) == (first, sum(e - s for s, e in inside))
 
 
 def test_status_codes_are_the_kernels() -> None:

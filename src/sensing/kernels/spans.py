@@ -15,9 +15,12 @@ def at(pos: int) -> np.uint64:
 
 
 @njit(cache=True, nogil=True)
-def first_span_outside(size: int, starts: np.ndarray, ends: np.ndarray) -> int:
-    """The index of the first span that is not 0 <= start <= end <= size, or -1."""
+def span_bytes(size: int, starts: np.ndarray, ends: np.ndarray) -> tuple[int, int]:
+    """(the index of the first span that is not 0 <= start <= end <= size, or -1 when all
+    are; the bytes of the spans up to it)."""
+    total = 0
     for i in range(starts.shape[0]):
         if not 0 <= starts[i] <= ends[i] <= size:
-            return i
-    return -1
+            return i, total
+        total += ends[i] - starts[i]
+    return -1, total

@@ -30,7 +30,7 @@ import numpy as np
 import numpy.typing as npt
 
 from sensing.kernels import jsonscan
-from sensing.kernels.spans import first_span_outside
+from sensing.kernels.spans import span_bytes
 from sensing.wire.limits import (
     MAX_CHANNELS_PER_MESSAGE,
     MAX_DEVICES_PER_MESSAGE,
@@ -137,7 +137,7 @@ _SEEN_SLOTS = 1 << (4 * (MAX_CHANNELS_PER_MESSAGE + 1) - 1).bit_length()
 def scan_json(buf: U8 | bytes, starts: I64, ends: I64) -> JsonColumns:
     """Decode the messages `buf[starts[m]:ends[m]]` (see JsonColumns). Raises ValueError if
     the arrays are not of the expected kinds or a span does not lie in `buf`."""
-    if isinstance(buf, bytes | bytearray | memoryview):
+    if not isinstance(buf, np.ndarray):
         buf = np.frombuffer(buf, dtype=np.uint8)
     if buf.dtype != np.uint8 or buf.ndim != 1:
         raise ValueError(f"buf must be a 1-D uint8 array, got {buf.dtype} of {buf.ndim} dims")
@@ -146,12 +146,11 @@ def scan_json(buf: U8 | bytes, starts: I64, ends: I64) -> JsonColumns:
     if starts.ndim != 1 or starts.shape != ends.shape:
         raise ValueError(f"starts and ends must be 1-D of one length, got shapes "
                          f"{starts.shape} and {ends.shape}")
-    outside = first_span_outside(buf.shape[0], starts, ends)
+    outside, total = span_bytes(buf.shape[0], starts, ends)
     if outside >= 0:
         raise ValueError(f"span {outside} ({starts[outside]}, {ends[outside]}) is not inside "
                          f"the buffer of {buf.shape[0]} bytes")
     n = starts.shape[0]
-    total = int((ends - starts).sum())
     reading_cols = np.empty((jsonscan.READING_ROWS, n + total // (2 * _MIN_READING_BYTES)),
                             dtype=np.int64)
     value_cols = np.empty((jsonscan.VALUE_ROWS, 16 + total // (4 * _MIN_VALUE_BYTES)),

@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from sensing.kernels import namecache
-from sensing.kernels.spans import first_span_outside
+from sensing.kernels.spans import span_bytes
 
 I32 = npt.NDArray[np.int32]
 I64 = npt.NDArray[np.int64]
@@ -87,7 +87,7 @@ class NameCache:
         if starts.ndim != 1 or not starts.shape == ends.shape == signed.shape:
             raise ValueError(f"starts, ends and keys must be 1-D of one length, got shapes "
                              f"{starts.shape}, {ends.shape} and {signed.shape}")
-        outside = first_span_outside(buf.shape[0], starts, ends)
+        outside, _ = span_bytes(buf.shape[0], starts, ends)
         if outside >= 0:
             raise ValueError(f"span {outside} ({starts[outside]}, {ends[outside]}) is not "
                              f"inside the buffer of {buf.shape[0]} bytes")
