@@ -15,9 +15,12 @@ What stays with the caller, on these columns:
   a message whose device changes kind to the slow path;
 - a reading's `gateway` and `area` (spans here, -1 when absent) must equal the topic's, else
   the codec refuses that reading: give such a message to the slow path;
-- `validate.invalid_readings`' range and name checks (seq, epoch >= 0, ts bounds, battery in
-  [0, 1], finite values, device ids, kinds and channel names of the contract's alphabets), and
-  the codec's table of distinct devices and channels per message.
+- `validate.invalid_readings`' range and name checks: seq and epoch >= 0, ts bounds, battery
+  in [0, 1] (values are always finite here: 1e400 is left to the slow path), device ids, kinds
+  and channel names of the contract's alphabets (a name found in a NameCache that only holds
+  names the slow path accepted needs no check);
+- what `decode.decode_readings` does before the codec: the payload's size bound, an empty
+  payload, a binary batch.
 """
 
 from __future__ import annotations
