@@ -60,8 +60,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     type=lambda t: _names(t, PAYLOADS, "--payloads"),
                     help="single (1 reading per JSON message), array (100 per JSON array), "
                          "snb (1,000 per SNB1 batch; the core only)")
-    ap.add_argument("--devices", type=int, default=100_000)
-    ap.add_argument("--gateways", type=int, default=100)
+    ap.add_argument("--devices", type=int, default=100_000, help="devices in the fleet")
+    ap.add_argument("--gateways", type=int, default=100,
+                    help="gateways, sharing the devices evenly, ten to an area")
     ap.add_argument("--readings", type=int, default=2_000_000,
                     help="readings offered at the maximum rate, arrays and SNB1")
     ap.add_argument("--single-readings", type=int, default=300_000,
@@ -97,6 +98,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     for key in ("readings", "single_readings"):
         if not 1 <= getattr(args, key) <= MAX_READINGS:
             ap.error(f"--{key.replace('_', '-')} must be 1 ..= {MAX_READINGS:,}")
+    if not 1 <= args.publishers <= min(args.gateways, 64):
+        ap.error("--publishers must be 1 ..= 64 and at most --gateways")
     if not 1 <= args.alarms <= 10_000 or not 0 <= args.latency_seconds <= 600:
         ap.error("--alarms must be 1 ..= 10,000 and --latency-seconds 0 ..= 600")
     if not 0 < args.settle <= 600 or not 0 < args.timeout <= 24 * 3600:
