@@ -2,7 +2,8 @@
 bytes) to an int32 id, in arrays its owner preallocates and fills (sensing.wire.name_cache).
 
 Row s of `table` is one slot: its key (T_KEY), its name's place in `arena` (T_SPAN: start
-<< 16 | length), its id (T_ID, EMPTY when the slot is free) and its name's first HEAD_BYTES
+<< 16 | length), its id plus one (T_ID_1, 0 when the slot is free: a table of zeros is empty,
+and its pages cost no memory until used) and its name's first HEAD_BYTES
 bytes (T_HEAD), so that one row, one cache line, decides most probes, and a short name never
 needs the arena. Entries are never removed one by one (the owner clears the table wholly),
 and an entry lies at most MAX_PROBE slots after where its probe starts: names made to share a
@@ -20,7 +21,7 @@ from sensing.kernels.spans import at
 
 EMPTY = -1
 MAX_PROBE = 64
-T_KEY, T_SPAN, T_ID, T_HEAD = range(4)
+T_KEY, T_SPAN, T_ID_1, T_HEAD = range(4)
 ROW = 4
 HEAD_BYTES = 7
 """bytes of a name kept in its row (seven: the packed head stays a non-negative int64)"""
@@ -54,7 +55,7 @@ def find_slot(buf: np.ndarray, start: int, end: int, key: int, table: np.ndarray
     length = end - start
     packed = head(buf, start, end)
     for _ in range(min(MAX_PROBE, table.shape[0])):
-        if table[slot, T_ID] == EMPTY:
+        if table[slot, T_ID_1] == 0:
             return slot, False
         span = table[slot, T_SPAN]
         if (table[slot, T_KEY] == key and span & MAX_NAME == length
@@ -80,7 +81,7 @@ def lookup(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, keys: np.ndarr
     for i in range(starts.shape[0]):
         slot, hit = find_slot(buf, starts[i], ends[i], keys[i], table, arena)
         if hit:
-            out[i] = table[slot, T_ID]
+            out[i] = table[slot, T_ID_1] - 1
             found += 1
         else:
             out[i] = EMPTY

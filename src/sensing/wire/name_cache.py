@@ -52,7 +52,10 @@ def salted_keys(hashes: I64, salt: int) -> I64:
 class NameCache:
     """(key, name bytes) -> id (0 .. 2^31 - 1), at most `max_entries` entries of at most
     `max_bytes` bytes of names in all. Inserting beyond either bound first clears the cache
-    wholly (it only remembers what the slow path decided: a miss costs that path again)."""
+    wholly (it only remembers what the slow path decided: a miss costs that path again).
+    Memory: up to 64 bytes per entry of `max_entries` (a 32-byte row per slot, at least half
+    of them free) and `max_bytes` for the names; the pages of both are zeros the system
+    provides as they are first written."""
 
     def __init__(self, max_entries: int = 1 << 18, max_bytes: int = 1 << 24) -> None:
         if not (0 < max_entries <= 1 << 30 and 0 < max_bytes <= 1 << 40):
@@ -61,7 +64,6 @@ class NameCache:
         self.max_bytes = max_bytes
         slots = 1 << (2 * max_entries - 1).bit_length()  # at least half of them stay free
         self._table = np.zeros((slots, namecache.ROW), dtype=np.int64)
-        self._table[:, namecache.T_ID] = namecache.EMPTY
         self._arena = np.zeros(max_bytes, dtype=np.uint8)
         self._entries = 0
         self._bytes = 0
@@ -98,7 +100,7 @@ class NameCache:
     def get(self, key: int | np.integer[Any], name: bytes) -> int:
         """The id of (key, name), -1 if the cache has none."""
         slot, found = self._find(key, name)
-        return int(self._table[slot, namecache.T_ID]) if found else namecache.EMPTY
+        return int(self._table[slot, namecache.T_ID_1]) - 1 if found else namecache.EMPTY
 
     def insert(self, key: int | np.integer[Any], name: bytes, ident: int) -> bool:
         """Remember (key, name) -> ident, replacing an id it had; False (nothing remembered)
@@ -110,7 +112,7 @@ class NameCache:
             raise ValueError(f"an id must be in 0 .. 2^31 - 1, got {ident}")
         slot, found = self._find(key, name)
         if found:
-            self._table[slot, namecache.T_ID] = ident
+            self._table[slot, namecache.T_ID_1] = ident + 1
             return True
         if len(name) > min(self.max_bytes, namecache.MAX_NAME) or slot == namecache.EMPTY:
             return False
@@ -120,7 +122,7 @@ class NameCache:
             slot, _ = self._find(key, name)
         raw = np.frombuffer(name, dtype=np.uint8)
         self._arena[self._bytes:self._bytes + len(name)] = raw
-        self._table[slot] = (_signed64(int(key)), self._bytes << 16 | len(name), ident,
+        self._table[slot] = (_signed64(int(key)), self._bytes << 16 | len(name), ident + 1,
                              namecache.head(raw, 0, len(name)))
         self._entries += 1
         self._bytes += len(name)
@@ -128,7 +130,7 @@ class NameCache:
 
     def clear(self) -> None:
         """Forget every entry."""
-        self._table[:, namecache.T_ID] = namecache.EMPTY
+        self._table = np.zeros(self._table.shape, dtype=np.int64)  # fresh pages, untouched
         self._entries = 0
         self._bytes = 0
 
