@@ -18,6 +18,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 import numpy as np
 import numpy.typing as npt
 
+from sensing.arrays import next_capacity
 from sensing.detect.bank import BankChanges, BankInput
 from sensing.detect.base import F64, I32, I64, DetectorSpec, LevelChanges
 from sensing.kernels.checks import (
@@ -204,7 +205,7 @@ class CheckBank:
         cap = self.capacity
         if n_devices <= cap:
             return
-        grown = self._alloc(max(n_devices, 2 * cap))
+        grown = self._alloc(next_capacity(cap, n_devices))
         grown.newest[:cap] = self.state.newest
         grown.busy[:cap] = self.state.busy
         for fresh, prev in zip(grown.records + grown.profiles,

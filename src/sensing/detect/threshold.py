@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import numpy.typing as npt
 
+from sensing.arrays import next_capacity
 from sensing.detect.bank import BankChanges, BankInput
 from sensing.detect.base import DetectorSpec, LevelChanges
 from sensing.detect.rules import BATTERY_CHANNEL, Level, Rule
@@ -123,7 +124,7 @@ class ThresholdBank:
         if n_devices <= self.capacity:
             return
         old = self._state()
-        self._alloc(max(n_devices, 2 * self.capacity))
+        self._alloc(next_capacity(self.capacity, n_devices))
         for fresh, prev in zip(self._state(), old, strict=True):
             fresh[: prev.shape[0]] = prev
 
