@@ -8,7 +8,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from sensing.ingest.mqtt import Incoming
+from sensing.ingest.received import Incoming
+from sensing.ingest.session import warm_up as session_warm_up
 from sensing.pipeline import Pipeline
 from sensing.settings import CoreSettings
 from sensing.wire import BatchBuilder, binary, json_codec, topics
@@ -32,17 +33,22 @@ def warm_up() -> tuple[float, int]:
                   {c: QUIET[c] for c in channels}, 0.9)
     topic = topics.readings_topic("warm-up", "warm-up")
     # the same readings in both codecs: their checks compile for each codec's arrays
-    json_payload = json_codec.encode([
-        {"device": f"warm-json-{kind}", "kind": kind, "seq": 0, "ts": T0,
-         "values": {c: QUIET[c] for c in channels}, "battery": 0.9}
-        for kind, channels in KIND_CHANNELS.items()])
+    def json_payload(seq: int) -> bytes:
+        return json_codec.encode([
+            {"device": f"warm-json-{kind}", "kind": kind, "seq": seq, "ts": T0 + seq,
+             "values": {c: QUIET[c] for c in channels}, "battery": 0.9}
+            for kind, channels in KIND_CHANNELS.items()])
+
     messages = [Incoming(topic, binary.encode(b.build()), 1, 1, 0),
-                Incoming(topic, json_payload, 1, 1, 0)]
+                Incoming(topic, json_payload(0), 1, 1, 0)]
+    session_warm_up()
     with tempfile.TemporaryDirectory() as tmp:
         # defaults only: no environment or config file has a say in a warm-up
         pipe = Pipeline(CoreSettings.model_construct(state_dir=Path(tmp)))
         try:
             pipe.process(messages, T0 + 60_000)
+            # the gateway is known now: its next JSON message takes the JSON lane
+            pipe.process([Incoming(topic, json_payload(1), 2, 1, 0)], T0 + 61_000)
         finally:
             pipe.book.close()
     return time.perf_counter() - started, sum(pipe.stats.alerts.values())
