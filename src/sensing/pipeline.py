@@ -166,8 +166,8 @@ class Pipeline:
         if lane is not None and lane.slow.size:
             slow = sorted(slow + lane.slow.tolist())
         if lane is not None and lane.n_rows and slow:
-            decoded = self._predecode(step, slow, now)
-            lane, slow = self._apart(lane, decoded, slow)
+            decoded, named = self._predecode(step, slow, now)
+            lane, slow = self._apart(lane, named, slow)
         for i in slow:
             self._one(step, i, now, decoded.get(i))
         if lane is not None and lane.n_rows:
@@ -235,33 +235,38 @@ class Pipeline:
             self._failed(step, [m], "message", exc)
 
     def _predecode(self, step: _Step, slow: list[int], now: int
-                   ) -> dict[int, tuple[Incoming, Decoded]]:
-        """The slow path's readings messages of known gateways, decoded (not yet interned):
-        which known devices they name decides what the lane may take (`_apart`)."""
+                   ) -> tuple[dict[int, tuple[Incoming, Decoded]], set[str]]:
+        """The slow path's readings messages, decoded (not yet interned), and the device ids
+        they name: which known devices they name decides what the lane may take (`_apart`).
+        Only those of known gateways and areas are kept for the slow path to reuse: the first
+        message of a new gateway or area still goes through `_route`'s bounds. A new gateway
+        (`devices_follow_gateway`) or a new area (a move) changes a device's placement too."""
         out: dict[int, tuple[Incoming, Decoded]] = {}
+        named: set[str] = set()
         for i in slow:
             m = step.received.incoming(i)
             parsed = topics.parse_gateway_topic(m.topic)
-            if (parsed is None or parsed.leaf != "readings" or not parsed.valid_names
-                    or parsed.gateway not in self.registry.gateways.index
-                    or parsed.area not in self.registry.areas.index):
+            if parsed is None or parsed.leaf != "readings" or not parsed.valid_names:
                 continue
             try:
-                out[i] = (m, decode_readings(m.payload, parsed.gateway, parsed.area,
-                                             self.settings.max_payload_bytes, now_ms=now))
+                decoded = decode_readings(m.payload, parsed.gateway, parsed.area,
+                                          self.settings.max_payload_bytes, now_ms=now)
             except Exception:  # decoded again, and dead-lettered, by the slow path
                 continue
-        return out
+            named.update(decoded.batch.devices)
+            if (parsed.gateway in self.registry.gateways.index
+                    and parsed.area in self.registry.areas.index):
+                out[i] = (m, decoded)
+        return out, named
 
-    def _apart(self, lane: LaneOut, decoded: dict[int, tuple[Incoming, Decoded]],
-               slow: list[int]) -> tuple[LaneOut, list[int]]:
+    def _apart(self, lane: LaneOut, named: set[str], slow: list[int]
+               ) -> tuple[LaneOut, list[int]]:
         """The lane's messages that share no device with a slow-path message, and the slow
         path's messages with the others added. The slow path may change a device's owner,
         area or kind, and the lane's checks hold only for devices it leaves alone: a lane
         message sharing a device with a slow one is handled with it, in message order."""
         index = self.registry.devices.index
-        touched = {index[name] for _, d in decoded.values() for name in d.batch.devices
-                   if name in index}
+        touched = {index[name] for name in named if name in index}
         moved: set[int] = set()
         while touched:
             clash = np.isin(lane.dev, np.fromiter(touched, np.int32, len(touched)))
