@@ -109,3 +109,127 @@ def test_a_new_gateway_taking_a_device_in_the_step_is_seen_by_the_lane(tmp_path:
         [_message("a1", "gw-2", _reading("smoke-1", 2)),
          _message("a1", "gw-1", _reading("smoke-1", 3))],
     ], devices_follow_gateway=True)
+
+
+# -- the lane against the slow path: odd bytes and numbers ---------------------------------
+
+_BASE = ('{"device":"smoke-1","kind":"smoke","seq":%d,"ts":%d,"battery":0.5,'
+         '"values":{"temp_c":%s}}')
+_NUMBERS = [
+    "-0.0", "-0", "0e0", "0E-0", "1E+2", "1e-2", "0.1e1", "1e400", "-1e400", "1e-400",
+    "5e-324", "4.9406564584124654e-324", "2.4703282292062327e-324",
+    "2.4703282292062328e-324", "2.2250738585072011e-308", "2.2250738585072014e-308",
+    "1.7976931348623157e308", "1.7976931348623158e308", "1.7976931348623159e308",
+    "9007199254740993", "9007199254740993.0", "123456789012345678901234567890",
+    "1.00000000000000011102230246251565404236316680908203125",
+    "1.00000000000000011102230246251565404236316680908203124",
+    "1.00000000000000011102230246251565404236316680908203126",
+    "0.000000000000000000000000000000000000001", "1" + "0" * 400, "0." + "0" * 400 + "1",
+    "1e", "01", "1.", ".5", "+1", "-", "1e+", "NaN", "Infinity", "-Infinity", "0x10",
+    "true", "false", "null", '"1"', "[1]", "{}", "1 2", "--1", "1e2.5", "9" * 20,
+    "-9223372036854775808", "18446744073709551616",
+]
+_INTEGERS = ["9223372036854775807", "9223372036854775808", "-9223372036854775808", "-1",
+             "-0", "1.0", "1e3", "00", "18446744073709551615", "0.0", "1E0", "true", "null"]
+_BATTERIES = ["1", "1.0", "0", "-0.0", "1.0000000000000001", "1.0000000000000002",
+              "0.99999999999999999", "1e0", "null", "true", '"0.5"', "-0", "1e-400"]
+_STRUCTURE = [
+    b' {"device":"smoke-1","kind":"smoke","seq":SEQ,"ts":TS,"values":{}} ',
+    b'{"device":"smoke-1","kind":"smoke","seq":SEQ,"ts":TS,"values":{}}x',
+    b'{"device":"smoke-1","kind":"smoke","seq":SEQ,"ts":TS,"values":{}}{}',
+    b'[{"device":"smoke-1","kind":"smoke","seq":SEQ,"ts":TS,"values":{}},]',
+    b'[{"device":"smoke-1","kind":"smoke","seq":SEQ,"ts":TS,"values":{}}]]',
+    b'{"device":"smoke-1","kind":"smoke","seq":SEQ,"ts":TS,"values":{},}',
+    b'{"device":"smoke-1","kind":"smoke","seq":SEQ,"ts":TS,"values":{}}\x0c',
+    b'{"device":"smoke-1","kind":"smoke","seq":SEQ,"ts":TS,"values":{}}\x00',
+    b'{"device":"smoke-1","kind":"smoke","seq":SEQ,"ts":TS,"values":{}}\xc2\xa0',
+    b'{"device":"smoke-1","kind":"smoke","seq":SEQ,"ts":TS,"values":{},"x":"a\x01b"}',
+    b'{"device":"smoke-1","kind":"smoke","seq":SEQ,"ts":TS,"values":{},"x":"\xff"}',
+    b'{"device":"smoke-1","kind":"smoke","seq":SEQ,"ts":TS,"values":{},"x":"\\ud800"}',
+    b'{"device":"smoke-1","kind":"smoke","seq":SEQ,"ts":TS,"values":{},"x\xff":1}',
+    b'{"device":"smoke-1","kind":"smoke","seq":SEQ,"ts":TS,"values":{},"x":' + b"[" * 31
+    + b"]" * 31 + b"}",
+    b'{"device":"smoke-1","kind":"smoke","seq":SEQ,"ts":TS,"values":{},"x":' + b"[" * 40
+    + b"]" * 40 + b"}",
+    b'{"device":"smoke-1","kind":"smoke","seq":SEQ,"ts":TS,"values":{},"x":' + b"[" * 2000
+    + b"]" * 2000 + b"}",
+    b'{"device":"smoke-1","kind":"smoke","seq":SEQ,"ts":TS,"values":{},"x":[1,]}',
+    b'{"device":"smoke-1","kind":"smoke","seq":SEQ,"ts":TS,"values":{},"x":{"a":1,}}',
+    b'{"device":"smoke-1","kind":"smoke","seq":SEQ,"ts":TS,"values":{},"x":{"a" 1}}',
+    b'{"device":"smoke-1","kind":"smoke","seq":SEQ,"ts":TS,"values":{},"x":{1:1}}',
+    b'{"device":"smoke-1","kind":"smoke","seq":SEQ,"ts":TS,"values":{},"x":tru}',
+    b'{"device":"smoke-1","kind":"smoke","seq":SEQ,"ts":TS,"values":{},"x":nulll}',
+    b'{"device":"smoke-1","kind":"smoke","seq":SEQ,"ts":TS,"values":{},"dev\\u0069ce":"smoke-2"}',
+    b'{"device":"smoke-1","device":"smoke-2","kind":"smoke","seq":SEQ,"ts":TS,"values":{}}',
+    b'{"device":"smoke-1","kind":"smoke","seq":SEQ,"ts":TS,"values":{"temp_c":1,"temp_c":2}}',
+    b'{"device":"smoke-1","kind":"smoke","seq":SEQ,"ts":TS,"values":{"temp_c":1,'
+    b'"temp\\u005fc":2}}',
+    b'{"device":"smoke\\u002d1","kind":"smoke","seq":SEQ,"ts":TS,"values":{}}',
+    b'{"device":"smoke-1","kind":"smoke","seq":SEQ,"ts":TS,"values":{},"gateway":"gw-1"}',
+    b'{"device":"smoke-1","kind":"smoke","seq":SEQ,"ts":TS,"values":{},"gateway":"gw-2"}',
+    b'{"device":"smoke-1","kind":"smoke","seq":SEQ,"ts":TS,"values":{},"gateway":"gw-1 "}',
+    b'{"device":"smoke-1","kind":"smoke","seq":SEQ,"ts":TS,"values":{},"gateway":"GW-1"}',
+    b'{"device":"smoke-1","kind":"smoke","seq":SEQ,"ts":TS,"values":{},"gateway":""}',
+    b'{"device":"smoke-1","kind":"smoke","seq":SEQ,"ts":TS,"values":{},"gateway":null}',
+    b'{"device":"smoke-1","kind":"smoke","seq":SEQ,"ts":TS,"values":{},"gateway":1}',
+    b'{"device":"smoke-1","kind":"smoke","seq":SEQ,"ts":TS,"values":{},"area":"a1"}',
+    b'{"device":"smoke-1","kind":"smoke","seq":SEQ,"ts":TS,"values":{},"area":"a2"}',
+    b'{"device":"smoke-1","kind":"smoke","seq":SEQ,"ts":TS,"values":{},"area":"a\\u0031"}',
+    b'{"device":"smoke-1","kind":"smoke","seq":SEQ,"ts":TS,"values":{},"area":"a1\xc3\xa9"}',
+    b'{"device":"smoke-1","kind":"wearable","seq":SEQ,"ts":TS,"values":{}}',
+    b'[{"device":"smoke-1","kind":"smoke","seq":SEQ,"ts":TS,"values":{}},'
+    b'{"device":"smoke-1","kind":"wearable","seq":SEQ1,"ts":TS,"values":{}}]',
+    b'[{"device":"smoke-1","kind":"smoke","seq":SEQ,"ts":TS,"values":{}},'
+    b'{"device":"smoke-1","kind":"smoke","seq":SEQ,"ts":TS,"values":{}}]',
+    b'{"device":"smoke-1","kind":"smoke","seq":SEQ,"ts":TS,"values":{"":1}}',
+    b'{"device":"smoke-1","kind":"smoke","seq":SEQ,"ts":TS,"values":{"co_ppm":1e308,'
+    b'"temp_c":-1e308}}',
+    b'{"device":"smoke-1","kind":"smoke","seq":SEQ,"ts":TS,"epoch":0,"epoch":1,"values":{}}',
+    b'{"device":"smoke-1","kind":"smoke","seq":SEQ,"ts":TS,"battery":null,"values":{}}',
+    b'{"device":"smoke-1","kind":"smoke","seq":SEQ,"ts":TS,"battery":null,"battery":1,'
+    b'"values":{}}',
+    b"[]", b"{}", b"[{}]", b"[1]", b"[[]]", b'["x"]', b"[null]", b"{", b"[", b"",
+]
+
+
+def _variants() -> list[bytes]:
+    """Payloads for one device, one per case, with a fresh seq each."""
+    out: list[bytes] = []
+    seq = 10
+    ts = NOW - 5000
+    for number in _NUMBERS:
+        seq += 2
+        out.append((_BASE % (seq, ts, number)).encode())
+    for integer in _INTEGERS:
+        seq += 2
+        for field in ("seq", "epoch", "ts"):
+            doc = (_BASE % (seq, ts, "1.5")).replace(f'"{field}":', f'"{field}":{integer},"_":')
+            out.append(doc.encode())
+    for level in _BATTERIES:
+        seq += 2
+        out.append((_BASE % (seq, ts, "1.5")).replace('"battery":0.5',
+                                                       f'"battery":{level}').encode())
+    for shape in _STRUCTURE:
+        seq += 2
+        out.append(shape.replace(b"SEQ1", str(seq + 1).encode())
+                   .replace(b"SEQ", str(seq).encode()).replace(b"TS", str(ts).encode()))
+    return out
+
+
+def test_odd_numbers_and_bytes_decode_as_on_the_slow_path(tmp_path: Path) -> None:
+    """Each odd payload in its own step after the lane is warm (one device, one gateway):
+    the lane takes it only when it gives what the slow path gives."""
+    warm = [_message("a1", "gw-1", [_reading("smoke-1", 1), _reading("smoke-2", 1)]),
+            _message("a1", "gw-1", {"device": "band-1", "kind": "wearable", "seq": 1,
+                                    "ts": NOW - 5000, "values": {"heart_rate": 60}})]
+    topic = topics.readings_topic("a1", "gw-1")
+    steps = [warm] + [[(topic, payload)] for payload in _variants()]
+    with_lane, _ = _both(tmp_path, steps)
+    assert with_lane.json_lane.lane_messages > 30  # the lane took the plain cases
+
+
+def test_odd_payloads_in_one_step_decode_as_on_the_slow_path(tmp_path: Path) -> None:
+    """The same payloads in one step: lanes mixed for one device, in message order."""
+    warm = [_message("a1", "gw-1", [_reading("smoke-1", 1), _reading("smoke-2", 1)])]
+    topic = topics.readings_topic("a1", "gw-1")
+    _both(tmp_path, [warm, [(topic, payload) for payload in _variants()]])
