@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 import time
+import uuid
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +20,16 @@ import pytest
 
 from sensing.core import StreamCore, _Commit
 from sensing.dedup.journal import DedupJournal
+from sensing.ingest.frames import Control
 from sensing.ingest.received import Incoming, Received
+from sensing.ingest.session import BulkSession
+from sensing.kernels.mqttframes import PUBACK
 from sensing.pipeline import Pipeline, StepOutput
+from sensing.services import Mosquitto
 from sensing.settings import CoreSettings
 from sensing.wire import topics
+from tests.helpers import wait_until
+from tests.test_bulk_session import Publisher
 
 NOW = int(time.time() * 1000)
 SMOKE = {"obscuration": 0.1, "temp_c": 21.5, "co_ppm": 1.0}
@@ -271,3 +279,47 @@ def test_a_snapshot_never_holds_readings_that_were_not_spooled(tmp_path: Path) -
     again.book.close()
     assert again.stats.duplicates_dropped == 0
     assert again.stats.readings_stored == 1
+
+
+# -- the session's I/O thread ----------------------------------------------------------------
+
+
+class _FailsOnce(BulkSession):
+    """A session whose I/O thread meets an error it does not expect, once: a bug (or a
+    MemoryError) there must not leave the core connected to nothing."""
+
+    failed = False
+
+    def _handle(self, controls: Iterable[Control]) -> None:
+        controls = list(controls)
+        if not self.failed and any(c.kind == PUBACK for c in controls):
+            self.failed = True
+            raise RuntimeError("an error the I/O thread does not expect")
+        super()._handle(controls)
+
+
+@pytest.mark.e2e
+def test_an_unexpected_error_on_the_io_thread_does_not_stall_the_session(
+        tmp_path: Path) -> None:
+    """Against a real Mosquitto: after an unexpected error on the I/O thread the session
+    connects again and delivers what is published next."""
+    with Mosquitto.start(tmp_path) as broker:
+        session = _FailsOnce("127.0.0.1", broker.port, f"core-{uuid.uuid4().hex[:8]}",
+                             reconnect_delays=(0.1, 0.5))
+        session.start(15)
+        try:
+            session.publish("sensing/v1/alerts/t", b"{}")  # its PUBACK meets the fault
+            assert wait_until(lambda: session.failed, 10)
+            topic, payload = _message("t", "gw-1", _reading("smoke-1", 1))
+            publisher = Publisher(broker.port)
+            publisher.send([(topic, payload)])
+            publisher.close()
+            got: list[bytes] = []
+
+            def arrived() -> bool:
+                got.extend(m.payload for m in session.receive(10, 0.1).messages())
+                return payload in got
+
+            assert wait_until(arrived, 15)
+        finally:
+            session.stop()

@@ -358,6 +358,9 @@ class BulkSession:
                 log.warning("disconnected from broker", reason=str(e) or type(e).__name__)
             except (FrameError, ProtocolError) as e:
                 log.error("protocol error from the broker; reconnecting", error=str(e))
+            except Exception:  # a bug here must not leave the core connected to nothing:
+                # this connection's unacknowledged messages come again on the next one
+                log.exception("unexpected error on the MQTT I/O thread; reconnecting")
             finally:
                 self.connected.clear()
                 with self._lock:
