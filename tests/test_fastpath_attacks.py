@@ -27,6 +27,7 @@ from sensing.kernels.mqttframes import PUBACK
 from sensing.pipeline import Pipeline, StepOutput
 from sensing.services import Mosquitto
 from sensing.settings import CoreSettings
+from sensing.stage import Stage
 from sensing.wire import topics
 from tests.helpers import wait_until
 from tests.test_bulk_session import Publisher
@@ -323,3 +324,65 @@ def test_an_unexpected_error_on_the_io_thread_does_not_stall_the_session(
             assert wait_until(arrived, 15)
         finally:
             session.stop()
+
+
+# -- defences that hold ------------------------------------------------------------------
+
+
+def test_a_gateway_cannot_speak_for_another_gateways_device_through_the_lane(
+        tmp_path: Path) -> None:
+    """gw-2, known and warm in the lane, names gw-1's device (alone, in an array with its
+    own, and with `gateway` set to gw-1 in the payload): refused as on the slow path, never
+    stored under either gateway."""
+    own = _reading("smoke-2", 1)
+    with_lane, _ = _both(tmp_path, [
+        [_message("a1", "gw-1", _reading("smoke-1", 1)), _message("a1", "gw-2", own)],
+        [_message("a1", "gw-2", _reading("smoke-1", 2)),
+         _message("a1", "gw-2", [_reading("smoke-2", 2), _reading("smoke-1", 3)]),
+         _message("a1", "gw-2", _reading("smoke-1", 4, gateway="gw-1")),
+         _message("a1", "gw-1", _reading("smoke-1", 5))],
+    ])
+    assert with_lane.stats.readings_rejected == 3
+    assert with_lane.registry.describe(0)[2] == "gw-1"
+
+
+def test_a_cut_payload_never_takes_the_lane(tmp_path: Path) -> None:
+    """A payload over the limit arrives cut (`size` its real length); its kept start may be
+    valid JSON (a reading and then spaces): refused as too large, on either path."""
+    topic, payload = _message("a1", "gw-1", _reading("smoke-1", 2))
+    limit = len(payload) + 10
+    kept = payload + b" " * 11
+    settings = CoreSettings(state_dir=tmp_path / "x", max_payload_bytes=limit)
+    for lane in (True, False):
+        pipe = Pipeline(settings.model_copy(update={"state_dir": tmp_path / str(lane)}),
+                        json_lane=lane)
+        pipe.process([Incoming(*_message("a1", "gw-1", _reading("smoke-1", 1)), 1, 1, 0)],
+                     NOW)
+        out = pipe.process(Received.from_messages(
+            [Incoming(topic, kept, 2, 1, 0, size=10 * limit)]), NOW + 1000)
+        pipe.book.close()
+        assert pipe.stats.readings_stored == 1
+        assert [orjson.loads(p)["code"] for _, p in out.publish] == ["payload_too_large"]
+
+
+def test_a_failed_commit_stops_the_stage_and_what_follows_it(tmp_path: Path) -> None:
+    """A commit that raises stops the commit stage: the steps after it are never handled (so
+    never acknowledged), and the feeding thread learns of it at its next `put` or `join`."""
+    handled: list[int] = []
+
+    def commit(items: list[int]) -> None:
+        for item in items:
+            if item == 2:
+                raise OSError("disk gone")
+            handled.append(item)
+
+    stage: Stage[int] = Stage("commit-test", commit, depth=2)
+    stage.start()
+    stage.put(1)
+    stage.put(2)
+    assert wait_until(lambda: stage.error is not None, 10)
+    with pytest.raises(RuntimeError, match="stopped"):
+        stage.put(3)
+    with pytest.raises(RuntimeError, match="stopped"):
+        stage.join()
+    assert handled == [1]
