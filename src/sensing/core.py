@@ -35,7 +35,7 @@ from sensing.settings import CoreSettings
 from sensing.stage import Stage
 from sensing.store.drain import StoreDrain
 from sensing.store.spool import Spool
-from sensing.store.writer import Rejected, StoreWriter
+from sensing.store.writer import Rejected, StoreUnavailable, StoreWriter
 from sensing.warmup import warm_up
 from sensing.wire import topics
 from sensing.wire.confirm import stored_messages
@@ -68,6 +68,10 @@ class StreamCore:
         self.pipeline.warm_json_lane()
         self.store = StoreWriter(settings.store_url, settings.store_token, settings.store_org,
                                  settings.store_bucket, settings.store_timeout_s)
+        self.direct = StoreWriter(settings.store_url, settings.store_token, settings.store_org,
+                                  settings.store_bucket, settings.store_timeout_s)
+        """the commit thread's own connection: steps go straight to the store while it takes
+        them and nothing waits in the spool"""
         self.spool = Spool(settings.state_dir / "spool.sqlite", settings.spool_max_bytes)
         self.session = session or BulkSession.from_settings(settings)
         self.drain = StoreDrain(self.spool, self.store, self._publish_quietly,
@@ -114,6 +118,7 @@ class StreamCore:
         self._settle_outbox()
         self.session.stop()
         self.store.close()
+        self.direct.close()
         self.spool.close()
         # a commit thread that failed may have left a step unjournaled: keep the journal
         self.journal.close(compact=not self._unspooled and self.committer.error is None)
@@ -168,7 +173,9 @@ class StreamCore:
                            for c in steps for x in c.out.lines if x)
         handled = [h for c in steps for h in c.out.handled]
         confirms = stored_messages(handled) if handled else []
-        if not self._durably(lambda: self.spool.add(lines, confirms, self.stop_event)):
+        stored = self._store_directly(lines)
+        if not stored and not self._durably(
+                lambda: self.spool.add(lines, confirms, self.stop_event)):
             # stopping with a full spool (or disk): unacknowledged, the broker keeps them; the
             # window admitted them, so it must not be saved as it is
             self._unspooled = True
@@ -179,6 +186,26 @@ class StreamCore:
             return  # stopping on a full disk: the spool has them; they come again, once
         for c in steps:
             self.session.ack(c.messages)
+        if stored:
+            for topic, payload in confirms:
+                self._publish_quietly(topic, payload)
+
+    def _store_directly(self, lines: bytes) -> bool:
+        """Write the lines to the store at once if it is taking writes and nothing waits in
+        the spool (whose order the drain keeps): one request, no copy on the core's disk.
+        False (the caller spools them) at the first sign of an outage."""
+        if self.spool.entries:
+            return False
+        if not lines:
+            return True  # nothing to store (duplicates only): confirmed at once
+        try:
+            rejected = self.direct.write(lines, self.stop_event, retry=False)
+        except StoreUnavailable:
+            log.info("store not taking writes; spooling until it drains")
+            return False
+        if rejected:
+            self._dead_letter_rejected(rejected)
+        return True
 
     def _journal(self, admitted: tuple[np.ndarray, np.ndarray, np.ndarray]) -> bool:
         self.journal.append(*admitted)

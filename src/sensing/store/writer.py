@@ -72,10 +72,12 @@ class StoreWriter:
         self.failures = 0
         self.rejected = 0
 
-    def write(self, lines: Sequence[str | bytes] | bytes, stop: threading.Event
-              ) -> list[Rejected]:
+    def write(self, lines: Sequence[str | bytes] | bytes, stop: threading.Event,
+              retry: bool = True) -> list[Rejected]:
         """Store every line the store accepts, retrying outages; returns the lines it refused.
-        Raises StoreUnavailable once `stop` is set while the store is out.
+        Raises StoreUnavailable once `stop` is set while the store is out, or at the first
+        outage without `retry` (some of the lines may be stored then: the store keeps one
+        sample per series and time, so writing them all again is harmless).
 
         `lines`: line-protocol lines, or blocks of newline-separated lines as bytes (one
         batch's readings), or one such block."""
@@ -85,13 +87,13 @@ class StoreWriter:
         if not body:
             return []
         rejected: list[Rejected] = []
-        self._write_splitting(body, stop, rejected)
+        self._write_splitting(body, stop, rejected, retry)
         self.rejected += len(rejected)
         return rejected
 
     def _write_splitting(self, body: bytes, stop: threading.Event,
-                         rejected: list[Rejected]) -> None:
-        reason = self._write_until_taken(body, stop)
+                         rejected: list[Rejected], retry: bool) -> None:
+        reason = self._write_until_taken(body, stop, retry)
         if reason is None:
             self.points_written += body.count(b"\n") + 1
             return
@@ -101,10 +103,11 @@ class StoreWriter:
             log.error("store refused a line", url=self.url, reason=reason, bytes=len(body))
             return
         half = len(parts) // 2
-        self._write_splitting(b"\n".join(parts[:half]), stop, rejected)
-        self._write_splitting(b"\n".join(parts[half:]), stop, rejected)
+        self._write_splitting(b"\n".join(parts[:half]), stop, rejected, retry)
+        self._write_splitting(b"\n".join(parts[half:]), stop, rejected, retry)
 
-    def _write_until_taken(self, body: bytes, stop: threading.Event) -> str | None:
+    def _write_until_taken(self, body: bytes, stop: threading.Event,
+                           retry: bool = True) -> str | None:
         """None once stored; the store's reason if it refuses the request."""
         backoff = 0.2
         while True:
@@ -116,6 +119,8 @@ class StoreWriter:
                 if refused is not None:
                     return refused
                 self.failures += 1
+                if not retry:
+                    raise StoreUnavailable(redact_text(str(exc))[:200]) from exc
                 log.warning("store write failed, retrying", url=self.url,
                             error=redact_text(str(exc))[:200], bytes=len(body), retry_in_s=backoff)
                 if stop.wait(backoff):
