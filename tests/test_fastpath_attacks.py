@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 import orjson
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from sensing.core import StreamCore, _Commit
 from sensing.dedup.journal import DedupJournal
@@ -386,3 +388,38 @@ def test_a_failed_commit_stops_the_stage_and_what_follows_it(tmp_path: Path) -> 
     with pytest.raises(RuntimeError, match="stopped"):
         stage.join()
     assert handled == [1]
+
+
+# -- the lane against the slow path: moves, takeovers and kind changes at random ------------
+
+_PLACES = [("a1", "gw-1"), ("a1", "gw-1"), ("a2", "gw-1"), ("a1", "gw-2")]
+_DEVICES = [("smoke-1", "smoke"), ("smoke-1", "smoke"), ("smoke-1", "wearable"),
+            ("band-1", "wearable")]
+
+
+@st.composite
+def _moving_step(draw: st.DrawFn) -> list[tuple[str, bytes]]:
+    out = []
+    for _ in range(draw(st.integers(1, 8))):
+        area, gateway = draw(st.sampled_from(_PLACES))
+        if draw(st.integers(0, 3)) == 0:  # an area or gateway the core has not seen yet
+            fresh = draw(st.integers(10, 1 << 30))
+            area, gateway = draw(st.sampled_from([(f"a{fresh}", gateway),
+                                                  (area, f"gw-{fresh}")]))
+        docs = []
+        for _ in range(draw(st.integers(1, 3))):
+            device, kind = draw(st.sampled_from(_DEVICES))
+            docs.append(_reading(device, draw(st.integers(0, 30)), kind))
+        out.append(_message(area, gateway, docs if len(docs) > 1 else docs[0]))
+    return out
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(steps=st.lists(_moving_step(), min_size=2, max_size=6), follow=st.booleans())
+def test_moves_takeovers_and_kind_changes_give_what_the_slow_path_gives(
+        tmp_path_factory: pytest.TempPathFactory, steps: list[list[tuple[str, bytes]]],
+        follow: bool) -> None:
+    """Gateways moving between areas (new ones too), devices taken over by other gateways
+    (`devices_follow_gateway`), kinds changing, all within steps that mix the two paths."""
+    _both(tmp_path_factory.mktemp("moving"), steps, devices_follow_gateway=follow)
