@@ -252,8 +252,6 @@ def test_odd_payloads_in_one_step_decode_as_on_the_slow_path(tmp_path: Path) -> 
 # -- the commit thread: nothing acknowledged or remembered before it is durable -----------
 
 
-@pytest.mark.xfail(strict=True, reason="open: StreamCore._commit writes a snapshot captured after "
-                   "an unspooled step (fix in core.py: skip write_snapshot once _unspooled)")
 def test_a_snapshot_never_holds_readings_that_were_not_spooled(tmp_path: Path) -> None:
     """A stop while the spool is full (the store down for long) leaves a step unspooled and
     unacknowledged: the broker sends it again after the restart. A dedup snapshot captured

@@ -160,6 +160,8 @@ class StreamCore:
             self._commit_steps(run)
             run = []
             self._capture_queued = False
+            if self._unspooled:
+                continue  # it holds readings never spooled: the journal before it stays
             try:
                 self.journal.write_snapshot(item)
             except OSError as exc:  # the journal has every record: the snapshot waits
