@@ -10,7 +10,7 @@ an object, for tests, tools and the few places that want one.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -24,8 +24,9 @@ class Incoming:
     qos: int
     generation: int
     """connection the message came on: a PUBACK on a later connection would ack another message"""
-    size: int = -1
-    """the payload's length as sent, when `payload` is only its start (an oversize one)"""
+    size: int = field(default=-1, compare=False)
+    """the payload's length as sent, when `payload` is only its start (an oversize one); -1:
+    len(payload)"""
 
     @property
     def sent_size(self) -> int:
