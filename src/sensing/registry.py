@@ -100,7 +100,7 @@ class Registry:
                  max_devices_per_gateway: int = MAX_DEVICES_PER_GATEWAY,
                  max_channels_per_gateway: int = MAX_CHANNELS_PER_GATEWAY,
                  max_devices: int = MAX_DEVICES, max_channels: int = MAX_CHANNELS,
-                 max_table_bytes: int = 64 << 20,
+                 max_table_bytes: int = 16 << 20,
                  devices_follow_gateway: bool = False) -> None:
         self.devices_follow_gateway = devices_follow_gateway
         self.devices = Names()

@@ -165,7 +165,7 @@ class _TableCache:
     the decode); a hit is confirmed against the whole table. Bounded by an estimate of the
     bytes it holds: the raw tables and their parsed names."""
 
-    def __init__(self, max_bytes: int = 64 << 20, max_tables: int = 4096) -> None:
+    def __init__(self, max_bytes: int = 16 << 20, max_tables: int = 4096) -> None:
         self._tables: OrderedDict[tuple[int, int, int, bytes, bytes],
                                   tuple[bytes, Tables]] = OrderedDict()
         self._bytes = 0

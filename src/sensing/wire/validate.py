@@ -29,7 +29,7 @@ class _TableCheck:
     """Bad entries of a batch's name tables, remembered per distinct triple of tables: a
     decoded SNB table is the same tuples batch after batch, so a repeat costs a dict hit."""
 
-    def __init__(self, max_bytes: int = 64 << 20) -> None:
+    def __init__(self, max_bytes: int = 16 << 20) -> None:
         self.tables: ByIdentity[tuple[BadEntries, BadEntries]] = ByIdentity(max_bytes)
 
     def __call__(self, devices: tuple[str, ...], kinds: tuple[str, ...],
