@@ -7,14 +7,12 @@ leaves behind (a device's owner, area and kind decide the tags of every later li
 
 from __future__ import annotations
 
-import re
 import time
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -26,13 +24,14 @@ from sensing.ingest.frames import Control
 from sensing.ingest.received import Incoming, Received
 from sensing.ingest.session import BulkSession
 from sensing.kernels.mqttframes import PUBACK
-from sensing.pipeline import Pipeline, StepOutput
+from sensing.pipeline import Pipeline
 from sensing.services import Mosquitto
 from sensing.settings import CoreSettings
 from sensing.stage import Stage
 from sensing.wire import topics
 from tests.helpers import wait_until
 from tests.test_bulk_session import Publisher
+from tests.test_json_lane import _normalized
 
 NOW = int(time.time() * 1000)
 SMOKE = {"obscuration": 0.1, "temp_c": 21.5, "co_ppm": 1.0}
@@ -48,26 +47,6 @@ def _message(area: str, gateway: str, payload: bytes | object) -> tuple[str, byt
     raw = payload if isinstance(payload, bytes) else orjson.dumps(payload)
     return topics.readings_topic(area, gateway), raw
 
-
-def _normalized(out: StepOutput) -> dict[str, object]:
-    """A step's output with alert ids (random) replaced by their order of appearance."""
-    ids: dict[str, str] = {}
-
-    def fix(text: str) -> str:
-        return re.sub(r"[0-9a-f]{32}", lambda m: ids.setdefault(m.group(0), f"#{len(ids)}"),
-                      text)
-
-    lines = [x if isinstance(x, bytes) else x.encode() for x in out.lines]
-    return {
-        "lines": fix(b"\n".join(lines).decode()),
-        "messages": [(t, fix(p.decode())) for t, p in out.messages],
-        "admitted": [a.tolist() for a in out.admitted],
-        "handled": sorted(
-            (area, gw, sorted(zip((names[int(d)] for d in np.asarray(dev).tolist()),
-                                  np.asarray(ep).tolist(), np.asarray(sq).tolist(),
-                                  strict=True)))
-            for area, gw, names, dev, ep, sq in out.handled),
-    }
 
 
 def _placement(pipe: Pipeline) -> dict[str, tuple[str, str, str]]:
