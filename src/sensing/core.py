@@ -15,6 +15,7 @@ and the drain; bounded queues between them hold the broker back when one falls b
 
 from __future__ import annotations
 
+import gc
 import sqlite3
 import threading
 import time
@@ -82,7 +83,9 @@ class StreamCore:
         """the window admitted readings that never reached the spool (a stop while full)"""
         self._outbox: list[tuple[int, list[Delivery]]] = []
         """outbox entries published and waiting for the broker's PUBACK"""
-        self.committer: Stage[_Commit | Capture] = Stage("commit", self._commit)
+        # deep enough that a store write stalling for a few hundred ms (VictoriaMetrics merging)
+        # does not hold the step loop, and so the alerts, back
+        self.committer: Stage[_Commit | Capture] = Stage("commit", self._commit, depth=32)
         self._capture_queued = False
 
     @property
@@ -92,6 +95,12 @@ class StreamCore:
     def run(self) -> None:
         """Process until `stop_event` is set. Input never stops it; only a stop does."""
         log.info("kernels ready", seconds=round(warm_up()[0], 2))
+        # what start-up made (modules, kernels, the recovered registry) is never garbage: out
+        # of the collector's sight, and full collections rarer, or each one walks every
+        # device's name and stalls the step loop (and an alarm) for tens of milliseconds
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(10_000, 50, 100)
         self.session.start()
         log.info("core running", mqtt=f"{self.settings.mqtt_host}:{self.settings.mqtt_port}",
                  store=redact_url(self.settings.store_url), spooled=self.spool.entries)
@@ -104,7 +113,8 @@ class StreamCore:
                     raise RuntimeError("the store drain stopped") from self.drain.error
                 messages = self.session.receive(self.settings.batch_max_messages,
                                                 self.settings.batch_max_wait_s,
-                                                self.settings.batch_max_bytes)
+                                                self.settings.batch_max_bytes,
+                                                self.settings.batch_linger_s)
                 self.step(messages)
         finally:
             try:

@@ -62,6 +62,9 @@ class CoreSettings(BaseSettings):
     max_payload_bytes: int = Field(1 << 20, gt=0)
     batch_max_messages: int = Field(2000, gt=0)
     batch_max_wait_s: float = Field(0.05, gt=0)
+    batch_linger_s: float = Field(0.01, ge=0)
+    """after a step's first message, how long it waits for more: a lone alarm waits this long
+    at most, a busy stream shares each step's fixed costs among this much of it"""
     batch_max_bytes: int = Field(4 << 20, gt=0)
     """payload bytes one step takes at most (beyond its first message): a step's lines and
     alerts are built whole in memory, and a hostile ~1 MB message can become ~45 MB of lines

@@ -195,6 +195,8 @@ class BulkSession:
         self._pending_bytes = 0
         self._waiting = False
         """a `receive` waits for the first message"""
+        self._first_at: float | None = None
+        """when a waiting `receive` saw its first message"""
         self._out = bytearray()
         self._live = False
         """the broker accepted the current connection (CONNACK): PUBACKs and publishes go"""
@@ -253,22 +255,33 @@ class BulkSession:
 
     # --- the consumer's side -------------------------------------------------------------
 
-    def receive(self, max_messages: int, max_wait_s: float, max_bytes: int = 1 << 62
-                ) -> Received:
+    def receive(self, max_messages: int, max_wait_s: float, max_bytes: int = 1 << 62,
+                linger_s: float = 0.0) -> Received:
         """Up to `max_messages` (and `max_bytes` of payload, but at least one message), all from
-        one connection: what has arrived, waiting at most `max_wait_s` for the first. Under load
-        the batches grow by themselves (more arrives while a step is processed); a lone alarm
-        is not held back waiting for company."""
-        deadline = time.monotonic() + max_wait_s
+        one connection: what has arrived, waiting at most `max_wait_s` for the first and then
+        at most `linger_s` more for company (not past `max_wait_s`, and not once the bounds
+        are reached). A lone alarm waits `linger_s` at most; a busy stream comes in batches
+        of `linger_s` or more, whose fixed costs per step it shares."""
+        start = time.monotonic()
+        deadline = start + max_wait_s
         parts: list[Received] = []
         with self._lock:
-            while not self._pending_messages and not self._stopping:
-                remaining = deadline - time.monotonic()
+            while not self._stopping and (
+                    not self._pending_messages
+                    or (self._pending_messages < max_messages
+                        and self._pending_bytes < max_bytes)):
+                now = time.monotonic()
+                if self._pending_messages:
+                    if self._first_at is None:
+                        self._first_at = now
+                    deadline = min(deadline, self._first_at + linger_s)
+                remaining = deadline - now
                 if remaining <= 0:
                     break
                 self._waiting = True
                 self._arrived.wait(remaining)
             self._waiting = False
+            self._first_at = None
             generation = self._pending[0].generation if self._pending else self._generation
             taken = size = 0
             while self._pending and taken < max_messages:
@@ -493,7 +506,7 @@ class BulkSession:
                 self._pending_messages += len(r)
                 self._pending_bytes += r.payload_bytes
             if self._waiting and self._pending_messages:
-                self._arrived.notify()
+                self._arrived.notify()  # the first, or more: a receive looks at the bounds
             return self._over_bounds()
 
     def _handle(self, controls: Iterable[Control]) -> None:
