@@ -66,10 +66,11 @@ def reference(data: bytes, max_payload: int = 1 << 40) -> Parsed:
         kind, flags = data[pos] >> 4, data[pos] & 15
         length, multiplier, i = 0, 1, pos + 1
         while True:
-            if i >= len(data):
-                return Parsed(out, pos, None)
+            # four length bytes that all say "more" are malformed whatever comes next
             if i - pos > 4:
                 return Parsed(out, pos, MALFORMED_LENGTH)
+            if i >= len(data):
+                return Parsed(out, pos, None)
             length += (data[i] & 127) * multiplier
             multiplier *= 128
             i += 1
