@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import orjson
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -198,3 +199,28 @@ def test_spans_equal_compares_bytes_as_python_does(table: list[bytes], data: st.
                 np.frombuffer(b"".join(table) or b"\0", np.uint8), offsets, ids, out)
     assert out.tolist() == [a or w == table[k] for w, k, a in zip(words, ids.tolist(), absent,
                                                                  strict=True)]
+
+
+def test_a_failing_lane_leaves_its_messages_to_the_slow_path(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bug in the lane must not stop the core: its messages take the message-by-message
+    path, and are stored as that path stores them."""
+    pipe = Pipeline(CoreSettings(state_dir=tmp_path))
+    topic = topics.readings_topic("a1", "gw-1")
+
+    def batch(seq: int) -> list[Incoming]:
+        return [Incoming(topic, orjson.dumps({"device": f"smoke-{d}", "kind": "smoke",
+                                              "seq": seq, "ts": NOW + seq,
+                                              "values": VALUES["smoke"]}), d + 1, 1, 0)
+                for d in range(5)]
+
+    pipe.process(batch(0), NOW)
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise ValueError("injected")
+
+    monkeypatch.setattr(pipe.json_lane, "decode", broken)
+    out = pipe.process(batch(1), NOW + 1)
+    assert pipe.stats.readings_stored == 10 and out.admitted[0].shape[0] == 5
+    assert not [t for t, _ in out.messages if t.startswith("sensing/v1/deadletter/")]
+    pipe.book.close()

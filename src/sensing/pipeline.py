@@ -161,13 +161,20 @@ class Pipeline:
             Received.from_messages(messages)
         step = _Step(received)
         fast, fast_route, slow = self._sort_out(received)
-        lane = self._json_lane(step, fast, fast_route, now) if fast else None
+        lane: LaneOut | None = None
         decoded: dict[int, tuple[Incoming, Decoded]] = {}
-        if lane is not None and lane.slow.size:
-            slow = sorted(slow + lane.slow.tolist())
-        if lane is not None and lane.n_rows and slow:
-            decoded, named = self._predecode(step, slow, now)
-            lane, slow = self._apart(lane, named, slow)
+        try:  # the lane changes nothing before _take_lane: on a failure its messages go slow
+            if fast:
+                lane = self._json_lane(step, fast, fast_route, now)
+            if lane is not None and lane.slow.size:
+                slow = sorted(slow + lane.slow.tolist())
+            if lane is not None and lane.n_rows and slow:
+                decoded, named = self._predecode(step, slow, now)
+                lane, slow = self._apart(lane, named, slow)
+        except Exception:
+            log.exception("the JSON lane failed; its messages take the message-by-message path")
+            lane, decoded = None, {}
+            slow = sorted(set(slow) | set(fast))
         for i in slow:
             self._one(step, i, now, decoded.get(i))
         if lane is not None and lane.n_rows:
