@@ -31,7 +31,7 @@ from sensing.stage import Stage
 from sensing.wire import topics
 from tests.helpers import wait_until
 from tests.test_bulk_session import Publisher
-from tests.test_json_lane import _normalized
+from tests.test_json_lane import _both
 
 NOW = int(time.time() * 1000)
 SMOKE = {"obscuration": 0.1, "temp_c": 21.5, "co_ppm": 1.0}
@@ -47,34 +47,6 @@ def _message(area: str, gateway: str, payload: bytes | object) -> tuple[str, byt
     raw = payload if isinstance(payload, bytes) else orjson.dumps(payload)
     return topics.readings_topic(area, gateway), raw
 
-
-
-def _placement(pipe: Pipeline) -> dict[str, tuple[str, str, str]]:
-    reg = pipe.registry
-    return {reg.devices.names[d]: reg.describe(d)[1:] for d in range(len(reg.devices))}
-
-
-def _both(tmp_path: Path, steps: list[list[tuple[str, bytes]]], **settings: Any
-          ) -> tuple[Pipeline, Pipeline]:
-    """The steps through a pipeline with the JSON lane and one without, compared step by
-    step (output and the registry's placement of every device)."""
-    with_lane = Pipeline(CoreSettings(state_dir=tmp_path / "lane", **settings))
-    without = Pipeline(CoreSettings(state_dir=tmp_path / "slow", **settings), json_lane=False)
-    mid = 0
-    for k, step in enumerate(steps):
-        batch = []
-        for topic, payload in step:
-            mid += 1
-            batch.append(Incoming(topic, payload, mid, 1, 0))
-        now = NOW + 1000 * k
-        a = with_lane.process(Received.from_messages(batch), now)
-        b = without.process(Received.from_messages(batch), now)
-        assert _normalized(a) == _normalized(b), f"step {k}"
-        assert _placement(with_lane) == _placement(without), f"step {k}"
-    assert with_lane.stats.as_dict() == without.stats.as_dict()
-    with_lane.book.close()
-    without.book.close()
-    return with_lane, without
 
 
 # -- the lane against the slow path: state changed by a slow message in the same step -----

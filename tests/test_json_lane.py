@@ -111,13 +111,17 @@ def _normalized(out: StepOutput) -> dict[str, object]:
     }
 
 
-@settings(max_examples=60, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(steps=st.lists(st.lists(messages(), min_size=1, max_size=12), min_size=1, max_size=6))
-def test_the_json_lane_gives_what_the_message_by_message_path_gives(
-        tmp_path: Path, steps: list[list[tuple[str, bytes]]]) -> None:
-    with_lane = Pipeline(CoreSettings(state_dir=tmp_path / "a"))
-    without = Pipeline(CoreSettings(state_dir=tmp_path / "b"), json_lane=False)
+def _placement(pipe: Pipeline) -> dict[str, tuple[str, str, str]]:
+    reg = pipe.registry
+    return {reg.devices.names[d]: reg.describe(d)[1:] for d in range(len(reg.devices))}
+
+
+def _both(tmp_path: Path, steps: list[list[tuple[str, bytes]]], **settings: Any
+          ) -> tuple[Pipeline, Pipeline]:
+    """The steps through a pipeline with the JSON lane and one without, compared step by
+    step (output and the registry's placement of every device)."""
+    with_lane = Pipeline(CoreSettings(state_dir=tmp_path / "lane", **settings))
+    without = Pipeline(CoreSettings(state_dir=tmp_path / "slow", **settings), json_lane=False)
     mid = 0
     for k, step in enumerate(steps):
         batch = []
@@ -127,10 +131,20 @@ def test_the_json_lane_gives_what_the_message_by_message_path_gives(
         now = NOW + 1000 * k
         a = with_lane.process(Received.from_messages(batch), now)
         b = without.process(Received.from_messages(batch), now)
-        assert _normalized(a) == _normalized(b)
+        assert _normalized(a) == _normalized(b), f"step {k}"
+        assert _placement(with_lane) == _placement(without), f"step {k}"
     assert with_lane.stats.as_dict() == without.stats.as_dict()
     with_lane.book.close()
     without.book.close()
+    return with_lane, without
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(steps=st.lists(st.lists(messages(), min_size=1, max_size=12), min_size=1, max_size=6))
+def test_the_json_lane_gives_what_the_message_by_message_path_gives(
+        tmp_path: Path, steps: list[list[tuple[str, bytes]]]) -> None:
+    _both(tmp_path, steps)
 
 
 def test_repeat_traffic_takes_the_lane(tmp_path: Path) -> None:
