@@ -26,8 +26,9 @@ from e2e.api import Pipeline, SeqSeries, StoredKeys
 from e2e.fleet import PER_MESSAGE, ROUND_MS, Fleet, Phase, line_protocol
 from e2e.procstat import cpu_seconds, peak_rss_kb, process_children
 from e2e.publishing import Offer, PublisherGroup
-from e2e.store import Tally, ingested_rows, tally, write_limit
+from e2e.store import ingested_rows, tally, write_limit
 from sensing.services import Mosquitto, VictoriaMetrics
+from sensing.testing.counting import Tally
 
 POLL_S = 0.2
 QUIET_S = 0.6

@@ -10,13 +10,13 @@ import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 import orjson
 
 from sensing.services import LOOPBACK, VictoriaMetrics
+from sensing.testing.counting import Tally
 
 LOOKBACK = "3d"
 """the readings of a run are at most a few hours old (ROUND_MS times the rounds)"""
@@ -51,24 +51,6 @@ def count_samples(store: VictoriaMetrics, selector: str) -> int:
     if not result:
         return 0
     return int(float(result[0]["value"][1]))
-
-
-@dataclass(frozen=True, slots=True)
-class Tally:
-    """What was sent against what the store holds, reading by reading."""
-
-    sent: int
-    stored: int
-    """distinct sent readings found"""
-    lost: int
-    stored_twice: int
-    """samples beyond one of a sent reading (the same seq at another time)"""
-    unexpected: int
-    """samples of readings nobody sent"""
-
-    @property
-    def exact(self) -> bool:
-        return self.stored == self.sent and not self.stored_twice and not self.unexpected
 
 
 def _export(store: VictoriaMetrics, selector: str) -> Iterator[dict[str, object]]:
