@@ -7,6 +7,7 @@ leaves behind (a device's owner, area and kind decide the tags of every later li
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Iterable
@@ -218,7 +219,7 @@ def test_a_snapshot_never_holds_readings_that_were_not_spooled(tmp_path: Path) -
     assert out.admitted[0].shape[0] == 1
     capture = core.journal.capture()  # the snapshot came due after this step
     core.stop_event.set()
-    core._commit([_Commit(messages, out), capture])
+    core._commit([_Commit(messages.acks(), out), capture])
     assert core._unspooled  # nothing acknowledged: the broker keeps the message
     core.journal.close(compact=False)  # as the core's stop does then
     core.spool.close()
@@ -337,6 +338,31 @@ def test_a_failed_commit_stops_the_stage_and_what_follows_it(tmp_path: Path) -> 
     with pytest.raises(RuntimeError, match="stopped"):
         stage.join()
     assert handled == [1]
+
+
+def test_the_commit_stage_holds_its_feeder_back_by_bytes() -> None:
+    """Items weighing more than the stage's bound together wait for the ones before them to be
+    handled: the steps between processing and the store never hold more than the bound (one
+    alone may, or a huge step would wait forever)."""
+    release = threading.Event()
+    handled: list[int] = []
+
+    def commit(items: list[int]) -> None:
+        release.wait(10)
+        handled.extend(items)
+
+    stage: Stage[int] = Stage("commit-test", commit, depth=32, max_bytes=100)
+    stage.start()
+    stage.put(1, 150)  # over the bound alone: taken
+    second = threading.Thread(target=stage.put, args=(2, 60))
+    second.start()
+    second.join(0.5)
+    assert second.is_alive() and stage.weight == 150  # waits for the first to be handled
+    release.set()
+    second.join(10)
+    assert not second.is_alive()
+    stage.join()
+    assert handled == [1, 2] and stage.weight == 0
 
 
 # -- the lane against the slow path: moves, takeovers and kind changes at random ------------

@@ -59,10 +59,13 @@ lookups = st.tuples(st.just("lookup"), st.lists(st.tuples(keys, names), max_size
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.integers(1, 9), st.integers(1, 40), st.lists(inserts | lookups, max_size=60))
+@given(st.integers(1, 9), st.integers(1, 40), st.sampled_from([2, 4, 1024]),
+       st.lists(inserts | lookups, max_size=60))
 def test_the_cache_answers_as_a_bounded_dict(max_entries: int, max_bytes: int,
+                                             initial_slots: int,
                                              ops: list[tuple]) -> None:  # type: ignore[type-arg]
-    cache = NameCache(max_entries, max_bytes)
+    """From a table of `initial_slots` (grown as entries come) or the whole one at once."""
+    cache = NameCache(max_entries, max_bytes, initial_slots)
     ref = Reference(max_entries, max_bytes)
     for op in ops:
         if op[0] == "insert":
@@ -115,6 +118,23 @@ def test_names_made_to_crowd_one_place_cost_a_bounded_search() -> None:
         i if i < namecache.MAX_PROBE else -1 for i in range(100)]
     assert cache.insert(6, b"elsewhere", 1) and cache.get(6, b"elsewhere") == 1
     assert cache.clears == 0
+
+
+def test_the_table_grows_with_its_entries_and_shrinks_when_cleared() -> None:
+    """Memory follows what is cached, not the bound: 30,000 devices of a 100,000 bound take
+    a table of 2^16 slots, not 2^18; every entry is found after each doubling."""
+    cache = NameCache(max_entries=100_000, max_bytes=1 << 24)
+    assert cache.slots == 1024 and cache.max_slots == 1 << 18
+    names = [f"dev-{i:06d}".encode() for i in range(30_000)]
+    for i, name in enumerate(names):
+        assert cache.insert(name_hash(name), name, i)
+    assert cache.slots == 1 << 16 and len(cache) == 30_000
+    buf = np.frombuffer(b"".join(names), np.uint8)
+    starts = np.arange(0, 10 * len(names), 10, dtype=np.int64)
+    keys = np.array([name_hash(n) for n in names], np.int64)
+    assert (cache.lookup(buf, keys, starts, starts + 10) == np.arange(30_000)).all()
+    cache.clear()
+    assert cache.slots == 1024 and len(cache) == 0
 
 
 def test_unsigned_keys_are_the_same_bits() -> None:

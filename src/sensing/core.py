@@ -28,7 +28,7 @@ import structlog
 
 from sensing.alerts.book import AlertBook
 from sensing.dedup.journal import Capture, DedupJournal
-from sensing.ingest.received import Received
+from sensing.ingest.received import Acks, Received
 from sensing.ingest.session import BulkSession, Delivery
 from sensing.pipeline import CoreStats, Pipeline, StepOutput, now_ms
 from sensing.redact import redact_url
@@ -51,7 +51,7 @@ log = structlog.get_logger("sensing.core")
 class _Commit:
     """What the commit thread makes durable for one step, then acknowledges."""
 
-    messages: Received
+    messages: Acks
     out: StepOutput
 
 
@@ -85,7 +85,8 @@ class StreamCore:
         """outbox entries published and waiting for the broker's PUBACK"""
         # deep enough that a store write stalling for a few hundred ms (VictoriaMetrics merging)
         # does not hold the step loop, and so the alerts, back
-        self.committer: Stage[_Commit | Capture] = Stage("commit", self._commit, depth=32)
+        self.committer: Stage[_Commit | Capture] = Stage(
+            "commit", self._commit, depth=32, max_bytes=settings.commit_max_bytes)
         self._capture_queued = False
 
     @property
@@ -149,7 +150,7 @@ class StreamCore:
         for topic, payload in out.publish:
             self.session.publish(topic, payload)
         if len(messages) or out.lines:
-            self.committer.put(_Commit(messages, out))
+            self.committer.put(_Commit(messages.acks(), out), sum(len(x) for x in out.lines))
         if self.journal.due and not self._capture_queued:
             # taken here, between two steps, and written after this step's record: the snapshot
             # holds exactly what the journal before it held

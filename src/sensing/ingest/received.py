@@ -37,6 +37,19 @@ _SPAN_COLUMNS = ("topic_start", "topic_end", "payload_start", "payload_end", "pa
 
 
 @dataclass(frozen=True, slots=True, eq=False)
+class Acks:
+    """What acknowledging a batch takes: its packet ids and QoS, and its connection. Kept
+    instead of the batch until it is stored, so the bytes it came in are freed at once."""
+
+    mid: np.ndarray
+    qos: np.ndarray
+    generation: int
+
+    def __len__(self) -> int:
+        return int(self.mid.shape[0])
+
+
+@dataclass(frozen=True, slots=True, eq=False)
 class Received:
     """The messages of one receive, all from one connection (`generation`)."""
 
@@ -61,6 +74,9 @@ class Received:
 
     def __len__(self) -> int:
         return int(self.topic_start.shape[0])
+
+    def acks(self) -> Acks:
+        return Acks(self.mid, self.qos, self.generation)
 
     def topic(self, i: int) -> str:
         """The topic of message `i` (MQTT topics are UTF-8; anything else is replaced, so a

@@ -39,7 +39,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from sensing.ingest import packets
 from sensing.ingest.frames import Control, FrameReader, ProtocolError
 from sensing.ingest.mqtt import MAX_OUTSTANDING, CoreSession
-from sensing.ingest.received import Received
+from sensing.ingest.received import Acks, Received
 from sensing.kernels.mqttframes import (
     CONNACK,
     PINGRESP,
@@ -309,7 +309,7 @@ class BulkSession:
                 self._wake()
         return Received.concat(parts) if parts else Received.empty(generation)
 
-    def ack(self, received: Received) -> None:
+    def ack(self, received: Received | Acks) -> None:
         """PUBACK the batch's QoS 1 messages, in one send; nothing if it came on an earlier
         connection (its packet ids may name other messages now)."""
         if not len(received):

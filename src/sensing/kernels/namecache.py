@@ -86,3 +86,26 @@ def lookup(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, keys: np.ndarr
         else:
             out[i] = EMPTY
     return found
+
+
+@njit_without_refcounts
+def rehash(old: np.ndarray, new: np.ndarray) -> int:
+    """Move every entry of `old` into the empty, larger `new` at its probe's place there;
+    returns how many would lie beyond MAX_PROBE slots of it and were left out."""
+    mask = new.shape[0] - 1
+    left_out = 0
+    for s in range(old.shape[0]):
+        if old[s, T_ID_1] == 0:
+            continue
+        slot = first_slot(old[s, T_KEY], mask)
+        placed = False
+        for _ in range(min(MAX_PROBE, new.shape[0])):
+            if new[slot, T_ID_1] == 0:
+                for c in range(ROW):
+                    new[slot, c] = old[s, c]
+                placed = True
+                break
+            slot = (slot + 1) & mask
+        if not placed:
+            left_out += 1
+    return left_out

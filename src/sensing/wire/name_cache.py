@@ -53,17 +53,22 @@ class NameCache:
     """(key, name bytes) -> id (0 .. 2^31 - 1), at most `max_entries` entries of at most
     `max_bytes` bytes of names in all. Inserting beyond either bound first clears the cache
     wholly (it only remembers what the slow path decided: a miss costs that path again).
-    Memory: up to 64 bytes per entry of `max_entries` (a 32-byte row per slot, at least half
-    of them free) and `max_bytes` for the names; the pages of both are zeros the system
-    provides as they are first written."""
+    Memory: a 32-byte row per slot, the table doubling from `initial_slots` so that at least
+    half of its slots stay free (under 128 bytes per entry), and the bytes of the names; the
+    names' room is `max_bytes` of zeros, whose pages the system provides as they are first
+    written."""
 
-    def __init__(self, max_entries: int = 1 << 18, max_bytes: int = 1 << 24) -> None:
+    def __init__(self, max_entries: int = 1 << 18, max_bytes: int = 1 << 24,
+                 initial_slots: int = 1 << 10) -> None:
         if not (0 < max_entries <= 1 << 30 and 0 < max_bytes <= 1 << 40):
             raise ValueError("max_entries must be in 1 .. 2^30, max_bytes in 1 .. 2^40")
+        if initial_slots < 2 or initial_slots & (initial_slots - 1):
+            raise ValueError("initial_slots must be a power of two, at least 2")
         self.max_entries = max_entries
         self.max_bytes = max_bytes
-        slots = 1 << (2 * max_entries - 1).bit_length()  # at least half of them stay free
-        self._table = np.zeros((slots, namecache.ROW), dtype=np.int64)
+        self.max_slots = 1 << (2 * max_entries - 1).bit_length()  # half of them stay free
+        self.initial_slots = min(initial_slots, self.max_slots)
+        self._table = np.zeros((self.initial_slots, namecache.ROW), dtype=np.int64)
         self._arena = np.zeros(max_bytes, dtype=np.uint8)
         self._entries = 0
         self._bytes = 0
@@ -120,6 +125,11 @@ class NameCache:
             self.clear()
             self.clears += 1
             slot, _ = self._find(key, name)
+        elif 2 * (self._entries + 1) > self._table.shape[0]:
+            self._grow()
+            slot, _ = self._find(key, name)
+            if slot == namecache.EMPTY:
+                return False
         raw = np.frombuffer(name, dtype=np.uint8)
         self._arena[self._bytes:self._bytes + len(name)] = raw
         self._table[slot] = (_signed64(int(key)), self._bytes << 16 | len(name), ident + 1,
@@ -128,11 +138,21 @@ class NameCache:
         self._bytes += len(name)
         return True
 
+    @property
+    def slots(self) -> int:
+        return int(self._table.shape[0])
+
     def clear(self) -> None:
         """Forget every entry."""
-        self._table = np.zeros(self._table.shape, dtype=np.int64)  # fresh pages, untouched
+        self._table = np.zeros((self.initial_slots, namecache.ROW), dtype=np.int64)
         self._entries = 0
         self._bytes = 0
+
+    def _grow(self) -> None:
+        bigger = np.zeros((2 * self._table.shape[0], namecache.ROW), dtype=np.int64)
+        # an entry that would now lie beyond its probe is forgotten (its bytes stay counted)
+        self._entries -= namecache.rehash(self._table, bigger)
+        self._table = bigger
 
     def _find(self, key: int | np.integer[Any], name: bytes) -> tuple[int, bool]:
         if not -(2**63) <= int(key) < 2**64:
