@@ -100,7 +100,7 @@ def test_every_code_is_snake_case_and_a_wire_error_carries_one() -> None:
     (snb([], version=1), "batch_empty"),
     (snb([("smoke-1", 1, NOW, {"a\nb": 1.0})]), "name_invalid"),
     (snb([("smoke-1", 1, NOW + MAX_FUTURE_MS + 1000, {"co_ppm": 1.0})]), "ts_out_of_range"),
-])
+], ids=lambda x: x if isinstance(x, str) else "payload")  # payloads hold the time
 def test_each_refusal_has_its_code(payload: bytes, code: str) -> None:
     assert code_of(payload) == code
 
