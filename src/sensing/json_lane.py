@@ -19,6 +19,7 @@ import numpy.typing as npt
 
 from sensing.kernels.columns import readings_allowed
 from sensing.kernels.names import spans_equal
+from sensing.packed_names import PackedNames
 from sensing.registry import Names, Registry
 from sensing.wire.batch import kept_values
 from sensing.wire.json_columns import JsonColumns, ScanStatus, name_hash, scan_json
@@ -89,8 +90,8 @@ class JsonLane:
         self.registry = registry
         self.devices = _Learned(registry.devices, MAX_DEVICES, MAX_DEVICE_ID)
         self.channels = _Learned(registry.channels, MAX_CHANNELS, MAX_CHANNEL_NAME)
-        self.gateways = _Packed(registry.gateways)
-        self.areas = _Packed(registry.areas)
+        self.gateways = PackedNames(registry.gateways.names)
+        self.areas = PackedNames(registry.areas.names)
         self.kinds = NameCache(64, 1024)
         for k, kind in enumerate(KINDS):
             self.kinds.insert(name_hash(kind.encode()), kind.encode(), k)
@@ -182,7 +183,7 @@ def _out_of_range(cols: JsonColumns, ts_max: int) -> npt.NDArray[np.bool_]:
     return bad
 
 
-def _own_name(packed: _Packed, data: npt.NDArray[np.uint8], start: npt.NDArray[np.int64],
+def _own_name(packed: PackedNames, data: npt.NDArray[np.uint8], start: npt.NDArray[np.int64],
               end: npt.NDArray[np.int64], owner: npt.NDArray[np.int32]) -> npt.NDArray[np.bool_]:
     """Readings that name no gateway (area), or the topic's own."""
     ok = np.empty(start.shape[0], dtype=np.bool_)
@@ -191,24 +192,6 @@ def _own_name(packed: _Packed, data: npt.NDArray[np.uint8], start: npt.NDArray[n
     else:
         ok.fill(True)
     return ok
-
-
-class _Packed:
-    """A registry name table packed into one array of bytes, kept up with it."""
-
-    def __init__(self, names: Names) -> None:
-        self.names = names
-        self.table = np.zeros(0, dtype=np.uint8)
-        self.offsets = np.zeros(1, dtype=np.int64)
-
-    def sync(self) -> None:
-        known = self.offsets.shape[0] - 1
-        if known == len(self.names):
-            return
-        new = [n.encode() for n in self.names.names[known:]]
-        ends = self.offsets[-1] + np.cumsum([len(b) for b in new], dtype=np.int64)
-        self.table = np.concatenate([self.table, np.frombuffer(b"".join(new), np.uint8)])
-        self.offsets = np.concatenate([self.offsets, ends])
 
 
 class _Learned:
