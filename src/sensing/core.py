@@ -39,7 +39,7 @@ from sensing.store.spool import Spool
 from sensing.store.writer import Rejected, StoreUnavailable, StoreWriter
 from sensing.warmup import warm_up
 from sensing.wire import topics
-from sensing.wire.confirm import stored_messages
+from sensing.wire.confirm_columns import stored_messages_columns
 from sensing.wire.errors import Code
 from sensing.wire.messages import DeadLetter
 
@@ -185,7 +185,7 @@ class StreamCore:
         lines = b"\n".join(x if isinstance(x, bytes) else x.encode()
                            for c in steps for x in c.out.lines if x)
         handled = [h for c in steps for h in c.out.handled]
-        confirms = stored_messages(handled) if handled else []
+        confirms = stored_messages_columns(handled) if handled else []
         stored = self._store_directly(lines)
         if not stored and not self._durably(
                 lambda: self.spool.add(lines, confirms, self.stop_event)):
