@@ -20,7 +20,11 @@ from sensing.kernels.confirmjson import SMALL_RUN, sort_by_key, sort_run
 from sensing.packed_names import PackedNames
 from sensing.wire import confirm
 from sensing.wire.confirm import StoredChunk, stored_messages
-from sensing.wire.confirm_columns import ConfirmFormatter, stored_messages_columns
+from sensing.wire.confirm_columns import (
+    ConfirmFormatter,
+    json_string,
+    stored_messages_columns,
+)
 from sensing.wire.limits import DEVICE_ID_PATTERN, MAX_DEVICE_ID
 
 pytestmark = pytest.mark.kernel
@@ -115,6 +119,22 @@ def test_any_name_orjson_writes_is_escaped_as_orjson_escapes_it(
     _, chunks = step
     with target_bytes(target) as fmt:
         same_as_reference(chunks, fmt)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(st.characters(max_codepoint=0x2100) | st.sampled_from(['"', "\\", "\x7f"]),
+               max_size=8))
+def test_json_string_is_orjson_dumps(name: str) -> None:
+    """The packed names' encoder writes what orjson writes, and fails where it fails."""
+    try:
+        expected: bytes | None = orjson.dumps(name)
+    except orjson.JSONEncodeError:
+        expected = None
+    try:
+        got: bytes | None = json_string(name)
+    except (orjson.JSONEncodeError, UnicodeEncodeError):
+        got = None
+    assert got == expected
 
 
 @settings(max_examples=50, deadline=None)

@@ -13,6 +13,7 @@ from sensing.ingest.session import warm_up as session_warm_up
 from sensing.pipeline import Pipeline
 from sensing.settings import CoreSettings
 from sensing.wire import BatchBuilder, binary, json_codec, topics
+from sensing.wire.confirm_columns import ConfirmFormatter
 from sensing.wire.kinds import KIND_CHANNELS
 
 T0 = 1_795_478_819_832
@@ -48,7 +49,9 @@ def warm_up() -> tuple[float, int]:
         try:
             pipe.process(messages, T0 + 60_000)
             # the gateway is known now: its next JSON message takes the JSON lane
-            pipe.process([Incoming(topic, json_payload(1), 2, 1, 0)], T0 + 61_000)
+            out = pipe.process([Incoming(topic, json_payload(1), 2, 1, 0)], T0 + 61_000)
+            # the commit thread's first confirmation must not wait for its kernel
+            ConfirmFormatter()(out.handled)
         finally:
             pipe.book.close()
     return time.perf_counter() - started, sum(pipe.stats.alerts.values())
