@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -62,3 +63,17 @@ def test_ack_without_a_broker_fails_clearly() -> None:
     out = sensing("ack", "abc", "--by", "op", "--mqtt-port", str(free_port()))
     assert out.returncode != 0
     assert "no broker" in out.stderr
+
+
+def test_the_core_process_has_glibc_give_big_freed_blocks_back(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """`sensing run` fixes glibc's mmap threshold, unless the operator set MALLOC_* himself."""
+    from sensing.process import give_freed_memory_back
+
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "2")
+    assert not give_freed_memory_back()
+    monkeypatch.delenv("MALLOC_ARENA_MAX")
+    for k in [k for k in os.environ if k.startswith("MALLOC_")]:
+        monkeypatch.delenv(k)
+    assert give_freed_memory_back()
+

@@ -98,8 +98,10 @@ def _security_options(sp: argparse.ArgumentParser) -> None:
 def _run(args: argparse.Namespace) -> int:
     from sensing.core import StreamCore
     from sensing.logs import configure
-    from sensing.process import stop_on_signals
+    from sensing.process import give_freed_memory_back, stop_on_signals
     from sensing.settings import CoreSettings, settings_error_text
+
+    give_freed_memory_back()
 
     overrides = {k: v for k, v in {
         "mqtt_host": args.mqtt_host, "mqtt_port": args.mqtt_port, "store_url": args.store_url,

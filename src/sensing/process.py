@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ctypes
+import os
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,3 +29,28 @@ def stop_on_signals(stop: threading.Event) -> Iterator[None]:
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
+
+
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+MMAP_THRESHOLD_BYTES = 256 << 10
+TRIM_THRESHOLD_BYTES = 1 << 20
+
+
+def give_freed_memory_back() -> bool:
+    """Have glibc return large freed blocks to the system (True if it was told so).
+
+    By default glibc raises its mmap threshold to the largest block freed, up to 32 MB: once
+    the core's state arrays have grown a few times, their successors come from the heap, and
+    the blocks they replaced stay resident behind whatever was allocated after them. A fixed
+    threshold maps every block over 256 kB on its own, unmapped when freed. Measured with
+    benchmarks/bench_e2e.py at 100,000 devices, one reading per message: peak RSS 473 MB ->
+    404 MB at the same throughput. An operator's MALLOC_* environment settings win."""
+    if any(k.startswith("MALLOC_") for k in os.environ) or not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None)
+        return bool(libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
+                    and libc.mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES))
+    except (OSError, AttributeError):  # not glibc (musl has no mallopt)
+        return False
