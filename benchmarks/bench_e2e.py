@@ -86,7 +86,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="a small run for tests: " + ", ".join(f"{k}={v}"
                                                                for k, v in QUICK.items()))
     ap.add_argument("--profile", type=Path, metavar="DIR",
-                    help="py-spy the core during each maximum-rate run: DIR/profile-<payload>")
+                    help="py-spy the core during each maximum-rate run (DIR/profile-<payload>) "
+                         "and paced run (DIR/profile-<payload>-paced)")
     ap.add_argument("--profile-format", choices=("flamegraph", "speedscope"),
                     default="flamegraph", help="flamegraph: .svg, speedscope: .json")
     ap.add_argument("--workdir", type=Path, help="keep the services' folders and logs here")

@@ -29,6 +29,10 @@ class Latency:
     p50_ms: float | None
     p99_ms: float | None
     max_ms: float | None
+    raised_p99_ms: float | None = None
+    """p99 of the alert's ts_raised - the alarm's publish: the part before the pipeline's step
+    raised it (publisher, broker, the pipeline's own queue and step); the rest is the way out
+    through the broker. None when the alerts carry no ts_raised (the peers' do not)"""
 
 
 class AlertListener:
@@ -77,23 +81,26 @@ class AlertListener:
         """Per alarm device, the first alert for it after `since`: its arrival - publish."""
         with self._lock:
             arrivals = self._arrivals[since:]
-        first: dict[str, float] = {}
+        first: dict[str, tuple[float, object]] = {}
         other = 0
         for at, payload in arrivals:
             try:
-                device = orjson.loads(payload).get("device")
+                doc = orjson.loads(payload)
+                device, raised = doc.get("device"), doc.get("ts_raised")
             except (orjson.JSONDecodeError, AttributeError):
-                device = None
+                device = raised = None
             if isinstance(device, str) and device in alarms:
-                first.setdefault(device, at)
+                first.setdefault(device, (at, raised))
             else:
                 other += 1
-        lat = np.array([first[d] * 1000 - alarms[d] for d in first], dtype=np.float64)
+        lat = np.array([at * 1000 - alarms[d] for d, (at, _) in first.items()], dtype=np.float64)
         if not lat.size:
             return Latency(len(alarms), 0, other, None, None, None)
         p50, p99 = np.percentile(lat, [50, 99])
+        raised = [r - alarms[d] for d, (_, r) in first.items() if isinstance(r, int)]
+        raised_p99 = float(np.percentile(raised, 99)) if len(raised) == len(first) else None
         return Latency(len(alarms), int(lat.size), other, float(p50), float(p99),
-                       float(lat.max()))
+                       float(lat.max()), raised_p99)
 
     def stop(self) -> None:
         self._client.disconnect()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -139,6 +140,13 @@ class _Probe:
                        cpu_seconds(self._pid(self.store), children))
 
 
+def _py_spy() -> str:
+    """The venv's py-spy (it is pinned in requirements.lock), even when the venv is not on
+    PATH."""
+    beside = Path(sys.executable).with_name("py-spy")
+    return str(beside) if beside.exists() else "py-spy"
+
+
 @contextlib.contextmanager
 def _profiling(pids: list[int], out: Path | None, fmt: str) -> Iterator[None]:
     if out is None or not pids:
@@ -146,7 +154,7 @@ def _profiling(pids: list[int], out: Path | None, fmt: str) -> Iterator[None]:
         return
     out.parent.mkdir(parents=True, exist_ok=True)
     proc = subprocess.Popen(
-        ["py-spy", "record", "--pid", str(pids[0]), "--output", str(out), "--format", fmt,
+        [_py_spy(), "record", "--pid", str(pids[0]), "--output", str(out), "--format", fmt,
          "--rate", "100", "--nonblocking"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     try:
@@ -259,19 +267,20 @@ def _max_rate(s: Settings, probe: _Probe, phase: Phase, progress: Progress,
 
 
 def _latency(s: Settings, probe: _Probe, listener: AlertListener, phase: Phase, rate: float,
-             progress: Progress) -> LatencyRun:
+             progress: Progress, profile: Path | None = None) -> LatencyRun:
     n = phase.n_readings
     group = PublisherGroup(phase, probe.broker.port, s.publishers, rate=rate)
     try:
         progress("latency: building payloads", 0, n)
         group.wait_ready()
         mark = listener.mark()
-        start = group.go()
-        while not group.poll_done():
-            time.sleep(POLL_S)
-            progress("latency", int(min(n, max(0.0, time.time() - start) * rate)), n)
-            if time.time() - start > 3 * s.latency_s + s.timeout_s:
-                break
+        with _profiling(probe.pipeline.pids(), profile, s.profile_format):
+            start = group.go()
+            while not group.poll_done():
+                time.sleep(POLL_S)
+                progress("latency", int(min(n, max(0.0, time.time() - start) * rate)), n)
+                if time.time() - start > 3 * s.latency_s + s.timeout_s:
+                    break
         offer = group.results(60)
     finally:
         group.close()
@@ -320,7 +329,8 @@ def measure(s: Settings, pipeline: Pipeline, payload: str, workdir: Path,
                 readings = int(min(MAX_LATENCY_READINGS,
                                    max(rate * s.latency_s, PER_MESSAGE[payload])))
                 phase = Phase(fleet, payload, readings, 1 + max_rounds, t0, alarms=s.alarms)
-                result.latency = _latency(s, probe, listener, phase, rate, progress)
+                paced = profile.with_stem(f"{profile.stem}-paced") if profile else None
+                result.latency = _latency(s, probe, listener, phase, rate, progress, paced)
             probe.sample()
             result.peak_rss_kb = probe.peak_kb
         finally:

@@ -83,10 +83,11 @@ class StreamCore:
         """the window admitted readings that never reached the spool (a stop while full)"""
         self._outbox: list[tuple[int, list[Delivery]]] = []
         """outbox entries published and waiting for the broker's PUBACK"""
-        # deep enough that a store write stalling for a few hundred ms (VictoriaMetrics merging)
-        # does not hold the step loop, and so the alerts, back
+        # deep enough that a store write stalling for a second (VictoriaMetrics merging) does
+        # not hold the step loop, and so the alerts, back: at 100 small steps a second; bounded
+        # by the bytes of their lines
         self.committer: Stage[_Commit | Capture] = Stage(
-            "commit", self._commit, depth=32, max_bytes=settings.commit_max_bytes)
+            "commit", self._commit, depth=1024, max_bytes=settings.commit_max_bytes)
         self._capture_queued = False
 
     @property
