@@ -108,6 +108,11 @@ class _Step:
     alerts: list[Alert] = field(default_factory=list)
 
 
+_COPY_BYTES_PER_MESSAGE = 1024
+"""below this many bytes per message a step's buffer is copied whole to cut topics from
+(a bytes() of a slice of a view costs about 0.1 µs more per topic; a copy, 0.08 ns a byte)"""
+
+
 @dataclass(frozen=True, slots=True)
 class StepOutput:
     lines: list[str | bytes]
@@ -217,10 +222,15 @@ class Pipeline:
         opener = np.zeros(len(received), np.uint8)
         opener[held] = data[start[held]]
         json_like = ((opener == _OBJECT) | (opener == _ARRAY)).tolist()
-        raw = received.buf if isinstance(received.buf, bytes) else received.buf.tobytes()
+        buf = received.buf
+        # topics cut from one copy of the step while messages are small; from a view when
+        # they are large (copying megabytes of arrays costs more than a bytes() per topic)
+        raw = buf if isinstance(buf, bytes) else (
+            buf.tobytes() if buf.nbytes <= _COPY_BYTES_PER_MESSAGE * len(received)
+            else memoryview(buf.data))
         for i, a, b in zip(range(len(received)), received.topic_start.tolist(),
                            received.topic_end.tolist(), strict=True):
-            route = routes.get(raw[a:b]) if json_like[i] else None
+            route = routes.get(bytes(raw[a:b])) if json_like[i] else None
             if route is not None:
                 fast.append(i)
                 fast_route.append(route)
