@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -363,6 +364,41 @@ def test_the_commit_stage_holds_its_feeder_back_by_bytes() -> None:
     assert not second.is_alive()
     stage.join()
     assert handled == [1, 2] and stage.weight == 0
+
+
+def _held_bytes(commit: _Commit) -> int:
+    """What a step waiting for the commit thread holds: its lines, the messages it published
+    (dead letters carry the base64 of the raw payload) and its readings' columns."""
+    out = commit.out
+    arrays = [*out.admitted, *(a for chunk in out.handled for a in chunk[3:])]
+    return (sum(len(x) for x in out.lines)
+            + sum(len(p) for _, p in out.publish + out.announce)
+            + sum(np.asarray(a).nbytes for a in arrays))
+
+
+def test_a_step_waiting_for_the_store_weighs_what_it_holds(tmp_path: Path) -> None:
+    """1,024 steps may wait for a stalled store: each must be held back by what it holds, not
+    only by its lines. Garbage (a dead letter each, ~88 kB of base64 per message) and replayed
+    duplicates (no line, but the readings to confirm) made steps that weighed nothing: at 4 MiB
+    a step, gigabytes waiting for one slow store write."""
+    core = StreamCore(CoreSettings(state_dir=tmp_path, store_url="http://127.0.0.1:9"))
+    try:
+        readings = [_reading(f"smoke-{i}", 1) for i in range(300)]
+        topic, payload = _message("a1", "gw-1", readings)
+        garbage = [Incoming(topic, b"{" + b"x" * 60_000, i, 1, 0) for i in range(1, 5)]
+        for batch in ([Incoming(topic, payload, 9, 1, 0)], garbage,
+                      [Incoming(topic, payload, 10, 1, 0)]):  # lines, dead letters, duplicates
+            core.step(Received.from_messages(batch))
+        queued = list(core.committer._queue.queue)
+        assert len(queued) == 3
+        assert core.pipeline.stats.duplicates_dropped == 300
+        for item, weight in queued:
+            assert isinstance(item, _Commit)
+            assert _held_bytes(item) <= weight
+    finally:
+        core.journal.close(compact=False)
+        core.spool.close()
+        core.pipeline.book.close()
 
 
 # -- the lane against the slow path: moves, takeovers and kind changes at random ------------

@@ -15,6 +15,7 @@ and the drain; bounded queues between them hold the broker back when one falls b
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import sqlite3
 import threading
@@ -151,7 +152,10 @@ class StreamCore:
         for topic, payload in out.publish:
             self.session.publish(topic, payload)
         if len(messages) or out.lines:
-            self.committer.put(_Commit(messages.acks(), out), sum(len(x) for x in out.lines))
+            # published already (the session keeps its own copy until the broker's PUBACK):
+            # a step waiting for the store keeps only what the commit needs, and weighs it
+            kept = dataclasses.replace(out, publish=[], announce=[])
+            self.committer.put(_Commit(messages.acks(), kept), _held_bytes(kept))
         if self.journal.due and not self._capture_queued:
             # taken here, between two steps, and written after this step's record: the snapshot
             # holds exactly what the journal before it held
@@ -276,6 +280,13 @@ class StreamCore:
         doc = {"ts": now_ms(), **self.stats.as_dict(), "spooled": self.spool.entries,
                "spooled_bytes": self.spool.size_bytes}
         self.session.publish(topics.CORE_STATS_TOPIC, orjson.dumps(doc), retain=True)
+
+
+def _held_bytes(out: StepOutput) -> int:
+    """What a step waiting for the commit thread holds: its lines and its readings' columns
+    (a step of duplicates has no line, but each of its readings is confirmed)."""
+    arrays = [*out.admitted, *(a for chunk in out.handled for a in chunk[3:])]
+    return sum(len(x) for x in out.lines) + sum(np.asarray(a).nbytes for a in arrays)
 
 
 def _line_origin(line: bytes) -> tuple[str, str]:

@@ -70,8 +70,8 @@ class CoreSettings(BaseSettings):
     alerts are built whole in memory, and a hostile ~1 MB message can become ~45 MB of lines
     (long names, many readings), so steps are bounded by bytes as well as by messages"""
     commit_max_bytes: int = Field(24 << 20, gt=0)
-    """line protocol of the steps processed and not yet stored and acknowledged, at most (one
-    step alone may be more): a second of a busy stream, enough to ride out the store's pauses
+    """line protocol (and readings' columns, for their confirmations) of the steps processed
+    and not yet stored and acknowledged, at most (one step alone may be more): a second of a busy stream, enough to ride out the store's pauses
     while holding the core's memory down; beyond it the step loop waits"""
     state_dir: Path = Path(".run/core")
     spool_max_bytes: int = Field(1 << 30, gt=0)
