@@ -366,6 +366,37 @@ def test_the_commit_stage_holds_its_feeder_back_by_bytes() -> None:
     assert handled == [1, 2] and stage.weight == 0
 
 
+def test_a_put_waiting_on_weight_learns_that_the_stage_failed() -> None:
+    """The commit fails while the step loop waits for room by bytes: the put raises instead
+    of waiting forever for weight that is never handled, and join raises too."""
+    release = threading.Event()
+
+    def commit(items: list[int]) -> None:
+        release.wait(10)
+        raise OSError("disk gone")
+
+    stage: Stage[int] = Stage("commit-test", commit, depth=32, max_bytes=100)
+    stage.start()
+    stage.put(1, 90)
+    errors: list[BaseException] = []
+
+    def put_heavy() -> None:
+        try:
+            stage.put(2, 50)
+        except RuntimeError as exc:
+            errors.append(exc)
+
+    waiting = threading.Thread(target=put_heavy)
+    waiting.start()
+    waiting.join(0.3)
+    assert waiting.is_alive()
+    release.set()
+    waiting.join(10)
+    assert not waiting.is_alive() and len(errors) == 1
+    with pytest.raises(RuntimeError, match="stopped"):
+        stage.join()
+
+
 def _held_bytes(commit: _Commit) -> int:
     """What a step waiting for the commit thread holds: its lines, the messages it published
     (dead letters carry the base64 of the raw payload) and its readings' columns."""

@@ -137,6 +137,35 @@ def test_the_table_grows_with_its_entries_and_shrinks_when_cleared() -> None:
     assert cache.slots == 1024 and len(cache) == 0
 
 
+def _keys_starting_at(slot: int, mask: int, count: int, start: int = 1) -> list[int]:
+    keys, k = [], start
+    while len(keys) < count:
+        if namecache.first_slot(k, mask) == slot:
+            keys.append(k)
+        k += 1
+    return keys
+
+
+def test_a_full_crowd_at_the_edge_of_a_doubling_is_kept_whole() -> None:
+    """MAX_PROBE keys that start at one slot of the first table (and wrap past its end), then
+    enough others to double it: every entry is still found after the rehash, with its id,
+    and nothing was forgotten."""
+    cache = NameCache(max_entries=4096, max_bytes=1 << 16, initial_slots=256)
+    crowd = _keys_starting_at(250, 255, namecache.MAX_PROBE)  # slots 250 .. 255, 0 .. 57
+    near = _keys_starting_at(0, 255, 8, start=crowd[-1] + 1)  # pushed out past the crowd
+    others = [k for k in range(10**6, 10**6 + 400) if namecache.first_slot(k, 255) > 70]
+    names = {k: b"n%d" % k for k in crowd + near + others}
+    assert all(cache.insert(k, names[k], i) for i, k in enumerate(crowd))
+    placed = [k for k in near if cache.insert(k, names[k], k)]
+    assert len(placed) == 6  # slots 58 .. 63: the rest lie beyond MAX_PROBE of slot 0
+    for i, k in enumerate(others):
+        assert cache.insert(k, names[k], 10_000 + i)
+    assert cache.slots >= 1024 and len(cache) == len(crowd) + len(placed) + len(others)
+    assert [cache.get(k, names[k]) for k in crowd] == list(range(len(crowd)))
+    assert [cache.get(k, names[k]) for k in placed] == placed
+    assert [cache.get(k, names[k]) for k in others] == [10_000 + i for i in range(len(others))]
+
+
 def test_unsigned_keys_are_the_same_bits() -> None:
     cache = NameCache(8, 64)
     cache.insert(np.uint64(2**64 - 2), b"x", 3)
