@@ -238,3 +238,33 @@ def test_a_failing_lane_leaves_its_messages_to_the_slow_path(
     assert pipe.stats.readings_stored == 10 and out.admitted[0].shape[0] == 5
     assert not [t for t, _ in out.messages if t.startswith("sensing/v1/deadletter/")]
     pipe.book.close()
+
+
+def test_names_crowded_out_of_a_small_cache_are_learned_once_it_grows() -> None:
+    """Device ids made to share one probe start of the cache's first 1,024 slots: the ones
+    past MAX_PROBE are refused while the table is small, and learned once it has doubled
+    (else those devices would take the slow path for good)."""
+    from sensing.json_lane import _Learned
+    from sensing.kernels.namecache import MAX_PROBE, first_slot
+    from sensing.registry import Names
+    from sensing.wire.json_columns import name_hash
+
+    crowd: list[str] = []
+    k = 0
+    while len(crowd) < MAX_PROBE + 8:
+        name = f"crowd-{k}"
+        if first_slot(name_hash(name.encode()), 1023) == 7:
+            crowd.append(name)
+        k += 1
+    names = Names()
+    learned = _Learned(names, 100_000, 64)
+    for name in crowd:
+        names.intern(name)
+    learned.sync()
+    assert learned.cache.slots == 1024 and learned.refused  # crowded out for now
+    for i in range(600):  # the table doubles past 512 entries
+        names.intern(f"other-{i}")
+    learned.sync()
+    assert learned.cache.slots == 2048 and not learned.refused
+    assert [learned.cache.get(name_hash(n.encode()), n.encode()) for n in crowd] == [
+        names.index[n] for n in crowd]

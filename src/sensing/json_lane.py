@@ -203,13 +203,26 @@ class _Learned:
         self.known = 0
         """names of the table in the cache"""
         self._clears = 0
+        self.refused: list[int] = []
+        """names the cache refused (crowded out of their probe): tried again once it grew"""
+        self._refused_at = 0
+        """the cache's slots when the refused names were last tried"""
 
     def sync(self) -> None:
         if self.cache.clears != self._clears:  # cannot happen within the bounds; if it did,
             self._clears = self.cache.clears  # learning all again restores it
             self.known = 0
+            self.refused = []
         table = self.names.names
         for i in range(self.known, len(table)):
-            raw = table[i].encode()
-            self.cache.insert(name_hash(raw), raw, i)
+            if not self._learn(table, i):
+                self.refused.append(i)
         self.known = len(table)
+        if self.refused and self.cache.slots != self._refused_at:
+            # names made to crowd one place of a small table may fit the doubled one
+            self._refused_at = self.cache.slots
+            self.refused = [i for i in self.refused if not self._learn(table, i)]
+
+    def _learn(self, table: list[str], i: int) -> bool:
+        raw = table[i].encode()
+        return self.cache.insert(name_hash(raw), raw, i)
