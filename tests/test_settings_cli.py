@@ -73,6 +73,9 @@ def test_the_core_process_has_glibc_give_big_freed_blocks_back(
     monkeypatch.setenv("MALLOC_ARENA_MAX", "2")
     assert not give_freed_memory_back()
     monkeypatch.delenv("MALLOC_ARENA_MAX")
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.mmap_threshold=65536")
+    assert not give_freed_memory_back()
+    monkeypatch.delenv("GLIBC_TUNABLES")
     for k in [k for k in os.environ if k.startswith("MALLOC_")]:
         monkeypatch.delenv(k)
     assert give_freed_memory_back()

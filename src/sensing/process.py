@@ -45,8 +45,11 @@ def give_freed_memory_back() -> bool:
     the blocks they replaced stay resident behind whatever was allocated after them. A fixed
     threshold maps every block over 256 kB on its own, unmapped when freed. Measured with
     benchmarks/bench_e2e.py at 100,000 devices, one reading per message: peak RSS 473 MB ->
-    404 MB at the same throughput. An operator's MALLOC_* environment settings win."""
-    if any(k.startswith("MALLOC_") for k in os.environ) or not sys.platform.startswith("linux"):
+    404 MB at the same throughput. An operator's MALLOC_* or GLIBC_TUNABLES malloc settings
+    win."""
+    if (any(k.startswith("MALLOC_") for k in os.environ)
+            or "glibc.malloc" in os.environ.get("GLIBC_TUNABLES", "")
+            or not sys.platform.startswith("linux")):
         return False
     try:
         libc = ctypes.CDLL(None)

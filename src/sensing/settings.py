@@ -71,8 +71,9 @@ class CoreSettings(BaseSettings):
     (long names, many readings), so steps are bounded by bytes as well as by messages"""
     commit_max_bytes: int = Field(24 << 20, gt=0)
     """line protocol (and readings' columns, for their confirmations) of the steps processed
-    and not yet stored and acknowledged, at most (one step alone may be more): a second of a busy stream, enough to ride out the store's pauses
-    while holding the core's memory down; beyond it the step loop waits"""
+    and not yet stored and acknowledged, at most (one step alone may be more): a second of a
+    busy stream, enough to ride out the store's pauses while holding the core's memory down;
+    beyond it the step loop waits"""
     state_dir: Path = Path(".run/core")
     spool_max_bytes: int = Field(1 << 30, gt=0)
     """line protocol waiting for the store on the core's disk, at most; when full, the core
