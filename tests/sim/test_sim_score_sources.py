@@ -366,7 +366,7 @@ def test_listen_and_store_against_the_real_core(
             assert wait_until(lambda: heard_file.exists()
                               and len(heard_file.read_bytes().splitlines()) >= 6, 10)
             listener.send_signal(signal.SIGINT)  # stop listening and score what was heard
-            out, err = listener.communicate(timeout=60)
+            out, err = listener.communicate(timeout=15)
         finally:
             if listener.poll() is None:
                 listener.kill()

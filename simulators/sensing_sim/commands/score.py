@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 import orjson
 from rich.console import Console
 
+from sensing.process import stop_on_signals
 from sensing.wire import topics
 from sensing_sim.commands.common import (
     EXIT_OK,
@@ -214,7 +216,11 @@ def _listen(args: argparse.Namespace, err: Console) -> tuple[Run, Messages]:
                   f"and {topics.DEADLETTER_FILTER} {until} (Ctrl-C stops early)", markup=False,
                   soft_wrap=True)
 
-    heard = listen(host, port, when.deadline, save=args.save, on_ready=ready)
+    # SIGINT and SIGTERM stop it early even when it was started with SIGINT ignored (as a
+    # shell's background job is: Python then installs no KeyboardInterrupt)
+    stop = threading.Event()
+    with stop_on_signals(stop):
+        heard = listen(host, port, when.deadline, save=args.save, on_ready=ready, stop=stop)
     run = when.load()
     if run is None:
         raise FileNotFoundError(f"no labels file {args.labels}")
