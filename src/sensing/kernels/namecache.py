@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from sensing.kernels.jit import njit_without_refcounts
+from sensing.kernels.memory import PREFETCH_AHEAD, prefetch
 from sensing.kernels.spans import at
 
 EMPTY = -1
@@ -78,7 +79,11 @@ def lookup(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, keys: np.ndarr
     """out[i] = the id of (keys[i], buf[starts[i]:ends[i]]), EMPTY if the table has none
     (spans checked by the caller to lie in buf); returns how many were found."""
     found = 0
-    for i in range(starts.shape[0]):
+    n = starts.shape[0]
+    mask = table.shape[0] - 1
+    for i in range(n):
+        if i + PREFETCH_AHEAD < n:  # the row a later name starts at, while this one is probed
+            prefetch(table, first_slot(keys[i + PREFETCH_AHEAD], mask), 0)
         slot, hit = find_slot(buf, starts[i], ends[i], keys[i], table, arena)
         if hit:
             out[i] = table[slot, T_ID_1] - 1
