@@ -86,7 +86,7 @@ class StreamCore:
         """outbox entries published and waiting for the broker's PUBACK"""
         # deep enough that a store write stalling for a second (VictoriaMetrics merging) does
         # not hold the step loop, and so the alerts, back: at 100 small steps a second; bounded
-        # by the bytes of their lines
+        # by what the steps hold (commit_max_bytes)
         self.committer: Stage[_Commit | Capture] = Stage(
             "commit", self._commit, depth=1024, max_bytes=settings.commit_max_bytes)
         self._capture_queued = False
