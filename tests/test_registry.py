@@ -70,3 +70,25 @@ def test_devices_follow_the_gateway_area_and_kind_they_last_reported(
                 order.append(device)
         assert dev.tolist() == [order.index(d) for d, _ in TABLES[t]]
         assert {reg.describe(d)[0]: reg.describe(d)[1:] for d in range(len(order))} == last
+
+
+def test_a_hundred_gateways_tables_of_a_thousand_devices_stay_remembered() -> None:
+    """100 gateways sending SNB batches of their 1,000 devices, round after round: every
+    table is remembered (a dict hit per batch), not resolved name by name again. Counted at
+    80 bytes per kind of each row, the tables overflowed the 16 MB bound and the cache
+    started afresh every ~90 tables: every batch paid for its names again."""
+    registry = Registry()
+    payloads = []
+    for g in range(100):
+        b = BatchBuilder()
+        for d in range(1000):
+            b.add(f"dev-{g:03d}-{d:04d}", ("smoke", "manhole", "wearable")[d % 3], 0, 1,
+                  1_795_000_000_000, {"battery_v": 3.0}, 0.9)
+        payloads.append(binary.encode(b.build()))
+    for _ in range(2):
+        for g, payload in enumerate(payloads):
+            batch = binary.decode(payload)
+            assert len({id(k) for k in batch.kinds}) == 3  # one shared str per kind
+            registry.intern_batch(batch, f"gw-{g}", "a1")
+    assert len(registry._tables) == 100
+    assert registry._tables.bytes <= registry._tables.max_bytes

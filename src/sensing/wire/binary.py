@@ -12,6 +12,7 @@ import numpy as np
 
 from sensing.wire.batch import ReadingBatch
 from sensing.wire.errors import Code, WireError
+from sensing.wire.kinds import KINDS
 from sensing.wire.limits import (
     MAX_CHANNELS_PER_MESSAGE,
     MAX_DEVICES_PER_MESSAGE,
@@ -32,7 +33,7 @@ from sensing.wire.snb1 import (
     is_batch,
     with_checksum,
 )
-from sensing.wire.table_cache import NAME_OVERHEAD
+from sensing.wire.table_cache import names_bytes
 
 _NATIVE = {
     "ts": np.int64,
@@ -100,7 +101,7 @@ def _parse_tables_slowly(tables: bytes, n_dev: int, n_chan: int) -> Tables:
     channels, pos = _unpack_names(tables, pos, n_chan, "channel")
     if any(tables[pos:]):
         raise WireError("SNB table padding is not zero", Code.BATCH_MALFORMED)
-    return tuple(devices), tuple(kinds), tuple(channels)
+    return tuple(devices), _shared_kinds(kinds), tuple(channels)
 
 
 def _entry_starts_in_bulk(table: np.ndarray, count: int) -> np.ndarray | None:
@@ -154,8 +155,17 @@ def _parse_tables(tables: bytes, n_dev: int, n_chan: int) -> Tables:
         names = raw.tobytes().decode().split("\0")
     except UnicodeDecodeError:
         return _parse_tables_slowly(tables, n_dev, n_chan)
-    return (tuple(names[1 : 2 * n_dev : 2]), tuple(names[2 : 2 * n_dev + 1 : 2]),
+    return (tuple(names[1 : 2 * n_dev : 2]), _shared_kinds(names[2 : 2 * n_dev + 1 : 2]),
             tuple(names[2 * n_dev + 1 :]))
+
+
+_KIND_NAMES = {k: k for k in KINDS}
+
+
+def _shared_kinds(kinds: list[str]) -> tuple[str, ...]:
+    """The kinds column with each known kind as one shared str: a table of 1,000 devices holds
+    three kind objects, not 1,000 (and the caches that keep it count it so)."""
+    return tuple(map(_KIND_NAMES.get, kinds, kinds))
 
 
 class _TableCache:
@@ -196,8 +206,8 @@ class _TableCache:
 
 
 def _cost(raw: bytes, names: Tables) -> int:
-    """Bytes a cached table holds, at most: its raw bytes, then each name as a str object."""
-    return 2 * len(raw) + NAME_OVERHEAD * (len(names[0]) + len(names[1]) + len(names[2]))
+    """Bytes a cached table holds, at most: its raw bytes, then its names."""
+    return 2 * len(raw) + names_bytes(*names)
 
 
 _TABLES = _TableCache()

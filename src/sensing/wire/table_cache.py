@@ -19,10 +19,17 @@ V = TypeVar("V")
 Key = tuple[tuple[str, ...], ...]
 
 
+SLOT_BYTES = 8
+"""a tuple's slot for one name"""
+
+
 def names_bytes(*tables: tuple[str, ...]) -> int:
-    """An upper estimate of the memory that these tuples of names hold (a pass over their
-    lengths in C; only when a table is first remembered)."""
-    return sum(TABLE_OVERHEAD + NAME_OVERHEAD * len(t) + sum(map(len, t)) for t in tables)
+    """An upper estimate of the memory that these tuples of names hold: a slot per name, each
+    distinct str object once (a kind in every row of a table is one shared object, not a
+    thousand), their characters (passes in C; only when a table is first remembered)."""
+    return sum(TABLE_OVERHEAD + SLOT_BYTES * len(t)
+               + (NAME_OVERHEAD - SLOT_BYTES) * len(set(map(id, t))) + sum(map(len, t))
+               for t in tables)
 
 
 class ByIdentity(Generic[V]):
