@@ -227,7 +227,7 @@ class Pipeline:
         # they are large (copying megabytes of arrays costs more than a bytes() per topic)
         raw = buf if isinstance(buf, bytes) else (
             buf.tobytes() if buf.nbytes <= _COPY_BYTES_PER_MESSAGE * len(received)
-            else memoryview(buf.data))
+            else buf.data)
         for i, a, b in zip(range(len(received)), received.topic_start.tolist(),
                            received.topic_end.tolist(), strict=True):
             route = routes.get(bytes(raw[a:b])) if json_like[i] else None

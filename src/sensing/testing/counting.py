@@ -58,11 +58,6 @@ class Tally:
     unexpected: int
     """samples of readings nobody sent (corrupted copies, wrong names)"""
 
-    @property
-    def exact(self) -> bool:
-        """Every reading sent is stored once, and nothing else."""
-        return self.stored == self.sent and not self.stored_twice and not self.unexpected
-
     @classmethod
     def of(cls, expected: set[ReadingKey], stored: Counter[ReadingKey]) -> Tally:
         found = sum(1 for k in expected if stored.get(k, 0) > 0)
