@@ -157,3 +157,22 @@ def test_a_crash_between_the_store_and_the_journal_stores_nothing_twice(
         pipe.book.close()
     writer.close()
     assert store.settled_count('reading_temp_c{gateway="gw-crash"}', 100) == 100
+
+
+def test_steps_committed_together_are_stored_in_bounded_requests(
+    broker: Mosquitto, store: VictoriaMetrics, tmp_path: Path
+) -> None:
+    """A one-byte request size makes every step's block of lines a request of its own: all
+    of them are stored, once, and the writer counts each line once."""
+    pub = publisher(broker)
+    with running_core(broker, store, tmp_path / "core", store_request_bytes=1,
+                      batch_max_messages=5) as core:
+        rtopic = topics.readings_topic("area-1", "gw-1")
+        for i in range(60):
+            publish(pub, rtopic, orjson.dumps(
+                reading("smoke-r", "smoke", i, NOW + i * 1000, obscuration=0.1, temp_c=21.0)))
+        assert wait_until(lambda: core.stats.readings_stored == 60)
+        assert core.direct.points_written == 60
+        assert core.direct.failures == 0
+    assert store.settled_count('reading_seq{device="smoke-r"}', 60) == 60
+    pub.disconnect()

@@ -25,7 +25,7 @@ from pathlib import Path
 from e2e.alerts import AlertListener, Latency
 from e2e.api import Pipeline, SeqSeries, StoredKeys
 from e2e.fleet import PER_MESSAGE, ROUND_MS, Fleet, Phase, line_protocol
-from e2e.procstat import cpu_seconds, peak_rss_kb, process_children
+from e2e.procstat import cpu_seconds, current_rss_kb, peak_rss_kb, process_children
 from e2e.publishing import Offer, PublisherGroup
 from e2e.store import ingested_rows, tally, write_limit
 from sensing.services import Mosquitto, VictoriaMetrics
@@ -110,6 +110,9 @@ class Result:
     max_rate: MaxRate | None = None
     latency: LatencyRun | None = None
     peak_rss_kb: int = 0
+    start_rss_kb: int = 0
+    """the pipeline's resident set once started, before its first reading: its runtime
+    (interpreter, libraries, for the core numba's LLVM and the loaded kernels)"""
     skipped: str = ""
     error: str = ""
 
@@ -315,6 +318,7 @@ def measure(s: Settings, pipeline: Pipeline, payload: str, workdir: Path,
         try:
             progress(f"starting {pipeline.name}", 0, 1)
             pipeline.start(broker.port, store.url, workdir)
+            result.start_rss_kb = current_rss_kb(pipeline.pids())
             probe = _Probe(pipeline, broker, store)
             _offer(s, probe, Phase(fleet, warm_payload, fleet.devices, 0, t0), "warm-up",
                    progress)

@@ -61,3 +61,8 @@ def cpu_seconds(pids: list[int], children: dict[int, list[int]] | None = None) -
 def peak_rss_kb(pids: list[int]) -> int:
     """The sum of the peak resident sets (VmHWM) of each process and its descendants."""
     return sum(memory_kb(pid) for pid in descendants(pids))
+
+
+def current_rss_kb(pids: list[int]) -> int:
+    """The sum of the resident sets now (VmRSS) of each process and its descendants."""
+    return sum(memory_kb(pid, "VmRSS") for pid in descendants(pids))

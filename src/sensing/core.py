@@ -20,7 +20,7 @@ import gc
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -187,13 +187,13 @@ class StreamCore:
     def _commit_steps(self, steps: list[_Commit]) -> None:
         if not steps or self._unspooled:
             return  # a step before these never reached the spool: none after it is acked
-        lines = b"\n".join(x if isinstance(x, bytes) else x.encode()
-                           for c in steps for x in c.out.lines if x)
+        blocks = [x if isinstance(x, bytes) else x.encode()
+                  for c in steps for x in c.out.lines if x]
         handled = [h for c in steps for h in c.out.handled]
         confirms = stored_messages_columns(handled) if handled else []
-        stored = self._store_directly(lines)
+        stored = self._store_directly(blocks)
         if not stored and not self._durably(
-                lambda: self.spool.add(lines, confirms, self.stop_event)):
+                lambda: self.spool.add(b"\n".join(blocks), confirms, self.stop_event)):
             # stopping with a full spool (or disk): unacknowledged, the broker keeps them; the
             # window admitted them, so it must not be saved as it is
             self._unspooled = True
@@ -208,21 +208,22 @@ class StreamCore:
             for topic, payload in confirms:
                 self._publish_quietly(topic, payload)
 
-    def _store_directly(self, lines: bytes) -> bool:
-        """Write the lines to the store at once if it is taking writes and nothing waits in
-        the spool (whose order the drain keeps): one request, no copy on the core's disk.
-        False (the caller spools them) at the first sign of an outage."""
+    def _store_directly(self, blocks: list[bytes]) -> bool:
+        """Write the steps' blocks of lines to the store at once if it is taking writes and
+        nothing waits in the spool (whose order the drain keeps): no copy on the core's disk,
+        in requests of about `store_request_bytes` (the steps waiting may hold far more; one
+        joined copy of them all was the largest transient at the maximum rate). False (the
+        caller spools them all: lines stored twice are one sample) at the first outage."""
         if self.spool.entries:
             return False
-        if not lines:
-            return True  # nothing to store (duplicates only): confirmed at once
         try:
-            rejected = self.direct.write(lines, self.stop_event, retry=False)
+            for request in _requests(blocks, self.settings.store_request_bytes):
+                rejected = self.direct.write(request, self.stop_event, retry=False)
+                if rejected:
+                    self._dead_letter_rejected(rejected)
         except StoreUnavailable:
             log.info("store not taking writes; spooling until it drains")
             return False
-        if rejected:
-            self._dead_letter_rejected(rejected)
         return True
 
     def _journal(self, admitted: tuple[np.ndarray, np.ndarray, np.ndarray]) -> bool:
@@ -280,6 +281,20 @@ class StreamCore:
         doc = {"ts": now_ms(), **self.stats.as_dict(), "spooled": self.spool.entries,
                "spooled_bytes": self.spool.size_bytes}
         self.session.publish(topics.CORE_STATS_TOPIC, orjson.dumps(doc), retain=True)
+
+
+def _requests(blocks: list[bytes], size: int) -> Iterator[list[bytes]]:
+    """Consecutive runs of `blocks` of about `size` bytes (a larger block is a run alone)."""
+    run: list[bytes] = []
+    held = 0
+    for block in blocks:
+        if run and held + len(block) > size:
+            yield run
+            run, held = [], 0
+        run.append(block)
+        held += len(block)
+    if run:
+        yield run
 
 
 def _held_bytes(out: StepOutput) -> int:

@@ -74,6 +74,9 @@ class CoreSettings(BaseSettings):
     and not yet stored and acknowledged, at most (one step alone may be more): a second of a
     busy stream, enough to ride out the store's pauses while holding the core's memory down;
     beyond it the step loop waits"""
+    store_request_bytes: int = Field(4 << 20, gt=0)
+    """line protocol in one direct write to the store, about: the steps a commit takes
+    together are written in requests of this size, not joined into one copy of them all"""
     state_dir: Path = Path(".run/core")
     spool_max_bytes: int = Field(1 << 30, gt=0)
     """line protocol waiting for the store on the core's disk, at most; when full, the core
