@@ -300,7 +300,8 @@ def _requests(blocks: list[bytes], size: int) -> Iterator[list[bytes]]:
 def _held_bytes(out: StepOutput) -> int:
     """What a step waiting for the commit thread holds: its lines and its readings' columns
     (a step of duplicates has no line, but each of its readings is confirmed)."""
-    arrays = [*out.admitted, *(a for chunk in out.handled for a in chunk[3:])]
+    arrays = [*out.admitted, *(column for _area, _gateway, _names, *columns in out.handled
+                               for column in columns)]
     return sum(len(x) for x in out.lines) + sum(np.asarray(a).nbytes for a in arrays)
 
 
