@@ -12,7 +12,9 @@ from sensing.kernels.offline import HELD, OFFLINE, REPORTING, note_seen, offline
 
 T0 = 1_795_478_819_832
 S = 1000
-POLICY = OfflinePolicy(min_timeout_s=60, factor=5, lateness_s=5, idle_s=10)
+POLICY = OfflinePolicy(min_timeout_s=60, factor=5, lateness_s=5, idle_s=10, default_interval_s=0.001,
+                       restart_s=0, batch_delay_s=0)
+"""the timeouts before issue 13: max(60 s, 5 usual gaps)"""
 
 
 def watch_with(devices: int, gateways: int) -> tuple[OfflineWatch, np.ndarray]:
@@ -76,29 +78,38 @@ def test_gateway_offline_holds_back_its_devices_and_gives_them_time_when_back() 
     assert [c.device for c in w.scan(gw_of, 2, 2, later + 200 * S)] == [1]
 
 
-def reference(events: list[tuple[int, int]], n: int, mark: int,
-              min_timeout: int, factor: float, alpha: float) -> list[int]:
+def reference(events: list[tuple[int, int]], n: int, mark: int, interval: list[int],
+              min_timeout: int, factor: float, restart: int, delay: int,
+              alpha: float) -> list[int]:
+    """The timeouts as the README states them, one device at a time (gaps kept in float32)."""
     last = {d: -1 for d in range(n)}
-    gap = {d: 0.0 for d in range(n)}
+    gap = {d: np.float32(0) for d in range(n)}
     for d, t in events:
         if t <= last[d]:
             continue
         if last[d] >= 0:
             g = float(t - last[d])
-            gap[d] = g if gap[d] <= 0 else (1 - alpha) * gap[d] + alpha * g
+            gap[d] = np.float32(g if gap[d] <= 0 else (1 - alpha) * float(gap[d]) + alpha * g)
         last[d] = t
-    return [OFFLINE if last[d] >= 0 and mark - last[d] > max(min_timeout, factor * gap[d])
-            else REPORTING for d in range(n)]
+    out = []
+    for d in range(n):
+        cadence = max(float(gap[d]), float(interval[d]))
+        timeout = max(min_timeout, factor * cadence, restart + cadence) + delay
+        out.append(OFFLINE if last[d] >= 0 and mark - last[d] > timeout else REPORTING)
+    return out
 
 
 @pytest.mark.kernel
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.tuples(st.integers(0, 4), st.integers(0, 10**6)), max_size=80),
-       st.integers(0, 2 * 10**6))
-def test_kernels_match_the_reference(events: list[tuple[int, int]], mark: int) -> None:
+       st.integers(0, 2 * 10**6), st.lists(st.integers(1, 400_000), min_size=5, max_size=5),
+       st.integers(0, 200_000), st.integers(0, 30_000), st.floats(1.0, 10.0))
+def test_kernels_match_the_reference(events: list[tuple[int, int]], mark: int,
+                                     interval: list[int], restart: int, delay: int,
+                                     factor: float) -> None:
     n = 5
     last = np.full(n, -1, np.int64)
-    gap = np.zeros(n)
+    gap = np.zeros(n, np.float32)
     for d, t in events:
         assert note_seen(np.array([d], np.int32), np.array([t], np.int64), last, gap, 0.2) == t
     if events:
@@ -109,9 +120,11 @@ def test_kernels_match_the_reference(events: list[tuple[int, int]], mark: int) -
     state = np.zeros(n, np.int8)
     out_dev = np.empty(n, np.int64)
     out_state = np.empty(n, np.int8)
-    k = offline_scan(n, last, gap, np.zeros(n, np.int32), np.array([mark], np.int64),
-                     np.zeros(1, np.bool_), np.full(1, -1, np.int64), 60_000, 5.0, state,
-                     out_dev, out_state)
-    expected = reference(events, n, mark, 60_000, 5.0, 0.2)
+    out_silent = np.empty(n, np.int64)
+    k = offline_scan(n, last, gap, np.array(interval, np.int32), np.zeros(n, np.int32),
+                     np.array([mark], np.int64), np.zeros(1, np.bool_), np.full(1, -1, np.int64),
+                     60_000, factor, restart, delay, state, out_dev, out_state, out_silent)
+    expected = reference(events, n, mark, interval, 60_000, factor, restart, delay, 0.2)
     assert state.tolist() == expected
     assert sorted(out_dev[:k].tolist()) == [d for d in range(n) if expected[d] != REPORTING]
+    assert out_silent[:k].tolist() == [mark - int(last[d]) for d in out_dev[:k]]

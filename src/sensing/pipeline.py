@@ -412,15 +412,16 @@ class Pipeline:
         reg = self.registry
         n_dev, n_gw = len(reg.devices), len(reg.gateways)
         self.offline.ensure_capacity(n_dev, n_gw)
+        self.offline.assign(reg, self.engine.overrides)
         for change in self.offline.scan(reg.device_gateway, n_dev, n_gw, now):
             device, kind, gateway, area = reg.describe(change.device)
             grade = OFFLINE_GRADE.get(kind, Grade.MAJOR) if change.offline else None
-            silent_s = (now - change.silent_since) / 1000
+            # both times on the gateway's event-time clock (its watermark), not the wall's
             self._emit_all(step, self.lifecycle.condition(
                 device=device, alert_type=DEVICE_OFFLINE, grade=grade, gateway=gateway,
                 area=area, ts_event=change.silent_since, ts=change.silent_since, value=None,
-                reason=f"no reading since {silent_s:.0f} s" if change.offline
-                else "reporting again", now=now))
+                reason=f"no reading for {change.silent_ms / 1000:.0f} s of its gateway's time"
+                if change.offline else "reporting again", now=now))
         marks = self.offline.watermarks(n_gw, now)
         index = reg.gateways.index
 
@@ -551,8 +552,9 @@ class Pipeline:
         offline = status.state == "offline"
         g = self.registry.gateways.intern(gateway)
         self.offline.ensure_capacity(len(self.registry.devices), len(self.registry.gateways))
-        self.offline.gateway_status(g, online=not offline, ts=status.ts, now_wall=now)
-        ts = now if offline else max(min(status.ts, now), 0)
+        # the status's own clock: its ts, never ahead of the core's (nor, offline, before the
+        # gateway's newest reading: a last will carries the time the gateway connected)
+        ts = self.offline.gateway_status(g, online=not offline, ts=status.ts, now_wall=now)
         self._emit_all(step, self.lifecycle.condition(
             device=gateway, alert_type=GATEWAY_OFFLINE, grade=Grade.MAJOR if offline else None,
             gateway=gateway, area=area, ts_event=ts, ts=ts, value=None,

@@ -31,13 +31,15 @@ def test_fifty_thousand_offline_alerts_at_once_are_all_published_and_the_core_st
     publisher = Publisher(broker.port)
     try:
         now = time.time_ns() // 1_000_000
-        for g in range(GATEWAYS):  # every device once, three minutes ago (a backlog)
-            rows: list[snb1.Reading] = [(f"storm{g}-{i}", "smoke", 0, 0, now - 180_000,
+        # every device once, seven minutes ago (a backlog): longer than a smoke detector's
+        # timeout (5 of its 60 s intervals and the allowances, OfflinePolicy)
+        for g in range(GATEWAYS):
+            rows: list[snb1.Reading] = [(f"storm{g}-{i}", "smoke", 0, 0, now - 420_000,
                                          {"temp_c": 22.0}, 0.9) for i in range(DEVICES)]
             publisher.publish(f"sensing/v1/storm/gw{g}/readings", snb1.encode_readings(rows))
         publisher.flush()
         time.sleep(2)
-        for g in range(GATEWAYS):  # then one of them now: the others are silent for 3 min
+        for g in range(GATEWAYS):  # then one of them now: the others are silent for 7 min
             rows = [(f"storm{g}-0", "smoke", 0, 1, now, {"temp_c": 22.0}, 0.9)]
             publisher.publish(f"sensing/v1/storm/gw{g}/readings", snb1.encode_readings(rows))
         publisher.flush()

@@ -20,12 +20,16 @@ most specific wins, key by key::
     [device."wb-0042".wearable-inactivity]
     limit_s = 7200
 
+    [kind.manhole.device-offline]
+    interval_s = 300        # these manhole sensors report every 5 minutes
+
 A threshold rule takes `thresholds`, `resets`, `min_counts`, `durations_s`, each a list with one
 entry per level of the rule (least severe first). A check takes the fields of its parameters
 (`ImpossibleParams`, `StuckParams`, `DriftParams`, `FallParams`, `InactivityParams`), one
-value each. Unknown sections, detectors or keys, wrong lengths or types and parameters the
-detector rejects are errors. A device gets its parameters when the core first sees it
-(`assign`).
+value each. `device-offline` (any kind) takes `interval_s`, the cadence the devices report at
+(`sensing.detect.offline`). Unknown sections, detectors or keys, wrong lengths or types and
+parameters the detector rejects are errors. A device gets its parameters when the core first
+sees it (`assign`).
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ import numpy as np
 
 from sensing.detect.catalog import default_checks
 from sensing.detect.checks import Check, CheckBank
+from sensing.detect.offline import MAX_INTERVAL_S, OFFLINE_DETECTOR
 from sensing.detect.rules import DEFAULT_RULES, Level, Rule
 from sensing.detect.threshold import ThresholdBank
 from sensing.registry import Registry
@@ -88,6 +93,20 @@ def _values(key: str, raw: object, rule: Rule, where: str) -> tuple[float, ...] 
     if key == "durations_s" and min(raw) < 0:
         raise OverridesError(f"{where} {key}: durations cannot be negative, got {raw!r}")
     return tuple(float(v) for v in raw)
+
+
+def _offline_entry(entry: object, where: str) -> Entry:
+    """`device-offline`'s keys, for devices of any kind (`sensing.detect.offline`)."""
+    if not isinstance(entry, dict):
+        raise OverridesError(f"{where} must be a table of interval_s")
+    for key, raw in entry.items():
+        if key != "interval_s":
+            raise OverridesError(f"{where}: unknown key {key!r} (expected interval_s)")
+        if (not isinstance(raw, int | float) or isinstance(raw, bool) or not math.isfinite(raw)
+                or not 0 < raw <= MAX_INTERVAL_S):
+            raise OverridesError(f"{where} interval_s: expected seconds in (0, "
+                                 f"{MAX_INTERVAL_S:.0f}], got {raw!r}")
+    return {k: float(v) for k, v in entry.items()}
 
 
 def _check_value(key: str, raw: object, default: object, where: str) -> object:
@@ -164,6 +183,9 @@ class Overrides:
                 parsed[target] = {}
                 for name, entry in per_rule.items():
                     where = _section(scope, target, name)
+                    if name == OFFLINE_DETECTOR:
+                        parsed[target][name] = _offline_entry(entry, where)
+                        continue
                     rule, check = by_name.get(name), check_by_name.get(name)
                     if rule is not None:
                         kind = rule.kind
@@ -171,7 +193,8 @@ class Overrides:
                         kind = check.spec.kind
                     else:
                         raise OverridesError(f"{where}: unknown detector {name!r} (known: "
-                                             f"{', '.join([*by_name, *check_by_name])})")
+                                             f"{', '.join([*by_name, *check_by_name])}, "
+                                             f"{OFFLINE_DETECTOR})")
                     if scope == "kind" and kind != target:
                         raise OverridesError(f"{where}: {name} watches {kind} devices, "
                                              f"not {target}")

@@ -1,11 +1,17 @@
 """Dead-man timers per device on event time: who has gone quiet for too long.
 
 `note_seen` keeps, per device, the event time of the newest reading and an EWMA of the gaps
-between readings. `offline_scan` compares each device's silence with its timeout,
-max(min_timeout, factor * typical gap), measured on the watermark of the device's gateway, and
-keeps each device's state: 0 reporting, 1 offline, 2 silent but held back because its gateway
-is offline (no alert while the gateway alert stands). It reports the devices that went offline
-and those that came back from offline; changes to and from "held" are silent.
+between readings (float32: milliseconds to 7 significant digits). `offline_scan` compares each
+device's silence with its timeout, measured on the watermark of the device's gateway::
+
+    cadence = max(usual gap, the device's expected interval)     (interval alone before a gap)
+    timeout = max(min_timeout, factor * cadence, restart + cadence) + delay
+
+and keeps each device's state: 0 reporting, 1 offline, 2 silent but held back because its
+gateway is offline (no alert while the gateway alert stands). It reports the devices that went
+offline and those that came back from offline, with how long since each one's newest reading
+on its gateway's watermark; changes to and from "held" are silent. A gateway's return
+(`gateway_back`) restarts its devices' timers.
 """
 
 from __future__ import annotations
@@ -34,27 +40,37 @@ def note_seen(dev: np.ndarray, ts: np.ndarray, last_seen: np.ndarray, gap: np.nd
             continue  # late or repeated: the device was heard of later already
         if prev >= 0:
             g = float(t - prev)
-            gap[d] = g if gap[d] <= 0.0 else (1.0 - alpha) * gap[d] + alpha * g
+            old = float(gap[d])
+            gap[d] = g if old <= 0.0 else (1.0 - alpha) * old + alpha * g
         last_seen[d] = t
     return newest
 
 
 @njit(cache=True, nogil=True)
+def device_timeout(gap: float, interval_ms: float, min_timeout_ms: int, factor: float,
+                   restart_ms: int, delay_ms: int) -> float:
+    """How long a device may stay silent (ms of its gateway's watermark)."""
+    cadence = max(gap, interval_ms)
+    return max(float(min_timeout_ms), factor * cadence, restart_ms + cadence) + delay_ms
+
+
+@njit(cache=True, nogil=True)
 def offline_scan(n_devices: int, last_seen: np.ndarray, gap: np.ndarray,
-                 device_gateway: np.ndarray, gateway_watermark: np.ndarray,
-                 gateway_down: np.ndarray, gateway_back: np.ndarray, min_timeout_ms: int,
-                 factor: float, state: np.ndarray, out_dev: np.ndarray,
-                 out_state: np.ndarray) -> int:
+                 interval_ms: np.ndarray, device_gateway: np.ndarray,
+                 gateway_watermark: np.ndarray, gateway_down: np.ndarray,
+                 gateway_back: np.ndarray, min_timeout_ms: int, factor: float,
+                 restart_ms: int, delay_ms: int, state: np.ndarray, out_dev: np.ndarray,
+                 out_state: np.ndarray, out_silent: np.ndarray) -> int:
     n_out = 0
     for d in range(n_devices):
         if last_seen[d] < 0 or device_gateway[d] < 0:
             continue  # never heard of, or under no gateway: no watermark to measure on
         g = ix(device_gateway[d])
-        timeout = max(float(min_timeout_ms), factor * gap[d])
+        timeout = device_timeout(float(gap[d]), float(interval_ms[d]), min_timeout_ms, factor,
+                                 restart_ms, delay_ms)
         since = max(last_seen[d], gateway_back[g])
-        silent = gateway_watermark[g] - since > timeout
         new = REPORTING
-        if silent:
+        if gateway_watermark[g] - since > timeout:
             new = HELD if gateway_down[g] else OFFLINE
         old = state[d]
         if new != old:
@@ -63,5 +79,6 @@ def offline_scan(n_devices: int, last_seen: np.ndarray, gap: np.ndarray,
                 continue  # nothing was raised, nothing to clear
             out_dev[n_out] = d
             out_state[n_out] = new
+            out_silent[n_out] = gateway_watermark[g] - last_seen[d]
             n_out += 1
     return n_out
