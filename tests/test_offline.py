@@ -9,12 +9,14 @@ from hypothesis import strategies as st
 
 from sensing.detect.offline import OfflinePolicy, OfflineWatch
 from sensing.kernels.offline import HELD, OFFLINE, REPORTING, note_seen, offline_scan
+from sensing.wire.kinds import KINDS
 
 T0 = 1_795_478_819_832
 S = 1000
-POLICY = OfflinePolicy(min_timeout_s=60, factor=5, lateness_s=5, idle_s=10, default_interval_s=0.001,
-                       restart_s=0, batch_delay_s=0)
-"""the timeouts before issue 13: max(60 s, 5 usual gaps)"""
+POLICY = OfflinePolicy(min_timeout_s=60, factor=5, lateness_s=5, idle_s=10, restart_s=0,
+                       batch_delay_s=0, default_interval_s=0.001,
+                       intervals_s=dict.fromkeys(KINDS, 0.001))
+"""the timeouts before issue 13, max(60 s, 5 usual gaps), for the watermark's tests"""
 
 
 def watch_with(devices: int, gateways: int) -> tuple[OfflineWatch, np.ndarray]:
@@ -91,11 +93,11 @@ def reference(events: list[tuple[int, int]], n: int, mark: int, interval: list[i
             g = float(t - last[d])
             gap[d] = np.float32(g if gap[d] <= 0 else (1 - alpha) * float(gap[d]) + alpha * g)
         last[d] = t
-    out = []
+    out: list[int] = []
     for d in range(n):
         cadence = max(float(gap[d]), float(interval[d]))
         timeout = max(min_timeout, factor * cadence, restart + cadence) + delay
-        out.append(OFFLINE if last[d] >= 0 and mark - last[d] > timeout else REPORTING)
+        out.append(int(OFFLINE if last[d] >= 0 and mark - last[d] > timeout else REPORTING))
     return out
 
 

@@ -68,11 +68,12 @@ class OfflinePolicy:
     """how far behind its newest reading a gateway's watermark stays (late readings)"""
     idle_s: float = 10.0
     """after this much wall time without a message, a gateway's watermark follows the clock"""
-    intervals_s: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_INTERVALS_S))
-    """kind -> how often its devices report, at the slow end (`DEFAULT_INTERVALS_S`); a
-    detectors file can set it per kind, area and device (`device-offline`, `interval_s`)"""
+    intervals_s: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_INTERVALS_S))
+    """kind -> how often its devices report, at the slow end; kinds not named keep theirs
+    from `DEFAULT_INTERVALS_S`. A detectors file can set it per kind, area and device
+    (`device-offline`, `interval_s`)"""
     default_interval_s: float = 60.0
-    """the same for devices of a kind not named in `intervals_s`"""
+    """the same for devices of a kind the contract does not name"""
     restart_s: float = 100.0
     """how long a device may be silent while it restarts (a reboot, a firmware update; the
     city replay's devices came back after 100 s with a new epoch): no device is called
@@ -100,7 +101,7 @@ class OfflinePolicy:
                                  f"(0, {MAX_INTERVAL_S:.0f}]")
 
     def interval_s(self, kind: str) -> float:
-        return self.intervals_s.get(kind, self.default_interval_s)
+        return self.intervals_s.get(kind, DEFAULT_INTERVALS_S.get(kind, self.default_interval_s))
 
     def timeout_s(self, kind: str, gap_s: float = 0.0, interval_s: float | None = None
                   ) -> float:
