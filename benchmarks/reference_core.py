@@ -13,7 +13,11 @@ batching. It is the baseline of the benchmark's "x faster than pure Python" rati
   (kind, channel), stuck sensor and drift where they have defaults, with their hold logic;
 - fall and inactivity on the wristband's accel_g and steps;
 - grading (`DetectionEngine._apply`): one episode per (device, alert type), its grade the
-  highest rank among its detectors' active levels; latching types clear only by hand.
+  highest rank among its detectors' active levels; latching types clear only by hand;
+- the engine's gates (`sensing.kernels.gate`): a reading older than its device's newest one
+  reaches no detector; a threshold rule skips a value its channel's impossible-value check
+  rejects, and every value of its channel while a fault check of that channel (impossible,
+  stuck, drift) is raised on the device, as it stands after the reading's checks.
 
 Detectors are numbered as in `default_detectors` (the rules, then the fault checks, then fall
 and inactivity); a reading's level changes are graded in that order, as the engine sorts its
@@ -23,7 +27,7 @@ changes by (row, detector).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -98,10 +102,9 @@ class Dedup:
 
 
 class Newest:
-    """When the fault, fall and inactivity checks skip a reading as older than the device's
-    newest one (threshold rules never skip): one clock per device, moved by every admitted
-    reading whatever it carries; a reading older than it is skipped by every check (as the
-    check bank does, `sensing.kernels.checks`)."""
+    """One clock per device, moved by every admitted reading whatever it carries; a reading
+    older than it (`late`) reaches no detector at all (the engine's gate; the check bank
+    skips it on its own too, `sensing.kernels.checks`)."""
 
     def __init__(self) -> None:
         self.ts: dict[int, int] = {}
@@ -213,6 +216,11 @@ class _Hold:
 
 class FaultCheck(Check):
     type = "device.fault"
+    state: Mapping[int, _Hold]
+
+    def raised(self, device: int) -> bool:
+        h = self.state.get(device)
+        return h is not None and h.level > 0
 
     def __init__(self, index: int, kind: str, channel: str, hold_s: float, hold_count: int,
                  newest: Newest) -> None:
@@ -258,6 +266,12 @@ class ImpossibleCheck(FaultCheck):
         self.p = p
         self.state: dict[int, _Hold] = {}
 
+    def bad(self, v: float) -> bool:
+        """Impossible: not finite, out of range, or not whole where it must be."""
+        p = self.p
+        return not (math.isfinite(v) and p.low <= v <= p.high) or (
+            p.integral and v != math.floor(v))
+
     def feed(self, device: int, t: int, v: float) -> Fired | None:
         if not self.newest.accept(self.index, device, t):
             return None
@@ -265,8 +279,7 @@ class ImpossibleCheck(FaultCheck):
         if h is None:
             h = self.state[device] = _Hold()
         p = self.p
-        bad = not (math.isfinite(v) and p.low <= v <= p.high) or (
-            p.integral and v != math.floor(v))
+        bad = self.bad(v)
         self.count_run(h, bad, t)
         return self.settle(h, t, h.run_count >= p.min_count, bad, h.run_since, v)
 
@@ -499,9 +512,21 @@ class ReferenceCore:
         self.newest = Newest()
         self.checks = default_checks(self.newest)
         self.route: dict[tuple[str, str], list[Check]] = {}
+        self.rules: dict[tuple[str, str], list[Check]] = {}
+        self.faults: dict[tuple[str, str], list[FaultCheck]] = {}
         for check in self.checks:
-            self.route.setdefault((check.kind, check.channel), []).append(check)
+            rule = isinstance(check, RuleCheck)
+            (self.rules if rule else self.route).setdefault(
+                (check.kind, check.channel), []).append(check)
+            if isinstance(check, FaultCheck):
+                self.faults.setdefault((check.kind, check.channel), []).append(check)
         self.episodes: dict[tuple[int, str], _Episode] = {}
+
+    def gated(self, d: int, kind: str, channel: str, v: float) -> bool:
+        """Whether the threshold rules of (kind, channel) must not see `v` of device `d`: it
+        is impossible there, or a fault check of that channel is raised on the device."""
+        return any((isinstance(check, ImpossibleCheck) and check.bad(v)) or check.raised(d)
+                   for check in self.faults.get((kind, channel), ()))
 
     def process(self, readings: Iterable[Reading]) -> list[Change]:
         out: list[Change] = []
@@ -510,14 +535,23 @@ class ReferenceCore:
             if not self.dedup.admit(d, epoch, seq):
                 continue
             self.newest.reading(d, ts)
+            if self.newest.late:
+                continue  # stored, but no detector sees it
             fired: list[tuple[int, int, int, float]] = []
-            for channel, v in values:
+            for channel, v in values:  # the checks first: their faults gate the rules
                 for check in route.get((kind, channel), ()):
                     f = check.feed(d, ts, v)
                     if f is not None:
                         fired.append((check.index, *f))
+            for channel, v in values:
+                if self.gated(d, kind, channel, v):
+                    continue
+                for check in self.rules.get((kind, channel), ()):
+                    f = check.feed(d, ts, v)
+                    if f is not None:
+                        fired.append((check.index, *f))
             if not math.isnan(battery):
-                for check in route.get((kind, BATTERY_CHANNEL), ()):
+                for check in self.rules.get((kind, BATTERY_CHANNEL), ()):
                     f = check.feed(d, ts, battery)
                     if f is not None:
                         fired.append((check.index, *f))

@@ -82,3 +82,31 @@ def test_latching_types_wait_for_a_person() -> None:
     assert life.tick(lambda gw: T0 + 3600 * S, T0) == []
     assert life.book.open_for("w-1", "wearable.sos") is not None
     assert raised.grade == Grade.CRITICAL
+
+
+def test_a_detected_alert_s_hold_runs_on_its_device_s_own_event_time() -> None:
+    """A gateway's watermark far ahead of the device (its backlog delivered late, in order)
+    does not resolve a fire between two of the device's readings: the hold waits for 30 s of
+    the device's own readings."""
+    life = Lifecycle(AlertBook(), LifecyclePolicy(hold_s=30))
+    newest = {"smoke-1": T0}
+
+    def seen(grade: Grade | None, ts: int) -> list[Alert]:
+        newest["smoke-1"] = ts
+        return life.condition(device="smoke-1", alert_type="smoke.fire", grade=grade,
+                              gateway="gw-1", area="a", ts_event=ts, ts=ts, value=1.0,
+                              reason="r", now=T0 + 3600 * S, own_clock=True)
+
+    def tick() -> list[Alert]:
+        return life.tick(lambda gw: T0 + 3600 * S, T0 + 3600 * S, newest.__getitem__)
+
+    (raised,) = seen(Grade.MAJOR, T0)
+    assert seen(None, T0 + 10 * S) == [] and tick() == []
+    newest["smoke-1"] = T0 + 20 * S  # a clear reading 10 s later: not yet 30 s
+    assert tick() == []
+    assert seen(Grade.MAJOR, T0 + 30 * S) == []  # back in alarm: the same alert goes on
+    assert seen(None, T0 + 40 * S) == [] and tick() == []
+    newest["smoke-1"] = T0 + 70 * S
+    (resolved,) = tick()
+    assert resolved.state == AlertState.RESOLVED and resolved.alert_id == raised.alert_id
+    assert resolved.ts_event == raised.ts_event

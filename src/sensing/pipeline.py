@@ -429,7 +429,7 @@ class Pipeline:
             g = index.get(gateway)
             return now if g is None else int(marks[g])
 
-        self._emit_all(step, self.lifecycle.tick(watermark, now))
+        self._emit_all(step, self.lifecycle.tick(watermark, now, self.engine.event_time))
 
     def _emit_all(self, step: _Step, alerts: list[Alert]) -> None:
         for alert in alerts:
@@ -666,7 +666,7 @@ class Pipeline:
         self._emit_all(step, self.lifecycle.condition(
             device=device, alert_type=change.type, grade=change.grade, gateway=gateway,
             area=area, ts_event=change.ts_event, ts=change.ts, value=round(change.value, 4),
-            reason=change.reason, now=now))
+            reason=change.reason, now=now, own_clock=True))
 
     def _emit(self, step: _Step, alert: Alert, now: int) -> None:
         """Record, store and publish one alert transition, with its dispatch messages."""

@@ -1,6 +1,10 @@
 """Between detector verdicts and the alert book: hold times, flapping and fire confirmation.
 
-- An alert resolves only after its condition has stayed clear for `hold_s` of event time.
+- An alert resolves only after its condition has stayed clear for `hold_s` of event time: the
+  device's own (the event time of its newest reading the detectors were given) for alerts
+  its readings raise, so that a gateway's watermark that has run ahead of a device (a
+  backlog delivered late, in order) cannot resolve them between two of its readings; the
+  gateway's watermark for the others (device and gateway offline).
 - A condition that toggles `flap_high` times within `flap_window_s` is *flapping*: the alert
   stays open, one `updated` transition reports it, and further raises and clears are held back
   until the toggles in the window drop to `flap_low` (Nagios/Alertmanager practice).
@@ -41,6 +45,8 @@ class _Track:
     toggles: deque[int] = field(default_factory=deque)
     flapping: bool = False
     value: float | None = None
+    own_clock: bool = False
+    """its timers run on the device's event time, not on its gateway's watermark"""
 
 
 class Lifecycle:
@@ -53,8 +59,10 @@ class Lifecycle:
 
     def condition(self, *, device: str, alert_type: str, grade: Grade | None, gateway: str,
                   area: str, ts_event: int, ts: int, value: float | None, reason: str,
-                  now: int) -> list[Alert]:
-        """A detector's verdict for (device, type) changed at event time `ts`."""
+                  now: int, own_clock: bool = False) -> list[Alert]:
+        """A detector's verdict for (device, type) changed at event time `ts`. With
+        `own_clock` (a verdict on the device's readings), the hold and flap timers of the pair
+        run on the device's own event time (`tick`'s `device_time`)."""
         # hold and flap timers run on gateway watermarks, which never pass the core's clock:
         # a reading stamped ahead of it must not start a hold that the watermark cannot reach
         ts = min(ts, now)
@@ -63,6 +71,7 @@ class Lifecycle:
         if track is None:
             track = self._tracks[key] = _Track(gateway, area)
         track.gateway, track.area, track.value = gateway, area, value
+        track.own_clock = own_clock
         if (track.condition is None) != (grade is None):
             track.toggles.append(ts)
             self._prune(track, ts)
@@ -89,12 +98,16 @@ class Lifecycle:
         """A person resolved the alert: forget its history."""
         self._tracks.pop((device, alert_type), None)
 
-    def tick(self, watermark: Callable[[str], int], now: int) -> list[Alert]:
-        """Resolve what has stayed clear for the hold time; end flapping that has calmed."""
+    def tick(self, watermark: Callable[[str], int], now: int,
+             device_time: Callable[[str], int] | None = None) -> list[Alert]:
+        """Resolve what has stayed clear for the hold time; end flapping that has calmed.
+        Time is `watermark(gateway)`, or `device_time(device)` (no later than `now`) for the
+        pairs whose verdicts came with `own_clock`."""
         out: list[Alert] = []
         hold = int(self.policy.hold_s * 1000)
         for (device, alert_type), track in list(self._tracks.items()):
-            mark = watermark(track.gateway)
+            mark = (min(device_time(device), now) if track.own_clock and device_time
+                    else watermark(track.gateway))
             if track.flapping:
                 self._prune(track, mark)
                 if len(track.toggles) > self.policy.flap_low:

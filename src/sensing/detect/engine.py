@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from sensing.arrays import grown
 from sensing.detect.bank import BankInput
 from sensing.detect.base import Detector
 from sensing.detect.catalog import default_checks
@@ -16,13 +17,19 @@ from sensing.detect.checks import Check, CheckBank, CheckView
 from sensing.detect.overrides import Overrides
 from sensing.detect.rules import BATTERY_CHANNEL, DEFAULT_RULES, Rule
 from sensing.detect.threshold import RuleView, ThresholdBank
+from sensing.kernels.checks import IMPOSSIBLE, PLAIN
 from sensing.kernels.columns import take
+from sensing.kernels.fault import IMPOSSIBLE_PARAMS
+from sensing.kernels.gate import fault_gate, late_readings
 from sensing.registry import Registry
 from sensing.wire.batch import kept_values
 from sensing.wire.messages import GRADE_BY_RANK, Grade
 
 Signal = tuple[np.ndarray, np.ndarray, np.ndarray]
 """(rows into the step's readings, device indices, values) of one detector's channel"""
+
+FAULT = "device.fault"
+"""the alert type of the fault checks whose raised faults gate their channel's threshold rules"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +80,14 @@ class DetectionEngine:
                  overrides: Overrides | None = None) -> None:
         """`detectors` defaults to every default detector (`default_detectors`). Views of a
         bank built for this registry (`threshold_bank`, `check_bank`) run together in one
-        kernel call per bank; every other detector is fed its channel on its own."""
+        kernel call per bank; every other detector is fed its channel on its own.
+
+        Two gates stand in front of the detectors (`sensing.kernels.gate`): a reading older
+        than its device's newest one reaches none of them, and a threshold rule (`RuleView`)
+        sees no value its channel's impossible-value check rejects for the device, nor any
+        value of a channel while a `device.fault` check of that channel is raised on the
+        device. The checks run first, so that their changes gate the rules' values at the
+        same reading."""
         self.registry = registry
         self.detectors: list[Detector] = (
             list(detectors) if detectors is not None
@@ -92,14 +106,59 @@ class DetectionEngine:
                 self._alone.append(i)
         self._banks = list(banks.values())
         """(bank, the engine's detector index of each of its rules or -1)"""
+        # the checks (and every detector that is not a threshold rule) run before the rules
+        self._check_runs = [b for b in self._banks if not isinstance(b[0], ThresholdBank)]
+        self._rule_runs = [b for b in self._banks if isinstance(b[0], ThresholdBank)]
+        self._check_banks = [b for b, _ in self._banks if isinstance(b, CheckBank)]
+        self._alone_checks = [i for i in self._alone
+                              if not isinstance(self.detectors[i], RuleView)]
+        self._alone_rules = [i for i in self._alone if isinstance(self.detectors[i], RuleView)]
         self._known = 0
+        self._newest = np.full(0, -1, dtype=np.int64)
+        """per device, the event time of its newest reading (-1: none): the one clock the
+        detectors, and the lifecycle's holds on their alerts, run on"""
+        self._fault_bits = np.zeros(0, dtype=np.uint32)
+        """per device, a bit per fault check of its kind whose fault is raised"""
+        self._n_open = np.zeros(1, dtype=np.int64)
+        self._fault_bit, self._fault_width, self._fault_mask = self._fault_tables()
+
+    def _fault_tables(self) -> tuple[np.ndarray, int, np.ndarray]:
+        """Per detector, its bit among its kind's fault checks (0: not a fault check); the
+        width and the per (kind, channel) bits of the gate (`sensing.kernels.gate`)."""
+        reg = self.registry
+        bit = np.zeros(len(self.detectors), dtype=np.int64)
+        used: dict[str, int] = {}
+        keys: list[tuple[int, int, int]] = []
+        for i, det in enumerate(self.detectors):
+            spec = det.spec
+            if (spec.type != FAULT or spec.channel == BATTERY_CHANNEL
+                    or spec.kind not in reg.kind_index):
+                continue
+            b = used[spec.kind] = used.get(spec.kind, -1) + 1
+            if b >= 32:
+                raise ValueError(f"at most 32 fault checks per kind ({spec.kind})")
+            bit[i] = 1 << b
+            keys.append((reg.kind_index[spec.kind], reg.channels.intern(spec.channel), i))
+        width = 1 + max((c for _, c, _ in keys), default=-1)
+        mask = np.zeros(max(1, len(reg.kind_index) * width), dtype=np.uint32)
+        for k, c, i in keys:
+            mask[k * width + c] |= np.uint32(bit[i])
+        return bit, width, mask
 
     def ensure_capacity(self, n: int) -> None:
         if n <= self._known:
             return
         for d in self.detectors:
             d.ensure_capacity(n)
+        self._newest = grown(self._newest, n, -1)
+        self._fault_bits = grown(self._fault_bits, n, 0)
         self.devices_added(self._known, n)
+
+    def event_time(self, device: str) -> int:
+        """The event time of the newest reading of `device` (by name) the detectors were
+        given, or -1: the clock the lifecycle's holds on its detected alerts run on."""
+        d = self.registry.devices.index.get(device)
+        return -1 if d is None or d >= self._newest.shape[0] else int(self._newest[d])
 
     def devices_added(self, first: int, stop: int) -> None:
         """Devices `first..stop-1` were seen for the first time (the registry knows their kind
@@ -115,6 +174,9 @@ class DetectionEngine:
         for det in self.detectors:
             if det.spec.type == alert_type:
                 det.clear(device)
+        if alert_type == FAULT and device < self._fault_bits.shape[0]:
+            self._n_open[0] -= int(self._fault_bits[device]).bit_count()
+            self._fault_bits[device] = 0
 
     def _signals(self, r: Readings) -> Callable[[Detector], Signal]:
         """Each detector's readings (rows, devices, values) in arrival order. The values are
@@ -154,23 +216,61 @@ class DetectionEngine:
 
     def process(self, r: Readings) -> list[ConditionChange]:
         self.ensure_capacity(len(self.registry.devices))
-        changes: list[tuple[int, int, int, int, float]] = []  # row, rule, level, onset, signal
-        if self._banks and r.dev.shape[0]:
-            kind = np.empty(r.dev.shape[0], dtype=np.int8)
-            if take(self.registry.device_kind, np.ascontiguousarray(r.dev, np.int32), kind) >= 0:
-                raise IndexError("device index unknown to the registry")
-            batch = BankInput.checked(r.dev, r.ts, kind, r.battery, r.value_row,
-                                      r.value_channel, r.value)
-            for bank, index in self._banks:
-                fired = bank.run(batch)
-                if fired.row.shape[0]:
-                    rule = index[fired.rule]
-                    ok = rule >= 0
-                    changes.extend(zip(fired.row[ok].tolist(), rule[ok].tolist(),
-                                       fired.level[ok].tolist(), fired.onset[ok].tolist(),
-                                       fired.signal[ok].tolist(), strict=True))
-        signal_of = self._signals(r) if self._alone else None
-        for i in self._alone:
+        n = r.dev.shape[0]
+        if not n:
+            return []
+        dev = np.ascontiguousarray(r.dev, np.int32)
+        kind = np.empty(n, dtype=np.int8)
+        if take(self.registry.device_kind, dev, kind) >= 0:
+            raise IndexError("device index unknown to the registry")
+        late = np.empty(n, dtype=np.bool_)
+        if late_readings(dev, np.ascontiguousarray(r.ts, np.int64), self._newest, late):
+            keep = ~late  # stored, but seen by no detector
+            r = Readings.kept(keep, dev, r.ts, r.battery, r.value_row, r.value_channel,
+                              r.value)
+            kind = kind[keep]
+            if not r.dev.shape[0]:
+                return []
+        # row, detector, level, onset, signal
+        changes: list[tuple[int, int, int, int, float]] = []
+        batch = BankInput.checked(r.dev, r.ts, kind, r.battery, r.value_row, r.value_channel,
+                                  r.value)
+        self._run_banks(self._check_runs, batch, changes)
+        self._run_alone(self._alone_checks, r, changes)
+        if self._rule_runs or self._alone_rules:
+            gated = self._gate(batch, changes)
+            if gated is not None:
+                value = np.where(gated, np.nan, batch.value)  # NaN: no evidence either way
+                batch = replace(batch, value=value)
+                r = replace(r, value=value)
+            self._run_banks(self._rule_runs, batch, changes)
+            self._run_alone(self._alone_rules, r, changes)
+        if not changes:
+            return []
+        changes.sort(key=lambda c: (c[0], c[1]))
+        result: list[ConditionChange] = []
+        for row, i, lvl, onset, sig in changes:
+            change = self._apply(int(r.dev[row]), int(r.ts[row]), i, lvl, onset, sig)
+            if change is not None:
+                result.append(change)
+        return result
+
+    @staticmethod
+    def _run_banks(banks: list[tuple[ThresholdBank | CheckBank, np.ndarray]], batch: BankInput,
+                   changes: list[tuple[int, int, int, int, float]]) -> None:
+        for bank, index in banks:
+            fired = bank.run(batch)
+            if fired.row.shape[0]:
+                rule = index[fired.rule]
+                ok = rule >= 0
+                changes.extend(zip(fired.row[ok].tolist(), rule[ok].tolist(),
+                                   fired.level[ok].tolist(), fired.onset[ok].tolist(),
+                                   fired.signal[ok].tolist(), strict=True))
+
+    def _run_alone(self, alone: list[int], r: Readings,
+                   changes: list[tuple[int, int, int, int, float]]) -> None:
+        signal_of = self._signals(r) if alone else None
+        for i in alone:
             det = self.detectors[i]
             assert signal_of is not None
             rows, dev, val = signal_of(det)
@@ -182,15 +282,31 @@ class DetectionEngine:
                 out.signal.tolist(), strict=True,
             ):
                 changes.append((row, i, lvl, onset, sig))
-        if not changes:
-            return []
-        changes.sort(key=lambda c: (c[0], c[1]))
-        result: list[ConditionChange] = []
-        for row, i, lvl, onset, sig in changes:
-            change = self._apply(int(r.dev[row]), int(r.ts[row]), i, lvl, onset, sig)
-            if change is not None:
-                result.append(change)
-        return result
+
+    def _gate(self, batch: BankInput, changes: list[tuple[int, int, int, int, float]]
+              ) -> np.ndarray | None:
+        """Which values the threshold rules must not see (`sensing.kernels.gate`), after the
+        fault checks' `changes` of this batch; None when none."""
+        bits = self._fault_bit
+        events = sorted((row, int(bits[i]), lvl) for row, i, lvl, _, _ in changes if bits[i])
+        ev_row, ev_bit, ev_level = (np.array(col, dtype=np.int64)
+                                    for col in zip(*events, strict=True)) if events else (
+            np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64))
+        m = batch.value.shape[0]
+        gated = np.empty(m, dtype=np.bool_)
+        any_gated = False
+        for b, bank in enumerate(self._check_banks or [None]):
+            hit = np.empty(m, dtype=np.bool_) if b else gated
+            if b:  # the fault bits once, with the first bank
+                ev_row, ev_bit, ev_level = ev_row[:0], ev_bit[:0], ev_level[:0]
+            n = fault_gate(
+                batch.dev, batch.kind, batch.value_row, batch.value_channel, batch.value,
+                *_impossible_tables(bank), 0 if b else self._fault_width, self._fault_mask,
+                self._fault_bits, self._n_open, ev_row, ev_bit, ev_level, hit)
+            if n and b:
+                gated |= hit
+            any_gated = any_gated or n > 0
+        return gated if any_gated else None
 
     def _apply(
         self, device: int, ts: int, rule_i: int, level: int, onset: int, signal: float
@@ -236,3 +352,23 @@ def default_detectors(registry: Registry) -> list[Detector]:
     """Every default detector: the threshold rules in one bank, the checks in another."""
     return [*threshold_bank(registry, DEFAULT_RULES).views,
             *check_bank(registry, default_checks()).views]
+
+
+_Tables = tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray,
+                np.ndarray, np.ndarray]
+
+_NO_CHECKS: _Tables = (
+    0, np.zeros(1, np.int64), np.zeros(0, np.int32), np.zeros(0, np.int64),
+    np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(1, dtype=PLAIN),
+    np.zeros((0, 1), dtype=IMPOSSIBLE_PARAMS), np.zeros((0, 1), np.int16))
+"""no check bank: no value is impossible"""
+
+
+def _impossible_tables(bank: CheckBank | None) -> _Tables:
+    """The tables of `bank` `sensing.kernels.gate.fault_gate` finds impossible values with
+    (the bank's own, as its kernel gets them), or none."""
+    if bank is None:
+        return _NO_CHECKS
+    return (bank.width, bank._route_ptr, bank._route_check, bank._type, bank._param,
+            bank._slot, bank._plain, bank._params[IMPOSSIBLE],
+            bank.state.profiles[IMPOSSIBLE])
