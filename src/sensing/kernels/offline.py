@@ -62,15 +62,17 @@ def offline_scan(n_devices: int, last_seen: np.ndarray, gap: np.ndarray,
                  restart_ms: int, delay_ms: int, state: np.ndarray, out_dev: np.ndarray,
                  out_state: np.ndarray, out_silent: np.ndarray) -> int:
     n_out = 0
+    shortest = max(min_timeout_ms, restart_ms) + delay_ms  # no timeout is shorter
     for d in range(n_devices):
         if last_seen[d] < 0 or device_gateway[d] < 0:
             continue  # never heard of, or under no gateway: no watermark to measure on
         g = ix(device_gateway[d])
-        timeout = device_timeout(float(gap[d]), float(interval_ms[d]), min_timeout_ms, factor,
-                                 restart_ms, delay_ms)
-        since = max(last_seen[d], gateway_back[g])
+        silent = gateway_watermark[g] - max(last_seen[d], gateway_back[g])
+        if silent <= shortest and state[d] == REPORTING:
+            continue  # the usual case: reporting, and heard of recently
         new = REPORTING
-        if gateway_watermark[g] - since > timeout:
+        if silent > device_timeout(float(gap[d]), float(interval_ms[d]), min_timeout_ms, factor,
+                                   restart_ms, delay_ms):
             new = HELD if gateway_down[g] else OFFLINE
         old = state[d]
         if new != old:
