@@ -291,6 +291,11 @@ def test_gateway_offline_takes_the_status_own_time(tmp_path: Path) -> None:
     # a status ahead of the core's clock (within the skew allowance): the core's clock
     [down] = status(pipe, "gw-c", "offline", now + 200 * S, now)
     assert down["ts_event"] == now
+    # the last will of a gateway that connected (will set), came online, sent nothing and
+    # died: not before its online status
+    assert status(pipe, "gw-d", "online", now - 100 * S, now) == []
+    [down] = status(pipe, "gw-d", "offline", now - 101 * S, now)
+    assert down["ts_event"] == now - 100 * S
     pipe.book.close()
 
 

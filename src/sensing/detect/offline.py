@@ -217,17 +217,17 @@ class OfflineWatch:
                        now_wall: int | None = None) -> int:
         """`ts`: the status's own time, taken no later than `now_wall` (any int is safe).
         Returns the event time the status takes: its `ts`, never ahead of `now_wall`, and an
-        `offline` never before the gateway's newest reading (a last will carries the time the
-        gateway connected, which may be hours before it died; it was alive when it sent that
-        reading)."""
+        `offline` never before the gateway's newest reading nor its last `online` (a last will
+        carries the time the gateway connected, which may be hours before it died, and is
+        older than the `online` it sent once connected)."""
         self.gw_down[gateway] = not online
         ts = max(min(ts, INT64_MAX if now_wall is None else now_wall), -1)
-        newest = int(self.gw_max_ts[gateway])
+        alive = max(int(self.gw_max_ts[gateway]), int(self.gw_back[gateway]))
         if online:
             # its devices get a full timeout from now before they can be called offline
-            self.gw_back[gateway] = max(ts, newest)
+            self.gw_back[gateway] = max(ts, alive)
             return max(ts, 0)
-        return max(ts, newest, 0)
+        return max(ts, alive, 0)
 
     def watermarks(self, n_gateways: int, now_wall: int) -> npt.NDArray[np.int64]:
         lateness = int(self.policy.lateness_s * 1000)
