@@ -221,13 +221,14 @@ class OfflineWatch:
         carries the time the gateway connected, which may be hours before it died, and is
         older than the `online` it sent once connected)."""
         self.gw_down[gateway] = not online
-        ts = max(min(ts, INT64_MAX if now_wall is None else now_wall), -1)
-        alive = max(int(self.gw_max_ts[gateway]), int(self.gw_back[gateway]))
+        clock = INT64_MAX if now_wall is None else now_wall
+        ts = max(min(ts, clock), -1)
+        newest = int(self.gw_max_ts[gateway])
         if online:
             # its devices get a full timeout from now before they can be called offline
-            self.gw_back[gateway] = max(ts, alive)
+            self.gw_back[gateway] = max(ts, newest)
             return max(ts, 0)
-        return max(ts, alive, 0)
+        return max(min(max(ts, newest, int(self.gw_back[gateway])), clock), 0)
 
     def watermarks(self, n_gateways: int, now_wall: int) -> npt.NDArray[np.int64]:
         lateness = int(self.policy.lateness_s * 1000)
