@@ -3,7 +3,13 @@ for (orjson.loads + json_codec.decode, message by message): readings/s on 100-re
 and on one-reading payloads, many payloads per scan_json call. Decoding only: no names looked
 up, no checks, no pipeline. Figures vary with the machine's load; compare the ratios.
 
+Then the payloads bench_e2e.py sends (benchmarks/e2e/fleet.py: short decimals, `gateway` and
+`area` in every reading), 200 arrays of 100 (a 4 MB step) or 2,000 single readings per call:
+scan_json alone, and the whole lane (JsonLane.decode: scan, name ids, range checks) of a
+pipeline that learned the fleet's names from the same payloads first.
+
     .venv/bin/python benchmarks/bench_json_scan.py [--readings 100000] [--per-call 1000]
+                                                   [--only e2e]
 """
 
 from __future__ import annotations
@@ -12,10 +18,16 @@ import argparse
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 import orjson
+from e2e.fleet import Fleet, Phase
+from e2e.fleet import messages as fleet_messages
 
+from sensing.ingest.received import Incoming, Received
+from sensing.pipeline import Pipeline
+from sensing.settings import CoreSettings
 from sensing.wire import json_codec
 from sensing.wire.json_columns import ScanStatus, name_hash, pack_payloads, scan_json
 from sensing.wire.name_cache import NameCache, salted_key, salted_keys
@@ -103,11 +115,88 @@ def loads_only(payloads: list[bytes], per_message: int) -> Callable[[], int]:
     return run
 
 
+def e2e_steps(payload: str, n: int, per_step: int) -> list[Received]:
+    """bench_e2e's messages of `n` readings, `per_step` messages a step, as the session gives
+    them to the core (one writable buffer of topics and payloads)."""
+    fleet = Fleet(100_000, 100)  # as bench_e2e's: a step's devices are mostly other ones
+    sent = list(fleet_messages(Phase(fleet, payload, n, 0, T0), list(range(fleet.gateways))))
+    incoming = [Incoming(m.topic.decode(), m.payload, i % 65535 + 1, 1, 0)
+                for i, m in enumerate(sent)]
+    steps = [Received.from_messages(incoming[i:i + per_step])
+             for i in range(0, len(incoming), per_step)]
+    # in a writable buffer, as the session's frame reader gives them
+    return [replace(s, buf=np.frombuffer(s.buf, np.uint8).copy()) for s in steps]
+
+
+def e2e_scan(steps: list[Received]) -> Callable[[], int]:
+    def run() -> int:
+        n = 0
+        for step in steps:
+            cols = scan_json(step.buf, step.payload_start, step.payload_end)
+            assert (cols.status == ScanStatus.OK).all()
+            n += cols.n_readings
+        return n
+    return run
+
+
+def e2e_lane(steps: list[Received]) -> Callable[[], int]:
+    """JsonLane.decode of each step by a pipeline that took the same steps once before (so it
+    knows every name and route, as after bench_e2e's warm-up round)."""
+    pipe = Pipeline(CoreSettings())
+    for step in steps:
+        pipe.process(step, T0 + 3_600_000)
+    lane = pipe.json_lane
+    reg = pipe.registry
+    routes = []
+    for step in steps:
+        g = np.empty(len(step), np.int32)
+        a = np.empty(len(step), np.int32)
+        for i in range(len(step)):
+            _, _, area, gateway, _ = step.topic(i).split("/")
+            g[i], a[i] = reg.gateways.index[gateway], reg.areas.index[area]
+        routes.append((g, a))
+
+    def run() -> int:
+        n = 0
+        for step, (g, a) in zip(steps, routes, strict=True):
+            out = lane.decode(step.buf, step.payload_start, step.payload_end, g, a,
+                              T0 + 3_600_000)
+            assert not out.slow.size
+            n += out.n_rows
+        return n
+    return run
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--readings", type=int, default=100_000)
     ap.add_argument("--per-call", type=int, default=1000, help="payloads per scan_json call")
+    ap.add_argument("--only", choices=["e2e"], help="only the rows of bench_e2e's payloads")
+    ap.add_argument("--repeat", type=int, default=15, help="runs of each e2e row (the best "
+                    "counts: the machine may be shared)")
     args = ap.parse_args(argv)
+    if args.only != "e2e":
+        random_floats(args)
+    arrays_steps = e2e_steps("array", args.readings, 200)
+    single_steps = e2e_steps("single", args.readings // 5, 2000)
+    e2e_scan(arrays_steps[:1])()  # compile, or load the numba cache, outside timing
+    print(f"bench_e2e's payloads, {args.readings:,} readings in arrays, "
+          f"{args.readings // 5:,} single; CPU µs per reading (readings/s), "
+          f"best of {args.repeat}")
+    print(f"{'path':<44}{'100 / array':>24}{'1 / payload':>24}")
+    figures = {
+        "scan_json, 200 arrays / 2,000 singles a call": (
+            best(e2e_scan(arrays_steps), args.repeat),
+            best(e2e_scan(single_steps), args.repeat)),
+        "JsonLane.decode (scan, names, checks)": (
+            best(e2e_lane(arrays_steps), args.repeat),
+            best(e2e_lane(single_steps), args.repeat)),
+    }
+    show(figures)
+    return 0
+
+
+def random_floats(args: argparse.Namespace) -> None:
     rows = readings(args.readings)
     arrays = [orjson.dumps(rows[i:i + 100]) for i in range(0, len(rows), 100)]
     singles = [orjson.dumps(r) for r in rows]
@@ -123,10 +212,13 @@ def main(argv: list[str] | None = None) -> int:
             best(lane_and_names(arrays, args.per_call, len(rows))),
             best(lane_and_names(singles, args.per_call, len(rows)))),
     }
+    show(figures)
+
+
+def show(figures: dict[str, tuple[float, float]]) -> None:
     for name, pair in figures.items():
         shown = "".join(f"{s * 1e6:>10.3f} ({1 / s:>11,.0f})" for s in pair)
         print(f"{name:<44}{shown}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -323,6 +323,40 @@ def test_a_number_converts_to_the_double_python_reads(text: str) -> None:
         assert (-significand if negative else significand) == int(text)
 
 
+@settings(max_examples=FEW * 10, deadline=None)
+@given(number_texts() | st.text("0123456789-+.eE", max_size=24), st.text(",}] x\"", max_size=2))
+def test_the_lanes_own_number_reading_is_read_numbers(text: str, after: str) -> None:
+    """`_number` reads the common forms itself and leaves the rest to read_number: the same
+    result for any bytes, valid or not, and however the span ends."""
+    buf = np.frombuffer((text + after).encode(), np.uint8)
+    for end in (len(text), len(buf)):
+        if end:  # positions as the kernel has them: np.int64 under NUMBA_DISABLE_JIT
+            span = np.array([0, end], np.int64)
+            got = jsonscan._number(buf, span[0], span[1])
+            assert got == read_number(buf, span[0], span[1]), (text, after)
+            assert all(type(x) in (bool, int) for x in got[2:]), got  # not np.int64, which
+            # math.ldexp refuses
+
+
+@settings(max_examples=FEW * 5, deadline=None)
+@given(st.sampled_from(sorted(KNOWN)) | names | st.text(max_size=9),
+       st.sampled_from(['"', '"', '":1', '" : 1', 'x"', '\\"', ""]))
+def test_a_key_read_as_a_word_is_the_key_read_byte_by_byte(key: str, after: str) -> None:
+    """`_known_key` takes the reading object's own keys, whole and closed, and leaves every
+    other key to the byte-by-byte path, at any distance from the span's end."""
+    raw = ('"' + key + after).encode()
+    buf = np.frombuffer(raw, np.uint8)
+    for end in range(1, len(buf) + 1):
+        field, after_key = jsonscan._known_key(buf, 0, end)
+        code, close = jsonscan._string_end(buf, 0, end)
+        slow = jsonscan._key_field(buf, 1, close) if code == jsonscan.OK else 0
+        if field:
+            assert field == slow and after_key == close + 1, (raw, end)
+        else:
+            assert after_key == 0
+            assert not slow or end < 9, (raw, end)  # near the end: byte by byte
+
+
 @pytest.mark.parametrize("text", [
     "0", "-0", "0.0", "-0.0", "-0e5", "0e999", "1e22", "1e23", "1E+22", "1e-22", "1.5e-23",
     "9007199254740992", "9007199254740993", "9007199254740993.0", "9007199254740995.0",
