@@ -108,9 +108,10 @@ class OfflinePolicy:
         """How long a device of `kind` whose usual gap is `gap_s` (0: not known yet) may be
         silent on its gateway's watermark, with its kind's interval or `interval_s`."""
         interval = self.interval_s(kind) if interval_s is None else interval_s
-        return device_timeout(gap_s * 1000, interval * 1000, int(self.min_timeout_s * 1000),
-                              self.factor, int(self.restart_s * 1000),
-                              int(self.batch_delay_s * 1000)) / 1000
+        return device_timeout(gap_s * 1000, round(interval * 1000),
+                              round(self.min_timeout_s * 1000), self.factor,
+                              round(self.restart_s * 1000), round(self.batch_delay_s * 1000)
+                              ) / 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,9 +179,9 @@ class OfflineWatch:
                          + [self._ms(self.policy.default_interval_s)], dtype=np.int32)
         kinds = registry.device_kind[first:n].astype(np.int64)
         self.interval_ms[first:n] = table[np.where(kinds >= 0, kinds, len(KINDS))]
-        for area, a in registry.areas.index.items():
-            seconds = override(1, area)
-            if seconds is not None:
+        for area in entries[1]:
+            seconds, a = override(1, area), registry.areas.index.get(area)
+            if seconds is not None and a is not None:
                 placed = registry.device_area[first:n] == a
                 self.interval_ms[first:n][placed] = self._ms(seconds)
         for name in entries[2]:
