@@ -37,10 +37,12 @@ import structlog
 from sensing_sim.fleet import Fleet, FleetSpec
 from sensing_sim.offline import run_offline
 from sensing_sim.scenario import load_scenario
-from sensing_sim.score import alerts_from_transitions, score
+from sensing_sim.score import Alert, alerts_from_transitions, score
 from sensing_sim.transport import FleetStream
 
 START = 1_795_478_400_000
+FALSE_POSITIVES_LISTED = 30
+"""(3) lists at most this many alerts that matched no label, per scenario"""
 SCENARIOS = Path(__file__).resolve().parent.parent / "simulators" / "scenarios"
 CHANNELS = {"smoke": ("obscuration", "temp_c", "co_ppm"),
             "manhole": ("tilt_deg", "water_m", "gas_lel"),
@@ -102,7 +104,8 @@ def bench_scenario(path: Path) -> dict[str, Any]:
     run = run_offline(fleet, scenario.run.duration_s, start_ms=scenario.run.start_ms,
                       faults=scenario.faults.transport())
     labels = [i.to_dict(scenario.run.start_ms) for i in fleet.incidents]
-    scores = score(labels, alerts_from_transitions(run.alerts))
+    unmatched: list[Alert] = []
+    scores = score(labels, alerts_from_transitions(run.alerts), false_positives=unmatched)
     return {
         "scenario": path.name, "devices": len(fleet.devices), "gateways": len(fleet.gateways),
         "simulated_s": scenario.run.duration_s, "wall_s": round(run.wall_s, 1),
@@ -116,8 +119,12 @@ def bench_scenario(path: Path) -> dict[str, Any]:
                    "f1": round(s.f1, 3), "latency_p50_s": s.latency_median_s,
                    "latency_p95_s": s.latency_p95_s, "duplicates": s.duplicates,
                    "false_positives": s.false_positives, "grade_ok": s.grade_ok,
-                   "covered": s.covered}
+                   "covered": s.covered, "resolved_early": s.resolved_early}
                   for s in scores],
+        "false_positive_alerts": [
+            {"type": a.type, "device": a.device, "grade": a.grade.value,
+             "raised_s": (a.ts_raised - scenario.run.start_ms) / 1000}
+            for a in unmatched[:FALSE_POSITIVES_LISTED]],
     }
 
 
@@ -167,12 +174,15 @@ def main(argv: list[str] | None = None) -> int:
               f"{sc['readings_sent']:,} sent; malformed sent {sc['malformed_sent']}, "
               f"dead-lettered {sc['dead_lettered']}")
         print(f"  {'type':22} {'labels':>6} {'found':>5} {'recall':>6} {'prec.':>6} "
-              f"{'F1':>5} {'p50 s':>6} {'p95 s':>6} {'dup':>4} {'FP':>4}")
+              f"{'F1':>5} {'p50 s':>6} {'p95 s':>6} {'dup':>4} {'FP':>4} {'early':>5}")
         for t in sc["types"]:
             print(f"  {t['type']:22} {t['labels']:>6} {t['detected']:>5} {t['recall']:>6.2f} "
                   f"{t['precision']:>6.2f} {t['f1']:>5.2f} {_secs(t['latency_p50_s']):>6} "
                   f"{_secs(t['latency_p95_s']):>6} {t['duplicates']:>4} "
-                  f"{t['false_positives']:>4}")
+                  f"{t['false_positives']:>4} {t['resolved_early']:>5}")
+        for a in sc["false_positive_alerts"]:
+            print(f"  false positive: {a['type']} ({a['grade']}) on {a['device']} "
+                  f"at {a['raised_s']:g} s")
     return 0
 
 

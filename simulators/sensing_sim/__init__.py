@@ -13,6 +13,7 @@
 The offline run (`sensing_sim.offline`) loads the core, and with it numba; nothing here does.
 """
 
+from sensing_sim.cases import Cadence, LateReadings, Reboot, WristBang
 from sensing_sim.faults import MALFORMED_REASONS, malformed_payload
 from sensing_sim.fleet import (
     DEFAULT_AREAS,
@@ -45,6 +46,7 @@ __all__ = [
     "INCIDENT_TYPES",
     "LEVEL_RANGES",
     "MALFORMED_REASONS",
+    "Cadence",
     "ClockSkew",
     "Device",
     "Fleet",
@@ -53,18 +55,21 @@ __all__ = [
     "FleetStream",
     "Gateway",
     "Incident",
+    "LateReadings",
     "LiveError",
     "LiveOptions",
     "LiveProgress",
     "LiveReport",
     "ManholeSignal",
     "Message",
+    "Reboot",
     "Restart",
     "Signal",
     "SmokeSignal",
     "TransportFaults",
     "UniqueReadings",
     "WearableSignal",
+    "WristBang",
     "kind_counts",
     "make_signal",
     "malformed_payload",

@@ -11,7 +11,7 @@ The demo incidents (`DEMO_INCIDENTS`) are those the core raises at their grade w
 demo-length run (the live demo runs 60 s, sampling every 2 s): fire, CO, a displaced cover,
 overflow, gas, SpO2 and heart rate (high and low) out of range, SOS, a fall, a flat battery
 and impossible sensor values (`device.fault`, "impossible"). Left out, as they take longer
-than a demo: `device.offline` (at least 60 s of silence plus the core's lateness; scheduled
+than a demo: `device.offline` (minutes of silence, `device_offline_needs_s`; scheduled
 when asked for by `types` and the run is long enough), `wearable.inactivity` (3 h of
 daytime stillness), `device.fault` "stuck" (30 min for a heart rate, 6 h for a room's
 temperature) and "drift" (a day of baseline, then hours), and `gateway.offline` (the
@@ -31,6 +31,7 @@ import numpy as np
 from sensing.wire import KINDS, Grade
 from sensing.wire.topics import is_valid_name
 from sensing_edge.drivers import SensorSample
+from sensing_sim.cases import Cadence, LateReadings, Reboot, WristBang
 from sensing_sim.incidents import (
     Incident,
     default_variant,
@@ -46,7 +47,7 @@ _SCHEDULE_ORDER: Final[tuple[tuple[str, str], ...]] = (
     # (type, variant), those that take longest to reach their grade (silence, ramps, hold
     # times) first: each needs, sampling every 2 s, about
     ("wearable.inactivity", ""),  # 3 h (daytime only)
-    ("device.offline", ""),  # 65-80 s
+    ("device.offline", ""),  # 3-6 min
     ("smoke.co", ""),  # 40 s
     ("wearable.vitals", "hr_high"),  # 35 s
     ("wearable.vitals", "hr_low"),  # 35 s
@@ -71,8 +72,8 @@ _QUICK_S: Final = 60.0
 """incidents needing longer than this are left out of runs too short for them (shorter ones
 are cut to the run, as ever)"""
 
-# Independent random streams of one seed.
-_STREAM_LAYOUT, _STREAM_SIGNAL, _STREAM_INCIDENTS = 0, 1, 2
+# Independent random streams of one seed (4 is the transport's).
+_STREAM_LAYOUT, _STREAM_SIGNAL, _STREAM_INCIDENTS, _STREAM_CADENCE = 0, 1, 2, 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +91,9 @@ class FleetSpec:
     seed: int = 1
     day_start_s: float = 10 * HOUR_S
     """time of day at the run start (daily temperature cycle, daytime walks)"""
+    cadences: tuple[Cadence, ...] = ()
+    """gateways whose devices sample at a cadence of their own (`sensing_sim.cases.Cadence`)
+    instead of `interval_s`"""
 
     def __post_init__(self) -> None:
         if not 1 <= self.n_gateways <= 9999:
@@ -109,6 +113,16 @@ class FleetSpec:
             raise ValueError("interval_s must be between 0.05 and 86400 seconds")
         if self.seed < 0:
             raise ValueError("seed must be non-negative")
+        named = [c.gateway for c in self.cadences]
+        if len(set(named)) != len(named):
+            raise ValueError("a gateway has two cadences")
+        known = {f"gw-{j + 1:02d}" for j in range(self.n_gateways)}
+        unknown_gw = [g for g in named if g not in known]
+        if unknown_gw:
+            raise ValueError(f"cadences: no gateway {unknown_gw[0]!r}")
+
+    def cadence_of(self, gateway: str) -> Cadence | None:
+        return next((c for c in self.cadences if c.gateway == gateway), None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +135,8 @@ class Device:
     """position in the fleet; seeds the device's own random stream"""
     phase_s: float
     """time of the first sample after the run start; later ones follow every interval"""
+    interval_s: float
+    """its sampling interval: the fleet's, or its gateway's cadence's"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,11 +174,17 @@ class Fleet:
         phases = rng.uniform(0.0, spec.interval_s, len(kinds)).tolist()
         numbers = dict.fromkeys(KINDS, 0)
         devices: list[Device] = []
+        slow = np.random.default_rng([spec.seed, _STREAM_CADENCE])
         for i, pick in enumerate(order):
             kind = kinds[pick]
             gw = self.gateways[i % len(self.gateways)]
             device_id = f"{kind}-{numbers[kind]:06d}"
-            devices.append(Device(device_id, kind, gw.id, gw.area, i, phases[i]))
+            phase, interval = phases[i], spec.interval_s
+            cadence = spec.cadence_of(gw.id) if spec.cadences else None
+            if cadence is not None:
+                interval = round(float(slow.uniform(*cadence.interval_s)), 1)
+                phase = float(slow.uniform(0.0, interval))
+            devices.append(Device(device_id, kind, gw.id, gw.area, i, phase, interval))
             numbers[kind] += 1
         self.devices: tuple[Device, ...] = tuple(devices)
         self._by_id = {d.id: d for d in devices}
@@ -172,6 +194,10 @@ class Fleet:
         self._incidents: list[Incident] = []
         self._incidents_by_device: dict[str, list[Incident]] = {}
         self._outages: dict[str, list[Incident]] = {}
+        self._nuisances: list[WristBang] = []
+        self._effects_by_device: dict[str, list[Incident | WristBang]] = {}
+        self._reboots: list[Reboot] = []
+        self._late: list[LateReadings] = []
 
     def __repr__(self) -> str:
         return f"Fleet({self.spec!r}, incidents={len(self._incidents)})"
@@ -206,6 +232,67 @@ class Fleet:
         """The `gateway.offline` incidents of a gateway: when its link is down."""
         return self._outages.get(gateway_id, ())
 
+    def effects_of(self, device_id: str) -> Sequence[Incident | WristBang]:
+        """What changes the device's readings: its incidents and nuisances."""
+        return self._effects_by_device.get(device_id, ())
+
+    def busy_devices(self) -> set[str]:
+        """Devices an incident, a nuisance or a reboot is scripted on."""
+        return ({i.device for i in self._incidents} | {n.device for n in self._nuisances}
+                | {r.device for r in self._reboots} | {late.device for late in self._late})
+
+    # -- field cases that are no incident (sensing_sim.cases) ----------------------------------
+
+    @property
+    def nuisances(self) -> tuple[WristBang, ...]:
+        return tuple(self._nuisances)
+
+    @property
+    def reboots(self) -> tuple[Reboot, ...]:
+        return tuple(self._reboots)
+
+    @property
+    def late_readings(self) -> tuple[LateReadings, ...]:
+        return tuple(self._late)
+
+    def _own(self, device_id: str, gateway: str, kinds: Sequence[str] = KINDS) -> Device:
+        device = self._by_id.get(device_id)
+        if device is None:
+            raise ValueError(f"no device {device_id!r} in the fleet")
+        if device.kind not in kinds:
+            raise ValueError(f"{device.id} is a {device.kind} device, not {' or '.join(kinds)}")
+        if device.gateway != gateway:
+            raise ValueError(f"{device.id} is on {device.gateway}")
+        return device
+
+    def add_nuisance(self, nuisance: WristBang) -> WristBang:
+        """Script a nuisance (no label: an alert it causes is a false positive)."""
+        device = self._own(nuisance.device, nuisance.gateway, (nuisance.kind,))
+        if nuisance.area != device.area:
+            raise ValueError(f"{device.id} is in {device.area}")
+        self._nuisances.append(nuisance)
+        self._effects_by_device.setdefault(device.id, []).append(nuisance)
+        return nuisance
+
+    def add_reboot(self, reboot: Reboot) -> Reboot:
+        """Script a device's reboot (no label: its silence is no outage)."""
+        device = self._own(reboot.device, reboot.gateway)
+        reboot.check_interval(device.kind, device.interval_s)
+        self._reboots.append(reboot)
+        return reboot
+
+    def add_late_readings(self, late: LateReadings) -> LateReadings:
+        """Hold a device's readings of a window back until `late.arrive_s`."""
+        self._own(late.device, late.gateway)
+        self._late.append(late)
+        return late
+
+    def reboots_of(self, gateway_id: str) -> list[Reboot]:
+        return [r for r in self._reboots if r.gateway == gateway_id]
+
+    def late_readings_of(self, gateway_id: str) -> list[LateReadings]:
+        return [late for late in self._late if late.gateway == gateway_id]
+
     def add_incident(self, incident: Incident) -> Incident:
         """Schedule an incident; its device must be in the fleet and of a kind the incident
         can happen on. What depends on the device's kind is settled (`Incident.for_kind`).
@@ -225,6 +312,7 @@ class Fleet:
         incident = incident.for_kind(device.kind)
         self._incidents.append(incident)
         self._incidents_by_device.setdefault(device.id, []).append(incident)
+        self._effects_by_device.setdefault(device.id, []).append(incident)
         return incident
 
     def _add_outage(self, incident: Incident) -> Incident:
@@ -244,20 +332,22 @@ class Fleet:
         self._outages.setdefault(gw.id, []).append(incident)
         return incident
 
-    def length_needed_s(self, type_: str, variant: str = "", kind: str | None = None) -> float:
-        """How long an incident must last for the core to raise it, at this fleet's interval:
-        the type's typical length, but at least `MIN_READINGS_IN_INCIDENT` readings of it (a
-        detector reading every minute sees a one-minute fire once), or for `device.offline`
-        its silence (whichever is longest).
+    def length_needed_s(self, type_: str, variant: str = "", kind: str | None = None,
+                        channel: str = "", interval_s: float | None = None) -> float:
+        """How long an incident must last for the core to raise it, at this fleet's interval
+        (or `interval_s`, a device's own): the type's typical length, but at least
+        `MIN_READINGS_IN_INCIDENT` readings of it (a detector reading every minute sees a
+        one-minute fire once), or for `device.offline` its silence (whichever is longest).
         """
         variant = variant or default_variant(type_)
-        forms = [form_of(type_, variant, k) for k in ((kind,) if kind else
-                                                      kinds_of(type_, variant))]
+        interval = self.spec.interval_s if interval_s is None else interval_s
+        forms = [form_of(type_, variant, k, channel) for k in (
+            (kind,) if kind else kinds_of(type_, variant, channel))]
         length = max(f.length_s for f in forms if f is not None)
         if type_ != "gateway.offline":
-            length = max(length, MIN_READINGS_IN_INCIDENT * self.spec.interval_s)
+            length = max(length, MIN_READINGS_IN_INCIDENT * interval)
         if type_ == "device.offline":
-            length = max(length, device_offline_needs_s(self.spec.interval_s))
+            length = max(length, device_offline_needs_s(interval, kind))
         return length
 
     def schedule_demo_incidents(
@@ -268,7 +358,7 @@ class Fleet:
 
         They start after ~5 s (less in runs under a minute) and end before the run ends.
         Types whose kind of device the fleet lacks are left out, and so are those the core
-        cannot raise before the run ends (a `device.offline` needs over a minute of silence).
+        cannot raise before the run ends (a `device.offline` needs minutes of silence).
         Returns the new labels.
         """
         lead = min(5.0, 0.1 * duration_s)
@@ -280,7 +370,7 @@ class Fleet:
             (t, v) in DEMO_INCIDENTS or t not in DEMO_INCIDENT_TYPES)]
         order += [(t, default_variant(t)) for t in wanted if t not in {t for t, _ in order}]
         rng = np.random.default_rng([self.spec.seed, _STREAM_INCIDENTS])
-        used = {i.device for i in self._incidents}
+        used = self.busy_devices()
         free = [d for d in self.devices if d.id not in used]
         placeable: list[tuple[str, str, Device]] = []
         for type_, variant in order:
@@ -291,7 +381,8 @@ class Fleet:
             if not candidates:
                 continue
             device = candidates[int(rng.integers(len(candidates)))]
-            needed = self.length_needed_s(type_, variant, device.kind)
+            needed = self.length_needed_s(type_, variant, device.kind,
+                                          interval_s=device.interval_s)
             if needed > _QUICK_S and lead + needed > last_end:
                 continue  # the core could not raise it before the run ends
             free.remove(device)
@@ -300,8 +391,8 @@ class Fleet:
         new: list[Incident] = []
         for n, (type_, variant, device) in enumerate(placeable):
             start = round(lead + spread * n / max(1, len(placeable)), 3)
-            end = round(min(start + self.length_needed_s(type_, variant, device.kind),
-                            last_end), 3)
+            end = round(min(start + self.length_needed_s(
+                type_, variant, device.kind, interval_s=device.interval_s), last_end), 3)
             form = form_of(type_, variant, device.kind)
             assert form is not None
             lo, hi = form.levels
@@ -350,6 +441,7 @@ class FleetDriver:
         self._devices = fleet.devices_of(gateway)
         self._signals = [fleet.signal(d) for d in self._devices]
         self._last_t: list[float | None] = [None] * len(self._devices)
+        self._intervals = [d.interval_s for d in self._devices]
         self._due: list[tuple[float, int]] = [(d.phase_s, i) for i, d in enumerate(self._devices)]
         heapq.heapify(self._due)
 
@@ -361,25 +453,25 @@ class FleetDriver:
         if self.start_ms is None:
             self.start_ms = now_ms
         t_now = (now_ms - self.start_ms) / 1000.0
-        interval = self.fleet.spec.interval_s
         out: list[SensorSample] = []
         while self._due and self._due[0][0] <= t_now:
             t_slot, i = heapq.heappop(self._due)
-            incidents = self.fleet.incidents_of(self._devices[i].id)
-            if any(inc.silences(t_slot) for inc in incidents):
+            effects = self.fleet.effects_of(self._devices[i].id)
+            if any(e.silences(t_slot) for e in effects):
                 self._signals[i].sample(t_slot)  # measures on, sends nothing
             else:
-                out.append(self._sample(i, t_slot, now_ms, incidents))
+                out.append(self._sample(i, t_slot, now_ms, effects))
+            interval = self._intervals[i]
             missed = math.floor((t_now - t_slot) / interval)
             heapq.heappush(self._due, (t_slot + (missed + 1) * interval, i))
         self.samples_taken += len(out)
         return out
 
     def _sample(self, i: int, t_s: float, now_ms: int,
-                incidents: Sequence[Incident]) -> SensorSample:
+                effects: Sequence[Incident | WristBang]) -> SensorSample:
         device = self._devices[i]
         values, battery = self._signals[i].sample(t_s)
         since, self._last_t[i] = self._last_t[i], t_s
-        for incident in incidents:
-            values, battery = incident.apply(t_s, values, battery, since)
+        for effect in effects:
+            values, battery = effect.apply(t_s, values, battery, since)
         return SensorSample(device.id, device.kind, now_ms, values, battery)

@@ -16,7 +16,14 @@ Every alert type of the contract has incidents; some come in variants (`Incident
   detector's CO cell reads -40..-60 ppm, a manhole's ultrasonic level sensor its no-echo
   99.9 m, a wristband's oximeter its "no reading" code 127 %;
   "stuck": the value freezes at `level` (a smoke detector's temperature, a wristband's
-  heart rate; manholes have no stuck check);
+  heart rate by default);
+  either of these on another channel of the device (`Incident.on_channel`, `CHANNEL_FORMS`):
+  every channel where a frozen value means a broken sensor can be stuck (manhole tilt, water
+  and gas; smoke obscuration, temperature and CO; wristband SpO2 and heart rate), each
+  frozen at a value inside its quiet range after the noise it showed before, for tens of
+  minutes; and impossible values can land on a channel whose alarm rules they would trip
+  (obscuration 400 %/m, gas 150 % LEL, heart rate 255): the label is `device.fault` alone,
+  and an alarm on such a value is a false positive;
   "drift": a smoke detector's thermistor drifts upwards at `DRIFT_C_PER_H` until it is
   `level` °C off (only smoke temperature: a wristband's SpO2 drifting by the 4 points the
   drift check needs would cross the hypoxaemia threshold first).
@@ -29,8 +36,10 @@ Every alert type of the contract has incidents; some come in variants (`Incident
   UTC+8): about 3 h after the start at the earliest (`inactivity_raised_by_s` says when).
 - `device.offline`: the device sends nothing in the window (`Incident.silences`); its grade
   is the core's for the device's kind (`DEVICE_OFFLINE_GRADE`). The core calls a device
-  offline after `max(60 s, 5 intervals)` of silence measured on its gateway's watermark
-  (`device_offline_needs_s`).
+  offline after its timeout (`device_timeout_s`: five of its kind's slow-end intervals, or of
+  its own if longer, with a restart and a batching allowance; about 5 minutes for a smoke
+  detector or a manhole sensor, 2.5 for a wristband) of silence measured on its gateway's
+  watermark (`device_offline_needs_s`).
 - `gateway.offline` (major): the gateway's link is down in the window; its `device` and
   `gateway` are both the gateway id (what the core's alert carries as device). It changes no
   reading: the transport drops the link (`Fleet.gateway_outages`).
@@ -119,8 +128,42 @@ FORMS: Final[Mapping[tuple[str, str], Mapping[str, Form]]] = {
         "wearable": Form("heart_rate", (66.0, 78.0), 45 * 60.0),
     },
     ("device.fault", "drift"): {"smoke": Form("temp_c", (8.0, 12.0), 16 * HOUR_S)},
-    ("device.offline", ""): {ANY: Form("", (0.0, 0.0), 90.0)},
+    ("device.offline", ""): {ANY: Form("", (0.0, 0.0), 360.0)},
     ("gateway.offline", ""): {ANY: Form("", (0.0, 0.0), 120.0)},
+}
+
+STUCK_S: Final = 45 * 60.0
+"""how long a stuck sensor stays frozen by default: tens of minutes, longer than a
+maintenance technician would let a frozen reading pass (the core's stuck checks: about
+30 min and a count of readings)"""
+
+CHANNEL_FORMS: Final[Mapping[tuple[str, str], Mapping[tuple[str, str], Form]]] = {
+    # (type, variant): (kind, channel) -> form, for an incident on a channel of its own
+    # (`Incident.on_channel`); the forms of FORMS are among them
+    ("device.fault", "stuck"): {
+        # frozen at a value inside the channel's quiet range, off its resting floor (a gas
+        # head at 0 % LEL in clean air, a CO cell at 0 ppm may sit still for days)
+        ("smoke", "obscuration"): Form("obscuration", (0.06, 0.1), STUCK_S),
+        ("smoke", "temp_c"): FORMS[("device.fault", "stuck")]["smoke"],
+        ("smoke", "co_ppm"): Form("co_ppm", (1.0, 2.0), STUCK_S),
+        ("manhole", "tilt_deg"): Form("tilt_deg", (0.2, 0.5), STUCK_S),
+        ("manhole", "water_m"): Form("water_m", (1.9, 2.6), STUCK_S),
+        ("manhole", "gas_lel"): Form("gas_lel", (0.3, 0.6), STUCK_S),
+        ("wearable", "spo2"): Form("spo2", (96.0, 96.0), STUCK_S),  # whole %
+        ("wearable", "heart_rate"): FORMS[("device.fault", "stuck")]["wearable"],
+    },
+    ("device.fault", "impossible"): {
+        # what broken sensors and firmware report, beyond what the sensor can measure; the
+        # first four would trip an alarm rule of their channel if taken for measurements
+        ("smoke", "obscuration"): Form("obscuration", (400.0, 400.0), 60.0),  # %/m
+        ("smoke", "temp_c"): Form("temp_c", (200.0, 200.0), 60.0),  # the unit melts first
+        ("manhole", "gas_lel"): Form("gas_lel", (150.0, 150.0), 60.0),  # LEL scale is 0-100
+        ("wearable", "heart_rate"): Form("heart_rate", (255.0, 255.0), 60.0),  # 0xFF: none
+        ("smoke", "co_ppm"): FORMS[("device.fault", "impossible")]["smoke"],
+        ("manhole", "tilt_deg"): Form("tilt_deg", (250.0, 250.0), 60.0),  # upside down: 180
+        ("manhole", "water_m"): FORMS[("device.fault", "impossible")]["manhole"],
+        ("wearable", "spo2"): FORMS[("device.fault", "impossible")]["wearable"],
+    },
 }
 
 # -- what the simulator copies from the core (checked in tests/sim/test_sim_rules_agree.py) --
@@ -132,7 +175,11 @@ OFFLINE_MIN_TIMEOUT_S: Final = 60.0
 OFFLINE_FACTOR: Final = 5.0
 OFFLINE_LATENESS_S: Final = 5.0
 OFFLINE_IDLE_S: Final = 10.0
-"""`sensing.detect.offline.OfflinePolicy`: min_timeout_s, factor, lateness_s, idle_s"""
+OFFLINE_RESTART_S: Final = 100.0
+OFFLINE_BATCH_DELAY_S: Final = 10.0
+OFFLINE_INTERVALS_S: Final[dict[str, float]] = {"smoke": 60.0, "manhole": 60.0, "wearable": 30.0}
+"""`sensing.detect.offline.OfflinePolicy`: min_timeout_s, factor, lateness_s, idle_s,
+restart_s, batch_delay_s, intervals_s (`DEFAULT_INTERVALS_S`)"""
 INACTIVITY_LIMIT_S: Final = 3 * HOUR_S
 INACTIVITY_DAY_H: Final = (8.0, 21.0)
 """`sensing.detect.inactivity.InactivityParams`: limit_s, (day_start_h, day_end_h); its
@@ -197,14 +244,32 @@ def default_variant(type_: str) -> str:
     return VARIANTS.get(type_, ("",))[0]
 
 
-def kinds_of(type_: str, variant: str = "") -> tuple[str, ...]:
-    """Kinds of device an incident of this type and variant can happen on."""
-    forms = FORMS[(type_, variant or default_variant(type_))]
+def kinds_of(type_: str, variant: str = "", channel: str = "") -> tuple[str, ...]:
+    """Kinds of device an incident of this type and variant (on `channel`, if given) can
+    happen on."""
+    variant = variant or default_variant(type_)
+    if channel:
+        on = CHANNEL_FORMS.get((type_, variant), {})
+        return tuple(k for k in KINDS if (k, channel) in on)
+    forms = FORMS[(type_, variant)]
     return KINDS if ANY in forms else tuple(k for k in KINDS if k in forms)
 
 
-def form_of(type_: str, variant: str = "", kind: str | None = None) -> Form | None:
-    """The form on `kind`; with kind None, the form if it is the same on every kind."""
+def channels_of(type_: str, variant: str = "") -> tuple[tuple[str, str], ...]:
+    """(kind, channel) an incident of this type and variant can be put on with
+    `Incident.on_channel`; empty if it has no channel of its own to choose."""
+    return tuple(CHANNEL_FORMS.get((type_, variant or default_variant(type_)), {}))
+
+
+def form_of(type_: str, variant: str = "", kind: str | None = None,
+            channel: str = "") -> Form | None:
+    """The form on `kind` (and `channel`, if given: `CHANNEL_FORMS`); with kind None, the
+    form if it is the same on every kind."""
+    if channel:
+        if kind is None:
+            return None
+        return CHANNEL_FORMS.get((type_, variant or default_variant(type_)), {}).get(
+            (kind, channel))
     forms = FORMS[(type_, variant or default_variant(type_))]
     if ANY in forms:
         return forms[ANY]
@@ -213,13 +278,25 @@ def form_of(type_: str, variant: str = "", kind: str | None = None) -> Form | No
     return forms.get(kind)
 
 
-def device_offline_needs_s(interval_s: float) -> float:
+def device_timeout_s(kind: str | None, interval_s: float) -> float:
+    """How long the core lets a device of `kind` sampling every `interval_s` stay silent
+    (`sensing.kernels.offline.device_timeout`): five of its cadence (its own interval or its
+    kind's slow-end one, the longer), at least a restart's silence plus a cadence and at
+    least a minute, plus a gateway's batching delay. Kind None: the longest over kinds."""
+    if kind is None:
+        return max(device_timeout_s(k, interval_s) for k in OFFLINE_INTERVALS_S)
+    cadence = max(interval_s, OFFLINE_INTERVALS_S.get(kind, OFFLINE_MIN_TIMEOUT_S))
+    return max(OFFLINE_MIN_TIMEOUT_S, OFFLINE_FACTOR * cadence,
+               OFFLINE_RESTART_S + cadence) + OFFLINE_BATCH_DELAY_S
+
+
+def device_offline_needs_s(interval_s: float, kind: str | None = None) -> float:
     """How long a device sampling every `interval_s` must stay silent for the core to call it
     offline: its timeout (from its last reading, at most an interval before the silence),
     the watermark's lateness, the idle time after which a gateway's watermark follows the
     clock (when the device is alone under its gateway), and an interval to spare."""
-    timeout = max(OFFLINE_MIN_TIMEOUT_S, OFFLINE_FACTOR * interval_s)
-    return timeout + OFFLINE_LATENESS_S + OFFLINE_IDLE_S + interval_s
+    return (device_timeout_s(kind, interval_s) + OFFLINE_LATENESS_S + OFFLINE_IDLE_S
+            + interval_s)
 
 
 def inactivity_raised_by_s(run_start_ms: int, start_s: float, interval_s: float = 0.0,
@@ -245,6 +322,11 @@ def inactivity_raised_by_s(run_start_ms: int, start_s: float, interval_s: float 
     raise ValueError(f"{limit_s} s of stillness never fits the core's daytime window")
 
 
+def _channels_hint(type_: str, variant: str) -> str:
+    channels = sorted({c for _, c in channels_of(type_, variant)})
+    return f" (one of {', '.join(channels)})" if channels else " (it has no channel to choose)"
+
+
 def _ramp(start: float, end: float, elapsed_s: float, ramp_s: float) -> float:
     return end if ramp_s <= 0 else start + (end - start) * min(1.0, elapsed_s / ramp_s)
 
@@ -268,6 +350,13 @@ class Incident:
     """see VARIANTS; "" is the type's default, and is replaced by its name"""
     device_kind: str | None = None
     """the kind of the device it happens on; None until known (`for_kind`)"""
+    on_channel: str = ""
+    """the channel it is on when it is not its form's (`CHANNEL_FORMS`: a device.fault on
+    any channel of the device); "" for the form's own"""
+    stays_open: bool = False
+    """the alert must stay open from its raise to the incident's end (`end_s`): readings
+    that arrive late with ordinary values (a gateway's backlog) inside the incident must not
+    resolve it; the score counts an alert resolved before the end as resolved early"""
 
     def __post_init__(self) -> None:
         if self.type not in INCIDENT_TYPES:
@@ -280,37 +369,50 @@ class Incident:
                              + (f" (one of {', '.join(variants)})" if variants[0] else ""))
         if not 0.0 <= self.start_s < self.end_s:
             raise ValueError(f"incident window [{self.start_s}, {self.end_s}) is empty")
+        if self.on_channel and not self.kinds:
+            raise ValueError(f"{self.label} cannot be put on channel {self.on_channel!r}"
+                             + _channels_hint(self.type, self.variant))
         if self.device_kind is not None and self.device_kind not in self.kinds:
-            raise ValueError(f"{self.label} cannot happen on a {self.device_kind} device")
-        if math.isnan(self.level) and form_of(self.type, self.variant,
-                                              self.device_kind) is not None:
+            on = f" on {self.on_channel}" if self.on_channel else ""
+            raise ValueError(f"{self.label}{on} cannot happen on a {self.device_kind} device"
+                             + (_channels_hint(self.type, self.variant)
+                                if self.on_channel else ""))
+        if math.isnan(self.level) and form_of(self.type, self.variant, self.device_kind,
+                                              self.on_channel) is not None:
             raise ValueError("level must be a number")
 
     @classmethod
     def of(
         cls, type: str, device: str, gateway: str, area: str, start_s: float,
         end_s: float | None = None, level: float | None = None, *, variant: str = "",
-        kind: str | None = None,
+        kind: str | None = None, channel: str = "", stays_open: bool = False,
     ) -> Incident:
         """An incident with its type's expected grade, typical length and mid-range level.
 
         `kind`, the kind of the device, settles what depends on it (device.offline's grade,
         device.fault's channel and level); `Fleet.add_incident` settles it when not given.
+        `channel`: on that channel of the device instead of the form's (`CHANNEL_FORMS`).
         """
         if type not in INCIDENT_TYPES:
             raise ValueError(f"unknown incident type {type!r} (one of {', '.join(INCIDENT_TYPES)})")
         variant = variant or default_variant(type)
         if (type, variant) not in FORMS:
             raise ValueError(f"{type} has no variant {variant!r}")
+        if channel and not kinds_of(type, variant, channel):
+            raise ValueError(f"{type} ({variant}) cannot be put on channel {channel!r}"
+                             + _channels_hint(type, variant))
         kind = kind or INCIDENT_TYPES[type][0]
-        form = form_of(type, variant, kind)
+        if kind is None and channel and len(kinds_of(type, variant, channel)) == 1:
+            kind = kinds_of(type, variant, channel)[0]
+        form = form_of(type, variant, kind, channel)
         if kind is not None and form is None:
-            raise ValueError(f"{type} ({variant}) cannot happen on a {kind} device")
+            on = f" on {channel}" if channel else ""
+            raise ValueError(f"{type} ({variant}){on} cannot happen on a {kind} device")
         if form is None:
             length = max(f.length_s for f in FORMS[(type, variant)].values())
             mid = math.nan
         else:
-            length, mid = form.length_s, sum(form.levels) / 2
+            length, mid = form.length_s, round(sum(form.levels) / 2, 6)
         grade = INCIDENT_TYPES[type][1]
         if type == "device.offline" and kind is not None:
             grade = DEVICE_OFFLINE_GRADE.get(kind, grade)
@@ -318,6 +420,7 @@ class Incident:
             type=type, device=device, gateway=gateway, area=area, start_s=start_s,
             end_s=start_s + length if end_s is None else end_s, grade=grade,
             level=mid if level is None else level, variant=variant, device_kind=kind,
+            on_channel=channel, stays_open=stays_open,
         )
 
     def for_kind(self, kind: str) -> Incident:
@@ -330,9 +433,9 @@ class Incident:
             return self
         if self.device_kind is not None:
             raise ValueError(f"{self.label} is on a {self.device_kind} device, not {kind}")
-        form = form_of(self.type, self.variant, kind)
+        form = form_of(self.type, self.variant, kind, self.on_channel)
         assert form is not None
-        level = sum(form.levels) / 2 if math.isnan(self.level) else self.level
+        level = round(sum(form.levels) / 2, 6) if math.isnan(self.level) else self.level
         grade = self.grade
         if self.type == "device.offline" and grade == INCIDENT_TYPES[self.type][1]:
             grade = DEVICE_OFFLINE_GRADE.get(kind, grade)
@@ -350,12 +453,12 @@ class Incident:
 
     @property
     def kinds(self) -> tuple[str, ...]:
-        """Kinds of device this incident (its type and variant) can happen on."""
-        return kinds_of(self.type, self.variant)
+        """Kinds of device this incident (its type, variant and channel) can happen on."""
+        return kinds_of(self.type, self.variant, self.on_channel)
 
     @property
     def form(self) -> Form:
-        form = form_of(self.type, self.variant, self.device_kind)
+        form = form_of(self.type, self.variant, self.device_kind, self.on_channel)
         if form is None:
             raise ValueError(f"{self.label} on {self.device}: the kind of device is not known")
         return form

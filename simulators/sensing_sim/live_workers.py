@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
+from sensing_sim.cases import WristBang
 from sensing_sim.fleet import Fleet, FleetSpec
 from sensing_sim.incidents import Incident
 from sensing_sim.live_shard import (
@@ -61,19 +62,23 @@ FD_BUDGET = FD_LIMIT - 124
 
 @dataclass(frozen=True, slots=True)
 class FleetRecipe:
-    """What rebuilds a fleet in another process: its spec and its incidents."""
+    """What rebuilds a fleet in another process: its spec, its incidents and nuisances (a
+    live run leaves out reboots and late readings: the transport's, not the devices')."""
 
     spec: FleetSpec
     incidents: tuple[Incident, ...]
+    nuisances: tuple[WristBang, ...] = ()
 
     @classmethod
     def of(cls, fleet: Fleet) -> FleetRecipe:
-        return cls(fleet.spec, fleet.incidents)
+        return cls(fleet.spec, fleet.incidents, fleet.nuisances)
 
     def build(self) -> Fleet:
         fleet = Fleet(self.spec)
         for incident in self.incidents:
             fleet.add_incident(incident)
+        for nuisance in self.nuisances:
+            fleet.add_nuisance(nuisance)
         if fleet.incidents != self.incidents:
             raise LiveError("the fleet rebuilt in a worker has other incidents than the parent's")
         return fleet

@@ -12,7 +12,10 @@ matches no label is a false positive. A label with no new alert is still detecte
 when the alert of an earlier incident of its device and type was still open when it began: a
 link that keeps flapping gets one alert held open (the core's flap damping), not one per drop;
 covered labels have no latency. Latency is the first alert's raise time minus the label's
-start; `grade_ok` counts detected labels whose alert reached at least the label's grade.
+start; `grade_ok` counts detected labels whose alert reached at least the label's grade. A
+label with `"stays_open": true` (late readings with ordinary values arrive inside it) must
+keep its alert open to its end: `resolved_early` counts those whose alert was resolved
+before (a re-raise shows as a duplicate besides).
 
 Time-scaled labels: a label with `"speed": N` comes from a run N times faster than simulated
 time (a replayed recording); its `ts_start`/`ts_end` are on that run's wall clock, like the
@@ -93,6 +96,9 @@ class TypeScore:
     """detected labels whose device already had an open alert of the type when they began
     (a link that keeps flapping: the core holds one alert open instead of raising anew);
     they count for recall, not for latency"""
+    resolved_early: int = 0
+    """detected labels that must stay open (`stays_open`) whose alert was resolved before
+    the label's end"""
 
 
 def _p95(xs: list[float]) -> float:
@@ -110,8 +116,10 @@ def label_speed(label: Mapping[str, Any]) -> float:
 
 
 def score(labels: Iterable[Mapping[str, Any]], alerts: Iterable[Alert],
-          grace_s: float = 600.0) -> list[TypeScore]:
-    """Per type, sorted by type; types with neither labels nor alerts are left out."""
+          grace_s: float = 600.0, *, false_positives: list[Alert] | None = None
+          ) -> list[TypeScore]:
+    """Per type, sorted by type; types with neither labels nor alerts are left out.
+    `false_positives`, if given, gets the alerts that matched no label, in raise order."""
     by_key: dict[tuple[str, str], list[Alert]] = {}
     all_alerts = sorted(alerts, key=lambda a: a.ts_raised)
     for a in all_alerts:
@@ -152,6 +160,8 @@ def score(labels: Iterable[Mapping[str, Any]], alerts: Iterable[Alert],
     alerts_of: dict[str, list[Alert]] = {}
     for a in all_alerts:
         alerts_of.setdefault(a.type, []).append(a)
+    if false_positives is not None:
+        false_positives += [a for a in all_alerts if a.alert_id not in used]
     out = []
     for type_ in sorted(set(found) | set(alerts_of)):
         rows = found.get(type_, [])
@@ -161,6 +171,8 @@ def score(labels: Iterable[Mapping[str, Any]], alerts: Iterable[Alert],
         covered = [(lb, a) for lb, a in detected if a.ts_raised < int(lb["ts_start"])]
         latencies = [(a.ts_raised - int(lb["ts_start"])) / 1000 * label_speed(lb)
                      for lb, a in detected if a.ts_raised >= int(lb["ts_start"])]
+        early = sum(1 for lb, a in detected if lb.get("stays_open") and a.ts_resolved
+                    is not None and a.ts_resolved < int(lb["ts_end"]))
         recall = len(detected) / len(rows) if rows else 0.0
         precision = len(detected) / (len(detected) + false_pos) if detected or false_pos else 0.0
         f1 = 2 * recall * precision / (recall + precision) if recall + precision else 0.0
@@ -170,7 +182,8 @@ def score(labels: Iterable[Mapping[str, Any]], alerts: Iterable[Alert],
             grade_ok=sum(1 for lb, a in detected if RANK[a.grade] >= RANK[Grade(lb["grade"])]),
             recall=recall, precision=precision, f1=f1,
             latency_median_s=statistics.median(latencies) if latencies else None,
-            latency_p95_s=_p95(latencies) if latencies else None, covered=len(covered)))
+            latency_p95_s=_p95(latencies) if latencies else None, covered=len(covered),
+            resolved_early=early))
     return out
 
 

@@ -13,6 +13,12 @@ Nuisances, by kind (all stay below any sensible alarm level):
   detector has no humidity channel: the humid air shows as obscuration and warmth only).
 - manhole: a vehicle driving over the cover tilts it 3-6 degrees for one reading; rain
   raises the water slowly (water_m falls) but never above 1.25 m below the cover.
+
+Resting floors: some channels legitimately sit still for hours in clean air, and a stuck
+check must not take them for frozen sensors. A share of the gas heads (those whose clean-air
+reading is lowest) suppresses readings under `MANHOLE_GAS_DEADBAND_LEL`, as many catalytic
+and IR heads do: 0.0 % LEL for tens of minutes at a time, with a rare blip. A share of the
+smoke detectors' CO cells report whole ppm: 0 in clean air, 1-2 while someone cooks.
 - wearable: walking bouts raise heart rate (up to 110), acceleration (up to 1.5 g) and steps.
   At night the wearer sleeps (bedtime 21:30-23:30, up at 05:30-07:30, the signal's own time
   of day): heart rate 6-12 bpm under its resting level (never under 45), no steps, the wrist
@@ -50,6 +56,13 @@ MANHOLE_TRAFFIC_TILT: Final = (3.0, 6.0)
 MANHOLE_WATER_RANGE: Final = (1.5, 3.0)
 MANHOLE_WATER_RAIN_MIN: Final = 1.25
 MANHOLE_GAS_MAX: Final = 2.0
+MANHOLE_GAS_DEADBAND_LEL: Final = 1.0
+"""heads with a zero deadband report 0.0 below this"""
+MANHOLE_GAS_DEADBAND_BELOW: Final = 0.25
+"""heads whose clean-air level is under this have the deadband (about 30 % of them)"""
+SMOKE_CO_WHOLE_BELOW: Final = 0.5
+"""CO cells whose clean-air level is under this report whole ppm, cut down (about a quarter
+of them)"""
 WEARABLE_HR_REST: Final = (55.0, 95.0)
 WEARABLE_HR_WALK_MAX: Final = 110.0
 WEARABLE_HR_SLEEP_MIN: Final = 45.0
@@ -92,6 +105,17 @@ class Signal(Protocol):
 def _hit(rate_per_s: float, dt_s: float, u: float) -> bool:
     """Whether a Poisson event of the given rate happens in `dt_s`, from a uniform draw."""
     return u < -math.expm1(-rate_per_s * dt_s)
+
+
+def _fold(x: float, lo: float, hi: float) -> float:
+    """`x` folded back into [lo, hi] at its edges: a bounded value that keeps its noise (a
+    clamp would hold a cold room's thermistor at exactly `lo` for an hour, which only a
+    frozen sensor does)."""
+    if x < lo:
+        x = lo + (lo - x)
+    elif x > hi:
+        x = hi - (x - hi)
+    return min(max(x, lo), hi)
 
 
 def _bump(elapsed_s: float, length_s: float) -> float:
@@ -146,6 +170,8 @@ class SmokeSignal(_Base):
         self._temp0 = float(rng.uniform(20.5, 22.5))
         self._temp_drift = 0.0
         self._co0 = float(rng.uniform(0.0, 2.0))
+        self.whole_ppm = self._co0 < SMOKE_CO_WHOLE_BELOW
+        """its CO cell reports whole ppm: 0 in clean air"""
         self._cooking_start = -math.inf
         self._cooking_len = 0.0
         self._cooking_peak = 0.0
@@ -187,8 +213,9 @@ class SmokeSignal(_Base):
         co = self._co0 + abs(0.4 * n[2]) + 2.0 * cooking * u[3]
         values = {
             "obscuration": round(obscuration, 2),
-            "temp_c": round(min(max(temp, SMOKE_TEMP_RANGE[0]), SMOKE_TEMP_RANGE[1]), 2),
-            "co_ppm": round(min(max(co, 0.0), SMOKE_CO_MAX), 1),
+            "temp_c": round(_fold(temp, *SMOKE_TEMP_RANGE), 2),
+            "co_ppm": (float(math.floor(min(max(co, 0.0), SMOKE_CO_MAX))) if self.whole_ppm
+                       else round(min(max(co, 0.0), SMOKE_CO_MAX), 1)),
         }
         return values, self._battery(t_s)
 
@@ -206,6 +233,8 @@ class ManholeSignal(_Base):
         self._tilt0 = float(rng.uniform(0.1, 0.6))
         self._water0 = float(rng.uniform(1.8, 2.8))
         self._gas0 = float(rng.uniform(0.1, 0.6))
+        self.deadband = self._gas0 < MANHOLE_GAS_DEADBAND_BELOW
+        """its gas head reports 0.0 below MANHOLE_GAS_DEADBAND_LEL"""
         self._bumped = False
         self._rain_start = -math.inf
         self._rain_len = 0.0
@@ -230,6 +259,8 @@ class ManholeSignal(_Base):
         water = self._water0 - self._rain_rise * rain + 0.005 * n[1]
         water = min(max(water, MANHOLE_WATER_RAIN_MIN), MANHOLE_WATER_RANGE[1])
         gas = min(MANHOLE_GAS_MAX, max(0.0, self._gas0 + abs(0.3 * n[2])))
+        if self.deadband and gas < MANHOLE_GAS_DEADBAND_LEL:
+            gas = 0.0
         values = {"tilt_deg": round(tilt, 2), "water_m": round(water, 3), "gas_lel": round(gas, 2)}
         return values, self._battery(t_s)
 

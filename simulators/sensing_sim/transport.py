@@ -13,6 +13,11 @@ of that, `TransportFaults` break delivery the way real networks and firmware do:
   (with `down_s`, samples due while it is down are lost, as on a real gateway);
 - clock skew: a gateway stamps its readings with a clock that is `skew_s` off.
 
+And the fleet's own field cases (`sensing_sim.cases`): a device that reboots is silent, then
+numbers its readings under a new epoch from seq 0; a device's late readings wait in a
+backlog and reach the broker after newer ones; a gateway with a cadence's `batch_s` forwards
+what it heard once every `batch_s`.
+
 `FleetStream` is the one source of messages for the offline run, for recordings and (through
 recordings) for replays; the same fleet, faults and seed give the same messages.
 """
@@ -30,6 +35,7 @@ import orjson
 
 from sensing.wire import snb1
 from sensing.wire.topics import readings_topic, status_topic
+from sensing_edge.drivers import SensorSample
 from sensing_sim.faults import MALFORMED_REASONS, malformed_payload
 from sensing_sim.fleet import Fleet, FleetDriver, Gateway
 
@@ -152,6 +158,21 @@ class _Edge:
                               for i in fleet.gateway_outages(gateway.id))
         self.link_up = True
         self.backlog: list[snb1.Reading] = []
+        cadence = fleet.spec.cadence_of(gateway.id) if fleet.spec.cadences else None
+        self.batch_ms = round(cadence.batch_s * 1000) if cadence is not None else 0
+        self.next_send_ms = start_ms + self.batch_ms
+        self.unsent: list[snb1.Reading] = []
+        # (device, first ms, ms back); a device's epochs after its reboots
+        self.reboots = sorted((r.device, start_ms + round(r.at_s * 1000),
+                               start_ms + round((r.at_s + r.down_s) * 1000))
+                              for r in fleet.reboots_of(gateway.id))
+        self.device_epochs: dict[str, int] = {}
+        self.rebooted: set[tuple[str, int]] = set()
+        # (device, from ms, to ms, arrival ms, the readings held)
+        self.held: list[tuple[str, int, int, int, list[snb1.Reading]]] = [
+            (h.device, start_ms + round(h.from_s * 1000), start_ms + round(h.to_s * 1000),
+             start_ms + round(h.arrive_s * 1000), [])
+            for h in fleet.late_readings_of(gateway.id)]
 
     def _link_down_at(self, now_ms: int) -> bool:
         return any(a <= now_ms < b for a, b in self.outages)
@@ -169,11 +190,14 @@ class _Edge:
             self.seqs.clear()
             counts.restarts += 1
         numbered: list[snb1.Reading] = []
-        for s in samples:
-            seq = self.seqs.get(s.device, 0)
-            self.seqs[s.device] = seq + 1
-            numbered.append((s.device, s.kind, self.epoch, seq, s.ts + self.skew_ms, s.values,
-                             s.battery))
+        if self.reboots or self.held:
+            numbered = self._number_cases(samples, now_ms)
+        else:
+            for s in samples:
+                seq = self.seqs.get(s.device, 0)
+                self.seqs[s.device] = seq + 1
+                numbered.append((s.device, s.kind, self.epoch, seq, s.ts + self.skew_ms,
+                                 s.values, s.battery))
         down = self._link_down_at(now_ms)
         if down != (not self.link_up):
             self.link_up = not down
@@ -185,12 +209,53 @@ class _Edge:
         if down:
             self.backlog += numbered
             return out
+        if self.batch_ms:
+            self.unsent += numbered
+            if now_ms < self.next_send_ms:
+                return out
+            while self.next_send_ms <= now_ms:
+                self.next_send_ms += self.batch_ms
+            numbered, self.unsent = self.unsent, []
         pending, self.backlog = self.backlog + numbered, []
         for i in range(0, len(pending), BACKLOG_CHUNK):
             chunk = pending[i:i + BACKLOG_CHUNK]
             out.append(Message(now_ms, self.readings_topic, snb1.encode_readings(chunk),
                                READINGS, len(chunk)))
         return out
+
+    def _number_cases(self, samples: list[SensorSample], now_ms: int) -> list[snb1.Reading]:
+        """Number samples with reboots (silence, then a new epoch from seq 0) and late
+        readings (held back until their arrival) on this gateway."""
+        numbered: list[snb1.Reading] = []
+        for s in samples:
+            rebooting = False
+            for device, down_ms, back_ms in self.reboots:
+                if device == s.device and down_ms <= s.ts:
+                    if s.ts < back_ms:
+                        rebooting = True  # the firmware restarts: nothing is sent
+                    elif (device, down_ms) not in self.rebooted:
+                        self.rebooted.add((device, down_ms))
+                        self.device_epochs[device] = self.device_epochs.get(device, 0) + 1
+                        self.seqs.pop(device, None)
+            if rebooting:
+                continue
+            seq = self.seqs.get(s.device, 0)
+            self.seqs[s.device] = seq + 1
+            reading: snb1.Reading = (s.device, s.kind, self.epoch + self.device_epochs.get(
+                s.device, 0), seq, s.ts + self.skew_ms, s.values, s.battery)
+            hold = next((h for h in self.held if h[0] == s.device and h[1] <= s.ts < h[2]),
+                        None)
+            if hold is not None:
+                hold[4].append(reading)
+            else:
+                numbered.append(reading)
+        due = [h for h in self.held if h[3] <= now_ms and h[4]]
+        if due:  # the backlog arrives: older readings first
+            late = [r for h in due for r in h[4]]
+            for h in due:
+                h[4].clear()
+            numbered = late + numbered
+        return numbered
 
 
 class FleetStream:
@@ -260,7 +325,8 @@ class FleetStream:
             for m in arrived:
                 self.counts.messages[m.what] += 1
             yield now, arrived
-        self.counts.readings_buffered_at_end = sum(len(e.backlog) for e in edges)
+        self.counts.readings_buffered_at_end = sum(
+            len(e.backlog) + len(e.unsent) + sum(len(h[4]) for h in e.held) for e in edges)
         # What is still on its way (late or duplicated near the end) arrives after the run.
         rest = [heapq.heappop(queue)[2] for _ in range(len(queue))]
         for m in rest:

@@ -92,7 +92,7 @@ def test_heart_rate_impossible_values_silent_devices_and_a_gateway_outage() -> N
     for inc in fleet.incidents:
         late = latency_s(alerts, inc)
         if inc.type == "device.offline":
-            assert 60.0 <= late <= device_offline_needs_s(2.0), inc
+            assert 60.0 <= late <= device_offline_needs_s(2.0, inc.device_kind), inc
         elif inc.type == "gateway.offline":
             assert 0.0 <= late <= 2.0
         else:

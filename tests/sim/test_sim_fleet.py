@@ -130,14 +130,17 @@ def test_slow_incidents_are_scheduled_only_when_asked_for_and_the_run_is_long_en
     assert [i.type for i in short] == ["smoke.co"], "neither fits a minute"
     fleet = Fleet(spec)
     long = fleet.schedule_demo_incidents(
-        300.0, types=("smoke.co", "device.offline", "gateway.offline"))
+        600.0, types=("smoke.co", "device.offline", "gateway.offline"))
     assert [i.type for i in long] == ["device.offline", "smoke.co"], "the slowest first"
     offline = long[0]
-    assert offline.end_s - offline.start_s >= device_offline_needs_s(10.0)
+    assert offline.end_s - offline.start_s >= device_offline_needs_s(10.0, offline.device_kind)
     assert offline.grade == {"manhole": "minor"}.get(offline.device_kind or "", "major")
-    assert fleet.length_needed_s("device.offline") == 90.0 > device_offline_needs_s(10.0)
-    slow = Fleet(FleetSpec(n_gateways=1, n_devices=3, interval_s=30.0))
-    assert slow.length_needed_s("device.offline") == device_offline_needs_s(30.0) == 195.0
+    # a smoke detector's timeout: five of its kind's 60 s, and a batch's delay (310 s)
+    assert fleet.length_needed_s("device.offline") == 360.0 > device_offline_needs_s(10.0)
+    assert device_offline_needs_s(10.0) == device_offline_needs_s(10.0, "smoke") == 335.0
+    assert device_offline_needs_s(10.0, "wearable") == 160.0 + 5 + 10 + 10
+    slow = Fleet(FleetSpec(n_gateways=1, n_devices=3, interval_s=120.0))
+    assert slow.length_needed_s("device.offline") == device_offline_needs_s(120.0) == 745.0
     assert fleet.length_needed_s("device.fault", "stuck", "wearable") == 45 * 60.0
     assert fleet.length_needed_s("device.fault", "stuck") == 6.5 * 3600.0
     day = Fleet(spec).schedule_demo_incidents(5 * 3600.0, types=("wearable.inactivity",))

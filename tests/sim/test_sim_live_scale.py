@@ -38,6 +38,7 @@ def test_recipe_rebuilds_the_same_fleet_with_its_incidents() -> None:
     assert any(fleet.gateway_outages(gw.id) for gw in fleet.gateways)
     again = FleetRecipe.of(fleet).build()
     assert again.devices == fleet.devices and again.incidents == fleet.incidents
+    assert fleet.nuisances and again.nuisances == fleet.nuisances
     assert all(again.gateway_outages(g.id) == fleet.gateway_outages(g.id) for g in fleet.gateways)
     a, b = fleet.driver("gw-03", 1_795_478_400_000), again.driver("gw-03", 1_795_478_400_000)
     t = 1_795_478_400_000 + 30_000

@@ -191,16 +191,66 @@ def test_fault_incidents_are_what_the_default_fault_checks_see() -> None:
                 assert form.length_s >= d.fast_tau_s * 2
 
 
+def test_fault_incidents_on_channels_of_their_own_are_faults_and_nothing_else() -> None:
+    """Impossible values on any channel are beyond the core's physical limits (and a fault
+    only: alarms on them are false positives); a stuck value is a plausible quiet value; a
+    stuck channel the core has no stuck check for yet is listed, not failed (the label is
+    right whatever the core does)."""
+    from sensing.detect.fault import PHYSICAL_LIMITS, default_fault_checks
+
+    for (kind, channel), form in inc.CHANNEL_FORMS[("device.fault", "impossible")].items():
+        assert channel in KIND_CHANNELS[kind]
+        limits = PHYSICAL_LIMITS[channel]
+        assert all(not limits.low <= v <= limits.high for v in form.levels), (kind, channel)
+        assert form.length_s >= 10.0 * (limits.min_count + 1)
+    watched = {(c.spec.kind, c.spec.channel) for c in default_fault_checks()
+               if c.check == "stuck"}
+    for (kind, channel), form in inc.CHANNEL_FORMS[("device.fault", "stuck")].items():
+        assert channel in KIND_CHANNELS[kind]
+        lo, hi = QUIET_RANGE.get((kind, channel), sig.SMOKE_TEMP_RANGE)
+        assert lo < form.levels[0] <= form.levels[1] <= hi, "plausible, off the floor"
+        for rule in rules.DEFAULT_RULES:
+            if (rule.kind, rule.channel) == (kind, channel) and not rule.rate_window_s:
+                assert not any(beyond(rule, v, lv.threshold) for v in form.levels
+                               for lv in rule.levels)
+    unwatched = set(inc.CHANNEL_FORMS[("device.fault", "stuck")]) - watched
+    if unwatched:
+        pytest.skip(f"the core has no stuck check yet for {sorted(unwatched)}")
+
+
+def test_a_wrist_bang_is_an_impact_the_fall_check_sees_then_walking() -> None:
+    """The knock is as hard as a fall's impact and the rest after it is as still as lying on
+    the floor: only the walking in between tells it from a fall."""
+    from sensing.detect.fall import FallParams
+    from sensing_sim import cases
+
+    p = FallParams()
+    assert p.impact_g < cases.BANG_LEVEL_G
+    assert p.still_s <= cases.BANG_WALK_S and p.window_s <= cases.BANG_REST_S
+    bang = cases.WristBang.of("w", "gw-01", "a", 0.0)
+    walking = bang.apply(30.0, {"accel_g": 1.0, "steps": 0.0}, 1.0, 25.0)[0]
+    assert walking["accel_g"] > p.still_high_g and walking["steps"] > 0
+    resting = bang.apply(120.0, {"accel_g": 1.0, "steps": 0.0}, 1.0, 115.0)[0]
+    assert p.still_low_g <= resting["accel_g"] <= p.still_high_g
+
+
 def test_offline_copies_agree_with_the_core() -> None:
     from sensing.detect.offline import OfflinePolicy
     from sensing.pipeline import DEVICE_OFFLINE, GATEWAY_OFFLINE, OFFLINE_GRADE
 
     assert inc.DEVICE_OFFLINE_GRADE == OFFLINE_GRADE
     p = OfflinePolicy()
-    assert (p.min_timeout_s, p.factor, p.lateness_s, p.idle_s) == (
-        inc.OFFLINE_MIN_TIMEOUT_S, inc.OFFLINE_FACTOR, inc.OFFLINE_LATENESS_S, inc.OFFLINE_IDLE_S)
+    assert (p.min_timeout_s, p.factor, p.lateness_s, p.idle_s, p.restart_s, p.batch_delay_s) == (
+        inc.OFFLINE_MIN_TIMEOUT_S, inc.OFFLINE_FACTOR, inc.OFFLINE_LATENESS_S, inc.OFFLINE_IDLE_S,
+        inc.OFFLINE_RESTART_S, inc.OFFLINE_BATCH_DELAY_S)
+    assert p.intervals_s == inc.OFFLINE_INTERVALS_S
+    for kind in inc.OFFLINE_INTERVALS_S:
+        for interval in (2.0, 10.0, 45.0, 60.0, 120.0):
+            assert inc.device_timeout_s(kind, interval) == pytest.approx(
+                p.timeout_s(kind, interval_s=max(interval, p.interval_s(kind)))), (kind, interval)
     assert {"device.offline", "gateway.offline"} == {DEVICE_OFFLINE, GATEWAY_OFFLINE}
     form = inc.form_of("device.offline")
-    assert form is not None and form.length_s >= inc.device_offline_needs_s(2.0)
-    assert inc.device_offline_needs_s(30.0) == 5 * 30.0 + p.lateness_s + p.idle_s + 30.0
+    assert form is not None and form.length_s >= inc.device_offline_needs_s(10.0)
+    assert inc.device_offline_needs_s(30.0, "wearable") == (
+        p.timeout_s("wearable") + p.lateness_s + p.idle_s + 30.0)
     assert INCIDENT_TYPES["gateway.offline"][1] is Grade.MAJOR

@@ -274,3 +274,20 @@ def test_local_time_of_day_is_the_cores() -> None:
     assert sig.local_time_of_day_s(midnight_utc) == 8 * 3600.0
     assert sig.local_time_of_day_s(midnight_utc + 16 * 3_600_000) == 0.0
     assert sig.local_time_of_day_s(midnight_utc, utc_offset_h=0.0) == 0.0
+
+
+def test_some_gas_heads_and_co_cells_sit_at_their_resting_floor_for_tens_of_minutes() -> None:
+    """Legitimately still channels a stuck check must not take for frozen sensors."""
+    heads = [ManholeSignal(np.random.default_rng([31, i])) for i in range(40)]
+    floor = [h for h in heads if h.deadband]
+    assert 6 <= len(floor) <= 20
+    for head in floor[:3]:
+        gas = [head.sample(float(t))[0]["gas_lel"] for t in range(0, 4 * 3600, 10)]
+        runs = np.diff(np.flatnonzero(np.r_[True, np.array(gas) != 0.0, True]))
+        assert max(gas) >= sig.MANHOLE_GAS_DEADBAND_LEL or runs.max() > 1000
+        assert runs.max() * 10 >= 30 * 60, "at 0.0 for half an hour and more"
+    cells = [SmokeSignal(np.random.default_rng([32, i])) for i in range(40)]
+    whole = [c for c in cells if c.whole_ppm]
+    assert 6 <= len(whole) <= 20
+    co = [whole[0].sample(float(t))[0]["co_ppm"] for t in range(0, 3600, 10)]
+    assert all(v == int(v) for v in co) and co.count(0.0) > len(co) / 2

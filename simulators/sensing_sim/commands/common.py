@@ -43,7 +43,7 @@ EXIT_OK, EXIT_RUNTIME, EXIT_USAGE = 0, 1, 2
 def score_table(scores: list[TypeScore], title: str) -> Table:
     table = Table(title=f"{title}; latency p50, p95 in simulated seconds", title_justify="left")
     for column in ("type", "labels", "found", "recall", "prec.", "F1", "p50 s", "p95 s",
-                   "dup.", "false +", "grade ok"):
+                   "dup.", "false +", "grade ok", "early"):
         table.add_column(column, justify="left" if column == "type" else "right",
                          no_wrap=True)
 
@@ -55,10 +55,15 @@ def score_table(scores: list[TypeScore], title: str) -> Table:
         table.add_row(sc.type, str(sc.labels), detected, f"{sc.recall:.2f}",
                       f"{sc.precision:.2f}", f"{sc.f1:.2f}", secs(sc.latency_median_s),
                       secs(sc.latency_p95_s), str(sc.duplicates), str(sc.false_positives),
-                      f"{sc.grade_ok}/{sc.detected}")
+                      f"{sc.grade_ok}/{sc.detected}", str(sc.resolved_early))
+    captions = []
     if any(sc.covered for sc in scores):
-        table.caption = ("found (N open): N labels began while the alert of an earlier one was "
-                         "still open (a flapping link held as one alert): no latency")
+        captions.append("found (N open): N labels began while the alert of an earlier one was "
+                        "still open (a flapping link held as one alert): no latency")
+    if any(sc.resolved_early for sc in scores):
+        captions.append("early: alerts resolved before the end of an incident that must stay "
+                        "open (late ordinary readings inside it)")
+    table.caption = "\n".join(captions) if captions else None
     return table
 
 

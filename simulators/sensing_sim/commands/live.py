@@ -40,7 +40,8 @@ over the run. Optional faults: --duplicates re-publishes a fraction of the batch
 --duration is given) and the duplicates and malformed messages of [faults] from a scenario
 file. Its gateway.offline incidents (and [faults] link_flaps) cut the gateway's link through
 a loopback relay: the broker publishes the gateway's last will, its agent buffers and
-delivers after reconnecting. Late delivery, restarts and clock skew are not simulated live.
+delivers after reconnecting. Late delivery, restarts, clock skew, device reboots, a
+device's late readings and a gateway's batching are not simulated live.
 
 A large fleet is shared out over worker processes (--processes; by default one per 125
 gateways: hundreds of agents' threads in one process wait on each other for the GIL; and
@@ -143,9 +144,14 @@ def _fleet(args: argparse.Namespace, err: Console) -> tuple[Fleet, float, float,
     if args.scenario is not None:
         plan = plan_from_args(args)
         f = plan.faults
+        fleet = plan.fleet
         ignored = [name for name, on in (("late delivery", f.late_rate > 0),
                                          ("restarts", bool(f.restarts)),
-                                         ("clock skew", bool(f.clock_skew))) if on]
+                                         ("clock skew", bool(f.clock_skew)),
+                                         ("device reboots", bool(fleet.reboots)),
+                                         ("late readings", bool(fleet.late_readings)),
+                                         ("gateway batching", any(
+                                             c.batch_s for c in fleet.spec.cadences))) if on]
         if ignored:
             err.print(f"sensing-sim live: not simulated live, ignored: {', '.join(ignored)}",
                       markup=False)
