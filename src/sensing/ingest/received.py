@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from sensing.spare import Spares
+
 
 @dataclass(frozen=True, slots=True)
 class Incoming:
@@ -32,6 +34,9 @@ class Incoming:
     def sent_size(self) -> int:
         return max(self.size, len(self.payload))
 
+
+_JOINED = Spares(np.uint8)
+"""buffers of joined parts (`Received.concat`): a step's megabytes, reused once it is done"""
 
 _SPAN_COLUMNS = ("topic_start", "topic_end", "payload_start", "payload_end", "payload_size")
 
@@ -164,7 +169,7 @@ class Received:
         if any(p.buf is not buf for p in parts):
             lows = [int(p.topic_start.min()) for p in parts]
             highs = [int(p.payload_end.max()) for p in parts]
-            buf = np.empty(sum(h - lo for lo, h in zip(lows, highs, strict=True)), np.uint8)
+            buf = _JOINED.empty(sum(h - lo for lo, h in zip(lows, highs, strict=True)))
             pos = 0
             for i, (p, lo, h) in enumerate(zip(parts, lows, highs, strict=True)):
                 buf[pos:pos + h - lo] = np.frombuffer(p.buf, np.uint8)[lo:h]
