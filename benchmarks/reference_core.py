@@ -31,6 +31,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from sensing.detect.fall import FallParams
 from sensing.detect.fault import (
     DRIFT_DEFAULTS,
@@ -42,6 +44,7 @@ from sensing.detect.fault import (
 )
 from sensing.detect.inactivity import InactivityParams
 from sensing.detect.rules import BATTERY_CHANNEL, DEFAULT_RULES, Rule
+from sensing.kernels.fault import STUCK_TICK_MS
 from sensing.wire.kinds import KIND_CHANNELS
 from sensing.wire.messages import GRADE_BY_RANK, Grade
 
@@ -287,27 +290,71 @@ class ImpossibleCheck(FaultCheck):
 @dataclass(slots=True)
 class _Stuck(_Hold):
     run_val: float = 0.0
+    noise: float = 0.0
+    """share of readings that differed from the one before (an average kept in float32)"""
+    armed: bool = False
+
+
+def f32(x: float) -> float:
+    """`x` rounded to the nearest float32, as a state record's float32 field keeps it."""
+    return float(np.float32(x))
+
+
+class StuckTicks:
+    """Which readings the stuck checks see: a device's first reading in each tick of its
+    event time (`STUCK_TICK_MS`) that carries a channel a stuck check watches, decided at the
+    first such value of the reading."""
+
+    def __init__(self, tick_ms: int = STUCK_TICK_MS) -> None:
+        self.tick_ms = tick_ms
+        self.next: dict[int, int] = {}
+        self.decided: bool | None = None
+
+    def reading(self) -> None:
+        """A new reading: nothing decided yet."""
+        self.decided = None
+
+    def sees(self, device: int, t: int) -> bool:
+        if self.decided is None:
+            self.decided = t >= self.next.get(device, -1)
+            if self.decided:
+                self.next[device] = t - t % self.tick_ms + self.tick_ms if self.tick_ms else t
+        return self.decided
 
 
 class StuckCheck(FaultCheck):
+    """Over the readings `ticks` lets through: a run of equal readings is stuck once long
+    enough, if at its second reading the channel was showing noise as of its first (or the
+    fault was raised) and it is not at the channel's resting value."""
+
     def __init__(self, index: int, kind: str, channel: str, p: StuckParams,
-                 newest: Newest) -> None:
+                 newest: Newest, ticks: StuckTicks) -> None:
         super().__init__(index, kind, channel, p.hold_s, p.hold_count, newest)
         self.p = p
+        self.ticks = ticks
         self.min_ms = ms(p.min_duration_s)
         self.state: dict[int, _Stuck] = {}
 
     def feed(self, device: int, t: int, v: float) -> Fired | None:
-        if not self.newest.accept(self.index, device, t):
+        if not self.newest.accept(self.index, device, t) or not self.ticks.sees(device, t):
+            return None
+        if math.isnan(v):
             return None
         h = self.state.get(device)
         if h is None:
             h = self.state[device] = _Stuck()
-        if h.run_count > 0 and abs(v - h.run_val) <= self.p.epsilon:
+        p = self.p
+        if h.run_count > 0 and abs(v - h.run_val) <= p.epsilon:
+            if h.run_count == 1:
+                h.armed = ((h.noise >= p.min_noise or h.level == 1)
+                           and not p.rest_low <= h.run_val <= p.rest_high)
             h.run_count += 1
+            h.noise = f32(h.noise + (0.0 - h.noise) / p.noise_readings)
         else:
+            if h.run_count > 0:
+                h.noise = f32(h.noise + (1.0 - h.noise) / p.noise_readings)
             h.run_val, h.run_count, h.run_since = v, 1, t
-        stuck = h.run_count >= self.p.min_count and t - h.run_since >= self.min_ms
+        stuck = h.armed and h.run_count >= p.min_count and t - h.run_since >= self.min_ms
         return self.settle(h, t, stuck, stuck, h.run_since, v)
 
 
@@ -478,7 +525,8 @@ class InactivityCheck(Check):
         return None
 
 
-def default_checks(newest: Newest, rules: Sequence[Rule] = DEFAULT_RULES) -> list[Check]:
+def default_checks(newest: Newest, rules: Sequence[Rule] = DEFAULT_RULES,
+                   ticks: StuckTicks | None = None) -> list[Check]:
     """Every default detector, in `default_detectors`' order."""
     checks: list[Check] = [RuleCheck(i, rule) for i, rule in enumerate(rules)]
     for kind, channels in KIND_CHANNELS.items():
@@ -486,7 +534,8 @@ def default_checks(newest: Newest, rules: Sequence[Rule] = DEFAULT_RULES) -> lis
             checks.append(ImpossibleCheck(len(checks), kind, channel,
                                           PHYSICAL_LIMITS[channel], newest))
     for (kind, channel), sp in STUCK_DEFAULTS.items():
-        checks.append(StuckCheck(len(checks), kind, channel, sp, newest))
+        checks.append(StuckCheck(len(checks), kind, channel, sp, newest,
+                                 ticks if ticks is not None else StuckTicks()))
     for (kind, channel), dp in DRIFT_DEFAULTS.items():
         checks.append(DriftCheck(len(checks), kind, channel, dp, newest))
     checks.append(FallCheck(len(checks), FallParams(), newest))
@@ -510,7 +559,8 @@ class ReferenceCore:
     def __init__(self) -> None:
         self.dedup = Dedup()
         self.newest = Newest()
-        self.checks = default_checks(self.newest)
+        self.ticks = StuckTicks()
+        self.checks = default_checks(self.newest, ticks=self.ticks)
         self.route: dict[tuple[str, str], list[Check]] = {}
         self.rules: dict[tuple[str, str], list[Check]] = {}
         self.faults: dict[tuple[str, str], list[FaultCheck]] = {}
@@ -535,6 +585,7 @@ class ReferenceCore:
             if not self.dedup.admit(d, epoch, seq):
                 continue
             self.newest.reading(d, ts)
+            self.ticks.reading()
             if self.newest.late:
                 continue  # stored, but no detector sees it
             fired: list[tuple[int, int, int, float]] = []

@@ -150,7 +150,7 @@ DRIFT_FROM = 2_900  # after the drift checks' day of warm-up (2,880 rounds)
 def scenario(d: int, channel: str, rnd: int) -> float | None:
     """The value device `d` reports on `channel` in round `rnd` instead of its noise."""
     events: dict[tuple[int, str], Callable[[int], float | None]] = {
-        (0, "temp_c"): lambda r: 42.0 if r >= DRIFT_FROM else None,  # drift
+        (0, "temp_c"): lambda r: 42.0 + r % 3 / 10 if r >= DRIFT_FROM else None,  # drift
         (3, "temp_c"): lambda r: (21.0 if 100 <= r < 1_000 else  # stuck 7.5 h
                                   40.0 if r == 1_500 else 60.0 if 1_501 <= r < 1_504 else None),
         (6, "co_ppm"): lambda r: (400.0 if 200 <= r < 210 else  # held above the reset:
@@ -162,12 +162,14 @@ def scenario(d: int, channel: str, rnd: int) -> float | None:
         (4, "water_m"): lambda r: 0.1 if 100 <= r < 110 else None,
         (4, "gas_lel"): lambda r: 30.0 if 120 <= r < 125 else None,
         (2, "heart_rate"): lambda r: 72.0 if 100 <= r < 200 else None,  # stuck 50 min
-        (2, "spo2"): lambda r: 80.0 if r >= DRIFT_FROM else None,  # drift
+        (2, "spo2"): lambda r: 80.0 + r % 3 if r >= DRIFT_FROM else None,  # drift
         (5, "spo2"): lambda r: 120.0 if 300 <= r < 305 else None,  # impossible
         (5, "sos"): lambda r: 0.5 if r == 400 else None,  # impossible, and SOS (latching)
         (8, "accel_g"): lambda r: 3.0 if r == 500 else 1.0 if 501 <= r < 510 else None,
         (8, "steps"): lambda r: (0.0 if r <= 600 else 10.0 if r == 601 else None),
         (11, "heart_rate"): lambda r: 160.0 if 700 <= r < 710 else None,
+        (7, "water_m"): lambda r: 2.0 if 200 <= r < 300 else None,  # stuck 50 min
+        (10, "gas_lel"): lambda r: 0.0 if 200 <= r < 400 else None,  # clean air: not stuck
     }
     event = events.get((d, channel))
     return None if event is None else event(rnd)
@@ -206,4 +208,5 @@ def test_faults_falls_and_inactivity_grade_the_same() -> None:
         assert what in reasons
     faults = [(c.device, c.grade is None) for c in got if c.type == "device.fault"]
     assert {(1, False), (1, True), (2, False), (2, True), (3, False), (3, True), (6, False),
-            (6, True), (5, False), (5, True), (0, False)} <= set(faults)
+            (6, True), (5, False), (5, True), (0, False), (7, False), (7, True)} <= set(faults)
+    assert 10 not in {d for d, _ in faults}

@@ -104,7 +104,8 @@ def stuck_case(kind: str, channel: str) -> Case:
     n = max(p.min_count, int(p.min_duration_s / 600) + 1) + 1
     return Case(f"{kind}-{channel}-stuck",
                 lambda cap: StuckSensorDetector(kind, channel, capacity=cap), 1,
-                [70.0, 71.0], [10 * S, MIN_MS, 10 * MIN_MS], every(600.0, [70.0] * n))
+                [70.0, 71.0], [10 * S, MIN_MS, 10 * MIN_MS],
+                every(600.0, [70.0, 71.0] * 8 + [70.0] * n))  # noise, then frozen
 
 
 def drift_case(kind: str, channel: str) -> Case:

@@ -16,7 +16,7 @@ from sensing.wire.kinds import KIND_CHANNELS
 from sensing.wire.messages import Grade
 from sensing_sim.signals import SmokeSignal
 
-from .support import T0, every, levels, run, simulated
+from .support import T0, Change, every, levels, run, simulated
 
 MIN = 60.0
 HOUR = 3600.0
@@ -61,19 +61,28 @@ def test_noisy_but_plausible_values_are_no_fault() -> None:
 
 def test_a_frozen_heart_rate_is_a_stuck_sensor() -> None:
     det = StuckSensorDetector("wearable", "heart_rate")
-    values = [70.0, 71.0] * 15 + [72.0] * 210 + [70.0, 74.0, 71.0] * 40
+    values = [70.0, 71.0, 72.0, 71.0, 69.0] * 24 + [73.0] * 210 + [70.0, 74.0, 71.0] * 40
     got = run(det, every(10.0, values), cuts=[100, 101, 250])
-    # 72 from row 30: 30 minutes (and over 60 readings) later, at row 210, it is stuck; the
-    # first change at row 240 starts the 10-minute hold
-    assert levels(got) == [(210, 1), (300, 0)]
-    assert got[0][2] == T0 + 30 * 10_000 and got[0][3] == 72.0
-    assert "stuck at 72" in det.describe(1, 72.0)
+    # The check sees the first reading of each minute (T0 is 59.832 s into one). 73 from row
+    # 120 (T0 + 1200 s, first seen at row 121); 30 minutes later, at row 301, it is stuck. The
+    # first change (row 330) starts the 10-minute hold, which ends at the first reading of a
+    # minute at least 10 minutes later, row 391.
+    assert levels(got) == [(301, 1), (391, 0)]
+    assert got[0][2] == T0 + 121 * 10_000 and got[0][3] == 73.0
+    assert "stuck at 73" in det.describe(1, 73.0)
+
+
+def test_every_reading_with_a_tick_of_zero() -> None:
+    det = StuckSensorDetector("wearable", "heart_rate", tick_ms=0)
+    values = [70.0, 71.0] * 15 + [72.0] * 210 + [70.0, 74.0, 71.0] * 40
+    assert levels(run(det, every(10.0, values))) == [(210, 1), (300, 0)]  # 30 min after row 30
 
 
 def test_stuck_needs_the_readings_as_well_as_the_time() -> None:
     det = StuckSensorDetector("wearable", "heart_rate")
-    got = run(det, every(120.0, [72.0] * 70))  # one reading every 2 minutes
-    assert levels(got) == [(59, 1)]  # 2 hours, but 60 readings only at row 59
+    noisy = [70.0, 71.0] * 10
+    got = run(det, every(120.0, noisy + [72.0] * 70))  # one reading every 2 minutes
+    assert levels(got) == [(20 + 29, 1)]  # an hour, but 30 readings only at row 49
 
 
 def test_a_quiet_room_at_night_is_not_a_stuck_temperature() -> None:
@@ -86,11 +95,89 @@ def test_a_quiet_room_at_night_is_not_a_stuck_temperature() -> None:
         assert run(StuckSensorDetector("smoke", "temp_c"), every(30.0, values)) == []
 
 
-def test_a_temperature_frozen_for_six_hours_is_stuck() -> None:
+def test_a_temperature_frozen_for_two_hours_is_stuck() -> None:
     values = simulated("smoke", "temp_c", 12, 60.0)
     values[120:] = [21.3] * (len(values) - 120)
     got = run(StuckSensorDetector("smoke", "temp_c"), every(60.0, values))
-    assert levels(got) == [(120 + 360, 1)]
+    assert levels(got) == [(120 + 120, 1)]
+
+
+STUCK_CHANNELS = [("manhole", "tilt_deg", 30), ("manhole", "water_m", 30),
+                  ("manhole", "gas_lel", 30), ("smoke", "obscuration", 30),
+                  ("smoke", "co_ppm", 30), ("smoke", "temp_c", 120),
+                  ("wearable", "heart_rate", 30), ("wearable", "spo2", 60)]
+"""(kind, channel, minutes frozen before it is stuck)"""
+
+
+NOISE = {"tilt_deg": (0.4, 0.1, 0.01), "water_m": (2.2, 0.005, 0.001),
+         "gas_lel": (1.5, 0.3, 0.01), "obscuration": (0.08, 0.03, 0.01),
+         "co_ppm": (2.0, 0.4, 0.1), "temp_c": (21.0, 0.2, 0.01), "heart_rate": (70.0, 1.5, 1.0),
+         "spo2": (97.0, 0.6, 1.0)}
+"""level, noise (sd) and resolution of a sensor that shows noise"""
+
+
+def raised_after_s(got: list[Change], start_row: int, step_s: float) -> float:
+    assert [lvl for _, lvl, _, _ in got][:1] == [1]
+    return (got[0][0] - start_row) * step_s
+
+
+@pytest.mark.parametrize(("kind", "channel", "minutes"), STUCK_CHANNELS)
+def test_every_channel_that_shows_noise_is_stuck_when_it_freezes(kind: str, channel: str,
+                                                                 minutes: int) -> None:
+    base, sd, resolution = NOISE[channel]
+    rng = np.random.default_rng(5)
+    quiet = (np.round((base + sd * rng.standard_normal(4 * 360)) / resolution)
+             * resolution).round(6).tolist()
+    frozen_at = 360  # an hour of noise, then one value for good
+    values = quiet[:frozen_at] + [quiet[frozen_at - 1]] * (len(quiet) - frozen_at)
+    got = run(StuckSensorDetector(kind, channel), every(10.0, values))
+    assert len(got) == 1, channel
+    # within a minute of the span, counted from the first reading of a minute that saw the
+    # value (one of the last few noisy ones may have had it already)
+    assert minutes * 60 - 240 <= raised_after_s(got, frozen_at, 10.0) <= minutes * 60 + 60
+    # and it clears once the sensor shows noise again, after the 10-minute hold
+    again = run(StuckSensorDetector(kind, channel), every(10.0, values + quiet[:120]))
+    assert [lvl for _, lvl, _, _ in again] == [1, 0]
+    assert 600 <= (again[1][0] - len(values)) * 10.0 <= 720
+
+
+@pytest.mark.parametrize(("kind", "channel", "_"), STUCK_CHANNELS)
+def test_a_simulated_day_and_night_of_each_channel_is_not_stuck(kind: str, channel: str,
+                                                                _: int) -> None:
+    for step in (10.0, 60.0):
+        values = simulated(kind, channel, 26 if step > 10 else 8, step, seed=2,
+                           day_start_s=0.0)
+        assert run(StuckSensorDetector(kind, channel), every(step, values)) == [], step
+
+
+@pytest.mark.parametrize(("kind", "channel", "rest"), [
+    ("manhole", "gas_lel", 0.0), ("smoke", "co_ppm", 0.0), ("smoke", "obscuration", 0.0),
+    ("wearable", "spo2", 100.0)])
+def test_a_channel_at_its_resting_value_is_not_stuck(kind: str, channel: str,
+                                                     rest: float) -> None:
+    # noisy for an hour (a whiff of gas, a little CO, some dust), then clean air for a day
+    noisy = [rest + 0.1 * (i % 7) if rest == 0 else rest - (i % 3) for i in range(360)]
+    values = noisy + [rest] * (24 * 360)
+    assert run(StuckSensorDetector(kind, channel), every(10.0, values)) == []
+
+
+def test_a_coarse_sensor_that_never_showed_noise_is_not_stuck() -> None:
+    # a gas head reading in whole % LEL, at 1 % with a 2 now and then: it repeats itself
+    # because its resolution is coarser than its noise, not because it froze
+    values = [2.0 if i % 50 == 0 else 1.0 for i in range(3 * 24 * 360)]
+    assert run(StuckSensorDetector("manhole", "gas_lel"), every(10.0, values)) == []
+
+
+def test_a_sensor_that_froze_again_after_one_glitch_is_stuck_again() -> None:
+    det = StuckSensorDetector("manhole", "tilt_deg")
+    noisy = [0.3, 0.5, 0.2, 0.6, 0.35, 0.45, 0.25] * 30  # sampled once a minute: all differ
+    values = noisy + [0.4] * 210 + [0.7] * 6 + [0.4] * 400
+    got = run(det, every(10.0, values))
+    # 0.4 from row 210 (first seen at row 211): stuck at row 391; the glitch (rows 420-425,
+    # seen at row 421) starts the 10-minute hold, which clears the fault at row 481; the run
+    # after it (from row 426, seen at 427) counts though the frozen channel showed no noise
+    # since, the fault being raised when it began: stuck again 30 min later, at row 607
+    assert levels(got) == [(391, 1), (481, 0), (607, 1)]
 
 
 def shifted(values: list[float], start_h: float, ramp_h: float, by: float,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -72,20 +73,55 @@ def impossible_reference(p: ImpossibleParams, events: Sequence[Event]) -> list[C
     return merged(out)
 
 
-def stuck_reference(p: StuckParams, events: Sequence[Event]) -> list[Change]:
-    out = []
-    for hist in in_time_order(events).values():
-        stuck, onset = [], []
-        anchor = 0
-        for j, (_, t, v) in enumerate(hist):
-            if j == 0 or not abs(v - hist[anchor][2]) <= p.epsilon:
+def f32(x: float) -> float:
+    return float(np.float32(x))
+
+
+def ticked(readings: list[tuple[int, int, float]], tick_ms: int) -> list[tuple[int, int, float]]:
+    """The first reading of each tick after the previous one taken (all with tick_ms 0)."""
+    out, next_t = [], -1
+    for r in readings:
+        if r[1] >= next_t:
+            out.append(r)
+            next_t = r[1] - r[1] % tick_ms + tick_ms if tick_ms else r[1]
+    return out
+
+
+def stuck_reference(p: StuckParams, events: Sequence[Event], tick_ms: int) -> list[Change]:
+    """Over the first reading of each tick: runs of readings within epsilon of the run's
+    first; a run counts if, at its second reading, the share of changed readings as of its
+    first (a float32 average over readings) was at least min_noise or the fault
+    was raised, and its value is not at rest. NaN readings are left out."""
+    out: list[Change] = []
+    for readings in in_time_order(events).values():
+        hist = [r for r in ticked(readings, tick_ms) if not math.isnan(r[2])]
+        noise, armed, level, onset, anchor, off_from = 0.0, False, 0, -1, 0, -1
+
+        for j, (row, t, v) in enumerate(hist):
+            if j > 0 and abs(v - hist[anchor][2]) <= p.epsilon:
+                if j == anchor + 1:
+                    armed = ((noise >= p.min_noise or level == 1)
+                             and not p.rest_low <= hist[anchor][2] <= p.rest_high)
+                noise = f32(noise + (0.0 - noise) / p.noise_readings)
+            else:
+                if j > 0:
+                    noise = f32(noise + (1.0 - noise) / p.noise_readings)
                 anchor = j
-            stuck.append(j - anchor + 1 >= p.min_count
-                         and t - hist[anchor][1] >= ms(p.min_duration_s))
-            onset.append(hist[anchor][1])
-        out.append(with_hold(hist, stuck, stuck, onset, [v for _, _, v in hist], p.hold_s,
-                             p.hold_count))
-    return merged(out)
+            start = hist[anchor][1]
+            stuck = (j > anchor and armed and j - anchor + 1 >= p.min_count
+                     and t - start >= ms(p.min_duration_s))
+            if level == 0:
+                if stuck:
+                    level, onset, off_from = 1, start, -1
+                    out.append((row, 1, onset, v))
+            elif stuck:
+                off_from = -1
+            else:
+                off_from = j if off_from < 0 else off_from
+                if j - off_from + 1 >= p.hold_count and t - hist[off_from][1] >= ms(p.hold_s):
+                    level, off_from = 0, -1
+                    out.append((row, 0, onset, v))
+    return sorted(out)
 
 
 def ticks(hist: History, tick_ms: int) -> History:
@@ -163,16 +199,22 @@ def test_impossible_values_match_the_reference(p: ImpossibleParams, events: list
     assert_same(got, impossible_reference(p, events))
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(st.builds(StuckParams, min_count=st.integers(2, 6),
                  min_duration_s=st.sampled_from([0.0, 4.0, 30.0]),
-                 epsilon=st.sampled_from([0.0, 1e-9, 0.5]), **HOLDS),
-       segmented([1.0, 1.0 + 1e-12, 1.3, 2.0, math.nan], STEPS, max_repeat=12),
-       cut_points())
+                 epsilon=st.sampled_from([0.0, 1e-9, 0.5]),
+                 rest_low=st.sampled_from([math.inf, 0.0, 1.0]),
+                 rest_high=st.sampled_from([-math.inf, 0.0, 1.0]),
+                 min_noise=st.sampled_from([0.0, 0.3, 0.6]),
+                 noise_readings=st.sampled_from([1, 2, 3, 32]), **HOLDS),
+       segmented([0.0, 1.0, 1.0 + 1e-12, 1.3, 2.0, math.nan], STEPS, max_repeat=6,
+                 max_segments=14),
+       cut_points(), st.sampled_from([0, 0, 1_000, 3_000, 60_000]))
 def test_stuck_values_match_the_reference(p: StuckParams, events: list[Event],
-                                          cuts: list[int]) -> None:
-    got = run(StuckSensorDetector("wearable", "heart_rate", p, capacity=4), events, cuts)
-    assert_same(got, stuck_reference(p, events))
+                                          cuts: list[int], tick_ms: int) -> None:
+    got = run(StuckSensorDetector("wearable", "heart_rate", p, capacity=4, tick_ms=tick_ms),
+              events, cuts)
+    assert_same(got, stuck_reference(p, events, tick_ms))
 
 
 @settings(max_examples=150, deadline=None)

@@ -33,6 +33,7 @@ from sensing.kernels.checks import (
     STUCK,
     run_checks,
 )
+from sensing.kernels.fault import STUCK_TICK_MS
 from sensing.wire.kinds import KINDS
 from sensing.wire.messages import Grade
 
@@ -99,6 +100,9 @@ class CheckState:
 
     newest: npt.NDArray[np.int64]
     busy: npt.NDArray[np.uint16]
+    stuck_next: npt.NDArray[np.int64]
+    """the event time from which the device's next reading is in a new tick of the stuck
+    checks"""
     records: list[np.ndarray]
     """per check type, [device, column]"""
     profiles: list[npt.NDArray[np.int16]]
@@ -115,11 +119,16 @@ class CheckBank:
     `kinds` numbers the kinds as the callers' per-reading `kind` arrays do (the registry's
     numbering by default); `channel_index` gives the callers' index of a channel name (the
     registry's `channels.intern`; by default the bank numbers its checks' channels itself).
+    The stuck checks see a device's first reading of each `stuck_tick_ms` of its event time
+    that carries a channel they watch (0: every reading; see `sensing.kernels.checks`).
     """
 
     def __init__(self, checks: Sequence[Check[Any]], kinds: Sequence[str] = KINDS,
                  channel_index: Callable[[str], int] | None = None,
-                 capacity: int = 1024) -> None:
+                 capacity: int = 1024, stuck_tick_ms: int = STUCK_TICK_MS) -> None:
+        if stuck_tick_ms < 0:
+            raise ValueError("stuck_tick_ms must be >= 0")
+        self.stuck_tick_ms = stuck_tick_ms
         self.checks = tuple(checks)
         self.kinds = tuple(kinds)
         self.channel_index = channel_index
@@ -178,10 +187,13 @@ class CheckBank:
         plain = np.zeros(n_keys, dtype=PLAIN)
         plain["low"], plain["high"] = -np.inf, np.inf
         for q, key in members:
-            if self._type[q] != IMPOSSIBLE:
+            if self._type[q] not in (IMPOSSIBLE, STUCK):
+                continue
+            rec = plain[key : key + 1]
+            if self._type[q] == STUCK:
+                rec["stuck"] += 1
                 continue
             p = self._params[IMPOSSIBLE][self._param[q], : len(self._profiles[q])]
-            rec = plain[key : key + 1]
             rec["low"] = max(rec["low"][0], float(p["low"].max()))
             rec["high"] = min(rec["high"][0], float(p["high"].min()))
             rec["integral"] |= bool(p["integral"].any())
@@ -193,6 +205,7 @@ class CheckBank:
 
     def _alloc(self, capacity: int) -> CheckState:
         return CheckState(np.full(capacity, -1, np.int64), np.zeros(capacity, np.uint16),
+                          np.full(capacity, -1, np.int64),
                           [_fresh_records(code, (capacity, slots))
                            for code, slots in enumerate(self._n_slots)],
                           [np.zeros((capacity, slots), np.int16) for slots in self._n_slots])
@@ -208,6 +221,7 @@ class CheckBank:
         grown = self._alloc(next_capacity(cap, n_devices))
         grown.newest[:cap] = self.state.newest
         grown.busy[:cap] = self.state.busy
+        grown.stuck_next[:cap] = self.state.stuck_next
         for fresh, prev in zip(grown.records + grown.profiles,
                                self.state.records + self.state.profiles, strict=True):
             fresh[:cap] = prev
@@ -268,8 +282,8 @@ class CheckBank:
         p, f, r = self._params, state.profiles, state.records
         k = run_checks(dev, ts, kind, value_row, value_channel, value, width, route_ptr,
                        route_check, plain, self._type, self._param, self._slot,
-                       self._kind_types, state.newest,
-                       state.busy, p[IMPOSSIBLE], f[IMPOSSIBLE], r[IMPOSSIBLE],
+                       self._kind_types, state.newest, state.busy, state.stuck_next,
+                       self.stuck_tick_ms, p[IMPOSSIBLE], f[IMPOSSIBLE], r[IMPOSSIBLE],
                        p[STUCK], f[STUCK], r[STUCK], p[DRIFT], f[DRIFT], r[DRIFT],
                        p[FALL], f[FALL], r[FALL], p[INACTIVITY], f[INACTIVITY], r[INACTIVITY],
                        out_row, out_check, out_level, out_onset, out_signal, score)
@@ -357,6 +371,8 @@ class CheckView:
         return score
 
 
-def bank_of_one(check: Check[Any], capacity: int = 1024) -> CheckBank:
+def bank_of_one(check: Check[Any], capacity: int = 1024,
+                stuck_tick_ms: int = STUCK_TICK_MS) -> CheckBank:
     """A bank of `check` alone: its state for a detector of its own (the bank's one view)."""
-    return CheckBank([check], kinds=(check.spec.kind,), capacity=capacity)
+    return CheckBank([check], kinds=(check.spec.kind,), capacity=capacity,
+                     stuck_tick_ms=stuck_tick_ms)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from abc import abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
@@ -20,6 +21,7 @@ from sensing.detect.checks import (
     span,
 )
 from sensing.kernels.checks import DRIFT, IMPOSSIBLE, STUCK
+from sensing.kernels.fault import STUCK_TICK_MS
 from sensing.wire.kinds import CHANNEL_UNITS, KIND_CHANNELS
 from sensing.wire.messages import Grade
 
@@ -126,33 +128,78 @@ class ImpossibleValues(FaultCheck[ImpossibleParams]):
 
 
 # --- stuck sensor -------------------------------------------------------------------------
+#
+# The method is the flat-line test of the U.S. IOOS QARTOD manuals (e.g. "Manual for
+# Real-Time Quality Control of In-situ Temperature and Salinity Data", 2015, and ioos_qc's
+# `flat_line_test`): readings repeating within a tolerance over a span are a failed sensor,
+# the span chosen per sensor "based on expert judgment". The spans below are what a
+# maintenance technician would send a crew for: tens of minutes, and at least 30 readings, so
+# that a device reporting every few minutes needs hours of sameness, not a handful of
+# readings that can agree by chance. Two rules keep channels that legitimately sit still from
+# crying wolf: a value at the channel's resting level (0 % LEL of gas in clean air, 0 ppm CO,
+# no smoke) is never stuck, and only a channel that was showing noise before the run (a share
+# `min_noise` of its readings differing from the one before) can be stuck at all: a sensor
+# whose resolution is coarser than its signal's noise repeats itself legitimately.
+#
+# The checks see a device's first reading in each minute (`STUCK_TICK_MS`; the readings
+# counted below are those): a frozen sensor repeats itself at every reading and a noisy one
+# differs from minute to minute as from reading to reading, and looking at every reading of
+# devices that report every few seconds would cost as much as all the other checks together.
 
 
 @dataclass(frozen=True, slots=True)
 class StuckParams:
-    min_count: int = 60
+    min_count: int = 30
     min_duration_s: float = 30 * MINUTE_S
     epsilon: float = 1e-9
     """readings are decimals of the sensor's resolution, far above this: it only absorbs
     floating-point noise, so 'unchanged' means unchanged"""
+    rest_low: float = math.inf
+    rest_high: float = -math.inf
+    """a run at a value within [rest_low, rest_high] is the channel at rest, never stuck; the
+    default (low above high) has no resting value"""
+    min_noise: float = 0.25
+    """the share of readings that differed from the one before, when the run starts (an
+    average over about the last `noise_readings`, from 0: a noisy channel shows it after 6-10
+    readings), below which the channel was quiet rather than noisy and its run does not count
+    (a fault already raised counts regardless)"""
+    noise_readings: int = 16
     hold_s: float = 10 * MINUTE_S
     hold_count: int = 3
 
     def __post_init__(self) -> None:
         if self.min_count < 2 or self.min_duration_s < 0 or self.epsilon < 0:
             raise ValueError("min_count must be >= 2, min_duration_s and epsilon >= 0")
+        if math.isnan(self.rest_low) or math.isnan(self.rest_high):
+            raise ValueError("rest_low and rest_high must be numbers (low > high: no rest)")
+        if not 0 <= self.min_noise <= 1 or not 1 <= self.noise_readings <= 10_000:
+            raise ValueError("min_noise must be within 0..1 and noise_readings 1..10000")
         _check_hold(self.hold_s, self.hold_count)
 
 
 STUCK_DEFAULTS: dict[tuple[str, str], StuckParams] = {
+    # Manhole covers: an accelerometer's tilt, an ultrasonic or radar distance to the water and
+    # a gas head all show noise at their resolution; half an hour without it is a dead sensor
+    # (the cover can be moved, flooded or gassed meanwhile without anyone knowing).
+    ("manhole", "tilt_deg"): StuckParams(),
+    ("manhole", "water_m"): StuckParams(),
+    # 0 % LEL is clean air: catalytic and IR heads sit at their zero (zero suppression)
+    ("manhole", "gas_lel"): StuckParams(rest_low=0.0, rest_high=0.0),
+    # A smoke chamber's obscuration in clean air is noise around its clean-air level; 0 is a
+    # chamber that reports no smoke at all, which clean air may do.
+    ("smoke", "obscuration"): StuckParams(rest_low=0.0, rest_high=0.0),
+    # Electrochemical CO cells read 0 ppm in clean air.
+    ("smoke", "co_ppm"): StuckParams(rest_low=0.0, rest_high=0.0),
+    # A quiet room can hold its temperature to a reading's resolution for most of an hour at
+    # night (the simulator clamps its coldest rooms at 19.0 °C for up to ~50 min): 2 h.
+    ("smoke", "temp_c"): StuckParams(min_duration_s=2 * HOUR_S),
     # A wrist PPG heart rate wanders by several bpm within minutes (breathing, heart-rate
-    # variability), awake or asleep; the same integer for 30 min and 60 readings is a frozen
-    # sensor. (Off-wrist bands report 0 or nothing, which the other checks see.)
-    ("wearable", "heart_rate"): StuckParams(min_count=60, min_duration_s=30 * MINUTE_S),
-    # A quiet room can hold its temperature to a reading's resolution for an hour at night
-    # (the simulator clamps its coldest rooms at 19.0 °C for up to ~50 min), but not through
-    # a quarter of the daily cycle: 6 h.
-    ("smoke", "temp_c"): StuckParams(min_count=60, min_duration_s=6 * HOUR_S),
+    # variability), awake or asleep; the same integer for 30 min is a frozen sensor.
+    # (Off-wrist bands report 0 or nothing, which the other checks see.)
+    ("wearable", "heart_rate"): StuckParams(),
+    # SpO2 is a whole percentage that a resting wearer can hold for many minutes, and 100 % is
+    # where a saturated oximeter sits (ISO 80601-2-61 accuracy is 2-4 % Arms): an hour.
+    ("wearable", "spo2"): StuckParams(min_duration_s=HOUR_S, rest_low=100.0, rest_high=100.0),
 }
 
 
@@ -167,7 +214,8 @@ class StuckValues(FaultCheck[StuckParams]):
 
     def param_record(self, p: StuckParams) -> dict[str, Any]:
         return {"eps": p.epsilon, "min_count": p.min_count, "min_ms": ms(p.min_duration_s),
-                **_hold(p.hold_s, p.hold_count)}
+                "rest_low": p.rest_low, "rest_high": p.rest_high, "min_noise": p.min_noise,
+                "noise_readings": p.noise_readings, **_hold(p.hold_s, p.hold_count)}
 
     def describe(self, level: int, signal: float, p: StuckParams) -> str:
         return (f"{self.spec.channel} stuck at {signal:.4g}{_unit(self.spec.channel)} for "
@@ -271,11 +319,11 @@ class ImpossibleValueDetector(CheckView):
 
 
 class StuckSensorDetector(CheckView):
-    """`StuckValues` as a detector with its own state."""
+    """`StuckValues` as a detector with its own state (and its own tick, see `CheckBank`)."""
 
     def __init__(self, kind: str, channel: str, params: StuckParams | None = None,
-                 capacity: int = 1024) -> None:
-        super().__init__(bank_of_one(StuckValues(kind, channel, params), capacity), 0)
+                 capacity: int = 1024, tick_ms: int = STUCK_TICK_MS) -> None:
+        super().__init__(bank_of_one(StuckValues(kind, channel, params), capacity, tick_ms), 0)
 
 
 class DriftDetector(CheckView):

@@ -21,12 +21,18 @@ Tables (built once by the owner, see `sensing.detect.checks.CheckBank`):
   that kind (whose state records are fetched ahead, `PREFETCH_AHEAD` readings early).
 - per key, a `PLAIN` record: the range (and wholeness) a value must have to be plausible for
   every impossible-value check of the key in every profile, their `bits` in `busy` and their
-  number `skip`.
+  number `skip`; and the number `stuck` of its stuck checks, which come right after those.
 
 State besides the records, per device `d`: `newest[d]`, the event time of its newest reading
 (-1: none), and `busy[d]`, bit `s` set unless the impossible-value record in column `s` is idle
 (`impossible_idle`), so that a plausible value of idle checks is passed over without
 touching their records: nearly every value, and most of the work on a large fleet otherwise.
+The stuck checks see a device's first reading in each `stuck_tick` ms of its event time that
+carries a channel they watch (decided at its first such value; the values of a reading are
+contiguous): `stuck_next[d]` is the start of the device's next tick (every reading with a tick
+of 0). A frozen sensor repeats itself at every reading and a noisy one differs from minute to
+minute as from reading to reading; looking at every reading of devices that report every few
+seconds would cost as much as every other check together.
 """
 
 from __future__ import annotations
@@ -68,7 +74,7 @@ FRESH = (IMPOSSIBLE_FRESH, STUCK_FRESH, DRIFT_FRESH, FALL_FRESH, INACTIVITY_FRES
 PARAMS = (IMPOSSIBLE_PARAMS, STUCK_PARAMS, DRIFT_PARAMS, FALL_PARAMS, INACTIVITY_PARAMS)
 """per type code: the record dtype of one check's parameters"""
 PLAIN = np.dtype([("low", np.float64), ("high", np.float64), ("integral", np.bool_),
-                  ("bits", np.uint16), ("skip", np.int64)], align=True)
+                  ("bits", np.uint16), ("skip", np.int64), ("stuck", np.int64)], align=True)
 
 
 @njit(cache=True, nogil=True)
@@ -83,6 +89,7 @@ def run_checks(
     width: int, route_ptr: np.ndarray, route_check: np.ndarray, plain: np.ndarray,
     check_type: np.ndarray, check_param: np.ndarray, check_slot: np.ndarray,
     kind_types: np.ndarray, newest: np.ndarray, busy: np.ndarray,
+    stuck_next: np.ndarray, stuck_tick: int,
     impossible_p: np.ndarray, impossible_prof: np.ndarray, impossible_s: np.ndarray,
     stuck_p: np.ndarray, stuck_prof: np.ndarray, stuck_s: np.ndarray,
     drift_p: np.ndarray, drift_prof: np.ndarray, drift_s: np.ndarray,
@@ -112,6 +119,7 @@ def run_checks(
             newest[d] = ts[i]
     n = dev.shape[0]
     ahead = -1  # the reading whose state was last asked for
+    sampled, sample = -1, False  # the reading whose tick was asked for, and the answer
     for w in range(value.shape[0]):
         i = ix(value_row[w])
         if i + PREFETCH_AHEAD > ahead and i + PREFETCH_AHEAD < n:
@@ -125,8 +133,8 @@ def run_checks(
                 d = ix(dev[ahead])
                 types = kind_types[k]
                 prefetch(busy, d, 0)
-                if types & (1 << STUCK):
-                    prefetch(stuck_s, d, 0)
+                if types & (1 << STUCK):  # its records are touched once a tick only
+                    prefetch(stuck_next, d, 0)
                 if types & (1 << DRIFT):
                     prefetch(drift_s, d, 0)
                 if types & (1 << FALL):
@@ -143,9 +151,25 @@ def run_checks(
         v = value[w]
         first = route_ptr[key]
         pk = plain[key]
+        # the stuck checks, right after the impossible-value ones: [gap, gap_end)
+        gap = first + pk["skip"]
+        gap_end = gap
+        if pk["stuck"] > 0:
+            if i != sampled:
+                sampled = i
+                sample = t >= stuck_next[d]
+                if sample:
+                    stuck_next[d] = t - t % stuck_tick + stuck_tick if stuck_tick > 0 else t
+            if not sample:
+                gap_end += pk["stuck"]
         if busy[d] & pk["bits"] == 0 and not impossible(pk, v):
-            first += pk["skip"]
-        for q in range(first, route_ptr[key + 1]):
+            first = gap_end
+        end = route_ptr[key + 1]
+        q = first
+        while q < end:
+            if q == gap and gap_end > gap:  # not this reading's tick: no stuck check
+                q = gap_end
+                continue
             ch = ix(route_check[ix(q)])
             typ = check_type[ch]
             j = ix(check_param[ch])
@@ -178,4 +202,5 @@ def run_checks(
                 out_onset[n_out] = onset
                 out_signal[n_out] = signal
                 n_out += 1
+            q += 1
     return n_out

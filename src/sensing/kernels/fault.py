@@ -34,10 +34,18 @@ IMPOSSIBLE_PARAMS = np.dtype([("low", np.float64), ("high", np.float64),
                              align=True)
 
 STUCK_STATE = np.dtype([("run_val", np.float64), ("run_since", np.int64),
-                        ("run_count", np.int32), *_HOLD], align=True)
-STUCK_FRESH = {"run_val": 0.0, "run_since": -1, "run_count": 0, **_HOLD_FRESH}
+                        ("run_count", np.int32), ("noise", np.float32), *_HOLD,
+                        ("armed", np.bool_)], align=True)
+"""48 bytes: `noise` and `armed` sit in what would be padding"""
+STUCK_FRESH = {"run_val": 0.0, "run_since": -1, "run_count": 0, "noise": 0.0, "armed": False,
+               **_HOLD_FRESH}
 STUCK_PARAMS = np.dtype([("eps", np.float64), ("min_count", np.int64), ("min_ms", np.int64),
+                         ("rest_low", np.float64), ("rest_high", np.float64),
+                         ("min_noise", np.float64), ("noise_readings", np.int64),
                          *_HOLD_PARAMS], align=True)
+STUCK_TICK_MS = 60_000
+"""The stuck checks see a device's first reading in each minute of its event time that
+carries a channel they watch (`sensing.kernels.checks`)."""
 
 DRIFT_STATE = np.dtype([
     # what every reading touches first, the rest once per tick
@@ -119,22 +127,48 @@ def impossible_step(s: np.void, p: np.void, t: int, v: float
 
 
 @njit(cache=True, nogil=True)
+def _noise(s: np.void, p: np.void, changed: float) -> None:
+    """Average `changed` (1 or 0) into the share of readings that differed from the one before,
+    each weighing 1/noise_readings; from 0, so that a few changes are not yet noise (kept as
+    float32)."""
+    s["noise"] = s["noise"] + (changed - s["noise"]) / p["noise_readings"]
+
+
+@njit(cache=True, nogil=True)
 def stuck_step(s: np.void, p: np.void, t: int, v: float) -> tuple[int, int, float, float]:
     """Met (and active) while the device's last `min_count` or more readings, spanning at least
-    `min_ms`, all lie within `eps` of the first of them."""
+    `min_ms`, all lie within `eps` of the first of them (a *run*), if the run is *armed*.
+
+    Whether a run is armed is decided at its second reading (`min_count` is at least 2, and
+    most runs of a noisy channel end at their first reading, so the usual reading does not
+    ask): the channel was showing noise, `noise` (the share of readings that differed from the
+    one before, as of the run's first reading) at least `min_noise`, or the fault is raised (a
+    sensor that froze again after one glitch stays faulty); and the run's value is not at
+    rest, outside [rest_low, rest_high]. NaN readings are skipped."""
+    if np.isnan(v):
+        return -1, -1, v, 0.0
     if s["run_count"] > 0 and abs(v - s["run_val"]) <= p["eps"]:
+        if s["run_count"] == 1:
+            s["armed"] = ((s["noise"] >= p["min_noise"] or s["level"] > 0)
+                          and not p["rest_low"] <= s["run_val"] <= p["rest_high"])
         s["run_count"] += 1
+        _noise(s, p, 0.0)
+        if not s["armed"] and s["level"] == 0:
+            return -1, -1, v, 0.0  # a channel at rest, or one that showed no noise
     else:
+        if s["run_count"] > 0:
+            _noise(s, p, 1.0)
         s["run_val"] = v
         s["run_count"] = 1
         s["run_since"] = t
         if s["level"] == 0:  # the usual case: a changing value, no fault to clear
-            return -1, -1, v, 0.0 if p["min_ms"] > 0 else 1.0 / p["min_count"]
+            return -1, -1, v, 0.0
     span = t - s["run_since"]
     min_ms = p["min_ms"]
-    stuck = s["run_count"] >= p["min_count"] and span >= min_ms
+    armed = s["armed"] and s["run_count"] > 1
+    stuck = armed and s["run_count"] >= p["min_count"] and span >= min_ms
     by_time = 1.0 if min_ms <= 0 else min(1.0, span / min_ms)
-    score = min(by_time, min(1.0, s["run_count"] / p["min_count"]))
+    score = min(by_time, min(1.0, s["run_count"] / p["min_count"])) if armed else 0.0
     change = _settle(s, p, t, stuck, stuck, s["run_since"])
     return change, s["onset"], v, score
 
