@@ -15,15 +15,19 @@ from hypothesis import strategies as st
 
 from sensing.alerts import AlertBook
 from sensing.alerts.lifecycle import Lifecycle
+from sensing.detect.catalog import default_checks
 from sensing.detect.engine import (
+    _OPEN,
     FAULT,
     ConditionChange,
     DetectionEngine,
     Readings,
-    _impossible_tables,
     check_bank,
 )
 from sensing.detect.fault import ImpossibleParams, ImpossibleValues
+from sensing.detect.rules import DEFAULT_RULES
+from sensing.detect.threshold import ThresholdDetector
+from sensing.kernels.checks import IMPOSSIBLE
 from sensing.kernels.gate import fault_gate, late_readings
 from sensing.registry import Registry
 from sensing.wire import BatchBuilder
@@ -77,56 +81,58 @@ def test_fault_gate_matches_a_plain_reading_of_the_checks(
         values: list[tuple[int, tuple[str, str], float]],
         events: list[tuple[int, int, bool]], widened: set[int]) -> None:
     """Values impossible for the device's own profile of its channel's check, and values of a
-    channel whose fault bit is set (after the changes at their reading), are gated."""
+    channel whose check has its fault raised (after the changes at their reading), are
+    gated."""
     reg = Registry()
     kinds = ["smoke", "smoke", "manhole", "manhole"]
     for d, kind in enumerate(kinds):
         reg.intern_batch(_one(f"d{d}", kind), "gw", "a")
     checks = [ImpossibleValues(kind, channel) for kind, channel in GATED]
-    bank = check_bank(reg, checks)
-    bank.ensure_capacity(4)
+    engine = DetectionEngine(reg, check_bank(reg, checks).views)
+    engine.ensure_capacity(4)
+    bank = engine._check_banks[0]
     wide = ImpossibleParams(-10.0, 500.0)  # an override: these smoke detectors read further
-    p = bank.profile_index(0, wide)
-    bank.set_profile(0, sorted(widened), p)
-    channel = {name: reg.channels.intern(name)
-               for name in [name for _, name in GATED] + ["co_ppm", "elsewhere"]}
-    width = max(channel.values()) + 1
-    mask = np.zeros(len(reg.kind_index) * width, dtype=np.uint32)
-    for b, (kind, name) in enumerate(GATED):
-        mask[reg.kind_index[kind] * width + channel[name]] |= 1 << b
+    bank.set_profile(0, sorted(widened), bank.profile_index(0, wide))
+    width, (mask, to_check, ptr, imp_row, imp_slot) = engine._alone_tables
+    plain = np.concatenate([bank._plain, _OPEN])[to_check]
     # one reading per value (rows in order), a device of the right kind for each
     rows = [(d if kinds[d] == kind else (d + 2) % 4, name, v)
             for d, (kind, name), v in values]
     dev = np.array([d for d, _, _ in rows], dtype=np.int32)
     kind_of = np.array([reg.kind_index[kinds[d]] for d, _, _ in rows], dtype=np.int8)
     value_row = np.arange(len(rows), dtype=np.int32)
-    value_channel = np.array([channel[name] for _, name, _ in rows], dtype=np.int32)
+    value_channel = np.array([reg.channels.intern(name) for _, name, _ in rows],
+                             dtype=np.int32)
     value = np.array([v for _, _, v in rows], dtype=np.float64)
-    ev = sorted((min(r, max(len(rows) - 1, 0)), 1 << b, int(up)) for r, b, up in events
+    bit = engine._fault_bit
+    # a change of one of the checks of the reading's device's kind
+    ev = sorted((row, q % 2 if kinds[rows[row][0]] == "smoke" else 2, int(up))
+                for row, q, up in ((min(r, len(rows) - 1), q, up) for r, q, up in events)
                 if rows)
     fault_bits = np.zeros(4, dtype=np.uint32)
     n_open = np.zeros(1, dtype=np.int64)
-    gated = np.empty(len(rows), dtype=np.bool_)
-    n = fault_gate(dev, kind_of, value_row, value_channel, value, *_impossible_tables(bank),
-                   width, mask, fault_bits, n_open, np.array([e[0] for e in ev], np.int64),
-                   np.array([e[1] for e in ev], np.int64),
-                   np.array([e[2] for e in ev], np.int64), gated)
-    bits = [0] * 4
+    out = np.empty(len(rows), dtype=np.bool_)
+    n = fault_gate(dev, kind_of, value_row, value_channel, value, width, fault_bits, mask,
+                   n_open, np.array([e[0] for e in ev], np.int64),
+                   np.array([bit[e[1]] for e in ev], np.int64),
+                   np.array([e[2] for e in ev], np.int64), plain, ptr, imp_row, imp_slot,
+                   bank._params[IMPOSSIBLE], bank.state.profiles[IMPOSSIBLE], out)
+    raised: set[tuple[int, int]] = set()
     want = []
     e = 0
     for i, (d, name, v) in enumerate(rows):
         while e < len(ev) and ev[e][0] <= i:
-            bits[dev[ev[e][0]]] = (bits[dev[ev[e][0]]] | ev[e][1] if ev[e][2]
-                                   else bits[dev[ev[e][0]]] & ~ev[e][1])
+            row, q, up = ev[e]
+            (raised.add if up else raised.discard)((int(dev[row]), q))
             e += 1
         bad = False
         for q, check in enumerate(checks):
             if (check.spec.kind, check.spec.channel) == (kinds[d], name):
                 lim = bank.params_of(q, d)
                 bad |= not (math.isfinite(v) and lim.low <= v <= lim.high)
-                bad |= bool(bits[d] & (1 << q))
+                bad |= (d, q) in raised
         want.append(bad)
-    assert gated.tolist() == want and n == sum(want)
+    assert out.tolist() == want and n == sum(want)
     assert int(n_open[0]) == sum(bin(b).count("1") for b in fault_bits.tolist())
 
 
@@ -145,9 +151,12 @@ Row = tuple[str, str, int, dict[str, float]]
 class Run:
     """An engine fed batches of rows, keeping what it reports."""
 
-    def __init__(self) -> None:
+    def __init__(self, banked: bool = True) -> None:
+        """`banked`: the default detectors; else the rules one by one, beside the checks."""
         self.reg = Registry()
-        self.engine = DetectionEngine(self.reg)
+        self.engine = DetectionEngine(self.reg, None if banked else [
+            *(ThresholdDetector(rule) for rule in DEFAULT_RULES),
+            *check_bank(self.reg, default_checks()).views])
         self.seq: dict[str, int] = {}
 
     def feed(self, rows: list[Row]) -> list[ConditionChange]:
@@ -172,13 +181,15 @@ def smoke(t_s: float, obscuration: float, device: str = "smoke-1") -> Row:
                                                  "co_ppm": 0.0})
 
 
-def test_impossible_obscuration_is_a_fault_and_no_fire() -> None:
-    got = Run().changes([[smoke(i * 10, 400.0) for i in range(6)]])
+@pytest.mark.parametrize("banked", [True, False])
+def test_impossible_obscuration_is_a_fault_and_no_fire(banked: bool) -> None:
+    got = Run(banked).changes([[smoke(i * 10, 400.0) for i in range(6)]])
     assert [(t, g) for _, t, g, _, _ in got] == [(FAULT, Grade.MINOR)]
 
 
-def test_while_a_fault_is_raised_its_channel_neither_raises_nor_clears() -> None:
-    run = Run()
+@pytest.mark.parametrize("banked", [True, False])
+def test_while_a_fault_is_raised_its_channel_neither_raises_nor_clears(banked: bool) -> None:
+    run = Run(banked)
     # a fire, then the chamber reports garbage (a fault), then plausible alarm values while
     # the fault holds (10 min and 3 plausible readings): the fire neither clears nor re-raises
     fire = [smoke(i * 10, 12.0) for i in range(4)]
@@ -193,7 +204,7 @@ def test_while_a_fault_is_raised_its_channel_neither_raises_nor_clears() -> None
     assert (FAULT, None) in [(t, g) for _, t, g, _, _ in got]
     assert ("smoke.fire", None) in [(t, g) for _, t, g, _, _ in got]
     # a device whose fault opened before any fire: plausible alarm values raise nothing
-    run = Run()
+    run = Run(banked)
     run.changes([[smoke(i * 10, -3.0, "smoke-2") for i in range(2)]])
     assert run.changes([[smoke(20 + i * 10, 12.0, "smoke-2") for i in range(4)]]) == []
 

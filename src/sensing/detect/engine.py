@@ -10,13 +10,13 @@ import numpy as np
 import numpy.typing as npt
 
 from sensing.arrays import grown
-from sensing.detect.bank import BankInput
+from sensing.detect.bank import BankChanges, BankInput
 from sensing.detect.base import Detector
 from sensing.detect.catalog import default_checks
 from sensing.detect.checks import Check, CheckBank, CheckView
 from sensing.detect.overrides import Overrides
 from sensing.detect.rules import BATTERY_CHANNEL, DEFAULT_RULES, Rule
-from sensing.detect.threshold import RuleView, ThresholdBank
+from sensing.detect.threshold import RuleGate, RuleView, ThresholdBank
 from sensing.kernels.checks import IMPOSSIBLE, PLAIN
 from sensing.kernels.columns import take
 from sensing.kernels.fault import IMPOSSIBLE_PARAMS
@@ -120,11 +120,18 @@ class DetectionEngine:
         self._fault_bits = np.zeros(0, dtype=np.uint32)
         """per device, a bit per fault check of its kind whose fault is raised"""
         self._n_open = np.zeros(1, dtype=np.int64)
-        self._fault_bit, self._fault_width, self._fault_mask = self._fault_tables()
+        self._fault_bit, self._fault_keys = self._fault_tables()
+        self._rule_tables = [self._gate_tables(bank.width + 1, 1, bank.width)
+                             for bank, _ in self._rule_runs if isinstance(bank, ThresholdBank)]
+        width = 1 + max([c for _, c, _ in self._fault_keys]
+                        + [b.width - 1 for b in self._check_banks[:1]], default=-1)
+        self._alone_tables = (width, self._gate_tables(width, 0, width))
+        self._plain: tuple[np.ndarray | None, list[np.ndarray]] = (None, [])
+        """the check bank's `plain` records, and keyed like each table above"""
 
-    def _fault_tables(self) -> tuple[np.ndarray, int, np.ndarray]:
-        """Per detector, its bit among its kind's fault checks (0: not a fault check); the
-        width and the per (kind, channel) bits of the gate (`sensing.kernels.gate`)."""
+    def _fault_tables(self) -> tuple[np.ndarray, list[tuple[int, int, int]]]:
+        """Per detector, its bit among its kind's fault checks (0: not a fault check), and
+        (kind, channel, bit) of each."""
         reg = self.registry
         bit = np.zeros(len(self.detectors), dtype=np.int64)
         used: dict[str, int] = {}
@@ -138,12 +145,38 @@ class DetectionEngine:
             if b >= 32:
                 raise ValueError(f"at most 32 fault checks per kind ({spec.kind})")
             bit[i] = 1 << b
-            keys.append((reg.kind_index[spec.kind], reg.channels.intern(spec.channel), i))
-        width = 1 + max((c for _, c, _ in keys), default=-1)
-        mask = np.zeros(max(1, len(reg.kind_index) * width), dtype=np.uint32)
-        for k, c, i in keys:
-            mask[k * width + c] |= np.uint32(bit[i])
-        return bit, width, mask
+            keys.append((reg.kind_index[spec.kind], reg.channels.intern(spec.channel),
+                         1 << b))
+        return bit, keys
+
+    def _gate_tables(self, stride: int, offset: int, width: int) -> _GateTables:
+        """The gate's tables in a key space `kind * stride + channel + offset` (channels up to
+        `width`): fault bits per key, where each key's record of the check bank's `plain`
+        is (-1: none), and each key's impossible-value checks of the first check bank
+        (their parameter rows and state columns), CSR."""
+        reg = self.registry
+        n_keys = len(reg.kind_index) * stride
+        mask = np.zeros(max(1, n_keys), dtype=np.uint32)
+        for k, c, b in self._fault_keys:
+            if c < width:
+                mask[k * stride + c + offset] |= np.uint32(b)
+        to_check = np.full(max(1, n_keys), -1, dtype=np.int64)
+        checks: list[list[tuple[int, int]]] = [[] for _ in range(n_keys)]
+        bank = self._check_banks[0] if self._check_banks else None
+        if bank is not None:
+            for k in range(len(reg.kind_index)):
+                for c in range(min(width, bank.width)):
+                    to_check[k * stride + c + offset] = k * bank.width + c
+            for q, check in enumerate(bank.checks):
+                c = reg.channels.intern(check.spec.channel)
+                if check.code == IMPOSSIBLE and c < width:
+                    key = reg.kind_index[check.spec.kind] * stride + c + offset
+                    checks[key].append((int(bank._param[q]), int(bank._slot[q])))
+        ptr = np.zeros(n_keys + 1, dtype=np.int64)
+        ptr[1:] = np.cumsum([len(x) for x in checks])
+        flat = [x for key in checks for x in key]
+        return (mask, to_check, ptr, np.array([r for r, _ in flat], dtype=np.int64),
+                np.array([s for _, s in flat], dtype=np.int64))
 
     def ensure_capacity(self, n: int) -> None:
         if n <= self._known:
@@ -238,13 +271,7 @@ class DetectionEngine:
         self._run_banks(self._check_runs, batch, changes)
         self._run_alone(self._alone_checks, r, changes)
         if self._rule_runs or self._alone_rules:
-            gated = self._gate(batch, changes)
-            if gated is not None:
-                value = np.where(gated, np.nan, batch.value)  # NaN: no evidence either way
-                batch = replace(batch, value=value)
-                r = replace(r, value=value)
-            self._run_banks(self._rule_runs, batch, changes)
-            self._run_alone(self._alone_rules, r, changes)
+            self._run_rules(batch, r, changes)
         if not changes:
             return []
         changes.sort(key=lambda c: (c[0], c[1]))
@@ -255,17 +282,21 @@ class DetectionEngine:
                 result.append(change)
         return result
 
-    @staticmethod
-    def _run_banks(banks: list[tuple[ThresholdBank | CheckBank, np.ndarray]], batch: BankInput,
-                   changes: list[tuple[int, int, int, int, float]]) -> None:
+    def _run_banks(self, banks: list[tuple[ThresholdBank | CheckBank, np.ndarray]],
+                   batch: BankInput, changes: list[tuple[int, int, int, int, float]]) -> None:
         for bank, index in banks:
-            fired = bank.run(batch)
-            if fired.row.shape[0]:
-                rule = index[fired.rule]
-                ok = rule >= 0
-                changes.extend(zip(fired.row[ok].tolist(), rule[ok].tolist(),
-                                   fired.level[ok].tolist(), fired.onset[ok].tolist(),
-                                   fired.signal[ok].tolist(), strict=True))
+            self._collect(bank.run(batch), index, changes)
+
+    @staticmethod
+    def _collect(fired: BankChanges, index: np.ndarray,
+                 changes: list[tuple[int, int, int, int, float]]) -> None:
+        """A bank's changes, numbered as the engine's detectors (`index`), into `changes`."""
+        if fired.row.shape[0]:
+            rule = index[fired.rule]
+            ok = rule >= 0
+            changes.extend(zip(fired.row[ok].tolist(), rule[ok].tolist(),
+                               fired.level[ok].tolist(), fired.onset[ok].tolist(),
+                               fired.signal[ok].tolist(), strict=True))
 
     def _run_alone(self, alone: list[int], r: Readings,
                    changes: list[tuple[int, int, int, int, float]]) -> None:
@@ -283,30 +314,48 @@ class DetectionEngine:
             ):
                 changes.append((row, i, lvl, onset, sig))
 
-    def _gate(self, batch: BankInput, changes: list[tuple[int, int, int, int, float]]
-              ) -> np.ndarray | None:
-        """Which values the threshold rules must not see (`sensing.kernels.gate`), after the
-        fault checks' `changes` of this batch; None when none."""
+    def _run_rules(self, batch: BankInput, r: Readings,
+                   changes: list[tuple[int, int, int, int, float]]) -> None:
+        """The threshold rules, behind the gate (`sensing.kernels.gate`) with the fault
+        checks' `changes` of this batch; each run of rules starts from the fault bits before
+        the batch and the last one leaves them after it."""
         bits = self._fault_bit
         events = sorted((row, int(bits[i]), lvl) for row, i, lvl, _, _ in changes if bits[i])
-        ev_row, ev_bit, ev_level = (np.array(col, dtype=np.int64)
-                                    for col in zip(*events, strict=True)) if events else (
-            np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64))
-        m = batch.value.shape[0]
-        gated = np.empty(m, dtype=np.bool_)
-        any_gated = False
-        for b, bank in enumerate(self._check_banks or [None]):
-            hit = np.empty(m, dtype=np.bool_) if b else gated
-            if b:  # the fault bits once, with the first bank
-                ev_row, ev_bit, ev_level = ev_row[:0], ev_bit[:0], ev_level[:0]
-            n = fault_gate(
-                batch.dev, batch.kind, batch.value_row, batch.value_channel, batch.value,
-                *_impossible_tables(bank), 0 if b else self._fault_width, self._fault_mask,
-                self._fault_bits, self._n_open, ev_row, ev_bit, ev_level, hit)
-            if n and b:
-                gated |= hit
-            any_gated = any_gated or n > 0
-        return gated if any_gated else None
+        ev_row, ev_bit, ev_level = (np.array([e[x] for e in events], dtype=np.int64)
+                                    for x in range(3)) if events else (_NONE, _NONE, _NONE)
+        bank = self._check_banks[0] if self._check_banks else None
+        plain = _OPEN if bank is None else bank._plain
+        if plain is not self._plain[0]:  # new profiles: the check bank made a new one
+            self._plain = (plain, [np.concatenate([plain, _OPEN])[t[1]]
+                                   for t in (*self._rule_tables, self._alone_tables[1])])
+        imp_p = _NO_PARAMS if bank is None else bank._params[IMPOSSIBLE]
+        imp_prof = _NO_PROFILES if bank is None else bank.state.profiles[IMPOSSIBLE]
+        runs = len(self._rule_runs) + bool(self._alone_rules)
+
+        def state(run: int) -> tuple[np.ndarray, np.ndarray]:
+            if run == runs - 1:
+                return self._fault_bits, self._n_open
+            return self._fault_bits.copy(), self._n_open.copy()
+
+        keyed = self._plain[1]
+        for run, ((rules, index), tables) in enumerate(
+                zip(self._rule_runs, self._rule_tables, strict=True)):
+            mask, _, ptr, row, slot = tables
+            fault_bits, n_open = state(run)
+            gate = RuleGate(fault_bits, mask, n_open, ev_row, ev_bit, ev_level, keyed[run],
+                            ptr, row, slot, imp_p, imp_prof)
+            assert isinstance(rules, ThresholdBank)
+            fired = rules.run(batch, gate)
+            self._collect(fired, index, changes)
+        if self._alone_rules:  # rules run one by one: the values of the batch gated at once
+            width, (mask, _, ptr, row, slot) = self._alone_tables
+            fault_bits, n_open = state(runs - 1)
+            out = np.empty(batch.value.shape[0], dtype=np.bool_)
+            if fault_gate(batch.dev, batch.kind, batch.value_row, batch.value_channel,
+                          batch.value, width, fault_bits, mask, n_open, ev_row, ev_bit,
+                          ev_level, keyed[-1], ptr, row, slot, imp_p, imp_prof, out):
+                r = replace(r, value=np.where(out, np.nan, r.value))  # NaN: no evidence
+            self._run_alone(self._alone_rules, r, changes)
 
     def _apply(
         self, device: int, ts: int, rule_i: int, level: int, onset: int, signal: float
@@ -354,21 +403,13 @@ def default_detectors(registry: Registry) -> list[Detector]:
             *check_bank(registry, default_checks()).views]
 
 
-_Tables = tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray,
-                np.ndarray, np.ndarray]
+_GateTables = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+"""per key: fault bits, record in the check bank's `plain` (-1: none), impossible-value
+checks CSR (pointers, parameter rows, state columns)"""
 
-_NO_CHECKS: _Tables = (
-    0, np.zeros(1, np.int64), np.zeros(0, np.int32), np.zeros(0, np.int64),
-    np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(1, dtype=PLAIN),
-    np.zeros((0, 1), dtype=IMPOSSIBLE_PARAMS), np.zeros((0, 1), np.int16))
-"""no check bank: no value is impossible"""
-
-
-def _impossible_tables(bank: CheckBank | None) -> _Tables:
-    """The tables of `bank` `sensing.kernels.gate.fault_gate` finds impossible values with
-    (the bank's own, as its kernel gets them), or none."""
-    if bank is None:
-        return _NO_CHECKS
-    return (bank.width, bank._route_ptr, bank._route_check, bank._type, bank._param,
-            bank._slot, bank._plain, bank._params[IMPOSSIBLE],
-            bank.state.profiles[IMPOSSIBLE])
+_OPEN = np.zeros(1, dtype=PLAIN)
+_OPEN["low"], _OPEN["high"] = -np.inf, np.inf
+"""a key with no impossible-value check: only a value that is not finite is implausible"""
+_NONE = np.zeros(0, dtype=np.int64)
+_NO_PARAMS = np.zeros((0, 1), dtype=IMPOSSIBLE_PARAMS)
+_NO_PROFILES = np.zeros((0, 1), dtype=np.int16)

@@ -9,6 +9,7 @@ and offline tools see one detector per rule. `ThresholdDetector` is a bank of on
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -17,6 +18,8 @@ from sensing.arrays import next_capacity
 from sensing.detect.bank import BankChanges, BankInput
 from sensing.detect.base import DetectorSpec, LevelChanges
 from sensing.detect.rules import BATTERY_CHANNEL, Level, Rule
+from sensing.kernels.checks import PLAIN
+from sensing.kernels.fault import IMPOSSIBLE_PARAMS
 from sensing.kernels.threshold import CALM, MAX_LEVELS, threshold_bank
 from sensing.wire.kinds import KINDS
 from sensing.wire.messages import Grade
@@ -24,6 +27,35 @@ from sensing.wire.messages import Grade
 I32 = npt.NDArray[np.int32]
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True, slots=True)
+class RuleGate:
+    """What keeps values from a bank's rules (`sensing.kernels.gate`), keyed like the bank's
+    routing: the devices' fault bits and their count (updated in place with the changes
+    `ev_*`), the fault bits per key, and the impossible-value checks per key."""
+
+    fault_bits: npt.NDArray[np.uint32]
+    mask: npt.NDArray[np.uint32]
+    n_open: I64
+    ev_row: I64
+    ev_bit: I64
+    ev_level: I64
+    plain: np.ndarray
+    imp_ptr: I64
+    imp_row: I64
+    imp_slot: I64
+    imp_p: np.ndarray
+    imp_prof: npt.NDArray[np.int16]
+    on: bool = True
+
+
+_NO_GATE = RuleGate(np.zeros(1, np.uint32), np.zeros(1, np.uint32), np.zeros(1, np.int64),
+                    np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64),
+                    np.zeros(1, dtype=PLAIN), np.zeros(2, np.int64), np.zeros(0, np.int64),
+                    np.zeros(0, np.int64), np.zeros((0, 1), dtype=IMPOSSIBLE_PARAMS),
+                    np.zeros((0, 1), np.int16), on=False)
+"""no gate: every value reaches the rules"""
 
 
 def _params(levels: Sequence[Level]) -> tuple[list[float], list[float], list[int], list[int]]:
@@ -201,12 +233,13 @@ class ThresholdBank:
     def _run(self, dev: np.ndarray, ts: np.ndarray, kind: np.ndarray, battery: np.ndarray,
              value_row: np.ndarray, value_channel: np.ndarray, value: np.ndarray,
              width: int, route_ptr: np.ndarray, route_rule: np.ndarray, calm: np.ndarray,
-             bound: int) -> BankChanges:
+             bound: int, gate: RuleGate | None = None) -> BankChanges:
         out_row = np.empty(bound, dtype=np.int64)
         out_rule = np.empty(bound, dtype=np.int32)
         out_level = np.empty(bound, dtype=np.int8)
         out_onset = np.empty(bound, dtype=np.int64)
         out_signal = np.empty(bound, dtype=np.float64)
+        g = _NO_GATE if gate is None else gate
         k = threshold_bank(
             dev, ts, kind, battery, value_row, value_channel, value,
             width, route_ptr, route_rule, calm,
@@ -214,6 +247,8 @@ class ThresholdBank:
             self._thr, self._reset, self._dur, self._min_count, self._quiet,
             self.profile, self.level, self.runs, self.onset, self.since, self.count,
             self.prev_ts, self.prev_val, self.busy,
+            g.on, g.fault_bits, g.mask, g.n_open, g.ev_row, g.ev_bit, g.ev_level, g.plain,
+            g.imp_ptr, g.imp_row, g.imp_slot, g.imp_p, g.imp_prof,
             out_row, out_rule, out_level, out_onset, out_signal,
         )
         return BankChanges(out_row[:k], out_rule[:k], out_level[:k], out_onset[:k],
@@ -225,12 +260,13 @@ class ThresholdBank:
         return self.run(BankInput.checked(dev, ts, kind, battery, value_row, value_channel,
                                           value))
 
-    def run(self, batch: BankInput) -> BankChanges:
+    def run(self, batch: BankInput, gate: RuleGate | None = None) -> BankChanges:
+        """`gate`, when given, keeps values from the rules (see `RuleGate`)."""
         batch.check_fits(self.capacity, len(self.kinds))
         b = batch
         return self._run(b.dev, b.ts, b.kind, b.battery, b.value_row, b.value_channel, b.value,
                          self.width, self._route_ptr, self._route_rule, self._calm,
-                         self._fanout * (b.value.shape[0] + b.dev.shape[0]))
+                         self._fanout * (b.value.shape[0] + b.dev.shape[0]), gate)
 
     def process_rule(self, rule: int, dev: I32, ts: I64, val: F64) -> LevelChanges:
         """Readings of one rule's signal only (its channel, of devices of its kind), in

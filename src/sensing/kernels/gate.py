@@ -6,21 +6,28 @@ in arrival order) is *late*: it is stored, but no detector sees it, so it can ne
 clear, re-raise nor advance any condition, and every hold and duration runs forward on the
 device's own event time. A reading stamped the same as the newest is not late.
 
-`fault_gate` marks the values that no threshold rule may see (they neither raise nor clear):
+A threshold rule sees no value that is *gated* (it neither raises nor clears):
 
 - a value impossible for its channel: outside the range, or not whole where it must be, of
   an impossible-value check of the device's kind and the value's channel, in the parameters of
-  the device's own profile (the check bank's tables, see `sensing.kernels.checks`: routing
-  `route_ptr`/`route_check` by `key = kind * width + channel`, impossible-value checks first
-  within a key, `check_param`/`check_slot`, `impossible_p[row, profile]`,
-  `impossible_prof[d, slot]`, and `plain[key]`, a range every profile finds plausible);
+  the device's own profile;
 - any value of a channel while a fault check of that channel (impossible, stuck, drift) has
   its fault raised on the device: `fault_bits[d]` has bit `b` set while the fault check with
-  bit `b` among its kind's fault checks is raised, and `fault_mask[kind * fault_width +
-  channel]` holds the bits of the checks watching that channel. The checks' level changes of
-  the batch (`ev_*`, by row) are applied in arrival order: before the values of a reading,
-  every change at that reading or earlier, so the reading that raises a fault is gated and the
-  one that clears it is not.
+  bit `b` among its kind's fault checks is raised, and `mask[key]` holds the bits of the
+  checks watching the key's channel. The checks' level changes of the batch (`ev_*`, by row)
+  are applied in arrival order: before the values of a reading, every change at that reading
+  or earlier, so the reading that raises a fault is gated and the one that clears it is not.
+
+The threshold kernel (`sensing.kernels.threshold`) asks only about the values that reach a rule
+(few: a value short of every threshold with no rule busy is passed over first), and calls out
+(`catch_up`, `impossible_for`, whose array arguments cost reference counting at every call)
+only when a change is due or a value is implausible in some profile: the gate costs next to
+nothing. Its tables, per key of the caller's key space:
+`plain[key]`, a range every profile of every impossible-value check of the key finds
+plausible (`sensing.kernels.checks.PLAIN`); the key's impossible-value checks
+`imp_ptr[key]:imp_ptr[key + 1]`, each with its row `imp_row` in `imp_p[row, profile]` and its
+column `imp_slot` in `imp_prof[d, slot]`, the device's profile (the check bank's tables).
+`fault_gate` is the same gate over a whole batch at once, for the rules run one by one.
 """
 
 from __future__ import annotations
@@ -28,7 +35,6 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from sensing.kernels.checks import IMPOSSIBLE
 from sensing.kernels.fault import impossible
 from sensing.kernels.jit import ix
 
@@ -52,7 +58,7 @@ def late_readings(dev: np.ndarray, ts: np.ndarray, newest: np.ndarray, late: np.
 
 
 @njit(cache=True, nogil=True)
-def _flip(fault_bits: np.ndarray, n_open: np.ndarray, d: int, bit: int, up: bool) -> None:
+def flip(fault_bits: np.ndarray, n_open: np.ndarray, d: int, bit: int, up: bool) -> None:
     """Set (`up`) or clear one fault bit of device `d`, counting the bits set in `n_open`."""
     b = np.uint32(bit)
     was = fault_bits[d] & b != 0
@@ -65,56 +71,57 @@ def _flip(fault_bits: np.ndarray, n_open: np.ndarray, d: int, bit: int, up: bool
 
 
 @njit(cache=True, nogil=True)
+def catch_up(dev: np.ndarray, fault_bits: np.ndarray, n_open: np.ndarray,
+             ev_row: np.ndarray, ev_bit: np.ndarray, ev_level: np.ndarray, e: int,
+             row: int) -> int:
+    """Apply the changes from `e` on at readings up to `row`; return the next change."""
+    while e < ev_row.shape[0] and ev_row[e] <= row:
+        flip(fault_bits, n_open, ix(dev[ix(ev_row[e])]), ev_bit[e], ev_level[e] > 0)
+        e += 1
+    return e
+
+
+@njit(cache=True, nogil=True)
+def impossible_for(d: int, key: int, v: float, imp_ptr: np.ndarray, imp_row: np.ndarray,
+                   imp_slot: np.ndarray, imp_p: np.ndarray, imp_prof: np.ndarray) -> bool:
+    """Whether `v` is impossible for an impossible-value check of `key` in device `d`'s
+    profile (asked only of a value some profile finds implausible: rare)."""
+    profiled = imp_p.shape[1] > 1
+    for q in range(imp_ptr[key], imp_ptr[key + 1]):
+        p = ix(imp_prof[d, ix(imp_slot[q])] if profiled else 0)
+        if impossible(imp_p[ix(imp_row[q]), p], v):
+            return True
+    return False
+
+
+@njit(cache=True, nogil=True)
 def fault_gate(
     dev: np.ndarray, kind: np.ndarray, value_row: np.ndarray, value_channel: np.ndarray,
-    value: np.ndarray,
-    width: int, route_ptr: np.ndarray, route_check: np.ndarray, check_type: np.ndarray,
-    check_param: np.ndarray, check_slot: np.ndarray, plain: np.ndarray,
-    impossible_p: np.ndarray, impossible_prof: np.ndarray,
-    fault_width: int, fault_mask: np.ndarray, fault_bits: np.ndarray, n_open: np.ndarray,
+    value: np.ndarray, width: int,
+    fault_bits: np.ndarray, mask: np.ndarray, n_open: np.ndarray,
     ev_row: np.ndarray, ev_bit: np.ndarray, ev_level: np.ndarray,
-    gated: np.ndarray,
+    plain: np.ndarray, imp_ptr: np.ndarray, imp_row: np.ndarray, imp_slot: np.ndarray,
+    imp_p: np.ndarray, imp_prof: np.ndarray, out: np.ndarray,
 ) -> int:
-    """Mark `gated[w]` for each value no threshold rule may see; return how many. Updates
-    `fault_bits` with the changes `ev_*` (sorted by row; `ev_bit` the change's bit) and keeps
-    `n_open[0]`, the number of bits set over all devices. `value_row` must not decrease."""
+    """Mark `out[w]` for each gated value, keyed `kind * width + channel` (channels `>=
+    width` are never gated); return how many. Applies the changes `ev_*` (sorted by row) to
+    `fault_bits` and `n_open[0]`, the number of bits set."""
     n_gated = 0
     e = 0
-    n_ev = ev_row.shape[0]
-    profiled = impossible_p.shape[1] > 1
-    prev_row = -1
     for w in range(value.shape[0]):
         i = ix(value_row[w])
-        if i < prev_row:
-            raise ValueError("value rows must not decrease")
-        prev_row = i
-        while e < n_ev and ev_row[e] <= i:
-            _flip(fault_bits, n_open, ix(dev[ix(ev_row[e])]), ev_bit[e], ev_level[e] > 0)
-            e += 1
-        gated[w] = False
+        e = catch_up(dev, fault_bits, n_open, ev_row, ev_bit, ev_level, e, i)
         k = kind[i]
         c = value_channel[w]
-        if k < 0:
+        out[w] = False
+        if k < 0 or c >= width:
             continue
+        d = ix(dev[i])
+        key = ix(k * width + c)
         v = value[w]
-        bad = False
-        if c < width:
-            key = ix(k * width + c)
-            if impossible(plain[key], v):  # implausible for some profile: ask the device's
-                for q in range(route_ptr[key], route_ptr[key + 1]):
-                    ch = ix(route_check[ix(q)])
-                    if check_type[ch] != IMPOSSIBLE:
-                        break
-                    s = ix(check_slot[ch])
-                    p = ix(impossible_prof[ix(dev[i]), s] if profiled else 0)
-                    if impossible(impossible_p[ix(check_param[ch]), p], v):
-                        bad = True
-                        break
-        if not bad and n_open[0] > 0 and c < fault_width:
-            bad = fault_bits[ix(dev[i])] & fault_mask[ix(k * fault_width + c)] != 0
-        if bad:
-            gated[w] = True
-            n_gated += 1
-    for rest in range(e, n_ev):  # changes at readings after the last value
-        _flip(fault_bits, n_open, ix(dev[ix(ev_row[rest])]), ev_bit[rest], ev_level[rest] > 0)
+        out[w] = (n_open[0] > 0 and fault_bits[d] & mask[key] != 0) or (
+            impossible(plain[key], v)
+            and impossible_for(d, key, v, imp_ptr, imp_row, imp_slot, imp_p, imp_prof))
+        n_gated += out[w]
+    catch_up(dev, fault_bits, n_open, ev_row, ev_bit, ev_level, e, dev.shape[0])
     return n_gated

@@ -27,6 +27,12 @@ Tables (built once by the owner, see `sensing.detect.threshold.ThresholdBank`):
   them in every profile, so when none of their slots (`bits`) is busy the value passes them
   by without touching their state: nearly every value.
 
+With `gate`, a value (not a battery level) that would reach a rule is first asked whether it is
+gated (`sensing.kernels.gate`: impossible for the device, or its channel's sensor has a fault
+raised): a gated value passes every rule by, as a NaN does. The gate's tables are keyed like
+the routing; the fault checks' changes of the batch (`ev_*`, by row) are applied to
+`fault_bits` in arrival order as the values go by, and all of them by the end.
+
 State per device `d` and slot `s`, updated in place: `level[d, s]`, `runs[d, s]` (bit k set while
 the value has been beyond level k's threshold since `since[d, s, k]`, for `count[d, s, k]`
 readings, counted up to the level's `min_count`), `onset[d, s]` (event time of the first reading
@@ -40,6 +46,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from sensing.kernels.fault import impossible
+from sensing.kernels.gate import catch_up, impossible_for
 from sensing.kernels.jit import ix
 
 MAX_LEVELS = 3
@@ -58,6 +66,10 @@ def threshold_bank(
     profile: np.ndarray, level: np.ndarray, runs: np.ndarray, onset: np.ndarray,
     since: np.ndarray, count: np.ndarray, prev_ts: np.ndarray, prev_val: np.ndarray,
     busy: np.ndarray,
+    gate: bool, fault_bits: np.ndarray, g_mask: np.ndarray, n_open: np.ndarray,
+    ev_row: np.ndarray, ev_bit: np.ndarray, ev_level: np.ndarray, g_plain: np.ndarray,
+    imp_ptr: np.ndarray, imp_row: np.ndarray, imp_slot: np.ndarray, imp_p: np.ndarray,
+    imp_prof: np.ndarray,
     out_row: np.ndarray, out_rule: np.ndarray, out_level: np.ndarray, out_onset: np.ndarray,
     out_signal: np.ndarray,
 ) -> int:
@@ -66,10 +78,11 @@ def threshold_bank(
 
     Per reading `i`: device `dev[i]`, event time `ts[i]`, its device's kind `kind[i]` (-1: none),
     `battery[i]` (NaN: none). Per value `j`: reading `value_row[j]`, `value_channel[j]`,
-    `value[j]`. Each rule sees its readings in arrival order; the output is in processing order
-    (sort by row and rule to interleave rules).
+    `value[j]`, rows in order. Each rule sees its readings in arrival order; the output is in
+    processing order (sort by row and rule to interleave rules).
     """
     n_out = 0
+    e = 0  # the next fault change to apply
     stride = width + 1
     profiled = thr.shape[1] > 1  # else every device has profile 0: no need to look
     m = value.shape[0]
@@ -97,6 +110,14 @@ def threshold_bank(
         ck = calm[key]
         if busy[d] & ck["bits"] == 0 and ck["low"] < x0 < ck["high"]:
             first += ck["skip"]
+        if gate and w < m and first < route_ptr[key + 1]:  # the gate (sensing.kernels.gate)
+            if e < ev_row.shape[0] and ev_row[e] <= i:
+                e = catch_up(dev, fault_bits, n_open, ev_row, ev_bit, ev_level, e, i)
+            if n_open[0] > 0 and fault_bits[d] & g_mask[key] != 0:
+                continue
+            if impossible(g_plain[key], x0) and impossible_for(
+                    d, key, x0, imp_ptr, imp_row, imp_slot, imp_p, imp_prof):
+                continue
         for q in range(first, route_ptr[key + 1]):
             r = ix(route_rule[ix(q)])
             s = ix(slot[r])
@@ -161,4 +182,6 @@ def threshold_bank(
             out_onset[n_out] = onset[d, s]
             out_signal[n_out] = v
             n_out += 1
+    if gate and e < ev_row.shape[0]:
+        catch_up(dev, fault_bits, n_open, ev_row, ev_bit, ev_level, e, dev.shape[0])
     return n_out
