@@ -543,3 +543,16 @@ def test_a_name_hash_is_the_same_in_any_buffer() -> None:
     buf = np.frombuffer(b"xxsmoke-1yy", np.uint8)
     assert jsonscan.hash_name(buf, 2, 9) == name_hash(b"smoke-1") >= 0
     assert name_hash(b"smoke-1") != name_hash(b"smoke-2")
+
+
+def test_columns_held_stay_as_they_were_while_later_payloads_are_scanned() -> None:
+    """The scan's output arrays are reused (sensing.spare) only once nothing holds them."""
+    first = [reading(f'"v":{i}').encode() for i in range(50)]
+    held = scan_json(*pack_payloads(first))
+    want = held.value.copy(), held.seq.copy()
+    for k in range(3):
+        later = scan_json(*pack_payloads([reading(f'"w":{k * 100 + i}').encode()
+                                          for i in range(60)]))
+        assert later.n_values == 60
+    assert (held.value == want[0]).all() and (held.seq == want[1]).all()
+    assert lane_readings(held, 0)[0][5] == (("v", float(0).hex()),)

@@ -34,6 +34,7 @@ import numpy.typing as npt
 
 from sensing.kernels import jsonscan
 from sensing.kernels.spans import span_bytes
+from sensing.spare import Spares
 from sensing.wire.limits import (
     MAX_CHANNELS_PER_MESSAGE,
     MAX_DEVICES_PER_MESSAGE,
@@ -132,6 +133,9 @@ def name_hash(name: bytes) -> int:
     return int(jsonscan.hash_name(np.frombuffer(name, dtype=np.uint8), 0, len(name)))
 
 
+_READING_COLS, _VALUE_COLS = Spares(np.int64), Spares(np.int64)
+_BATTERY, _VALUES = Spares(np.float64), Spares(np.float64)
+"""the scan's output, megabytes a step: reused once the step is done with it (sensing.spare)"""
 _MIN_READING_BYTES = len(b'{"device":"","kind":"","seq":0,"ts":0,"values":{}}')
 _MIN_VALUE_BYTES = len(b'"":0,')
 _SEEN_SLOTS = 1 << (4 * (MAX_CHANNELS_PER_MESSAGE + 1) - 1).bit_length()
@@ -154,12 +158,14 @@ def scan_json(buf: U8 | bytes, starts: I64, ends: I64) -> JsonColumns:
         raise ValueError(f"span {outside} ({starts[outside]}, {ends[outside]}) is not inside "
                          f"the buffer of {buf.shape[0]} bytes")
     n = starts.shape[0]
-    reading_cols = np.empty((jsonscan.READING_ROWS, n + total // (2 * _MIN_READING_BYTES)),
-                            dtype=np.int64)
-    value_cols = np.empty((jsonscan.VALUE_ROWS, 16 + total // (4 * _MIN_VALUE_BYTES)),
-                          dtype=np.int64)
-    battery = np.empty(reading_cols.shape[1], dtype=np.float64)
-    values = np.empty(value_cols.shape[1], dtype=np.float64)
+    readings = n + total // (2 * _MIN_READING_BYTES)
+    reading_cols = _READING_COLS.empty(jsonscan.READING_ROWS * readings).reshape(
+        jsonscan.READING_ROWS, readings)
+    n_values = 16 + total // (4 * _MIN_VALUE_BYTES)
+    value_cols = _VALUE_COLS.empty(jsonscan.VALUE_ROWS * n_values).reshape(
+        jsonscan.VALUE_ROWS, n_values)
+    battery = _BATTERY.empty(readings)
+    values = _VALUES.empty(n_values)
     status = np.empty(n, dtype=np.int8)
     message_readings = np.empty((2, n), dtype=np.int64)
     seen_stamp = np.zeros(_SEEN_SLOTS, dtype=np.int64)
