@@ -335,3 +335,13 @@ def test_late_readings_leave_the_alerts_as_the_in_order_stream_alone(
     plain, mixed = streams
     assert Run().changes(mixed) == Run().changes(plain)
     assert alerts(mixed) == alerts(plain)
+
+
+def test_a_device_the_registry_does_not_know_is_refused() -> None:
+    run = Run()
+    run.feed([smoke(0, 0.1)])
+    one = np.ones(1)
+    for dev in (1, 5_000):
+        with pytest.raises(IndexError):
+            run.engine.process(Readings(np.array([dev], np.int32), np.array([T0]), one,
+                                        np.array([0], np.int32), np.array([0], np.int32), one))

@@ -256,18 +256,21 @@ class DetectionEngine:
         kind = np.empty(n, dtype=np.int8)
         if take(self.registry.device_kind, dev, kind) >= 0:
             raise IndexError("device index unknown to the registry")
+        batch = BankInput.checked(dev, r.ts, kind, r.battery, r.value_row, r.value_channel,
+                                  r.value)
+        if batch.devices > self._newest.shape[0]:
+            raise IndexError("device index outside the engine's capacity")
         late = np.empty(n, dtype=np.bool_)
-        if late_readings(dev, np.ascontiguousarray(r.ts, np.int64), self._newest, late):
+        if late_readings(batch.dev, batch.ts, self._newest, late):
             keep = ~late  # stored, but seen by no detector
             r = Readings.kept(keep, dev, r.ts, r.battery, r.value_row, r.value_channel,
                               r.value)
-            kind = kind[keep]
             if not r.dev.shape[0]:
                 return []
+            batch = BankInput.checked(r.dev, r.ts, kind[keep], r.battery, r.value_row,
+                                      r.value_channel, r.value)
         # row, detector, level, onset, signal
         changes: list[tuple[int, int, int, int, float]] = []
-        batch = BankInput.checked(r.dev, r.ts, kind, r.battery, r.value_row, r.value_channel,
-                                  r.value)
         self._run_banks(self._check_runs, batch, changes)
         self._run_alone(self._alone_checks, r, changes)
         if self._rule_runs or self._alone_rules:
