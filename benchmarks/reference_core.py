@@ -437,43 +437,85 @@ class _Fall:
     impact_ts: int = -1
     impact_val: float = 0.0
     still_since: int = -1
+    move_since: int = -1
+    steps: float = 0.0
     level: int = 0
 
 
 class FallCheck(Check):
-    """An impact, then still readings spanning still_s within window_s of it; latching."""
+    """An impact, then still readings spanning still_s that began within window_s of it;
+    movement lasting move_s, cancel_steps steps in later readings, or the window passing
+    without stillness cancel the impact; latching."""
 
     type, kind, channel, latching = "wearable.fall", "wearable", "accel_g", True
 
     def __init__(self, index: int, p: FallParams, newest: Newest) -> None:
         self.index, self.p, self.newest = index, p, newest
         self.still_ms, self.window_ms = ms(p.still_s), ms(p.window_s)
+        self.move_ms = ms(p.move_s)
         self.state: dict[int, _Fall] = {}
 
     def grade(self, level: int) -> Grade:
         return Grade.CRITICAL
 
-    def feed(self, device: int, t: int, v: float) -> Fired | None:
-        if not self.newest.accept(self.index, device, t):
-            return None
+    def fall(self, device: int) -> _Fall:
         s = self.state.get(device)
         if s is None:
             s = self.state[device] = _Fall()
-        p = self.p
+        return s
+
+    def feed(self, device: int, t: int, v: float) -> Fired | None:
+        if not self.newest.accept(self.index, device, t):
+            return None
+        s, p = self.fall(device), self.p
         if s.level:
             return None  # until a person resolves it
         if v >= p.impact_g:
-            s.impact_ts, s.impact_val, s.still_since = t, v, -1
-        elif s.impact_ts >= 0 and t - s.impact_ts > self.window_ms:
-            s.impact_ts, s.still_since = -1, -1
-        elif s.impact_ts >= 0 and p.still_low_g <= v <= p.still_high_g:
+            s.impact_ts, s.impact_val, s.still_since, s.move_since, s.steps = t, v, -1, -1, 0.0
+            return None
+        if s.impact_ts < 0:
+            return None
+        late = t - s.impact_ts > self.window_ms
+        if p.still_low_g <= v <= p.still_high_g:
+            s.move_since = -1
             if s.still_since < 0:
+                if late:
+                    s.impact_ts = -1  # still only after the window
+                    return None
                 s.still_since = t
             if t - s.still_since >= self.still_ms:
                 s.level = 1
                 return 1, s.impact_ts, s.impact_val
-        else:
-            s.still_since = -1
+            return None
+        s.still_since = -1
+        if s.move_since < 0:
+            s.move_since = t
+        if late or t - s.move_since >= self.move_ms:
+            s.impact_ts, s.move_since = -1, -1  # moving on, or nothing within the window
+        return None
+
+    def feed_steps(self, device: int, t: int, v: float) -> None:
+        """The wristband's steps since its previous reading: after the impact's reading they
+        count towards cancel_steps."""
+        if not self.newest.accept(self.index, device, t):
+            return
+        s = self.fall(device)
+        if not s.level and s.impact_ts >= 0 and t > s.impact_ts and v > 0:
+            s.steps += v
+            if s.steps >= self.p.cancel_steps:
+                s.impact_ts, s.still_since, s.move_since, s.steps = -1, -1, -1, 0.0
+
+
+class FallSteps(Check):
+    """The fall check's second channel, routed like a check that never fires."""
+
+    kind, channel = "wearable", "steps"
+
+    def __init__(self, fall: FallCheck) -> None:
+        self.index, self.type, self.fall = fall.index, fall.type, fall
+
+    def feed(self, device: int, t: int, v: float) -> Fired | None:
+        self.fall.feed_steps(device, t, v)
         return None
 
 
@@ -570,6 +612,9 @@ class ReferenceCore:
                 (check.kind, check.channel), []).append(check)
             if isinstance(check, FaultCheck):
                 self.faults.setdefault((check.kind, check.channel), []).append(check)
+            if isinstance(check, FallCheck):
+                steps = FallSteps(check)
+                self.route.setdefault((steps.kind, steps.channel), []).append(steps)
         self.episodes: dict[tuple[int, str], _Episode] = {}
 
     def gated(self, d: int, kind: str, channel: str, v: float) -> bool:

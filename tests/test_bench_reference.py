@@ -167,6 +167,13 @@ def scenario(d: int, channel: str, rnd: int) -> float | None:
         (5, "sos"): lambda r: 0.5 if r == 400 else None,  # impossible, and SOS (latching)
         (8, "accel_g"): lambda r: 3.0 if r == 500 else 1.0 if 501 <= r < 510 else None,
         (8, "steps"): lambda r: (0.0 if r <= 600 else 10.0 if r == 601 else None),
+        # a knock, then steps while the wrist hangs still at the side: no fall; a knock and
+        # lying still without a step: a fall
+        (11, "accel_g"): lambda r: 3.0 if r == 800 else 1.0 if 801 <= r < 820 else None,
+        (11, "steps"): lambda r: 0.0 if 790 <= r <= 800 or 802 <= r < 820 else (
+            10.0 if r == 801 else None),
+        (5, "accel_g"): lambda r: 3.0 if r == 900 else 1.0 if 901 <= r < 910 else None,
+        (5, "steps"): lambda r: 0.0 if 895 <= r < 910 else None,
         (11, "heart_rate"): lambda r: 160.0 if 700 <= r < 710 else None,
         (7, "water_m"): lambda r: 2.0 if 200 <= r < 300 else None,  # stuck 50 min
         (10, "gas_lel"): lambda r: 0.0 if 200 <= r < 400 else None,  # clean air: not stuck
@@ -210,3 +217,5 @@ def test_faults_falls_and_inactivity_grade_the_same() -> None:
     assert {(1, False), (1, True), (2, False), (2, True), (3, False), (3, True), (6, False),
             (6, True), (5, False), (5, True), (0, False), (7, False), (7, True)} <= set(faults)
     assert 10 not in {d for d, _ in faults}
+    falls = [c.device for c in got if c.type == "wearable.fall"]
+    assert 5 in falls and 11 not in falls

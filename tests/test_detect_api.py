@@ -16,9 +16,11 @@ def test_co_series_gives_scores_and_the_alert_interval() -> None:
     co = np.full(600, 2.0)
     co[100:130] = 400.0  # five minutes of 400 ppm
     results = {r.detector: r for r in evaluate(ts, co, kind="smoke", channel="co_ppm")}
-    # the CO rule, and the fault check for impossible CO values (which stays quiet here)
-    assert set(results) == {"smoke-co", "smoke-co_ppm-impossible"}
+    # the CO rule, and the fault checks for impossible and stuck CO values (which stay quiet
+    # here: a flat 2 ppm that never showed noise is no frozen sensor)
+    assert set(results) == {"smoke-co", "smoke-co_ppm-impossible", "smoke-co_ppm-stuck"}
     assert results["smoke-co_ppm-impossible"].intervals == []
+    assert results["smoke-co_ppm-stuck"].intervals == []
     result = results["smoke-co"]
     assert result.type == "smoke.co"
     # EN 50291: 300 ppm needs 30 s and two readings: raised at the 4th reading of the episode

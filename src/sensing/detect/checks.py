@@ -64,6 +64,9 @@ class Check(ABC, Generic[P]):
     code: ClassVar[int]
     """the kernel's type code (`sensing.kernels.checks`)"""
     grade: ClassVar[Grade]
+    also: ClassVar[tuple[str, ...]] = ()
+    """further channels of its kind the check is fed in a bank (the kernel tells its step
+    function which: role 1, 2, ... in this order; role 0 is `spec.channel`)"""
 
     def __init__(self, spec: DetectorSpec, params: P) -> None:
         self.spec = spec
@@ -165,19 +168,22 @@ class CheckBank:
         self._params = [_param_records(code, params.get(code, [])).reshape(-1, 1)
                         for code in range(len(STATE))]
         self._profiles: list[dict[Any, int]] = [{c.params: 0} for c in self.checks]
-        # routing: key = kind * width + channel
-        channel = [channel_of(c.spec.channel) for c in self.checks]
-        self.width = max(channel, default=-1) + 1
-        keys = [self.kinds.index(c.spec.kind) * self.width + ch
-                for c, ch in zip(self.checks, channel, strict=True)]
-        order = sorted(range(n), key=lambda q: (keys[q], self.checks[q].code, q))
-        self._route_check = np.array(order, dtype=np.int32)
+        # routing: key = kind * width + channel, one route per (check, channel it is fed)
+        fed = [(q, role, channel_of(name)) for q, c in enumerate(self.checks)
+               for role, name in enumerate((c.spec.channel, *c.also))]
+        self.width = max((ch for _, _, ch in fed), default=-1) + 1
+        routes = [(self.kinds.index(self.checks[q].spec.kind) * self.width + ch, q, role)
+                  for q, role, ch in fed]
+        routes.sort(key=lambda r: (r[0], self.checks[r[1]].code, r[1], r[2]))
+        self._route_check = np.array([q for _, q, _ in routes], dtype=np.int32)
+        self._route_role = np.array([role for _, _, role in routes], dtype=np.int8)
         n_keys = len(self.kinds) * self.width
-        counts = np.bincount(np.array(keys, dtype=np.int64), minlength=n_keys)
+        counts = np.bincount(np.array([key for key, _, _ in routes], dtype=np.int64),
+                             minlength=n_keys)
         self._route_ptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         self._fanout = int(counts.max()) if n else 0
-        self._keys = keys
-        self._plain = self._plain_ranges(n_keys, list(enumerate(keys)))
+        self._members = [(q, key) for key, q, role in routes if role == 0]
+        self._plain = self._plain_ranges(n_keys, self._members)
         self.state = self._alloc(max(1, capacity))
         self.views: tuple[CheckView, ...] = tuple(CheckView(self, q) for q in range(n))
 
@@ -254,7 +260,7 @@ class CheckBank:
             table = self._params[code] = np.concatenate(
                 [table, np.repeat(table[:, :1], table.shape[1], axis=1)], axis=1)
         table[row, p] = _param_records(code, [self.checks[check].param_record(params)])[0]
-        self._plain = self._plain_ranges(len(self._plain), list(enumerate(self._keys)))
+        self._plain = self._plain_ranges(len(self._plain), self._members)
         return p
 
     def set_profile(self, check: int, devices: npt.ArrayLike, profile: int) -> None:
@@ -272,8 +278,8 @@ class CheckBank:
 
     def _run(self, dev: np.ndarray, ts: np.ndarray, kind: np.ndarray, value_row: np.ndarray,
              value_channel: np.ndarray, value: np.ndarray, width: int, route_ptr: np.ndarray,
-             route_check: np.ndarray, plain: np.ndarray, state: CheckState, bound: int,
-             score: np.ndarray) -> BankChanges:
+             route_check: np.ndarray, route_role: np.ndarray, plain: np.ndarray,
+             state: CheckState, bound: int, score: np.ndarray) -> BankChanges:
         out_row = np.empty(bound, dtype=np.int64)
         out_check = np.empty(bound, dtype=np.int32)
         out_level = np.empty(bound, dtype=np.int8)
@@ -281,7 +287,7 @@ class CheckBank:
         out_signal = np.empty(bound, dtype=np.float64)
         p, f, r = self._params, state.profiles, state.records
         k = run_checks(dev, ts, kind, value_row, value_channel, value, width, route_ptr,
-                       route_check, plain, self._type, self._param, self._slot,
+                       route_check, route_role, plain, self._type, self._param, self._slot,
                        self._kind_types, state.newest, state.busy, state.stuck_next,
                        self.stuck_tick_ms, p[IMPOSSIBLE], f[IMPOSSIBLE], r[IMPOSSIBLE],
                        p[STUCK], f[STUCK], r[STUCK], p[DRIFT], f[DRIFT], r[DRIFT],
@@ -301,15 +307,15 @@ class CheckBank:
         batch.check_fits(self.capacity, len(self.kinds))
         b = batch
         return self._run(b.dev, b.ts, b.kind, b.value_row, b.value_channel, b.value,
-                         self.width, self._route_ptr, self._route_check, self._plain,
-                         self.state, self._fanout * b.value.shape[0], np.zeros(0))
+                         self.width, self._route_ptr, self._route_check, self._route_role,
+                         self._plain, self.state, self._fanout * b.value.shape[0], np.zeros(0))
 
     def process_check(self, check: int, dev: I32, ts: I64, val: F64,
                       state: CheckState | None = None, score: F64 | None = None
                       ) -> LevelChanges:
-        """Readings of one check's channel only (of devices of its kind), in arrival order:
-        the same kernel, routed to that check alone; on `state` instead of the bank's when
-        given, with per-reading scores into `score` when given."""
+        """Readings of one check's channel only (`spec.channel`, of devices of its kind), in
+        arrival order: the same kernel, routed to that check alone; on `state` instead of the
+        bank's when given, with per-reading scores into `score` when given."""
         n = dev.shape[0]
         if not (ts.shape[0] == val.shape[0] == n):
             raise ValueError("dev, ts and val must have the same length")
@@ -321,7 +327,8 @@ class CheckBank:
             np.ascontiguousarray(dev, dtype=np.int32), np.ascontiguousarray(ts, dtype=np.int64),
             np.zeros(n, dtype=np.int8), np.arange(n, dtype=np.int32), np.zeros(n, np.int32),
             np.ascontiguousarray(val, dtype=np.float64), 1, np.array([0, 1], dtype=np.int64),
-            np.array([check], dtype=np.int32), self._plain_ranges(1, [(check, 0)]), state, n,
+            np.array([check], dtype=np.int32), np.zeros(1, np.int8),
+            self._plain_ranges(1, [(check, 0)]), state, n,
             np.zeros(0) if score is None else score)
         return LevelChanges(out.row, out.level, out.onset, out.signal)
 

@@ -11,7 +11,8 @@ Tables (built once by the owner, see `sensing.detect.checks.CheckBank`):
 
 - routing, CSR: the checks fed by channel `c` of a device of kind `k` are
   `route_check[route_ptr[key]:route_ptr[key + 1]]` with `key = k * width + c`; channels
-  `>= width` feed no check.
+  `>= width` feed no check. `route_role` says which of its channels a route feeds a check: 0
+  for its own, 1 for the fall check's steps (`fall_steps_step`).
   Within a key the impossible-value checks come first.
 - per check `q`: `check_type[q]` (one of the type codes below), `check_param[q]` (its row in
   that type's parameter array `[row, profile]`) and `check_slot[q]` (its column in that type's
@@ -40,7 +41,13 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from sensing.kernels.fall import FALL_FRESH, FALL_PARAMS, FALL_STATE, fall_step
+from sensing.kernels.fall import (
+    FALL_FRESH,
+    FALL_PARAMS,
+    FALL_STATE,
+    fall_step,
+    fall_steps_step,
+)
 from sensing.kernels.fault import (
     DRIFT_FRESH,
     DRIFT_PARAMS,
@@ -86,7 +93,8 @@ def _profile(params: np.ndarray, profile: np.ndarray, d: int, s: int) -> int:
 def run_checks(
     dev: np.ndarray, ts: np.ndarray, kind: np.ndarray,
     value_row: np.ndarray, value_channel: np.ndarray, value: np.ndarray,
-    width: int, route_ptr: np.ndarray, route_check: np.ndarray, plain: np.ndarray,
+    width: int, route_ptr: np.ndarray, route_check: np.ndarray, route_role: np.ndarray,
+    plain: np.ndarray,
     check_type: np.ndarray, check_param: np.ndarray, check_slot: np.ndarray,
     kind_types: np.ndarray, newest: np.ndarray, busy: np.ndarray,
     stuck_next: np.ndarray, stuck_tick: int,
@@ -187,8 +195,11 @@ def run_checks(
                 change, onset, signal, sc = drift_step(
                     drift_s[d, s], drift_p[j, _profile(drift_p, drift_prof, d, s)], t, v)
             elif typ == FALL:
-                change, onset, signal, sc = fall_step(
-                    fall_s[d, s], fall_p[j, _profile(fall_p, fall_prof, d, s)], t, v)
+                rec, par = fall_s[d, s], fall_p[j, _profile(fall_p, fall_prof, d, s)]
+                if route_role[ix(q)] == 0:
+                    change, onset, signal, sc = fall_step(rec, par, t, v)
+                else:
+                    change, onset, signal, sc = fall_steps_step(rec, par, t, v)
             else:
                 change, onset, signal, sc = inactivity_step(
                     inactivity_s[d, s],
