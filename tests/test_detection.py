@@ -84,3 +84,36 @@ def test_shower_steam_raises_nothing() -> None:
         rows.append(smoke(i * 10, 0.2 + (3.3 if in_shower else 0.0),
                           22.0 + (min(i - 30, 60) * 4.0 / 60 if i >= 30 else 0.0)))
     assert run(rows) == []
+
+
+def wristband(device: str, s: float, accel: float, steps: float) -> tuple:  # type: ignore[type-arg]
+    return (device, "wearable", T0 + int(s * 1000),
+            {"heart_rate": 72.0, "accel_g": accel, "steps": steps}, 0.8)
+
+
+def test_a_wrist_bang_then_walking_is_no_fall_and_lying_still_is() -> None:
+    # issue 13: a 3 g knock, 40 s of walking (steps and movement), then rest
+    bang = [wristband("wb-1", 0, 3.0, 1.0)]
+    bang += [wristband("wb-1", s, 1.3 + 0.05 * (s % 3), 2.0) for s in range(1, 41)]
+    bang += [wristband("wb-1", s, 1.0, 0.0) for s in range(41, 120)]
+    # the same knock, then lying still: a fall, 10 s into the stillness
+    fall = [wristband("wb-2", 0, 3.0, 1.0)]
+    fall += [wristband("wb-2", s, 1.0, 0.0) for s in range(1, 30)]
+    got = run(bang + fall)
+    assert got == [("wb-2", "wearable.fall", Grade.CRITICAL, T0)]
+
+
+def test_a_frozen_manhole_sensor_is_a_fault_and_clean_air_is_not() -> None:
+    def manhole(device: str, m: int, tilt: float, gas: float) -> tuple:  # type: ignore[type-arg]
+        return (device, "manhole", T0 + m * 60_000,
+                {"tilt_deg": tilt, "water_m": 2.0 + 0.001 * (m % 7), "gas_lel": gas}, 0.9)
+
+    noisy = [0.3, 0.4, 0.2, 0.5, 0.35]
+    rows = []
+    for m in range(120):  # a reading a minute for 2 h
+        wobble = noisy[m % 5]
+        # m-1's tilt sensor freezes after 30 min; m-2's gas head reads clean air (0 % LEL)
+        rows.append(manhole("m-1", m, 0.42 if m >= 30 else wobble, wobble))
+        rows.append(manhole("m-2", m, wobble, 0.0 if m >= 30 else wobble))
+    got = run(rows)
+    assert got == [("m-1", "device.fault", Grade.MINOR, T0 + 30 * 60_000)]

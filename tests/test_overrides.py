@@ -191,3 +191,40 @@ def test_checks_take_overrides_and_reasons_quote_the_devices_own_numbers(tmp_pat
     smoke = [("smoke-7", "smoke", T0 + s * 10_000, {"obscuration": 7.0}) for s in range(4)]
     why = reasons(engine, reg, "home", smoke)[("smoke-7", "smoke.fire")]
     assert "over 6 %/m" in why
+
+
+NEW_CHECK_KEYS = """
+[kind.manhole.manhole-gas_lel-stuck]
+min_duration_s = 600
+min_count = 10
+
+[device."m-quiet".manhole-gas_lel-stuck]
+rest_low = 0.0
+rest_high = 1.0
+
+[kind.wearable.wearable-fall]
+move_s = 30.0
+cancel_steps = 50
+"""
+
+
+def test_the_stuck_and_fall_parameters_of_issue_13_take_overrides(tmp_path: Path) -> None:
+    reg = Registry()
+    engine = DetectionEngine(reg, overrides=Overrides.load(write(tmp_path, NEW_CHECK_KEYS)))
+    # gas with noise for 20 min, then frozen at 0.5 % LEL for 15 min, a reading a minute: stuck
+    # after the kind's 10 min, but not for m-quiet, for which 0-1 % LEL is at rest
+    gas = [(d, "manhole", T0 + m * 60_000,
+            {"gas_lel": 0.5 if m >= 20 else 0.2 + 0.1 * (m % 4)})
+           for m in range(35) for d in ("m-1", "m-quiet")]
+    got = run(engine, reg, "street", gas)
+    assert got == [("m-1", "device.fault", Grade.MINOR)]
+    # a knock, then 20 s of walking with 40 steps, then rest: the kind walks off neither the
+    # steps (50 needed) nor the movement (30 s needed): a fall
+    knock = [("wb-9", "wearable", T0 + s * 1000,
+              {"accel_g": 3.0 if s == 0 else 1.35 if s <= 20 else 1.0,
+               "steps": 2.0 if 1 <= s <= 20 else 0.0}) for s in range(45)]
+    assert run(engine, reg, "home", knock) == [("wb-9", "wearable.fall", Grade.CRITICAL)]
+    with pytest.raises(OverridesError, match="cancel_steps"):
+        Overrides.parse({"kind": {"wearable": {"wearable-fall": {"cancel_steps": 0}}}})
+    with pytest.raises(OverridesError, match="min_noise"):
+        Overrides.parse({"kind": {"smoke": {"smoke-co_ppm-stuck": {"min_noise": 2.0}}}})

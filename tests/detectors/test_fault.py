@@ -105,7 +105,7 @@ def test_a_temperature_frozen_for_two_hours_is_stuck() -> None:
 STUCK_CHANNELS = [("manhole", "tilt_deg", 30), ("manhole", "water_m", 30),
                   ("manhole", "gas_lel", 30), ("smoke", "obscuration", 30),
                   ("smoke", "co_ppm", 30), ("smoke", "temp_c", 120),
-                  ("wearable", "heart_rate", 30), ("wearable", "spo2", 60)]
+                  ("wearable", "heart_rate", 30), ("wearable", "spo2", 30)]
 """(kind, channel, minutes frozen before it is stuck)"""
 
 
