@@ -6,10 +6,11 @@ up, no checks, no pipeline. Figures vary with the machine's load; compare the ra
 Then the payloads bench_e2e.py sends (benchmarks/e2e/fleet.py: short decimals, `gateway` and
 `area` in every reading), 200 arrays of 100 (a 4 MB step) or 2,000 single readings per call:
 scan_json alone, and the whole lane (JsonLane.decode: scan, name ids, range checks) of a
-pipeline that learned the fleet's names from the same payloads first.
+pipeline that learned the fleet's names from the same payloads first. With the core's malloc
+settings (every block over 256 kB mapped afresh) unless --glibc-default.
 
     .venv/bin/python benchmarks/bench_json_scan.py [--readings 100000] [--per-call 1000]
-                                                   [--only e2e]
+                                                   [--only e2e] [--glibc-default]
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from e2e.fleet import messages as fleet_messages
 
 from sensing.ingest.received import Incoming, Received
 from sensing.pipeline import Pipeline
+from sensing.process import give_freed_memory_back
 from sensing.settings import CoreSettings
 from sensing.wire import json_codec
 from sensing.wire.json_columns import ScanStatus, name_hash, pack_payloads, scan_json
@@ -174,7 +176,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", choices=["e2e"], help="only the rows of bench_e2e's payloads")
     ap.add_argument("--repeat", type=int, default=15, help="runs of each e2e row (the best "
                     "counts: the machine may be shared)")
+    ap.add_argument("--glibc-default", action="store_true", help="leave glibc's malloc "
+                    "settings as they are, not the core's (give_freed_memory_back)")
     args = ap.parse_args(argv)
+    if not args.glibc_default:  # as the core runs: fresh large blocks fault in page by page
+        give_freed_memory_back()
     if args.only != "e2e":
         random_floats(args)
     arrays_steps = e2e_steps("array", args.readings, 200)
