@@ -303,7 +303,8 @@ def f32(x: float) -> float:
 class StuckTicks:
     """Which readings the stuck checks see: a device's first reading in each tick of its
     event time (`STUCK_TICK_MS`) that carries a channel a stuck check watches, decided at the
-    first such value of the reading."""
+    first such value of the reading, and every such reading after one at which a stuck check
+    of the device was raised."""
 
     def __init__(self, tick_ms: int = STUCK_TICK_MS) -> None:
         self.tick_ms = tick_ms
@@ -338,11 +339,17 @@ class StuckCheck(FaultCheck):
     def feed(self, device: int, t: int, v: float) -> Fired | None:
         if not self.newest.accept(self.index, device, t) or not self.ticks.sees(device, t):
             return None
-        if math.isnan(v):
-            return None
         h = self.state.get(device)
         if h is None:
             h = self.state[device] = _Stuck()
+        fired = self.step(h, t, v)
+        if h.level:
+            self.ticks.next[device] = -1  # raised: it sees every reading until it clears
+        return fired
+
+    def step(self, h: _Stuck, t: int, v: float) -> Fired | None:
+        if math.isnan(v):
+            return None
         p = self.p
         if h.run_count > 0 and abs(v - h.run_val) <= p.epsilon:
             if h.run_count == 1:

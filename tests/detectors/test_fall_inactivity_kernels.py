@@ -210,7 +210,7 @@ def fall_reference_with_steps(p: FallParams, readings: list[Reading]) -> list[Ch
     return sorted(c for c in out if c is not None)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(FALL_PARAMS, wrist_readings(), cut_points(60))
 def test_fall_with_steps_matches_the_reference(p: FallParams, readings: list[Reading],
                                                cuts: list[int]) -> None:

@@ -9,6 +9,7 @@ from sensing.detect.fault import (
     PHYSICAL_LIMITS,
     DriftDetector,
     ImpossibleValueDetector,
+    StuckParams,
     StuckSensorDetector,
     default_fault_detectors,
 )
@@ -64,10 +65,9 @@ def test_a_frozen_heart_rate_is_a_stuck_sensor() -> None:
     values = [70.0, 71.0, 72.0, 71.0, 69.0] * 24 + [73.0] * 210 + [70.0, 74.0, 71.0] * 40
     got = run(det, every(10.0, values), cuts=[100, 101, 250])
     # The check sees the first reading of each minute (T0 is 59.832 s into one). 73 from row
-    # 120 (T0 + 1200 s, first seen at row 121); 30 minutes later, at row 301, it is stuck. The
-    # first change (row 330) starts the 10-minute hold, which ends at the first reading of a
-    # minute at least 10 minutes later, row 391.
-    assert levels(got) == [(301, 1), (391, 0)]
+    # 120 (T0 + 1200 s, first seen at row 121); 30 minutes later, at row 301, it is stuck.
+    # While raised it sees every reading: the first change (row 330) clears it.
+    assert levels(got) == [(301, 1), (330, 0)]
     assert got[0][2] == T0 + 121 * 10_000 and got[0][3] == 73.0
     assert "stuck at 73" in det.describe(1, 73.0)
 
@@ -75,7 +75,7 @@ def test_a_frozen_heart_rate_is_a_stuck_sensor() -> None:
 def test_every_reading_with_a_tick_of_zero() -> None:
     det = StuckSensorDetector("wearable", "heart_rate", tick_ms=0)
     values = [70.0, 71.0] * 15 + [72.0] * 210 + [70.0, 74.0, 71.0] * 40
-    assert levels(run(det, every(10.0, values))) == [(210, 1), (300, 0)]  # 30 min after row 30
+    assert levels(run(det, every(10.0, values))) == [(210, 1), (240, 0)]  # 30 min after row 30
 
 
 def test_stuck_needs_the_readings_as_well_as_the_time() -> None:
@@ -135,10 +135,10 @@ def test_every_channel_that_shows_noise_is_stuck_when_it_freezes(kind: str, chan
     # within a minute of the span, counted from the first reading of a minute that saw the
     # value (one of the last few noisy ones may have had it already)
     assert minutes * 60 - 240 <= raised_after_s(got, frozen_at, 10.0) <= minutes * 60 + 60
-    # and it clears once the sensor shows noise again, after the 10-minute hold
+    # and it clears at the first reading that differs once the sensor shows noise again
     again = run(StuckSensorDetector(kind, channel), every(10.0, values + quiet[:120]))
     assert [lvl for _, lvl, _, _ in again] == [1, 0]
-    assert 600 <= (again[1][0] - len(values)) * 10.0 <= 720
+    assert 0 <= (again[1][0] - len(values)) * 10.0 <= 30
 
 
 @pytest.mark.parametrize(("kind", "channel", "_"), STUCK_CHANNELS)
@@ -168,16 +168,18 @@ def test_a_coarse_sensor_that_never_showed_noise_is_not_stuck() -> None:
     assert run(StuckSensorDetector("manhole", "gas_lel"), every(10.0, values)) == []
 
 
-def test_a_sensor_that_froze_again_after_one_glitch_is_stuck_again() -> None:
-    det = StuckSensorDetector("manhole", "tilt_deg")
+def test_a_sensor_that_froze_again_after_one_glitch_is_stuck_again_with_a_hold() -> None:
+    # with a 10-minute hold (the default clears at the first reading that differs)
+    det = StuckSensorDetector("manhole", "tilt_deg", StuckParams(hold_s=600, hold_count=3))
     noisy = [0.3, 0.5, 0.2, 0.6, 0.35, 0.45, 0.25] * 30  # sampled once a minute: all differ
     values = noisy + [0.4] * 210 + [0.7] * 6 + [0.4] * 400
     got = run(det, every(10.0, values))
-    # 0.4 from row 210 (first seen at row 211): stuck at row 391; the glitch (rows 420-425,
-    # seen at row 421) starts the 10-minute hold, which clears the fault at row 481; the run
-    # after it (from row 426, seen at 427) counts though the frozen channel showed no noise
-    # since, the fault being raised when it began: stuck again 30 min later, at row 607
-    assert levels(got) == [(391, 1), (481, 0), (607, 1)]
+    # 0.4 from row 210 (first seen at row 211): stuck at row 391; the glitch (rows 420-425)
+    # starts the hold, which clears the fault 10 minutes later (row 480: raised, the check
+    # sees every reading); the run from row 426 counts though the frozen channel showed no
+    # noise since, the fault being raised when it began: stuck again 30 min later, at the
+    # first reading of a minute by then, row 607
+    assert levels(got) == [(391, 1), (480, 0), (607, 1)]
 
 
 def shifted(values: list[float], start_h: float, ramp_h: float, by: float,

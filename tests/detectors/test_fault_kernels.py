@@ -77,27 +77,25 @@ def f32(x: float) -> float:
     return float(np.float32(x))
 
 
-def ticked(readings: list[tuple[int, int, float]], tick_ms: int) -> list[tuple[int, int, float]]:
-    """The first reading of each tick after the previous one taken (all with tick_ms 0)."""
-    out, next_t = [], -1
-    for r in readings:
-        if r[1] >= next_t:
-            out.append(r)
-            next_t = r[1] - r[1] % tick_ms + tick_ms if tick_ms else r[1]
-    return out
-
-
 def stuck_reference(p: StuckParams, events: Sequence[Event], tick_ms: int) -> list[Change]:
-    """Over the first reading of each tick: runs of readings within epsilon of the run's
-    first; a run counts if, at its second reading, the share of changed readings as of its
-    first (a float32 average over readings) was at least min_noise or the fault
-    was raised, and its value is not at rest. NaN readings are left out."""
+    """Over the first reading of each tick, and every reading after one at which the fault
+    was raised: runs of readings within epsilon of the run's first; a run counts if, at its
+    second reading, the share of changed readings as of its first (a float32 average over
+    readings) was at least min_noise or the fault was raised, and its value is not at rest.
+    NaN readings are left out (after taking their tick)."""
     out: list[Change] = []
     for readings in in_time_order(events).values():
-        hist = [r for r in ticked(readings, tick_ms) if not math.isnan(r[2])]
-        noise, armed, level, onset, anchor, off_from = 0.0, False, 0, -1, 0, -1
-
-        for j, (row, t, v) in enumerate(hist):
+        hist: list[tuple[int, int, float]] = []
+        noise, armed, level, onset, anchor, off_from, next_t = 0.0, False, 0, -1, 0, -1, -1
+        for row, t, v in readings:
+            if t < next_t:
+                continue
+            next_t = t - t % tick_ms + tick_ms if tick_ms else t
+            if math.isnan(v):
+                next_t = -1 if level else next_t
+                continue
+            hist.append((row, t, v))
+            j = len(hist) - 1
             if j > 0 and abs(v - hist[anchor][2]) <= p.epsilon:
                 if j == anchor + 1:
                     armed = ((noise >= p.min_noise or level == 1)
@@ -121,6 +119,8 @@ def stuck_reference(p: StuckParams, events: Sequence[Event], tick_ms: int) -> li
                 if j - off_from + 1 >= p.hold_count and t - hist[off_from][1] >= ms(p.hold_s):
                     level, off_from = 0, -1
                     out.append((row, 0, onset, v))
+            if level:
+                next_t = -1
     return sorted(out)
 
 

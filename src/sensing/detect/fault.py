@@ -142,9 +142,10 @@ class ImpossibleValues(FaultCheck[ImpossibleParams]):
 # whose resolution is coarser than its signal's noise repeats itself legitimately.
 #
 # The checks see a device's first reading in each minute (`STUCK_TICK_MS`; the readings
-# counted below are those): a frozen sensor repeats itself at every reading and a noisy one
-# differs from minute to minute as from reading to reading, and looking at every reading of
-# devices that report every few seconds would cost as much as all the other checks together.
+# counted below are those), and every reading while one is raised: a frozen sensor repeats
+# itself at every reading and a noisy one differs from minute to minute as from reading to
+# reading, and looking at every reading of devices that report every few seconds would cost
+# as much as all the other checks together.
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,8 +165,11 @@ class StuckParams:
     readings), below which the channel was quiet rather than noisy and its run does not count
     (a fault already raised counts regardless)"""
     noise_readings: int = 16
-    hold_s: float = 10 * MINUTE_S
-    hold_count: int = 3
+    hold_s: float = 0.0
+    hold_count: int = 1
+    """a sensor that moves again is alive: the fault clears at the first reading that differs
+    (while raised, the check sees every reading, not one a minute), so that the alarm rules
+    its fault holds back (`sensing.kernels.gate`) see a fire at once"""
 
     def __post_init__(self) -> None:
         if self.min_count < 2 or self.min_duration_s < 0 or self.epsilon < 0:

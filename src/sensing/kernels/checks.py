@@ -30,10 +30,12 @@ State besides the records, per device `d`: `newest[d]`, the event time of its ne
 touching their records: nearly every value, and most of the work on a large fleet otherwise.
 The stuck checks see a device's first reading in each `stuck_tick` ms of its event time that
 carries a channel they watch (decided at its first such value; the values of a reading are
-contiguous): `stuck_next[d]` is the start of the device's next tick (every reading with a tick
-of 0). A frozen sensor repeats itself at every reading and a noisy one differs from minute to
-minute as from reading to reading; looking at every reading of devices that report every few
-seconds would cost as much as every other check together.
+contiguous), and every such reading after one in which a stuck check of the device was raised
+(so that it clears at the first sign of life): `stuck_next[d]` is the start of the device's
+next tick (-1: the next reading; every reading with a tick of 0). A frozen sensor repeats
+itself at every reading and a noisy one differs from minute to minute as from reading to
+reading; looking at every reading of devices that report every few seconds would cost as much
+as every other check together.
 """
 
 from __future__ import annotations
@@ -189,8 +191,11 @@ def run_checks(
                     rec, impossible_p[j, _profile(impossible_p, impossible_prof, d, s)], t, v)
                 busy[d] = busy[d] & ~bit if impossible_idle(rec) else busy[d] | bit
             elif typ == STUCK:
+                rec = stuck_s[d, s]
                 change, onset, signal, sc = stuck_step(
-                    stuck_s[d, s], stuck_p[j, _profile(stuck_p, stuck_prof, d, s)], t, v)
+                    rec, stuck_p[j, _profile(stuck_p, stuck_prof, d, s)], t, v)
+                if rec["level"] > 0:
+                    stuck_next[d] = -1  # raised: it sees every reading until it clears
             elif typ == DRIFT:
                 change, onset, signal, sc = drift_step(
                     drift_s[d, s], drift_p[j, _profile(drift_p, drift_prof, d, s)], t, v)

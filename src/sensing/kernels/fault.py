@@ -45,7 +45,8 @@ STUCK_PARAMS = np.dtype([("eps", np.float64), ("min_count", np.int64), ("min_ms"
                          *_HOLD_PARAMS], align=True)
 STUCK_TICK_MS = 60_000
 """The stuck checks see a device's first reading in each minute of its event time that
-carries a channel they watch (`sensing.kernels.checks`)."""
+carries a channel they watch, and every reading while one of them is raised
+(`sensing.kernels.checks`)."""
 
 DRIFT_STATE = np.dtype([
     # what every reading touches first, the rest once per tick
