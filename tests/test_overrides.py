@@ -228,3 +228,15 @@ def test_the_stuck_and_fall_parameters_of_issue_13_take_overrides(tmp_path: Path
         Overrides.parse({"kind": {"wearable": {"wearable-fall": {"cancel_steps": 0}}}})
     with pytest.raises(OverridesError, match="min_noise"):
         Overrides.parse({"kind": {"smoke": {"smoke-co_ppm-stuck": {"min_noise": 2.0}}}})
+
+
+def test_the_readme_example_loads(tmp_path: Path) -> None:
+    """The detectors file the README shows is one the core accepts."""
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    head = "[kind.smoke.smoke-obscuration]"
+    example = head + readme.split(head, 1)[1].split("```", 1)[0]
+    path = tmp_path / "detectors.toml"
+    path.write_text(example)
+    overrides = Overrides.load(path)
+    assert overrides
+    assert "device-offline" in example and "wearable-fall" in example
