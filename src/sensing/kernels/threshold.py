@@ -27,9 +27,10 @@ Tables (built once by the owner, see `sensing.detect.threshold.ThresholdBank`):
   them in every profile, so when none of their slots (`bits`) is busy the value passes them
   by without touching their state: nearly every value.
 
-With `gate`, a value (not a battery level) that would reach a rule is first asked whether it is
-gated (`sensing.kernels.gate`: impossible for the device, or its channel's sensor has a fault
-raised): a gated value passes every rule by, as a NaN does. The gate's tables are keyed like
+With `gate`, a value (not a battery level) is asked whether it is gated (`sensing.kernels.gate`:
+impossible for the device, or its channel's sensor has a fault raised) before it would change
+the state of any rule (once: most values change none and are never asked); a gated value
+passes every rule by, as a NaN does. The gate's tables are keyed like
 the routing; the fault checks' changes of the batch (`ev_*`, by row) are applied to
 `fault_bits` in arrival order as the values go by, and all of them by the end.
 
@@ -110,24 +111,30 @@ def threshold_bank(
         ck = calm[key]
         if busy[d] & ck["bits"] == 0 and ck["low"] < x0 < ck["high"]:
             first += ck["skip"]
-        if gate and w < m and first < route_ptr[key + 1]:  # the gate (sensing.kernels.gate)
-            if e < ev_row.shape[0] and ev_row[e] <= i:
-                e = catch_up(dev, fault_bits, n_open, ev_row, ev_bit, ev_level, e, i)
-            if n_open[0] > 0 and fault_bits[d] & g_mask[key] != 0:
-                continue
-            if impossible(g_plain[key], x0) and impossible_for(
-                    d, key, x0, imp_ptr, imp_row, imp_slot, imp_p, imp_prof):
-                continue
+        pending = gate and w < m  # the value has yet to pass the gate (sensing.kernels.gate)
         for q in range(first, route_ptr[key + 1]):
             r = ix(route_rule[ix(q)])
             s = ix(slot[r])
-            v = x0
+            p = ix(profile[d, s] if profiled else 0)
             window = rate_ms[r]
             if window > 0:
                 rs = ix(rate_slot[r])
                 pt = prev_ts[d, rs]
                 if pt >= 0 and t - pt < window:
-                    continue
+                    continue  # inside the span: skipped
+            elif runs[d, s] == 0 and level[d, s] == 0 and sign[r] * x0 < quiet[r, p]:
+                continue  # the usual case: short of every threshold, nothing going on
+            if pending:  # asked once, before the value changes any rule's state
+                pending = False
+                if e < ev_row.shape[0] and ev_row[e] <= i:
+                    e = catch_up(dev, fault_bits, n_open, ev_row, ev_bit, ev_level, e, i)
+                if n_open[0] > 0 and fault_bits[d] & g_mask[key] != 0:
+                    break
+                if impossible(g_plain[key], x0) and impossible_for(
+                        d, key, x0, imp_ptr, imp_row, imp_slot, imp_p, imp_prof):
+                    break
+            v = x0
+            if window > 0:
                 prev_ts[d, rs] = t
                 pv = prev_val[d, rs]
                 prev_val[d, rs] = v
@@ -136,7 +143,6 @@ def threshold_bank(
                 v = (v - pv) * 60000.0 / (t - pt)
             sg = sign[r]
             x = sg * v
-            p = ix(profile[d, s] if profiled else 0)
             on = int(runs[d, s])
             if on == 0 and x < quiet[r, p] and level[d, s] == 0:
                 continue  # the usual case: short of every threshold, nothing going on
