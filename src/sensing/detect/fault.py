@@ -195,7 +195,7 @@ STUCK_DEFAULTS: dict[tuple[str, str], StuckParams] = {
     # Electrochemical CO cells read 0 ppm in clean air.
     ("smoke", "co_ppm"): StuckParams(rest_low=0.0, rest_high=0.0),
     # A quiet room can hold its temperature to a reading's resolution for most of an hour at
-    # night (the simulator clamps its coldest rooms at 19.0 °C for up to ~50 min): 2 h.
+    # night (a heated room at its thermostat's set point, a detector reporting 0.1 °C steps): 2 h.
     ("smoke", "temp_c"): StuckParams(min_duration_s=2 * HOUR_S),
     # A wrist PPG heart rate wanders by several bpm within minutes (breathing, heart-rate
     # variability), awake or asleep; the same integer for 30 min is a frozen sensor.
