@@ -20,7 +20,7 @@ import gc
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -71,7 +71,8 @@ class StreamCore:
         self.store = StoreWriter(settings.store_url, settings.store_token, settings.store_org,
                                  settings.store_bucket, settings.store_timeout_s)
         self.direct = StoreWriter(settings.store_url, settings.store_token, settings.store_org,
-                                  settings.store_bucket, settings.store_timeout_s)
+                                  settings.store_bucket, settings.store_timeout_s,
+                                  request_bytes=settings.store_request_bytes)
         """the commit thread's own connection: steps go straight to the store while it takes
         them and nothing waits in the spool"""
         self.spool = Spool(settings.state_dir / "spool.sqlite", settings.spool_max_bytes)
@@ -211,19 +212,18 @@ class StreamCore:
     def _store_directly(self, blocks: list[bytes]) -> bool:
         """Write the steps' blocks of lines to the store at once if it is taking writes and
         nothing waits in the spool (whose order the drain keeps): no copy on the core's disk,
-        in requests of about `store_request_bytes` (the steps waiting may hold far more; one
-        joined copy of them all was the largest transient at the maximum rate). False (the
-        caller spools them all: lines stored twice are one sample) at the first outage."""
+        in requests of about `store_request_bytes` (the steps waiting may hold far more than
+        one request should). False (the caller spools them all: lines stored twice are one
+        sample) at the first outage."""
         if self.spool.entries:
             return False
         try:
-            for request in _requests(blocks, self.settings.store_request_bytes):
-                rejected = self.direct.write(request, self.stop_event, retry=False)
-                if rejected:
-                    self._dead_letter_rejected(rejected)
+            rejected = self.direct.write(blocks, self.stop_event, retry=False)
         except StoreUnavailable:
             log.info("store not taking writes; spooling until it drains")
             return False
+        if rejected:
+            self._dead_letter_rejected(rejected)
         return True
 
     def _journal(self, admitted: tuple[np.ndarray, np.ndarray, np.ndarray]) -> bool:
@@ -281,20 +281,6 @@ class StreamCore:
         doc = {"ts": now_ms(), **self.stats.as_dict(), "spooled": self.spool.entries,
                "spooled_bytes": self.spool.size_bytes}
         self.session.publish(topics.CORE_STATS_TOPIC, orjson.dumps(doc), retain=True)
-
-
-def _requests(blocks: list[bytes], size: int) -> Iterator[list[bytes]]:
-    """Consecutive runs of `blocks` of about `size` bytes (a larger block is a run alone)."""
-    run: list[bytes] = []
-    held = 0
-    for block in blocks:
-        if run and held + len(block) > size:
-            yield run
-            run, held = [], 0
-        run.append(block)
-        held += len(block)
-    if run:
-        yield run
 
 
 def _held_bytes(out: StepOutput) -> int:

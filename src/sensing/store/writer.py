@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import structlog
@@ -58,7 +58,7 @@ def _refusal(exc: BaseException) -> str | None:
 class StoreWriter:
     def __init__(
         self, url: str, token: str, org: str, bucket: str, timeout_s: float = 10.0,
-        max_backoff_s: float = 5.0,
+        max_backoff_s: float = 5.0, request_bytes: int = 4 << 20,
     ) -> None:
         self.url = redact_url(url)
         """for log lines: the password and token of the URL masked"""
@@ -68,6 +68,9 @@ class StoreWriter:
                                       timeout=int(timeout_s * 1000))
         self._api = self._client.write_api(write_options=SYNCHRONOUS)
         self._max_backoff = max_backoff_s
+        self.request_bytes = request_bytes
+        """line protocol in one request, about: blocks of lines are written in consecutive
+        runs of this size, not joined into one copy of them all"""
         self.points_written = 0
         self.failures = 0
         self.rejected = 0
@@ -80,14 +83,14 @@ class StoreWriter:
         sample per series and time, so writing them all again is harmless).
 
         `lines`: line-protocol lines, or blocks of newline-separated lines as bytes (one
-        batch's readings), or one such block."""
+        batch's readings), or one such block; written in requests of about `request_bytes`
+        (a larger block is a request alone)."""
         if isinstance(lines, bytes):
             lines = [lines]
-        body = b"\n".join(x if isinstance(x, bytes) else x.encode() for x in lines if x)
-        if not body:
-            return []
+        blocks = [x if isinstance(x, bytes) else x.encode() for x in lines if x]
         rejected: list[Rejected] = []
-        self._write_splitting(body, stop, rejected, retry)
+        for request in requests(blocks, self.request_bytes):
+            self._write_splitting(b"\n".join(request), stop, rejected, retry)
         self.rejected += len(rejected)
         return rejected
 
@@ -134,6 +137,20 @@ class StoreWriter:
     def close(self) -> None:
         self._api.close()  # type: ignore[no-untyped-call]
         self._client.close()  # type: ignore[no-untyped-call]
+
+
+def requests(blocks: list[bytes], size: int) -> Iterator[list[bytes]]:
+    """Consecutive runs of `blocks` of about `size` bytes (a larger block is a run alone)."""
+    run: list[bytes] = []
+    held = 0
+    for block in blocks:
+        if run and held + len(block) > size:
+            yield run
+            run, held = [], 0
+        run.append(block)
+        held += len(block)
+    if run:
+        yield run
 
 
 def wait_for_store(url: str, timeout_s: float) -> bool:

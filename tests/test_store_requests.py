@@ -1,17 +1,17 @@
-"""The commit thread writes the steps it takes together in requests of bounded size."""
+"""The store writer writes blocks of lines in requests of bounded size."""
 
 import itertools
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sensing.core import _requests
+from sensing.store.writer import requests
 
 
 @given(st.lists(st.binary(min_size=1, max_size=40), max_size=30), st.integers(1, 100))
 def test_requests_keep_every_block_in_order_within_the_size(blocks: list[bytes],
                                                              size: int) -> None:
-    runs = list(_requests(blocks, size))
+    runs = list(requests(blocks, size))
     assert [b for run in runs for b in run] == blocks
     for run in runs:
         assert run, "no empty request"
@@ -22,4 +22,4 @@ def test_requests_keep_every_block_in_order_within_the_size(blocks: list[bytes],
 
 
 def test_no_blocks_no_request() -> None:
-    assert list(_requests([], 10)) == []
+    assert list(requests([], 10)) == []
