@@ -18,7 +18,7 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import structlog
 
@@ -38,6 +38,8 @@ MAX_ERROR = 500
 MAX_EXCLUDED_KEYS = 500
 """route keys one `due` query can leave out (SQLite binds at most 32,766 parameters)"""
 DEFAULT_MAX_PENDING = 100_000
+_CHUNK = 500
+"""ids per `IN (...)` query"""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS notification (
@@ -58,7 +60,8 @@ CREATE TABLE IF NOT EXISTS notification (
     last_error TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS notification_due
-    ON notification (channel, rank DESC, next_attempt_ms) WHERE state IN ('queued', 'retrying');
+    ON notification (channel, rank DESC, next_attempt_ms, route_key, created_ms, notification_id)
+    WHERE state IN ('queued', 'retrying');
 CREATE INDEX IF NOT EXISTS notification_case ON notification (case_id);
 CREATE INDEX IF NOT EXISTS notification_done
     ON notification (updated_ms) WHERE state NOT IN ('queued', 'retrying');
@@ -75,6 +78,15 @@ CREATE INDEX IF NOT EXISTS notification_attempt_of ON notification_attempt (noti
 
 _COLUMNS = ("notification_id, case_id, responder, role, channel, url, payload, attempts,"
             " created_ms, route_key")
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A pending notification due now, as far as choosing it needs."""
+
+    notification_id: str
+    route_key: str
+    created_ms: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,22 +301,38 @@ class Outbox:
 
     # --- reading -----------------------------------------------------------------------------
 
-    def due(self, now_ms: int, channel: str, limit: int,
-            exclude_keys: Iterable[str] = ()) -> list[Due]:
+    def candidates(self, now_ms: int, channel: str, limit: int,
+                   exclude_keys: Iterable[str] = ()) -> list[Candidate]:
         """Pending notifications of `channel` due by `now_ms`, most severe first, then the
-        longest due; none whose route key is in `exclude_keys` (busy or broken routes). A row
-        the directory's contact model no longer accepts is failed, not returned."""
+        longest due, without their payloads; none whose route key is in `exclude_keys` (busy
+        or broken routes). Cheap: read from one covering index."""
         excluded = sorted(set(exclude_keys))[:MAX_EXCLUDED_KEYS]
         marks = ", ".join("?" * len(excluded))
         rows = self._db.execute(
-            f"SELECT {_COLUMNS} FROM notification WHERE channel = ?"
+            "SELECT notification_id, route_key, created_ms FROM notification WHERE channel = ?"
             " AND state IN ('queued', 'retrying') AND next_attempt_ms <= ?"
             + (f" AND route_key NOT IN ({marks})" if excluded else "")
             + " ORDER BY rank DESC, next_attempt_ms LIMIT ?",
             (channel, now_ms, *excluded, max(0, limit))).fetchall()
+        return [Candidate(str(i), str(k), int(c)) for i, k, c in rows]
+
+    def load(self, notification_ids: Sequence[str], now_ms: int) -> list[Due]:
+        """The pending ones of these notifications, whole, in the order given. A row the
+        directory's contact model no longer accepts is failed, not returned."""
+        rows: dict[str, tuple[Any, ...]] = {}
+        for start in range(0, len(notification_ids), _CHUNK):
+            chunk = notification_ids[start:start + _CHUNK]
+            for row in self._db.execute(
+                    f"SELECT {_COLUMNS} FROM notification WHERE notification_id IN"
+                    f" ({', '.join('?' * len(chunk))}) AND state IN ('queued', 'retrying')",
+                    tuple(chunk)):
+                rows[str(row[0])] = row
         out: list[Due] = []
-        for (nid, case_id, responder, role, ch, url, payload, attempts, created_ms,
-             key) in rows:
+        for nid in notification_ids:
+            if nid not in rows:
+                continue
+            (_, case_id, responder, role, ch, url, payload, attempts, created_ms,
+             key) = rows[nid]
             try:
                 n = Notification(nid, case_id, responder, role,
                                  Contact(channel=ch, url=url), bytes(payload))
@@ -313,6 +341,12 @@ class Outbox:
                 continue
             out.append(Due(n, int(attempts), int(created_ms), str(key)))
         return out
+
+    def due(self, now_ms: int, channel: str, limit: int,
+            exclude_keys: Iterable[str] = ()) -> list[Due]:
+        """`candidates`, loaded whole."""
+        return self.load([c.notification_id for c in
+                          self.candidates(now_ms, channel, limit, exclude_keys)], now_ms)
 
     def next_due_ms(self, channel: str) -> int | None:
         """When the channel's earliest pending notification is due (None: nothing pending)."""
