@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import time
 from collections.abc import Iterator
 
@@ -17,7 +16,7 @@ from sensing.dispatch.notification import Notification, dispatch_payload, make_n
 from sensing.services import Mosquitto
 from sensing.testing.webhook_receiver import Reply, Request, WebhookReceiver
 from sensing.wire.messages import Alert, AlertState, Grade
-from tests.helpers import Listener, publisher
+from tests.dispatch.support import closed_port, dispatch_link
 
 ALERT = Alert(alert_id="a1", type="smoke.fire", grade=Grade.CRITICAL, state=AlertState.RAISED,
               device="smoke-000123", gateway="gw-17", area="c2-compound-1", ts_event=1_000,
@@ -33,13 +32,6 @@ def note(contact: Contact, role: str = "grid_worker", alert: Alert = ALERT) -> N
 
 def hook(url: str) -> Contact:
     return Contact(channel="webhook", url=url)
-
-
-def closed_port() -> int:
-    """A loopback port nobody listens on (bound, then released)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
@@ -139,27 +131,15 @@ def test_apprise_failures_retry_and_unknown_urls_fail() -> None:
 
 
 def test_mqtt_publishes_the_payload_on_the_dispatch_topic(broker: Mosquitto) -> None:
-    listener = Listener(broker, "sensing/v1/dispatch/#")
-    client = publisher(broker)
-
-    def publish(topic: str, payload: bytes, qos: int) -> bool:
-        info = client.publish(topic, payload, qos=qos)
-        info.wait_for_publish(5)
-        return info.is_published()
-
-    try:
+    with dispatch_link(broker) as (publish, listener):
         n = note(Contact(channel="mqtt"), role="duty_officer")
         assert MqttChannel(publish).send(n) == SendOutcome.sent()
         assert listener.wait_for(lambda: len(listener.messages) == 1, 10)
         (topic, payload), = listener.messages
-        assert topic == "sensing/v1/dispatch/duty_officer/c2-compound-1"
-        doc = orjson.loads(payload)
-        assert doc["tier"] == "duty_officer" and doc["responder"] == "wang"
-        assert doc["alert_id"] == "a1" and doc["state"] == "raised"  # the contract's fields
-    finally:
-        listener.close()
-        client.disconnect()
-        client.loop_stop()
+    assert topic == "sensing/v1/dispatch/duty_officer/c2-compound-1"
+    doc = orjson.loads(payload)
+    assert doc["tier"] == "duty_officer" and doc["responder"] == "wang"
+    assert doc["alert_id"] == "a1" and doc["state"] == "raised"  # the contract's fields
 
 
 def test_mqtt_outcomes_of_the_publish_callable() -> None:
