@@ -37,6 +37,7 @@ from sensing.dispatch.directory import (
     MissLog,
     Name,
     Recipient,
+    Target,
     error_lines,
     load_directory,
 )
@@ -335,6 +336,8 @@ class Planner:
         self.directory = directory
         self.policies = policies
         self._choices: dict[tuple[str, Grade, str], str | None] = {}
+        self._staff: dict[tuple[str, str, str],
+                          tuple[tuple[_CompiledStep, tuple[Target, ...]], ...]] = {}
 
     def chain_of(self, alert_type: str, grade: Grade, area: str) -> str | None:
         """The chain for an alert of a known area (Directory.locate)."""
@@ -347,6 +350,20 @@ class Planner:
                 self._choices.clear()
             self._choices[key] = chosen
             return chosen
+
+    def _staffed(self, chain: str, area: str, device: str
+                 ) -> tuple[tuple[_CompiledStep, tuple[Target, ...]], ...]:
+        """The chain's steps, earliest first, each with whom it reaches."""
+        steps = self.policies.steps(chain)
+        key = (chain, area, device if any(cs.role == "relative" for cs in steps) else "")
+        found = self._staff.get(key)
+        if found is None:
+            found = tuple((cs, self.directory.targets(cs.role, area, device, cs.step.level))
+                          for cs in steps)
+            if len(self._staff) >= MAX_CHOICES_CACHED:
+                self._staff.clear()
+            self._staff[key] = found
+        return found
 
     def plan(self, case: OpenCase, now_ms: int) -> Plan:
         if case.taken or case.closed:
@@ -365,11 +382,10 @@ class Planner:
         due: list[Due] = []
         unstaffed: list[int] = []
         next_ms: int | None = None
-        for cs in self.policies.steps(name):
+        for cs, people in self._staffed(name, area, case.device):
             if cs.grades is not None and case.grade not in cs.grades:
                 continue
             start = case.raised_at_ms + cs.after_ms
-            people = directory.targets(cs.role, area, case.device, cs.step.level)
             if now_ms < start:
                 if not people:
                     continue
