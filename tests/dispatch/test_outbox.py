@@ -175,7 +175,7 @@ def test_overflow_drops_the_lowest_graded_oldest_first_with_a_reason(tmp_path: P
         box.enqueue([note(case=f"fire-{i}", grade=Grade.CRITICAL)], 3_000 + i)
     late = note(case="late-info", grade=Grade.INFO)
     assert late.notification_id in box.enqueue([late], 4_000).dropped
-    assert box.counts("webhook")["queued"] == 3
+    assert box.counts("webhook")["queued"] == 3 == box.pending("webhook")
     assert box.state_of(crit.notification_id) == "queued"
     # other channels have their own bound
     assert box.enqueue([note(case="m", contact=Contact(channel="mqtt"))], 5_000).dropped == ()
@@ -243,3 +243,6 @@ def test_any_sequence_of_outcomes_keeps_the_invariants(
         if sent[i]:
             assert r.state == "sent"
         assert (n.notification_id in pending) == (r.state in ("queued", "retrying"))
+    assert box.pending("webhook") == len(pending)
+    box.prune(10**6)
+    assert box.pending("webhook") == len(pending)

@@ -62,6 +62,8 @@ CREATE TABLE IF NOT EXISTS notification (
 CREATE INDEX IF NOT EXISTS notification_due
     ON notification (channel, rank DESC, next_attempt_ms, route_key, created_ms, notification_id)
     WHERE state IN ('queued', 'retrying');
+CREATE INDEX IF NOT EXISTS notification_victims
+    ON notification (channel, rank, created_ms) WHERE state IN ('queued', 'retrying');
 CREATE INDEX IF NOT EXISTS notification_case ON notification (case_id);
 CREATE INDEX IF NOT EXISTS notification_done
     ON notification (updated_ms) WHERE state NOT IN ('queued', 'retrying');
@@ -74,6 +76,32 @@ CREATE TABLE IF NOT EXISTS notification_attempt (
     duration_ms INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS notification_attempt_of ON notification_attempt (notification_id);
+-- pending rows per channel, kept by triggers so the bound is checked without counting rows
+CREATE TABLE IF NOT EXISTS notification_pending (
+    channel TEXT PRIMARY KEY,
+    n INTEGER NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS notification_pending_added AFTER INSERT ON notification
+    WHEN NEW.state IN ('queued', 'retrying')
+BEGIN
+    INSERT INTO notification_pending (channel, n) VALUES (NEW.channel, 1)
+        ON CONFLICT (channel) DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS notification_pending_settled AFTER UPDATE OF state ON notification
+    WHEN OLD.state IN ('queued', 'retrying') AND NEW.state NOT IN ('queued', 'retrying')
+BEGIN
+    UPDATE notification_pending SET n = n - 1 WHERE channel = OLD.channel;
+END;
+CREATE TRIGGER IF NOT EXISTS notification_pending_removed AFTER DELETE ON notification
+    WHEN OLD.state IN ('queued', 'retrying')
+BEGIN
+    UPDATE notification_pending SET n = n - 1 WHERE channel = OLD.channel;
+END;
+"""
+_RECOUNT = """
+DELETE FROM notification_pending;
+INSERT INTO notification_pending (channel, n) SELECT channel, COUNT(*) FROM notification
+    WHERE state IN ('queued', 'retrying') GROUP BY channel;
 """
 
 _COLUMNS = ("notification_id, case_id, responder, role, channel, url, payload, attempts,"
@@ -169,7 +197,9 @@ class Outbox:
             self._db = sqlite3.connect(str(db), timeout=10.0, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)  # commits any open transaction: only at start-up
+        # commits any open transaction: only at start-up (the recount heals a count that a
+        # tool editing the table without the triggers left wrong)
+        self._db.executescript(_SCHEMA + _RECOUNT)
 
     @property
     def connection(self) -> sqlite3.Connection:
@@ -213,10 +243,7 @@ class Outbox:
         return EnqueueResult(added, duplicates, tuple(dropped))
 
     def _drop_overflow(self, channel: str, now_ms: int) -> list[str]:
-        (pending,) = self._db.execute(
-            "SELECT COUNT(*) FROM notification WHERE channel = ?"
-            " AND state IN ('queued', 'retrying')", (channel,)).fetchone()
-        excess = int(pending) - self.max_pending
+        excess = self.pending(channel) - self.max_pending
         if excess <= 0:
             return []
         victims = [str(i) for (i,) in self._db.execute(
@@ -347,6 +374,12 @@ class Outbox:
         """`candidates`, loaded whole."""
         return self.load([c.notification_id for c in
                           self.candidates(now_ms, channel, limit, exclude_keys)], now_ms)
+
+    def pending(self, channel: str) -> int:
+        """Queued and retrying notifications of the channel (kept count: no scan)."""
+        row = self._db.execute("SELECT n FROM notification_pending WHERE channel = ?",
+                               (channel,)).fetchone()
+        return 0 if row is None else int(row[0])
 
     def next_due_ms(self, channel: str) -> int | None:
         """When the channel's earliest pending notification is due (None: nothing pending)."""
