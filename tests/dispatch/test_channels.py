@@ -139,6 +139,7 @@ def test_mqtt_publishes_the_payload_on_the_dispatch_topic(broker: Mosquitto) -> 
     assert topic == "sensing/v1/dispatch/duty_officer/c2-compound-1"
     doc = orjson.loads(payload)
     assert doc["tier"] == "duty_officer" and doc["responder"] == "wang"
+    assert doc["notification_id"] == n.notification_id  # a subscriber's key against repeats
     assert doc["alert_id"] == "a1" and doc["state"] == "raised"  # the contract's fields
 
 

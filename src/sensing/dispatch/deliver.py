@@ -121,7 +121,8 @@ class Deliverer:
                  rng: random.Random | None = None) -> None:
         self.outbox = outbox
         self.policy = policy or DeliveryPolicy()
-        self._clock = clock
+        self.clock = clock
+        """the delivery clock: the outbox's times (enqueue's `now_ms` too) are on it"""
         self._rng = rng or random.Random()
         self._lanes = {c.name: _Lane(c, queue.Queue(self.policy.queue_size)) for c in channels}
         self._done: queue.SimpleQueue[_Done] = queue.SimpleQueue()
@@ -181,7 +182,7 @@ class Deliverer:
             self._wakeup.clear()
             try:
                 self._record_done()
-                now = self._clock()
+                now = self.clock()
                 for name, lane in self._lanes.items():
                     self._fill(name, lane, now)
             except Exception:  # a database hiccup (locked too long): the next round retries
@@ -308,6 +309,6 @@ class Deliverer:
                 log.exception("channel raised", channel=lane.channel.name)
                 outcome = SendOutcome.retry(f"channel raised {type(e).__name__}")
             took = round((time.monotonic() - started) * 1000)
-            self._done.put(_Done(due, outcome, self._clock(), took))
+            self._done.put(_Done(due, outcome, self.clock(), took))
             if not self._wakeup.is_set():
                 self._wakeup.set()

@@ -2,18 +2,35 @@
 
 The core supplies `publish(topic, payload, qos) -> bool`: True once the broker has the message
 (its PUBACK, for QoS 1), False if it did not confirm in time (then: retry). The payload is the
-contract's alert object with `role` and `responder` added (see `dispatch_payload`).
+contract's alert object with `role`, `responder` and `notification_id` added (see
+`dispatch_payload`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+import orjson
+
 from sensing.dispatch.channels.base import SendOutcome
 from sensing.dispatch.notification import Notification, PayloadView
 from sensing.wire import topics
 
 Publish = Callable[[str, bytes, int], bool]
+
+
+def _with_id(notification: Notification) -> bytes:
+    """The payload with `notification_id` added: what a subscriber drops repeats by (QoS 1
+    and a resend after a restart may both deliver a message twice), like a webhook's
+    Idempotency-Key."""
+    try:
+        doc = orjson.loads(notification.payload)
+    except orjson.JSONDecodeError:
+        return notification.payload
+    if not isinstance(doc, dict):
+        return notification.payload
+    doc["notification_id"] = notification.notification_id
+    return orjson.dumps(doc)
 
 
 class MqttChannel:
@@ -32,7 +49,7 @@ class MqttChannel:
             return SendOutcome.failed(
                 f"no dispatch topic for tier {tier[:64]!r} and area {area[:64]!r}")
         try:
-            confirmed = self._publish(topics.dispatch_topic(tier, area), notification.payload,
+            confirmed = self._publish(topics.dispatch_topic(tier, area), _with_id(notification),
                                       self._qos)
         except ValueError as e:  # the session refuses a topic MQTT does not allow
             return SendOutcome.failed(f"publish refused: {e}")
