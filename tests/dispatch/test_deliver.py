@@ -171,19 +171,35 @@ def test_gives_up_after_max_attempts(tmp_path: Path) -> None:
     assert record.last_error == "gave up after 5 attempts: HTTP 503"
 
 
-def test_a_notification_too_old_is_failed_unsent(tmp_path: Path) -> None:
+def test_retrying_past_max_age_fails_it(tmp_path: Path) -> None:
     db = tmp_path / "alerts.db"
     now = [1_000_000]
-    policy = FAST.model_copy(update={"retry": RetryPolicy(max_age_ms=60_000)})
-    with WebhookReceiver() as receiver:
-        enqueue(db, notes(receiver.url(), 1), now_ms=now[0])
-        now[0] += 60_001  # e.g. the core was down for a while
-        with delivering(db, [WebhookChannel()], policy, clock=lambda: now[0]):
+    policy = FAST.model_copy(update={
+        "retry": RetryPolicy(base_ms=20, max_attempts=100, max_age_ms=60_000),
+        "breaker_failures": 100})
+    with WebhookReceiver(lambda r, seen: Reply(503)) as receiver:
+        enqueue(db, notes(receiver.url(), 1))
+        with delivering(db, [WebhookChannel()], policy, clock=lambda: now[0]) as deliverer:
+            assert wait_until(lambda: sum(attempts_of(db).values()) == 1, 10)
+            now[0] += 60_001  # a minute of retries later (the fake clock stood still)
+            deliverer.wake()
             assert wait_until(lambda: settled(db, 1), 10)
-        assert receiver.requests() == []
+        assert len(receiver.requests()) == 1
     (record,) = Outbox(db).history("case-0")
-    assert record.state == "failed" and record.last_error.startswith("expired")
-    assert [t.outcome for t in record.tries] == ["expired"]
+    assert record.state == "failed" and "after the first attempt" in record.last_error
+    assert [t.outcome for t in record.tries] == ["retry", "expired"]
+
+
+@pytest.mark.parametrize("queued_at", [0, 4_000_000_000_000])
+def test_notifications_queued_on_another_clock_go_at_once(tmp_path: Path,
+                                                          queued_at: int) -> None:
+    """A replay queues on the fleet's clock, years before or after the wall clock: a queued
+    notification is due at once and never expires unsent."""
+    db = tmp_path / "alerts.db"
+    with WebhookReceiver() as receiver, delivering(db, [WebhookChannel()]):
+        enqueue(db, notes(receiver.url(), 3), now_ms=queued_at)
+        assert wait_until(lambda: settled(db, 3), 10)
+    assert Outbox(db).counts()["sent"] == 3
 
 
 def test_idempotent_enqueue_sends_nothing_again(tmp_path: Path) -> None:

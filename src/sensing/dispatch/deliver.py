@@ -13,10 +13,13 @@ one bad route (an HTTP origin, an Apprise account: `route_key`) from delaying th
   (half-open); a sent or a permanent answer closes it again.
 
 A retry waits `backoff_ms` (capped exponential with jitter, or longer if the receiver asked
-with Retry-After); a notification fails for good after `max_attempts` attempts or when older
-than `max_age_ms`. Nothing is marked before its outcome is known: a notification in flight
-when the process stops is still queued/retrying in the outbox and goes again after the
+with Retry-After); a notification fails for good after `max_attempts` attempts or
+`max_age_ms` after its first. Nothing is marked before its outcome is known: a notification in
+flight when the process stops is still queued/retrying in the outbox and goes again after the
 restart, with the same idempotency key.
+
+Every time the loop keeps (first attempt, next attempt) is on its own clock, so notifications
+may be queued on any clock (the case's, the fleet's in a replay): a queued one is due at once.
 """
 
 from __future__ import annotations
@@ -56,7 +59,8 @@ class RetryPolicy(BaseModel):
     notifications to one recovering receiver spread out instead of arriving together"""
     max_attempts: int = Field(default=12, ge=1, le=1000)
     max_age_ms: int = Field(default=1_800_000, ge=1)
-    """a notification not sent by then is failed: the escalation has moved on"""
+    """a notification not sent this long after its first attempt is failed: the escalation
+    has moved on (one never tried is not: it waits for its route, or its case's cancel)"""
 
 
 def nominal_backoff_ms(attempt: int, policy: RetryPolicy) -> int:
@@ -122,7 +126,7 @@ class Deliverer:
         self.outbox = outbox
         self.policy = policy or DeliveryPolicy()
         self.clock = clock
-        """the delivery clock: the outbox's times (enqueue's `now_ms` too) are on it"""
+        """the delivery clock: attempts and retries are timed on it"""
         self._rng = rng or random.Random()
         self._lanes = {c.name: _Lane(c, queue.Queue(self.policy.queue_size)) for c in channels}
         self._done: queue.SimpleQueue[_Done] = queue.SimpleQueue()
@@ -209,10 +213,10 @@ class Deliverer:
             key = c.route_key
             if c.notification_id in self._inflight or key in blocked:
                 continue
-            age = now - c.created_ms
+            age = 0 if c.first_attempt_ms is None else now - c.first_attempt_ms
             if age > self.policy.retry.max_age_ms:
                 if self.outbox.give_up(c.notification_id, now,
-                                       f"expired: not sent within {age} ms"):
+                                       f"expired: not sent {age} ms after the first attempt"):
                     self.outcomes["expired"] += 1
                     log.warning("notification expired", notification_id=c.notification_id,
                                 route=key)

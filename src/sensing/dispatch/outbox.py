@@ -1,6 +1,7 @@
 """The durable notification outbox: every notification and every attempt to send it, in SQLite.
 
-States: `queued` (never tried), `retrying` (tried, due again at `next_attempt_ms`), `sent`,
+States: `queued` (never tried: due at once), `retrying` (tried, due again at `next_attempt_ms`),
+`sent`,
 `failed` (permanently: a permanent error, too many attempts, too old, or dropped on overflow)
 and `cancelled` (its case was taken or closed before it went). A row leaves queued/retrying
 only when an outcome is recorded, so a notification in flight when the process dies is sent
@@ -56,11 +57,13 @@ CREATE TABLE IF NOT EXISTS notification (
     attempts INTEGER NOT NULL DEFAULT 0,
     created_ms INTEGER NOT NULL,
     next_attempt_ms INTEGER NOT NULL,
+    first_attempt_ms INTEGER,
     updated_ms INTEGER NOT NULL,
     last_error TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS notification_due
-    ON notification (channel, rank DESC, next_attempt_ms, route_key, created_ms, notification_id)
+    ON notification (channel, rank DESC, next_attempt_ms, created_ms, route_key, notification_id,
+                     first_attempt_ms)
     WHERE state IN ('queued', 'retrying');
 CREATE INDEX IF NOT EXISTS notification_victims
     ON notification (channel, rank, created_ms) WHERE state IN ('queued', 'retrying');
@@ -105,7 +108,7 @@ INSERT INTO notification_pending (channel, n) SELECT channel, COUNT(*) FROM noti
 """
 
 _COLUMNS = ("notification_id, case_id, responder, role, channel, url, payload, attempts,"
-            " created_ms, route_key")
+            " created_ms, route_key, first_attempt_ms")
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +117,7 @@ class Candidate:
 
     notification_id: str
     route_key: str
-    created_ms: int
+    first_attempt_ms: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +128,8 @@ class Due:
     attempts: int
     created_ms: int
     route_key: str
+    first_attempt_ms: int | None
+    """on the delivery clock; None: never tried"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,10 +228,10 @@ class Outbox:
                 "INSERT OR IGNORE INTO notification (notification_id, case_id, responder, role,"
                 " channel, url, route_key, payload, rank, state, attempts, created_ms,"
                 " next_attempt_ms, updated_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', 0,"
-                " ?, ?, ?)",
+                " ?, 0, ?)",
                 (n.notification_id, n.case_id, n.responder, n.role, n.contact.channel,
                  n.contact.url, route_key(n.contact), n.payload, PayloadView.of(n.payload).rank,
-                 now_ms, now_ms, now_ms))
+                 now_ms, now_ms))
             if cur.rowcount == 1:
                 added += 1
                 channels.add(n.contact.channel)
@@ -272,15 +277,18 @@ class Outbox:
                 if r.outcome == "sent":
                     cur = self._db.execute(
                         "UPDATE notification SET state = 'sent', attempts = attempts + 1,"
-                        " updated_ms = ?, last_error = '' WHERE notification_id = ?"
-                        " AND state != 'sent'", (r.ts_ms, r.notification_id))
+                        " first_attempt_ms = COALESCE(first_attempt_ms, ?), updated_ms = ?,"
+                        " last_error = '' WHERE notification_id = ? AND state != 'sent'",
+                        (r.ts_ms, r.ts_ms, r.notification_id))
                 else:
                     state: State = "retrying" if r.outcome == "retry" else "failed"
                     cur = self._db.execute(
                         "UPDATE notification SET state = ?, attempts = attempts + 1,"
-                        " next_attempt_ms = ?, updated_ms = ?, last_error = ?"
+                        " first_attempt_ms = COALESCE(first_attempt_ms, ?), next_attempt_ms = ?,"
+                        " updated_ms = ?, last_error = ?"
                         " WHERE notification_id = ? AND state IN ('queued', 'retrying')",
-                        (state, r.next_attempt_ms if r.next_attempt_ms is not None else r.ts_ms,
+                        (state, r.ts_ms,
+                         r.next_attempt_ms if r.next_attempt_ms is not None else r.ts_ms,
                          r.ts_ms, error, r.notification_id))
                 changed += cur.rowcount
                 self._db.execute(
@@ -330,18 +338,20 @@ class Outbox:
 
     def candidates(self, now_ms: int, channel: str, limit: int,
                    exclude_keys: Iterable[str] = ()) -> list[Candidate]:
-        """Pending notifications of `channel` due by `now_ms`, most severe first, then the
-        longest due, without their payloads; none whose route key is in `exclude_keys` (busy
-        or broken routes). Cheap: read from one covering index."""
+        """Pending notifications of `channel` due by `now_ms` (queued ones always are), most
+        severe first, then the never tried, then the longest due, without their payloads;
+        none whose route key is in `exclude_keys` (busy or broken routes). Cheap: read from
+        one covering index."""
         excluded = sorted(set(exclude_keys))[:MAX_EXCLUDED_KEYS]
         marks = ", ".join("?" * len(excluded))
         rows = self._db.execute(
-            "SELECT notification_id, route_key, created_ms FROM notification WHERE channel = ?"
+            "SELECT notification_id, route_key, first_attempt_ms FROM notification"
+            " WHERE channel = ?"
             " AND state IN ('queued', 'retrying') AND next_attempt_ms <= ?"
             + (f" AND route_key NOT IN ({marks})" if excluded else "")
-            + " ORDER BY rank DESC, next_attempt_ms LIMIT ?",
+            + " ORDER BY rank DESC, next_attempt_ms, created_ms LIMIT ?",
             (channel, now_ms, *excluded, max(0, limit))).fetchall()
-        return [Candidate(str(i), str(k), int(c)) for i, k, c in rows]
+        return [Candidate(str(i), str(k), None if f is None else int(f)) for i, k, f in rows]
 
     def load(self, notification_ids: Sequence[str], now_ms: int) -> list[Due]:
         """The pending ones of these notifications, whole, in the order given. A row the
@@ -358,15 +368,16 @@ class Outbox:
         for nid in notification_ids:
             if nid not in rows:
                 continue
-            (_, case_id, responder, role, ch, url, payload, attempts, created_ms,
-             key) = rows[nid]
+            (_, case_id, responder, role, ch, url, payload, attempts, created_ms, key,
+             first) = rows[nid]
             try:
                 n = Notification(nid, case_id, responder, role,
                                  Contact(channel=ch, url=url), bytes(payload))
             except ValueError as e:  # pydantic's ValidationError is a ValueError
                 self.give_up(nid, now_ms, f"invalid stored notification: {e}")
                 continue
-            out.append(Due(n, int(attempts), int(created_ms), str(key)))
+            out.append(Due(n, int(attempts), int(created_ms), str(key),
+                           None if first is None else int(first)))
         return out
 
     def due(self, now_ms: int, channel: str, limit: int,
