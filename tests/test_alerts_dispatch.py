@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from sensing.alerts import AlertBook, UnknownAlert
-from sensing.dispatch import Dispatcher, DispatchPolicy
+from sensing.dispatch.cases import Action
+from sensing.dispatch.engine import ActionRequest, DispatchEngine, DispatchOut
 from sensing.wire.messages import Ack, AlertState, Grade
 
 T0 = 1_795_478_819_832
@@ -53,30 +54,38 @@ def test_acks_and_unknown_alerts() -> None:
         book.ack(Ack(alert_id="nope", by="op", action="ack"), T0 + 3)
 
 
-def test_escalation_through_the_tiers_until_acknowledged() -> None:
+def _roles(out: DispatchOut) -> list[str]:
+    return [t.split("/")[3] for t, _ in out.announce if t.startswith("sensing/v1/dispatch/")]
+
+
+def test_escalation_through_the_tiers_until_someone_takes_the_case() -> None:
+    """Without a directory: the shipped chain for a fire, on the contract's tier topics."""
     book = AlertBook()
-    policy = DispatchPolicy(escalate_after_s={Grade.CRITICAL: 10.0, Grade.MAJOR: None,
-                                              Grade.MINOR: None, Grade.INFO: None})
-    dispatch = Dispatcher(book, policy)
+    dispatch = DispatchEngine(book)
     alert = raise_fire(book, Grade.CRITICAL, T0)
     assert alert is not None
-    assert [t for t, _ in dispatch.on_alert(alert, T0)] == ["grid"]
-    assert dispatch.tick(T0 + 9_999) == []
-    (tier, escalated), = dispatch.tick(T0 + 10_000)
-    assert tier == "relatives" and escalated.state == AlertState.ESCALATED
-    assert escalated.alert_id == alert.alert_id
-    book.ack(Ack(alert_id=alert.alert_id, by="relative", action="ack"), T0 + 15_000)
-    assert dispatch.tick(T0 + 60_000) == []  # acknowledged: no more escalation
-    resolved = raise_fire(book, None, T0 + 70_000)
+    assert _roles(dispatch.on_alert(alert, T0)) == ["grid"]
+    assert _roles(dispatch.tick(T0 + 59_999)) == []
+    out = dispatch.tick(T0 + 60_000)
+    assert _roles(out) == ["relatives"]
+    (escalated,) = out.alerts
+    assert escalated.state == AlertState.ESCALATED and escalated.alert_id == alert.alert_id
+    # an ack says who has seen it; the escalation goes on until somebody takes the case
+    dispatch.act(ActionRequest(Action.ACK, "relative-1", alert.alert_id), T0 + 61_000)
+    assert _roles(dispatch.tick(T0 + 120_000)) == ["volunteers"]
+    dispatch.act(ActionRequest(Action.TAKE, "volunteer-1", alert.alert_id), T0 + 130_000)
+    assert _roles(dispatch.tick(T0 + 10**8)) == []
+    resolved = raise_fire(book, None, T0 + 200_000)
     assert resolved is not None
-    assert [t for t, _ in dispatch.on_alert(resolved, T0 + 70_000)] == ["grid", "relatives"]
+    told = _roles(dispatch.on_alert(resolved, T0 + 200_000))
+    assert sorted(told) == ["grid", "relatives", "volunteers"]  # everyone told hears the end
 
 
-def test_minor_alerts_are_dispatched_but_never_escalated() -> None:
+def test_maintenance_alerts_reach_the_maintenance_tier_once_a_day() -> None:
     book = AlertBook()
-    dispatch = Dispatcher(book)
+    dispatch = DispatchEngine(book)
     alert = book.condition(device="smoke-9", alert_type="device.battery", grade=Grade.MINOR,
                            gateway="gw", area="a", ts_event=T0, value=0.1, reason="low", now=T0)
     assert alert is not None
-    assert [t for t, _ in dispatch.on_alert(alert, T0)] == ["grid"]
-    assert dispatch.tick(T0 + 10**9) == []
+    assert _roles(dispatch.on_alert(alert, T0)) == ["maintenance"]
+    assert _roles(dispatch.tick(T0 + 10**9)) == []  # nobody named: the topic hears it once

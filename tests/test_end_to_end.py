@@ -26,7 +26,7 @@ def test_fleet_with_incidents_duplicates_and_malformed_messages(
     incidents = fleet.schedule_demo_incidents(DURATION_S)
     assert {i.type for i in incidents} >= {"smoke.fire", "smoke.co", "manhole.gas",
                                            "manhole.displaced", "wearable.sos"}
-    listener = Listener(broker, topics.ALERTS_FILTER, topics.DISPATCH_FILTER,
+    listener = Listener(broker, topics.ALERTS_FILTER, topics.DISPATCH_FILTER, topics.CASES_FILTER,
                         topics.DEADLETTER_FILTER)
     with running_core(broker, store, tmp_path / "core") as core:
         report = run_live(fleet, LiveOptions(port=broker.port, duration_s=DURATION_S,
@@ -62,9 +62,18 @@ def test_fleet_with_incidents_duplicates_and_malformed_messages(
             raised = next(a for a in device_alerts
                           if a["device"] == inc.device and a["state"] == "raised")
             assert raised["gateway"] == inc.gateway and raised["area"] == inc.area
-        # critical and major alerts were dispatched to the first responder tier
-        dispatched = {str(d["alert_id"]) for d in listener.json("sensing/v1/dispatch/grid/")}
-        assert {str(a["alert_id"]) for a in device_alerts if a["state"] == "raised"} <= dispatched
+        # every alert raised is in a case, and every case reached its first responders: the
+        # grid worker for people's emergencies, maintenance for hazards and faults
+        cases = listener.json("sensing/v1/cases/")
+        case_of = {str(m): str(c["case_id"]) for c in cases for m in c["members"]}
+        notified = {str(c["case_id"]) for c in cases
+                    if c["event"] == "notified" and c["step"] == 0}
+        raised = {str(a["alert_id"]) for a in device_alerts if a["state"] == "raised"}
+        assert raised <= case_of.keys()
+        assert {case_of[a] for a in raised} <= notified
+        dispatched = listener.json("sensing/v1/dispatch/")
+        assert {case_of[a] for a in raised} <= {str(d["case_id"]) for d in dispatched}
+        assert {str(d["tier"]) for d in dispatched} >= {"grid", "maintenance"}
         # the agents signed off: their retained offline status raised gateway.offline
         assert listener.wait_for(lambda: {
             a["device"] for a in listener.json("sensing/v1/alerts/")

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from sensing.settings import CoreSettings
-from sensing.wire.messages import Grade
 
 
 def test_settings_from_file_then_environment_then_overrides(
@@ -18,15 +17,14 @@ def test_settings_from_file_then_environment_then_overrides(
 ) -> None:
     conf = tmp_path / "core.toml"
     conf.write_text('mqtt_port = 1884\nstore_url = "http://127.0.0.1:9999"\n'
-                    "[dispatch]\ntiers = [\"grid\", \"family\"]\n"
-                    "[dispatch.escalate_after_s]\ncritical = 30.0\n")
+                    'dispatch_clock = "fleet"\n[offline]\nmin_timeout_s = 90.0\n')
     monkeypatch.setenv("SENSING_STORE_URL", "http://127.0.0.1:8428")
     s = CoreSettings.load(conf, max_payload_bytes=4096)
     assert s.mqtt_port == 1884
     assert s.store_url == "http://127.0.0.1:8428"  # the environment beats the file
     assert s.max_payload_bytes == 4096
-    assert s.dispatch.tiers == ("grid", "family")
-    assert s.dispatch.escalate_after_s[Grade.CRITICAL] == 30.0
+    assert s.dispatch_clock == "fleet"
+    assert s.offline.min_timeout_s == 90.0
 
 
 def test_unknown_settings_are_refused(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 import structlog
@@ -22,7 +23,10 @@ from sensing.dedup.window import (
 from sensing.detect.engine import ConditionChange, DetectionEngine, Readings
 from sensing.detect.offline import OfflineWatch
 from sensing.detect.overrides import load_overrides
-from sensing.dispatch.router import Dispatcher
+from sensing.dispatch.cases import Action
+from sensing.dispatch.engine import ActionRefused, ActionRequest, DispatchEngine, DispatchOut
+from sensing.dispatch.policy import load_routing
+from sensing.dispatch.silences import Silence
 from sensing.ingest.received import Incoming, Received
 from sensing.json_lane import JsonLane, LaneOut
 from sensing.kernels.dedup import ADMITTED, DUPLICATE, EPOCH_JUMP, SEQ_JUMP, TOO_OLD
@@ -35,7 +39,15 @@ from sensing.wire.confirm import StoredChunk
 from sensing.wire.decode import Decoded, decode_readings
 from sensing.wire.errors import Code, WireError
 from sensing.wire.limits import MAX_AREAS, MAX_FUTURE_MS, MAX_GATEWAYS, MAX_STATUS_BYTES
-from sensing.wire.messages import Ack, Alert, DeadLetter, GatewayStatus, Grade
+from sensing.wire.messages import (
+    Ack,
+    Alert,
+    AlertState,
+    DeadLetter,
+    GatewayStatus,
+    Grade,
+    SilenceRequest,
+)
 from sensing.wire.validate import select
 
 log = structlog.get_logger("sensing.core")
@@ -148,7 +160,8 @@ class Pipeline:
         self.engine = DetectionEngine(self.registry,
                                       overrides=load_overrides(settings.detectors_file))
         self.book = book or AlertBook()
-        self.dispatcher = Dispatcher(self.book, settings.dispatch)
+        self.dispatch = DispatchEngine(self.book, None if settings.directory_file is None
+                                       else load_routing(settings.directory_file))
         self.lifecycle = Lifecycle(self.book, settings.lifecycle, latching=frozenset(
             d.spec.type for d in self.engine.detectors if d.spec.latching))
         self.offline = OfflineWatch(settings.offline)
@@ -195,10 +208,7 @@ class Pipeline:
             self._failed(step, [received.incoming(i) for i in rows], "batch", exc)
         try:
             self._timers(step, now)
-            for tier, alert in self.dispatcher.tick(now):
-                self._emit(step, alert, now)
-                step.announce.append((topics.dispatch_topic(tier, alert.area),
-                                      alert.to_json()))
+            self._dispatched(step, self.dispatch.tick(self._dispatch_clock(now)))
         except Exception:
             log.exception("timers failed; they run again next step")
         self.stats.messages += len(received)
@@ -442,6 +452,9 @@ class Pipeline:
         if m.topic == topics.ACK_TOPIC or topics.ack_responder(m.topic) is not None:
             self._ack(m, step, now)
             return
+        if m.topic.startswith(topics.SILENCES_FILTER[:-1]):
+            self._silence(m, step, now)
+            return
         parsed = topics.parse_gateway_topic(m.topic)
         if parsed is None or not parsed.valid_names or parsed.leaf not in ("readings", "status"):
             self._unusable_topic(m, step)
@@ -580,18 +593,90 @@ class Pipeline:
             self._dead(step, m, "_", "ack", f"ack by {ack.by[:128]!r} sent on the ack topic "
                        f"of {responder[:128]!r}", Code.ACK_FORGED)
             return
+        request = ActionRequest(Action(ack.action), ack.by, ack.alert_id, ack.outcome or "",
+                                ack.note or "", ack.to or "")
         try:
-            alert = self.book.ack(ack, now)
+            self._act(step, request, now)
         except UnknownAlert as exc:
             self._dead(step, m, "_", "ack", f"unknown or closed alert {exc.args[0]}",
                        Code.ACK_UNKNOWN_ALERT)
+        except ActionRefused as exc:
+            self._dead(step, m, "_", "ack", str(exc), exc.code)
+
+    def _act(self, step: _Step, request: ActionRequest, now: int) -> None:
+        """A person's action: on the case (`sensing.dispatch`), then on its alerts."""
+        case = self.dispatch.cases.of_alert(request.target)
+        if case is None:  # an alert with no case: the contract's ack and resolve only
+            if request.action not in (Action.ACK, Action.RESOLVE):
+                raise UnknownAlert(request.target)
+            self._person_marks(step, [request.target], request, now)
             return
-        if ack.action == "resolve":
-            self.lifecycle.resolve_now(alert.device, alert.type)
-            device = self.registry.devices.index.get(alert.device)
-            if device is not None:
-                self.engine.forget(device, alert.type)
-        self._emit(step, alert, now)
+        case, out = self.dispatch.act(request, self._dispatch_clock(now))
+        if request.action == Action.ACK:
+            self._person_marks(step, [a for a in case.members if a == request.target]
+                               or [case.members[0]], request, now, quiet=True)
+        elif request.action in (Action.RESOLVE, Action.DISPOSE):
+            self._person_marks(step, list(case.members), request, now, quiet=True)
+        self._dispatched(step, out)
+
+    def _person_marks(self, step: _Step, alert_ids: list[str], request: ActionRequest,
+                      now: int, quiet: bool = False) -> None:
+        """Acknowledge (ack) or resolve (resolve, dispose) these alerts in `request.by`'s
+        name; with `quiet`, those already closed are passed over (the case took the action)."""
+        action: Literal["ack", "resolve"] = "ack" if request.action == Action.ACK else "resolve"
+        for alert_id in alert_ids:
+            try:
+                alert = self.book.ack(Ack(alert_id=alert_id, by=request.by, action=action), now)
+            except UnknownAlert:
+                if quiet:
+                    continue
+                raise
+            if action == "resolve":
+                self.lifecycle.resolve_now(alert.device, alert.type)
+                device = self.registry.devices.index.get(alert.device)
+                if device is not None:
+                    self.engine.forget(device, alert.type)
+            self._emit(step, alert, now)
+
+    def _silence(self, m: Incoming, step: _Step, now: int) -> None:
+        """A silence from an operator, on `sensing/v1/silences/{responder}`."""
+        author = topics.silence_author(m.topic)
+        try:
+            if author is None:
+                raise ActionRefused(Code.SILENCE_INVALID,
+                                    "silences come on sensing/v1/silences/{responder}")
+            request = SilenceRequest.model_validate_json(m.payload)
+            ts = self._dispatch_clock(now)
+            if request.action == "remove":
+                self.dispatch.remove_silence(request.silence_id or "", author)
+                return
+            silence = Silence(device=request.device, area=request.area, type=request.type,
+                              author=author, reason=request.reason,
+                              starts_ms=request.starts_ms or ts, ends_ms=request.ends_ms or 0)
+            self.dispatch.add_silence(silence, ts)
+            log.info("silence", silence_id=silence.silence_id, author=author,
+                     device=silence.device, area=silence.area, type=silence.type,
+                     ends_ms=silence.ends_ms)
+        except ValidationError as exc:
+            self._dead(step, m, "_", "silence", f"bad silence: {exc.errors()[0]['msg']}",
+                       Code.SILENCE_INVALID)
+        except ActionRefused as exc:
+            self._dead(step, m, "_", "silence", str(exc), exc.code)
+
+    def _dispatch_clock(self, now: int) -> int:
+        """The dispatch engine's time: the wall clock, or in a replay (`dispatch_clock =
+        "fleet"`) the newest event time of any gateway, so that a replayed fleet gives the same
+        dispatch record however fast it is played."""
+        if self.settings.dispatch_clock == "wall":
+            return now
+        n = len(self.registry.gateways)
+        marks = self.offline.gw_max_ts[:n]
+        return int(marks.max()) if n and int(marks.max()) >= 0 else now
+
+    def _dispatched(self, step: _Step, out: DispatchOut) -> None:
+        for alert in out.alerts:
+            self._emit(step, alert, alert.ts_raised, dispatched=True)
+        step.announce.extend(out.announce)
 
     # -- per batch ------------------------------------------------------------------------
 
@@ -668,12 +753,11 @@ class Pipeline:
             area=area, ts_event=change.ts_event, ts=change.ts, value=round(change.value, 4),
             reason=change.reason, now=now, own_clock=True))
 
-    def _emit(self, step: _Step, alert: Alert, now: int) -> None:
-        """Record, store and publish one alert transition, with its dispatch messages."""
+    def _emit(self, step: _Step, alert: Alert, now: int, dispatched: bool = False) -> None:
+        """Store and publish one recorded alert transition; the dispatch engine hears it
+        (unless the engine caused it: `dispatched`)."""
         self.stats.alerts[f"{alert.type}/{alert.grade.value}/{alert.state.value}"] += 1
         step.lines.append(self.formatter.alert(alert))
         step.announce.append((topics.alerts_topic(alert.area), alert.to_json()))
-        if alert.state.value != "escalated":
-            for tier, message in self.dispatcher.on_alert(alert, now):
-                step.announce.append((topics.dispatch_topic(tier, alert.area),
-                                      message.to_json()))
+        if not dispatched and alert.state != AlertState.ACKNOWLEDGED:
+            self._dispatched(step, self.dispatch.on_alert(alert, self._dispatch_clock(now)))

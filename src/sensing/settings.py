@@ -15,7 +15,6 @@ from pydantic_settings import (
 
 from sensing.alerts.lifecycle import LifecyclePolicy
 from sensing.detect.offline import OfflinePolicy
-from sensing.dispatch.router import DispatchPolicy
 from sensing_edge.security import BrokerSecurity
 
 
@@ -88,7 +87,13 @@ class CoreSettings(BaseSettings):
     """TOML of per-kind, per-area and per-device threshold overrides (sensing.detect.overrides)"""
     stats_interval_s: float = 1.0
     log_format: Literal["console", "json"] = "console"
-    dispatch: DispatchPolicy = DispatchPolicy()
+    directory_file: Path | None = None
+    """the directory TOML (areas, responders, residents, routing and escalation policies;
+    docs/dispatch.md): without it every alert reaches only the contract's dispatch topics, on
+    the shipped policies' schedule, and any `by` may act"""
+    dispatch_clock: Literal["wall", "fleet"] = "wall"
+    """what escalation follows: the wall clock (live), or the fleet's own (a replay: the
+    newest event time of any gateway), so that a replay gives the same dispatch record"""
     lifecycle: LifecyclePolicy = LifecyclePolicy()
     offline: OfflinePolicy = OfflinePolicy()
 

@@ -68,6 +68,12 @@ class AlertBook:
     def close(self) -> None:
         self._db.close()
 
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """The store's connection, for what must commit with the transitions (the cases and
+        notifications of `sensing.dispatch`); used on the core's step thread only."""
+        return self._db
+
     @contextmanager
     def step(self) -> Iterator[None]:
         """Commit the transitions of the block (and its `enqueue`d messages) at once."""

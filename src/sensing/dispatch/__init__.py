@@ -1,3 +1,1 @@
-from sensing.dispatch.router import Dispatcher, DispatchPolicy
-
-__all__ = ["DispatchPolicy", "Dispatcher"]
+"""Dispatch: cases, routing and escalation, notifications (docs/dispatch.md)."""

@@ -73,8 +73,9 @@ class Case:
     state: CaseState = CaseState.OPEN
     taken_by: str = ""
     seen_by: tuple[str, ...] = ()
-    notified: dict[int, tuple[int, int]] = field(default_factory=dict)
-    """per step of the chain: (rounds sent, time of the last round)"""
+    notified: dict[tuple[int, str], int] = field(default_factory=dict)
+    """(step of the chain, person told) -> the last round they were sent ("" for a step that
+    reached nobody the directory names: only the contract's dispatch topic)"""
     next_due_ms: int | None = None
     """when the next step or re-notification is due; None: nothing more to send"""
     cleared: bool = False
@@ -156,7 +157,7 @@ def _doc(case: Case) -> bytes:
         "device": case.device, "gateway": case.gateway, "opened_ms": case.opened_ms,
         "chain": case.chain, "members": list(case.members), "incident": case.incident,
         "state": case.state.value, "taken_by": case.taken_by, "seen_by": list(case.seen_by),
-        "notified": {str(k): list(v) for k, v in case.notified.items()},
+        "notified": [[step, who, rnd] for (step, who), rnd in case.notified.items()],
         "next_due_ms": case.next_due_ms, "cleared": case.cleared, "outcome": case.outcome,
         "note": case.note})
 
@@ -168,7 +169,7 @@ def _case(raw: bytes | str) -> Case:
         device=d["device"], gateway=d["gateway"], opened_ms=d["opened_ms"], chain=d["chain"],
         members=tuple(d["members"]), incident=d["incident"], state=CaseState(d["state"]),
         taken_by=d["taken_by"], seen_by=tuple(d["seen_by"]),
-        notified={int(k): (int(v[0]), int(v[1])) for k, v in d["notified"].items()},
+        notified={(int(step), str(who)): int(rnd) for step, who, rnd in d["notified"]},
         next_due_ms=d["next_due_ms"], cleared=d["cleared"], outcome=d["outcome"],
         note=d["note"])
 
@@ -192,8 +193,9 @@ class CaseStore:
         self._db = db
         self._db.executescript(_SCHEMA)
 
-    def save(self, case: Case, event: str, by: str, ts: int, **detail: Any) -> Case:
-        """Write `case` and add `event` to its timeline."""
+    def save(self, case: Case, event: str | None, by: str = "", ts: int = 0,
+             **detail: Any) -> Case:
+        """Write `case` and add `event` to its timeline (None: a new schedule, no event)."""
         self._db.execute(
             "INSERT INTO cases (case_id, incident, state, is_open, next_due_ms, doc)"
             " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (case_id) DO UPDATE SET"
@@ -204,9 +206,10 @@ class CaseStore:
         self._db.executemany(
             "INSERT OR IGNORE INTO case_members (alert_id, case_id) VALUES (?, ?)",
             [(a, case.case_id) for a in case.members])
-        self._db.execute(
-            "INSERT INTO case_events (case_id, ts, event, by, detail) VALUES (?, ?, ?, ?, ?)",
-            (case.case_id, ts, event, by, orjson.dumps(detail)))
+        if event is not None:
+            self._db.execute(
+                "INSERT INTO case_events (case_id, ts, event, by, detail) VALUES (?, ?, ?, ?, ?)",
+                (case.case_id, ts, event, by, orjson.dumps(detail)))
         return case
 
     def get(self, case_id: str) -> Case | None:

@@ -38,7 +38,7 @@ class CoreSession:
     """
 
     SUBSCRIPTIONS = ((topics.READINGS_FILTER, 1), (topics.STATUS_FILTER, 1), (topics.ACK_TOPIC, 1),
-                     (topics.ACK_IDENTITY_FILTER, 1))
+                     (topics.ACK_IDENTITY_FILTER, 1), (topics.SILENCES_FILTER, 1))
 
     def __init__(self, host: str, port: int, client_id: str, username: str | None = None,
                  password: str | None = None, security: BrokerSecurity | None = None) -> None:

@@ -66,8 +66,28 @@ class Alert(_Message):
 
 class Ack(_Message):
     alert_id: str = Field(min_length=1, max_length=128)
+    """the alert, or the case (any alert of it names it too)"""
     by: str = Field(min_length=1, max_length=128)
-    action: Literal["ack", "resolve"]
+    action: Literal["ack", "resolve", "take", "arrived", "dispose", "reassign"]
+    """take, arrived, dispose and reassign: additions to contract v1 (docs/contract.md)"""
+    outcome: str | None = Field(default=None, max_length=32)
+    """dispose: fire, false_alarm, device_fault, resident_ok or other"""
+    note: str | None = Field(default=None, max_length=1000)
+    to: str | None = Field(default=None, min_length=1, max_length=128)
+    """reassign: the responder who takes the case over"""
+
+
+class SilenceRequest(_Message):
+    """`sensing/v1/silences/{responder}` (an addition to contract v1)."""
+
+    action: Literal["add", "remove"]
+    silence_id: str | None = Field(default=None, max_length=64)
+    device: str = Field(default="", max_length=128)
+    area: str = Field(default="", max_length=64)
+    type: str = Field(default="", max_length=128)
+    reason: str = Field(default="", max_length=500)
+    starts_ms: int | None = None
+    ends_ms: int | None = None
 
 
 class GatewayStatus(_Message):

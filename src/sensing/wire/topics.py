@@ -16,10 +16,15 @@ DEADLETTER_FILTER = f"{PREFIX}/deadletter/#"
 ACK_TOPIC = f"{PREFIX}/ack"
 ACK_IDENTITY_FILTER = f"{PREFIX}/ack/+"
 """acks carrying their responder: `sensing/v1/ack/{responder}` (an addition to contract v1)"""
+CASES_FILTER = f"{PREFIX}/cases/#"
+"""every change of a case, `sensing/v1/cases/{area}` (an addition to contract v1)"""
+SILENCES_FILTER = f"{PREFIX}/silences/+"
+"""silences from operators, `sensing/v1/silences/{responder}` (an addition to contract v1)"""
 CORE_STATS_TOPIC = f"{PREFIX}/core/stats"
 CORE_STORED_PREFIX = f"{PREFIX}/core/stored"
 
-RESERVED_AREAS = frozenset({"alerts", "dispatch", "deadletter", "ack", "core"})
+RESERVED_AREAS = frozenset({"alerts", "dispatch", "deadletter", "ack", "core", "cases",
+                            "silences"})
 
 
 def is_valid_name(name: str) -> bool:
@@ -40,6 +45,10 @@ def alerts_topic(area: str) -> str:
 
 def dispatch_topic(tier: str, area: str) -> str:
     return f"{PREFIX}/dispatch/{tier}/{area}"
+
+
+def cases_topic(area: str) -> str:
+    return f"{PREFIX}/cases/{area}"
 
 
 def deadletter_topic(area: str, gateway: str) -> str:
@@ -86,3 +95,12 @@ def ack_responder(topic: str) -> str | None:
         return None
     responder = topic[len(prefix):]
     return responder if responder and "/" not in responder else None
+
+
+def silence_author(topic: str) -> str | None:
+    """The author of a `sensing/v1/silences/{responder}` topic; None for any other topic."""
+    prefix = f"{PREFIX}/silences/"
+    if not topic.startswith(prefix):
+        return None
+    author = topic[len(prefix):]
+    return author if is_valid_name(author) else None
