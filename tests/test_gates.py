@@ -15,7 +15,9 @@ from hypothesis import strategies as st
 
 from sensing.alerts import AlertBook
 from sensing.alerts.lifecycle import Lifecycle
+from sensing.detect.bank import BankInput
 from sensing.detect.catalog import default_checks
+from sensing.detect.checks import CheckBank
 from sensing.detect.engine import (
     _OPEN,
     FAULT,
@@ -28,7 +30,14 @@ from sensing.detect.fault import ImpossibleParams, ImpossibleValues
 from sensing.detect.rules import DEFAULT_RULES
 from sensing.detect.threshold import ThresholdDetector
 from sensing.kernels.checks import IMPOSSIBLE
-from sensing.kernels.gate import fault_gate, late_readings
+from sensing.kernels.gate import (
+    GATED,
+    NEGATIVE_CHANNEL,
+    ROW_OUTSIDE,
+    UNKNOWN_DEVICE,
+    fault_gate,
+    gate_batch,
+)
 from sensing.registry import Registry
 from sensing.wire import BatchBuilder
 from sensing.wire.kinds import KIND_CHANNELS
@@ -51,28 +60,64 @@ S = 1000
 def test_late_readings_are_those_older_than_their_device_s_newest(
         batches: list[list[tuple[int, int]]]) -> None:
     newest = np.full(4, -1, dtype=np.int64)
+    device_kind = np.array([2, 0, -1, 1], dtype=np.int8)
     seen: dict[int, int] = {}
     for batch in batches:
         dev = np.array([d for d, _ in batch], dtype=np.int32)
         ts = np.array([t for _, t in batch], dtype=np.int64)
+        kind = np.empty(len(batch), dtype=np.int8)
         late = np.empty(len(batch), dtype=np.bool_)
         want = []
         for d, t in batch:  # in arrival order
             want.append(t < seen.get(d, -1))
             if not want[-1]:
                 seen[d] = t
-        assert late_readings(dev, ts, newest, late) == sum(want)
+        none = np.zeros(0, dtype=np.int32)
+        assert gate_batch(dev, ts, none, none, device_kind, newest, kind, late) == (
+            GATED, sum(want), max(dev.tolist(), default=-1),
+            max(device_kind[dev].tolist(), default=-1))
         assert late.tolist() == want
+        assert kind.tolist() == device_kind[dev].tolist()
     assert newest.tolist() == [seen.get(d, -1) for d in range(4)]
 
 
-GATED = (("smoke", "obscuration"), ("smoke", "temp_c"), ("manhole", "tilt_deg"))
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(-2, 5), min_size=1, max_size=6),
+       st.lists(st.tuples(st.integers(-2, 7), st.integers(-2, 3)), max_size=6))
+def test_a_batch_with_an_index_the_banks_cannot_use_is_refused_before_any_change(
+        devices: list[int], values: list[tuple[int, int]]) -> None:
+    """Devices inside the kinds table and the clock (4 each here), value rows inside the batch
+    and channels not negative pass; anything else is refused with the first reason in that
+    order, and the clock is left as it was."""
+    device_kind = np.zeros(4, dtype=np.int8)
+    newest = np.full(4, 7, dtype=np.int64)
+    dev = np.array(devices, dtype=np.int32)
+    rows = np.array([r for r, _ in values], dtype=np.int32)
+    channels = np.array([c for _, c in values], dtype=np.int32)
+    kind = np.empty(dev.shape[0], dtype=np.int8)
+    late = np.empty(dev.shape[0], dtype=np.bool_)
+    status, *_ = gate_batch(dev, np.full(dev.shape[0], 9, np.int64), rows, channels,
+                            device_kind, newest, kind, late)
+    if not all(0 <= d < 4 for d in devices):
+        want = UNKNOWN_DEVICE
+    elif not all(0 <= r < len(devices) for r, _ in values):
+        want = ROW_OUTSIDE
+    elif not all(c >= 0 for _, c in values):
+        want = NEGATIVE_CHANNEL
+    else:
+        want = GATED
+    assert status == want
+    assert newest.tolist() == ([7] * 4 if want != GATED else
+                               [9 if d in devices else 7 for d in range(4)])
+
+
+GATED_CHANNELS = (("smoke", "obscuration"), ("smoke", "temp_c"), ("manhole", "tilt_deg"))
 
 
 @settings(max_examples=60, deadline=None)
 @given(
     st.lists(st.tuples(st.integers(0, 3), st.sampled_from(
-        [*GATED, ("smoke", "co_ppm"), ("smoke", "elsewhere")]), st.sampled_from(
+        [*GATED_CHANNELS, ("smoke", "co_ppm"), ("smoke", "elsewhere")]), st.sampled_from(
         [-5.0, 0.0, 0.5, 12.0, 99.5, 150.0, 400.0, math.nan, math.inf])), max_size=16),
     st.lists(st.tuples(st.integers(0, 16), st.integers(0, 2), st.booleans()), max_size=6),
     st.sets(st.integers(0, 1)),
@@ -87,7 +132,7 @@ def test_fault_gate_matches_a_plain_reading_of_the_checks(
     kinds = ["smoke", "smoke", "manhole", "manhole"]
     for d, kind in enumerate(kinds):
         reg.intern_batch(_one(f"d{d}", kind), "gw", "a")
-    checks = [ImpossibleValues(kind, channel) for kind, channel in GATED]
+    checks = [ImpossibleValues(kind, channel) for kind, channel in GATED_CHANNELS]
     engine = DetectionEngine(reg, check_bank(reg, checks).views)
     engine.ensure_capacity(4)
     bank = engine._check_banks[0]
@@ -134,6 +179,67 @@ def test_fault_gate_matches_a_plain_reading_of_the_checks(
         want.append(bad)
     assert out.tolist() == want and n == sum(want)
     assert int(n_open[0]) == sum(bin(b).count("1") for b in fault_bits.tolist())
+
+
+WRIST = ("heart_rate", "spo2", "accel_g", "steps", "sos")
+WRIST_READINGS = ((72.0, 97.0, 1.0, 6.0, 0.0), (72.0, 97.0, 1.0, 0.0, 0.0),
+                  (400.0, 30.0, 60.0, 3.5, 2.0), (45.0, 85.0, 4.0, 0.0, 1.0))
+"""walking, at rest, garbage from every channel (a fault), an impact"""
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 2), st.integers(-90, 600), st.integers(0, 3)),
+                max_size=60),
+       st.integers(0, 60))
+def test_a_check_bank_run_in_order_does_what_it_does_dropping_late_readings_itself(
+        steps: list[tuple[int, int, int]], cut: int) -> None:
+    """Fed only the readings that are not late (the engine's gate), with `in_order`, the
+    bank reports the same changes and ends in the same state as fed everything, without
+    reading or moving its own clock."""
+    clock = [T0, T0, T0]
+    rows = []  # (device, ts, values): each device's clock moves by the step, sometimes back
+    for d, step_s, reading in steps:
+        clock[d] += step_s * S
+        rows.append((d, clock[d], WRIST_READINGS[reading]))
+    kinds = ("smoke", "manhole", "wearable")
+    kept = []
+    newest: dict[int, int] = {}
+    for i, (d, t, _) in enumerate(rows):
+        if t >= newest.get(d, -1):
+            newest[d] = t
+            kept.append(i)
+    channel = {name: c for c, name in enumerate(dict.fromkeys(
+        c for k in kinds for c in KIND_CHANNELS[k]))}
+    banks = [CheckBank(default_checks(), kinds, channel.__getitem__, capacity=3,
+                       stuck_tick_ms=30 * S) for _ in range(2)]
+
+    def batch(part: list[tuple[int, int, tuple[float, ...]]]) -> BankInput:
+        n = len(part)
+        return BankInput.checked(
+            np.array([d for d, _, _ in part], np.int32),
+            np.array([t for _, t, _ in part], np.int64),
+            np.full(n, 2, np.int8), np.full(n, np.nan),
+            np.repeat(np.arange(n, dtype=np.int32), len(WRIST)),
+            np.tile(np.array([channel[c] for c in WRIST], np.int32), n),
+            np.array([v for _, _, vs in part for v in vs], np.float64))
+
+    def run(bank: CheckBank, part: list[int], offset: int, in_order: bool
+            ) -> list[tuple[int, int, int, int, float]]:
+        out = bank.run(batch([rows[i] for i in part]), in_order=in_order)
+        return [(part[r] if in_order else offset + r, q, lvl, onset, sig)
+                for r, q, lvl, onset, sig in zip(out.row.tolist(), out.rule.tolist(),
+                                                 out.level.tolist(), out.onset.tolist(),
+                                                 out.signal.tolist(), strict=True)]
+
+    cut = min(cut, len(rows))
+    whole = run(banks[0], list(range(cut)), 0, False) + run(
+        banks[0], list(range(cut, len(rows))), cut, False)
+    gated = run(banks[1], [i for i in kept if i < cut], 0, True) + run(
+        banks[1], [i for i in kept if i >= cut], 0, True)
+    assert gated == whole
+    for a, b in zip(banks[0].state.records, banks[1].state.records, strict=True):
+        assert a.tobytes() == b.tobytes()
+    assert banks[1].state.newest.tolist() == [-1] * 3
 
 
 def _one(device: str, kind: str):  # type: ignore[no-untyped-def]

@@ -279,7 +279,8 @@ class CheckBank:
     def _run(self, dev: np.ndarray, ts: np.ndarray, kind: np.ndarray, value_row: np.ndarray,
              value_channel: np.ndarray, value: np.ndarray, width: int, route_ptr: np.ndarray,
              route_check: np.ndarray, route_role: np.ndarray, plain: np.ndarray,
-             state: CheckState, bound: int, score: np.ndarray) -> BankChanges:
+             state: CheckState, bound: int, score: np.ndarray, in_order: bool = False
+             ) -> BankChanges:
         out_row = np.empty(bound, dtype=np.int64)
         out_check = np.empty(bound, dtype=np.int32)
         out_level = np.empty(bound, dtype=np.int8)
@@ -288,7 +289,7 @@ class CheckBank:
         p, f, r = self._params, state.profiles, state.records
         k = run_checks(dev, ts, kind, value_row, value_channel, value, width, route_ptr,
                        route_check, route_role, plain, self._type, self._param, self._slot,
-                       self._kind_types, state.newest, state.busy, state.stuck_next,
+                       self._kind_types, state.newest, in_order, state.busy, state.stuck_next,
                        self.stuck_tick_ms, p[IMPOSSIBLE], f[IMPOSSIBLE], r[IMPOSSIBLE],
                        p[STUCK], f[STUCK], r[STUCK], p[DRIFT], f[DRIFT], r[DRIFT],
                        p[FALL], f[FALL], r[FALL], p[INACTIVITY], f[INACTIVITY], r[INACTIVITY],
@@ -303,12 +304,16 @@ class CheckBank:
         return self.run(BankInput.checked(dev, ts, kind, battery, value_row, value_channel,
                                           value))
 
-    def run(self, batch: BankInput) -> BankChanges:
+    def run(self, batch: BankInput, in_order: bool = False) -> BankChanges:
+        """With `in_order`, the caller has dropped every reading older than its device's
+        newest one (the engine's gate) and keeps that clock: the bank's own (`newest`) is
+        neither read nor moved."""
         batch.check_fits(self.capacity, len(self.kinds))
         b = batch
         return self._run(b.dev, b.ts, b.kind, b.value_row, b.value_channel, b.value,
                          self.width, self._route_ptr, self._route_check, self._route_role,
-                         self._plain, self.state, self._fanout * b.value.shape[0], np.zeros(0))
+                         self._plain, self.state, self._fanout * b.value.shape[0], _NO_SCORES,
+                         in_order)
 
     def process_check(self, check: int, dev: I32, ts: I64, val: F64,
                       state: CheckState | None = None, score: F64 | None = None
@@ -383,3 +388,6 @@ def bank_of_one(check: Check[Any], capacity: int = 1024,
     """A bank of `check` alone: its state for a detector of its own (the bank's one view)."""
     return CheckBank([check], kinds=(check.spec.kind,), capacity=capacity,
                      stuck_tick_ms=stuck_tick_ms)
+
+
+_NO_SCORES = np.zeros(0)

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from sensing.arrays import grown
+from sensing.arrays import grown, next_capacity
 from sensing.detect.bank import BankChanges, BankInput
 from sensing.detect.base import Detector
 from sensing.detect.catalog import default_checks
@@ -18,9 +18,15 @@ from sensing.detect.overrides import Overrides
 from sensing.detect.rules import BATTERY_CHANNEL, DEFAULT_RULES, Rule
 from sensing.detect.threshold import RuleGate, RuleView, ThresholdBank
 from sensing.kernels.checks import IMPOSSIBLE, PLAIN
-from sensing.kernels.columns import take
 from sensing.kernels.fault import IMPOSSIBLE_PARAMS
-from sensing.kernels.gate import fault_gate, late_readings
+from sensing.kernels.gate import (
+    GATED,
+    NEGATIVE_CHANNEL,
+    ROW_OUTSIDE,
+    UNKNOWN_DEVICE,
+    fault_gate,
+    gate_batch,
+)
 from sensing.registry import Registry
 from sensing.wire.batch import kept_values
 from sensing.wire.messages import GRADE_BY_RANK, Grade
@@ -107,7 +113,7 @@ class DetectionEngine:
         self._banks = list(banks.values())
         """(bank, the engine's detector index of each of its rules or -1)"""
         # the checks (and every detector that is not a threshold rule) run before the rules
-        self._check_runs = [b for b in self._banks if not isinstance(b[0], ThresholdBank)]
+        self._check_runs = [(b, i) for b, i in self._banks if isinstance(b, CheckBank)]
         self._rule_runs = [b for b in self._banks if isinstance(b[0], ThresholdBank)]
         self._check_banks = [b for b, _ in self._banks if isinstance(b, CheckBank)]
         self._alone_checks = [i for i in self._alone
@@ -120,6 +126,9 @@ class DetectionEngine:
         self._fault_bits = np.zeros(0, dtype=np.uint32)
         """per device, a bit per fault check of its kind whose fault is raised"""
         self._n_open = np.zeros(1, dtype=np.int64)
+        self._kind_buf = np.empty(0, dtype=np.int8)
+        self._late_buf = np.empty(0, dtype=np.bool_)
+        """per reading of the batch at hand, its kind and whether it is late (`_gate`)"""
         self._fault_bit, self._fault_keys = self._fault_tables()
         self._rule_tables = [self._gate_tables(bank.width + 1, 1, bank.width)
                              for bank, _ in self._rule_runs if isinstance(bank, ThresholdBank)]
@@ -252,23 +261,10 @@ class DetectionEngine:
         n = r.dev.shape[0]
         if not n:
             return []
-        dev = np.ascontiguousarray(r.dev, np.int32)
-        kind = np.empty(n, dtype=np.int8)
-        if take(self.registry.device_kind, dev, kind) >= 0:
-            raise IndexError("device index unknown to the registry")
-        batch = BankInput.checked(dev, r.ts, kind, r.battery, r.value_row, r.value_channel,
-                                  r.value)
-        if batch.devices > self._newest.shape[0]:
-            raise IndexError("device index outside the engine's capacity")
-        late = np.empty(n, dtype=np.bool_)
-        if late_readings(batch.dev, batch.ts, self._newest, late):
-            keep = ~late  # stored, but seen by no detector
-            r = Readings.kept(keep, dev, r.ts, r.battery, r.value_row, r.value_channel,
-                              r.value)
-            if not r.dev.shape[0]:
-                return []
-            batch = BankInput.checked(r.dev, r.ts, kind[keep], r.battery, r.value_row,
-                                      r.value_channel, r.value)
+        gated = self._gate(r)
+        if gated is None:
+            return []
+        batch, r = gated
         # row, detector, level, onset, signal
         changes: list[tuple[int, int, int, int, float]] = []
         self._run_banks(self._check_runs, batch, changes)
@@ -285,10 +281,43 @@ class DetectionEngine:
                 result.append(change)
         return result
 
-    def _run_banks(self, banks: list[tuple[ThresholdBank | CheckBank, np.ndarray]],
-                   batch: BankInput, changes: list[tuple[int, int, int, int, float]]) -> None:
-        for bank, index in banks:
-            self._collect(bank.run(batch), index, changes)
+    def _gate(self, r: Readings) -> tuple[BankInput, Readings] | None:
+        """The batch for the banks, with the readings the detectors see: every index checked,
+        each reading's kind looked up and the late ones dropped (`gate_batch`), in one pass
+        into arrays the engine keeps; None when every reading is late."""
+        n = r.dev.shape[0]
+        if n > self._kind_buf.shape[0]:
+            self._kind_buf = np.empty(next_capacity(self._kind_buf.shape[0], n), np.int8)
+            self._late_buf = np.empty(self._kind_buf.shape[0], np.bool_)
+        kind, late = self._kind_buf[:n], self._late_buf[:n]
+        dev = np.ascontiguousarray(r.dev, np.int32)
+        ts = np.ascontiguousarray(r.ts, np.int64)
+        value_row = np.ascontiguousarray(r.value_row, np.int32)
+        value_channel = np.ascontiguousarray(r.value_channel, np.int32)
+        battery = np.ascontiguousarray(r.battery, np.float64)
+        value = np.ascontiguousarray(r.value, np.float64)
+        if not (ts.shape[0] == battery.shape[0] == n
+                and value_row.shape[0] == value_channel.shape[0] == value.shape[0]):
+            raise ValueError("the readings' columns differ in length")
+        status, n_late, dev_hi, kind_hi = gate_batch(
+            dev, ts, value_row, value_channel, self.registry.device_kind, self._newest, kind,
+            late)
+        if status != GATED:
+            raise IndexError(_REFUSED[status])
+        if n_late:
+            keep = ~late  # stored, but seen by no detector
+            r = Readings.kept(keep, dev, ts, battery, value_row, value_channel, value)
+            if not r.dev.shape[0]:
+                return None
+            return BankInput.checked(r.dev, r.ts, kind[keep], r.battery, r.value_row,
+                                     r.value_channel, r.value), r
+        return BankInput(dev, ts, kind, battery, value_row, value_channel, value, dev_hi + 1,
+                         kind_hi + 1), r
+
+    def _run_banks(self, banks: list[tuple[CheckBank, np.ndarray]], batch: BankInput,
+                   changes: list[tuple[int, int, int, int, float]]) -> None:
+        for bank, index in banks:  # in order: the gate dropped the late readings
+            self._collect(bank.run(batch, in_order=True), index, changes)
 
     @staticmethod
     def _collect(fired: BankChanges, index: np.ndarray,
@@ -414,5 +443,8 @@ _OPEN = np.zeros(1, dtype=PLAIN)
 _OPEN["low"], _OPEN["high"] = -np.inf, np.inf
 """a key with no impossible-value check: only a value that is not finite is implausible"""
 _NONE = np.zeros(0, dtype=np.int64)
+_REFUSED = {UNKNOWN_DEVICE: "device index unknown to the registry or beyond the engine's clock",
+            ROW_OUTSIDE: "value row outside the batch",
+            NEGATIVE_CHANNEL: "negative channel index"}
 _NO_PARAMS = np.zeros((0, 1), dtype=IMPOSSIBLE_PARAMS)
 _NO_PROFILES = np.zeros((0, 1), dtype=np.int16)

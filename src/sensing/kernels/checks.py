@@ -25,9 +25,10 @@ Tables (built once by the owner, see `sensing.detect.checks.CheckBank`):
   number `skip`; and the number `stuck` of its stuck checks, which come right after those.
 
 State besides the records, per device `d`: `newest[d]`, the event time of its newest reading
-(-1: none), and `busy[d]`, bit `s` set unless the impossible-value record in column `s` is idle
-(`impossible_idle`), so that a plausible value of idle checks is passed over without
-touching their records: nearly every value, and most of the work on a large fleet otherwise.
+(-1: none; not kept when the caller keeps the clock, see `run_checks`), and `busy[d]`, bit `s`
+set unless the impossible-value record in column `s` is idle (`impossible_idle`), so that a
+plausible value of idle checks is passed over without touching their records: nearly every
+value, and most of the work on a large fleet otherwise.
 The stuck checks see a device's first reading in each `stuck_tick` ms of its event time that
 carries a channel they watch (decided at its first such value; the values of a reading are
 contiguous), and every such reading after one in which a stuck check of the device was raised
@@ -98,7 +99,7 @@ def run_checks(
     width: int, route_ptr: np.ndarray, route_check: np.ndarray, route_role: np.ndarray,
     plain: np.ndarray,
     check_type: np.ndarray, check_param: np.ndarray, check_slot: np.ndarray,
-    kind_types: np.ndarray, newest: np.ndarray, busy: np.ndarray,
+    kind_types: np.ndarray, newest: np.ndarray, in_order: bool, busy: np.ndarray,
     stuck_next: np.ndarray, stuck_tick: int,
     impossible_p: np.ndarray, impossible_prof: np.ndarray, impossible_s: np.ndarray,
     stuck_p: np.ndarray, stuck_prof: np.ndarray, stuck_s: np.ndarray,
@@ -115,13 +116,15 @@ def run_checks(
     Per reading `i`: device `dev[i]`, event time `ts[i]`, its device's kind `kind[i]` (-1:
     none). Per value `j`: reading `value_row[j]`, `value_channel[j]`, `value[j]`. A reading
     older than its device's newest one is skipped by every check (their timers only move
-    forward in event time); the others reach each check in arrival order. The output is in
+    forward in event time); the others reach each check in arrival order. With `in_order`
+    the caller has dropped such readings already and keeps the clock itself (the engine's
+    gate, `sensing.kernels.gate`): `newest` is then neither read nor moved. The output is in
     processing order (sort by row and check to interleave checks).
     """
     n_out = 0
     track = score.shape[0] > 0
-    late = np.zeros(dev.shape[0], dtype=np.bool_)
-    for i in range(dev.shape[0]):
+    late = np.zeros(0 if in_order else dev.shape[0], dtype=np.bool_)
+    for i in range(late.shape[0]):
         d = ix(dev[i])
         if ts[i] < newest[d]:
             late[i] = True
@@ -154,7 +157,7 @@ def run_checks(
                     prefetch(inactivity_s, d, 0)
         k = kind[i]
         c = value_channel[w]
-        if late[i] or k < 0 or c >= width:
+        if (not in_order and late[i]) or k < 0 or c >= width:
             continue
         key = ix(k * width + c)
         d = ix(dev[i])

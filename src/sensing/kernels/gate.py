@@ -1,6 +1,6 @@
 """The engine's two gates in front of the detectors: event-time order and sensor faults.
 
-`late_readings` keeps, per device `d`, `newest[d]`: the event time of the newest reading the
+`gate_batch` keeps, per device `d`, `newest[d]`: the event time of the newest reading the
 engine has been given from it (-1: none). A reading strictly older than that (at its arrival,
 in arrival order) is *late*: it is stored, but no detector sees it, so it can neither raise,
 clear, re-raise nor advance any condition, and every hold and duration runs forward on the
@@ -38,15 +38,49 @@ from numba import njit
 from sensing.kernels.fault import impossible
 from sensing.kernels.jit import ix
 
+GATED = 0
+"""`gate_batch`: the batch passed its checks"""
+UNKNOWN_DEVICE = 1
+"""`gate_batch`: a device index is negative or outside the kinds table or the clock"""
+ROW_OUTSIDE = 2
+"""`gate_batch`: a value's reading is outside the batch"""
+NEGATIVE_CHANNEL = 3
+"""`gate_batch`: a value's channel index is negative"""
+
 
 @njit(cache=True, nogil=True)
-def late_readings(dev: np.ndarray, ts: np.ndarray, newest: np.ndarray, late: np.ndarray
-                  ) -> int:
-    """Mark `late[i]` for each reading older than its device's newest (which the others move
-    forward, in arrival order); return how many are late."""
+def gate_batch(dev: np.ndarray, ts: np.ndarray, value_row: np.ndarray,
+               value_channel: np.ndarray, device_kind: np.ndarray, newest: np.ndarray,
+               kind: np.ndarray, late: np.ndarray) -> tuple[int, int, int, int]:
+    """What the engine does with a batch before its detectors, in one call: check every index
+    the banks will use unchecked, then look up each reading's kind (`kind[i] =
+    device_kind[dev[i]]`) and mark `late[i]` for each reading older than its device's
+    newest (which the others move forward, in arrival order). Returns (status, late
+    readings, highest device index, highest kind); a status other than `GATED` changes
+    nothing (the late readings and the highest kind are then 0 and -1)."""
+    n = dev.shape[0]
+    dev_lo, dev_hi = 0, -1
+    for i in range(n):  # plain minimum and maximum: the compiler vectorises them
+        dev_lo = min(dev_lo, dev[i])
+        dev_hi = max(dev_hi, dev[i])
+    if dev_lo < 0 or dev_hi >= min(device_kind.shape[0], newest.shape[0]):
+        return UNKNOWN_DEVICE, 0, dev_hi, -1
+    row_lo, row_hi, chan_lo = 0, -1, 0
+    for j in range(value_row.shape[0]):
+        row_lo = min(row_lo, value_row[j])
+        row_hi = max(row_hi, value_row[j])
+        chan_lo = min(chan_lo, value_channel[j])
+    if row_lo < 0 or row_hi >= n:
+        return ROW_OUTSIDE, 0, dev_hi, -1
+    if chan_lo < 0:
+        return NEGATIVE_CHANNEL, 0, dev_hi, -1
     n_late = 0
-    for i in range(dev.shape[0]):
+    kind_hi = -1
+    for i in range(n):
         d = ix(dev[i])
+        k = device_kind[d]
+        kind[i] = k
+        kind_hi = max(kind_hi, k)
         t = ts[i]
         if t < newest[d]:
             late[i] = True
@@ -54,7 +88,7 @@ def late_readings(dev: np.ndarray, ts: np.ndarray, newest: np.ndarray, late: np.
         else:
             late[i] = False
             newest[d] = t
-    return n_late
+    return GATED, n_late, dev_hi, kind_hi
 
 
 @njit(cache=True, nogil=True)
