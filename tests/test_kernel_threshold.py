@@ -297,3 +297,15 @@ def test_a_value_that_is_not_a_number_neither_raises_nor_clears() -> None:
     # raised by the alarm values; the NaN readings change nothing; 0.0 clears it
     assert got[0][1] >= 1 and got[-1] == (5, 0)
     assert all(row not in (2, 3) for row, _ in got)
+
+
+def test_a_bank_s_changes_are_its_own_after_the_next_batch() -> None:
+    """The kernel writes into buffers the bank keeps; what a batch returns is a copy."""
+    rule = next(r for r in DEFAULT_RULES if r.name == "manhole-gas")
+    det = ThresholdDetector(rule, capacity=2)
+    first = det.process(np.array([0, 1], np.int32), np.array([0, 0]), np.array([30.0, 30.0]))
+    kept = [a.copy() for a in (first.row, first.level, first.onset, first.signal)]
+    det.process(np.array([1, 0], np.int32), np.array([1000, 1000]), np.array([0.0, 0.0]))
+    assert len(kept[0]) == 2
+    for a, b in zip(kept, (first.row, first.level, first.onset, first.signal), strict=True):
+        assert np.array_equal(a, b)

@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from sensing.arrays import next_capacity
-from sensing.detect.bank import BankChanges, BankInput
+from sensing.detect.bank import BankChanges, BankInput, ChangeBuffers
 from sensing.detect.base import F64, I32, I64, DetectorSpec, LevelChanges
 from sensing.kernels.checks import (
     DRIFT,
@@ -185,6 +185,7 @@ class CheckBank:
         self._members = [(q, key) for key, q, role in routes if role == 0]
         self._plain = self._plain_ranges(n_keys, self._members)
         self.state = self._alloc(max(1, capacity))
+        self._out = ChangeBuffers()
         self.views: tuple[CheckView, ...] = tuple(CheckView(self, q) for q in range(n))
 
     def _plain_ranges(self, n_keys: int, members: list[tuple[int, int]]) -> np.ndarray:
@@ -281,11 +282,8 @@ class CheckBank:
              route_check: np.ndarray, route_role: np.ndarray, plain: np.ndarray,
              state: CheckState, bound: int, score: np.ndarray, in_order: bool = False
              ) -> BankChanges:
-        out_row = np.empty(bound, dtype=np.int64)
-        out_check = np.empty(bound, dtype=np.int32)
-        out_level = np.empty(bound, dtype=np.int8)
-        out_onset = np.empty(bound, dtype=np.int64)
-        out_signal = np.empty(bound, dtype=np.float64)
+        out = self._out
+        out.ensure(bound)
         p, f, r = self._params, state.profiles, state.records
         k = run_checks(dev, ts, kind, value_row, value_channel, value, width, route_ptr,
                        route_check, route_role, plain, self._type, self._param, self._slot,
@@ -293,9 +291,8 @@ class CheckBank:
                        self.stuck_tick_ms, p[IMPOSSIBLE], f[IMPOSSIBLE], r[IMPOSSIBLE],
                        p[STUCK], f[STUCK], r[STUCK], p[DRIFT], f[DRIFT], r[DRIFT],
                        p[FALL], f[FALL], r[FALL], p[INACTIVITY], f[INACTIVITY], r[INACTIVITY],
-                       out_row, out_check, out_level, out_onset, out_signal, score)
-        return BankChanges(out_row[:k], out_check[:k], out_level[:k], out_onset[:k],
-                           out_signal[:k])
+                       out.row, out.rule, out.level, out.onset, out.signal, score)
+        return out.changes(k)
 
     def process(self, dev: I32, ts: I64, kind: npt.NDArray[np.int8], battery: F64,
                 value_row: I32, value_channel: I32, value: F64) -> BankChanges:

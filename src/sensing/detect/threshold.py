@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from sensing.arrays import next_capacity
-from sensing.detect.bank import BankChanges, BankInput
+from sensing.detect.bank import BankChanges, BankInput, ChangeBuffers
 from sensing.detect.base import DetectorSpec, LevelChanges
 from sensing.detect.rules import BATTERY_CHANNEL, Level, Rule
 from sensing.kernels.checks import PLAIN
@@ -127,6 +127,7 @@ class ThresholdBank:
         for r, rule in enumerate(self.rules):
             self._set_params(r, 0, rule.levels)
         self._alloc(capacity)
+        self._out = ChangeBuffers()
         self.views: tuple[RuleView, ...] = tuple(RuleView(self, r) for r in range(n))
         self._single: dict[int, tuple[int, np.ndarray, np.ndarray]] = {}
 
@@ -234,11 +235,8 @@ class ThresholdBank:
              value_row: np.ndarray, value_channel: np.ndarray, value: np.ndarray,
              width: int, route_ptr: np.ndarray, route_rule: np.ndarray, calm: np.ndarray,
              bound: int, gate: RuleGate | None = None) -> BankChanges:
-        out_row = np.empty(bound, dtype=np.int64)
-        out_rule = np.empty(bound, dtype=np.int32)
-        out_level = np.empty(bound, dtype=np.int8)
-        out_onset = np.empty(bound, dtype=np.int64)
-        out_signal = np.empty(bound, dtype=np.float64)
+        out = self._out
+        out.ensure(bound)
         g = _NO_GATE if gate is None else gate
         k = threshold_bank(
             dev, ts, kind, battery, value_row, value_channel, value,
@@ -249,10 +247,9 @@ class ThresholdBank:
             self.prev_ts, self.prev_val, self.busy,
             g.on, g.fault_bits, g.mask, g.n_open, g.ev_row, g.ev_bit, g.ev_level, g.plain,
             g.imp_ptr, g.imp_row, g.imp_slot, g.imp_p, g.imp_prof,
-            out_row, out_rule, out_level, out_onset, out_signal,
+            out.row, out.rule, out.level, out.onset, out.signal,
         )
-        return BankChanges(out_row[:k], out_rule[:k], out_level[:k], out_onset[:k],
-                           out_signal[:k])
+        return out.changes(k)
 
     def process(self, dev: I32, ts: I64, kind: npt.NDArray[np.int8], battery: F64,
                 value_row: I32, value_channel: I32, value: F64) -> BankChanges:
