@@ -60,7 +60,8 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--json", action="store_true", help="print the summary as JSON")
 
     for name, helptext in (("watch", "print alerts as they arrive"),
-                           ("ack", "acknowledge or resolve an alert")):
+                           ("ack", "act on an alert or case: ack, resolve, take, arrived, "
+                                   "dispose, reassign")):
         sp = sub.add_parser(name, help=helptext, description=helptext)
         sp.add_argument("--mqtt-host", default="127.0.0.1")
         sp.add_argument("--mqtt-port", type=int, default=1883)
@@ -68,15 +69,28 @@ def _parser() -> argparse.ArgumentParser:
             sp.add_argument("--json", action="store_true", help="one alert JSON per line")
         else:
             sp.description = (
-                "Acknowledge or resolve an alert: publish the ack on sensing/v1/ack/{by} (the "
-                "secure broker lets each user write only its own), then print what the core "
-                "made of it. Exit 0 when the core applied it, 1 when the broker or the core "
-                "refused it, 3 when sent but no verdict was heard within --wait (the user may "
-                "not read sensing/v1/alerts).")
-            sp.add_argument("alert_id")
-            sp.add_argument("--by", required=True, help="who acknowledges (with a broker login: "
-                            "that user's name)")
-            sp.add_argument("--resolve", action="store_true", help="resolve instead of ack")
+                "Act on an alert or its case (docs/dispatch.md): acknowledge it (the default), "
+                "resolve it, take the case (I am going: the escalation stops), report arrival, "
+                "dispose of it with an outcome, or reassign it. Publishes on "
+                "sensing/v1/ack/{by} (the secure broker lets each user write only its own), "
+                "then prints what the core made of it. Exit 0 when the core applied it, 1 when "
+                "the broker or the core refused it, 2 on bad arguments, 3 when sent but no "
+                "verdict was heard within --wait (the user may not read the alert or case "
+                "topics).")
+            sp.add_argument("alert_id", help="the alert's or the case's id")
+            sp.add_argument("--by", required=True, help="who acts (a responder of the "
+                            "directory; with a broker login: that user's name)")
+            act = sp.add_mutually_exclusive_group()
+            act.add_argument("--resolve", action="store_true", help="resolve instead of ack")
+            act.add_argument("--take", action="store_true", help="take the case")
+            act.add_argument("--arrived", action="store_true", help="report arrival on site")
+            act.add_argument("--dispose", metavar="OUTCOME", choices=(
+                "fire", "false_alarm", "device_fault", "resident_ok", "other"),
+                help="close the case: fire, false_alarm, device_fault, resident_ok or other")
+            act.add_argument("--reassign", metavar="RESPONDER",
+                             help="hand the case to this responder (operators)")
+            sp.add_argument("--note", help="with --dispose: what was found (up to 1,000 "
+                            "characters)")
             sp.add_argument("--wait", type=float, default=5.0, help="seconds to wait for the "
                             "core's verdict (default 5; 0: do not wait)")
         _security_options(sp)
@@ -97,8 +111,9 @@ def _security_options(sp: argparse.ArgumentParser) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from sensing.core import StreamCore
+    from sensing.dispatch.directory import DirectoryError
     from sensing.logs import configure
-    from sensing.process import give_freed_memory_back, stop_on_signals
+    from sensing.process import give_freed_memory_back, on_hangup, stop_on_signals
     from sensing.settings import CoreSettings, settings_error_text
 
     give_freed_memory_back()
@@ -116,9 +131,13 @@ def _run(args: argparse.Namespace) -> int:
         print(f"sensing run: bad settings: {exc}", file=sys.stderr)
         return 2
     configure(settings.log_format)
-    core = StreamCore(settings)
     try:
-        with stop_on_signals(core.stop_event):
+        core = StreamCore(settings)
+    except DirectoryError as exc:
+        print(f"sensing run: bad directory: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return 2
+    try:
+        with stop_on_signals(core.stop_event), on_hangup(core.reload_directory):
             core.run()
     except ConnectionError as exc:
         print(f"sensing run: {exc}", file=sys.stderr)
@@ -180,8 +199,12 @@ def _ack(args: argparse.Namespace) -> int:
     from sensing.wire.messages import Ack
 
     try:
-        ack = Ack(alert_id=args.alert_id, by=args.by,
-                  action="resolve" if args.resolve else "ack")
+        ack = Ack.model_validate({
+            "alert_id": args.alert_id, "by": args.by, "outcome": args.dispose,
+            "note": args.note, "to": args.reassign,
+            "action": "resolve" if args.resolve else "take" if args.take else
+                      "arrived" if args.arrived else "dispose" if args.dispose else
+                      "reassign" if args.reassign else "ack"})
     except ValidationError as exc:
         print(f"sensing ack: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}",
               file=sys.stderr)

@@ -29,6 +29,12 @@ import structlog
 
 from sensing.alerts.book import AlertBook
 from sensing.dedup.journal import Capture, DedupJournal
+from sensing.dispatch.channels.base import Channel, LazyChannel
+from sensing.dispatch.channels.webhook import WebhookChannel
+from sensing.dispatch.deliver import Deliverer
+from sensing.dispatch.directory import DirectoryError
+from sensing.dispatch.outbox import Outbox
+from sensing.dispatch.policy import Routing, load_routing
 from sensing.ingest.received import Acks, Received
 from sensing.ingest.session import BulkSession, Delivery
 from sensing.pipeline import CoreStats, Pipeline, StepOutput, now_ms
@@ -91,6 +97,12 @@ class StreamCore:
         self.committer: Stage[_Commit | Capture] = Stage(
             "commit", self._commit, depth=1024, max_bytes=settings.commit_max_bytes)
         self._capture_queued = False
+        self.deliverer = Deliverer(Outbox(settings.state_dir / "alerts.sqlite"),
+                                   [WebhookChannel(), LazyChannel("apprise", _apprise)])
+        """webhook and Apprise notifications, from the outbox the steps fill (the contract's
+        MQTT dispatch leaves with each step's alerts)"""
+        self._reloaded: Routing | None = None
+        self._reloading = threading.Lock()
 
     @property
     def stats(self) -> CoreStats:
@@ -111,6 +123,7 @@ class StreamCore:
         self._announce_undelivered()
         self.drain.start()
         self.committer.start()
+        self.deliverer.start()
         try:
             while not self.stop_event.is_set():
                 if self.drain.error is not None:
@@ -127,6 +140,7 @@ class StreamCore:
                 self._stop_rest()
 
     def _stop_rest(self) -> None:
+        self.deliverer.stop(self.settings.shutdown_grace_s)
         self.drain.stop(self.settings.shutdown_grace_s)
         self._publish_stats(force=True)
         self._settle_outbox()
@@ -143,9 +157,14 @@ class StreamCore:
         """Handle one batch of messages; the commit thread makes it durable and acknowledges
         it to the broker."""
         book = self.pipeline.book
+        routing, self._reloaded = self._reloaded, None
+        if routing is not None:
+            self.pipeline.dispatch.reload(routing)
         with book.step():
             out = self.pipeline.process(messages, now_ms())
             outbox_id = book.enqueue(out.announce) if out.announce else None
+        if out.announce:
+            self.deliverer.wake()  # the step may have queued webhook or Apprise notifications
         # alerts and dispatch leave before anything is stored
         infos = [self.session.publish(topic, payload) for topic, payload in out.announce]
         if outbox_id is not None:
@@ -164,6 +183,28 @@ class StreamCore:
             self.committer.put(self.journal.capture())
         self._settle_outbox()
         self._publish_stats()
+
+    def reload_directory(self) -> None:
+        """Load the directory file again (SIGHUP) on a thread of its own, a large one takes
+        seconds, and hand it to the step loop; a bad file leaves the current one in force."""
+        path = self.settings.directory_file
+        if path is None:
+            log.warning("reload asked, but no directory_file is configured")
+            return
+
+        def load() -> None:
+            if not self._reloading.acquire(blocking=False):
+                return  # a reload is under way: it reads the file as it is now
+            try:
+                self._reloaded = load_routing(path)
+                log.info("directory reloaded", path=str(path))
+            except (DirectoryError, OSError) as exc:
+                log.error("directory not reloaded; the current one stays", path=str(path),
+                          error=str(exc).splitlines()[0][:500])
+            finally:
+                self._reloading.release()
+
+        threading.Thread(target=load, name="directory-reload", daemon=True).start()
 
     def _commit(self, items: list[_Commit | Capture]) -> None:
         """On the commit thread, in step order: the steps waiting, spooled and journaled
@@ -281,6 +322,11 @@ class StreamCore:
         doc = {"ts": now_ms(), **self.stats.as_dict(), "spooled": self.spool.entries,
                "spooled_bytes": self.spool.size_bytes}
         self.session.publish(topics.CORE_STATS_TOPIC, orjson.dumps(doc), retain=True)
+
+
+def _apprise() -> Channel:
+    from sensing.dispatch.channels.apprise_channel import AppriseChannel
+    return AppriseChannel()
 
 
 def _held_bytes(out: StepOutput) -> int:

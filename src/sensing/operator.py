@@ -136,7 +136,8 @@ def send_ack(client: Client, ack: Ack, wait_s: float) -> AckResult:
         client.paho.on_message = on_message
         # whichever of these the user may read: operators the alerts and dead letters,
         # responders their tier's dispatch messages (which carry acks and resolutions too)
-        client.subscribe(topics.ALERTS_FILTER, topics.DISPATCH_FILTER, ACK_DEADLETTERS)
+        client.subscribe(topics.ALERTS_FILTER, topics.DISPATCH_FILTER, topics.CASES_FILTER,
+                         ACK_DEADLETTERS)
     rc = client.publish(topic, payload)
     if rc is None:
         return AckResult(Verdict.REFUSED, f"the broker did not confirm the ack on {topic}")
@@ -160,8 +161,12 @@ def _verdict(topic: str, raw: bytes, ack: Ack, ack_topic: str, payload: bytes
                 return None
             return AckResult(Verdict.REFUSED,
                              f"the core refused the ack: {dead.reason} [{dead.code}]")
+        if topic.startswith(topics.CASES_FILTER[:-1]):
+            return _case_verdict(orjson.loads(raw), ack)
         alert = Alert.model_validate_json(raw)
     except (ValidationError, ValueError, orjson.JSONDecodeError):
+        return None
+    if ack.action not in ("ack", "resolve"):
         return None
     wanted = "resolved" if ack.action == "resolve" else "acknowledged"
     if alert.alert_id != ack.alert_id or alert.state.value != wanted or alert.by != ack.by:
@@ -169,3 +174,21 @@ def _verdict(topic: str, raw: bytes, ack: Ack, ack_topic: str, payload: bytes
     return AckResult(Verdict.APPLIED, f"{wanted}: {alert.type} {alert.grade.value} on "
                      f"{alert.device} ({alert.area}/{alert.gateway}) by {ack.by}, alert "
                      f"{alert.alert_id}")
+
+
+CASE_EVENT = {"take": "taken", "arrived": "arrived", "dispose": "disposed",
+              "reassign": "reassigned"}
+"""the case message that answers each action of a case (ack and resolve: the alert's)"""
+
+
+def _case_verdict(doc: object, ack: Ack) -> AckResult | None:
+    if not isinstance(doc, dict) or doc.get("event") != CASE_EVENT.get(ack.action):
+        return None
+    members = doc.get("members") or ()
+    if doc.get("by") != ack.by or ack.alert_id not in (doc.get("case_id"), *members):
+        return None
+    detail = {"taken": "", "arrived": "", "disposed": f" as {doc.get('outcome')}",
+              "reassigned": f" to {doc.get('taken_by')}"}[str(doc["event"])]
+    return AckResult(Verdict.APPLIED, f"{doc['event']}{detail}: case {doc.get('case_id')} "
+                     f"({doc.get('type')} {doc.get('grade')} on {doc.get('device')}, "
+                     f"{doc.get('area')}) by {ack.by}")

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
+import orjson
 import structlog
 from pydantic import ValidationError
 
@@ -674,9 +675,13 @@ class Pipeline:
         return int(marks.max()) if n and int(marks.max()) >= 0 else now
 
     def _dispatched(self, step: _Step, out: DispatchOut) -> None:
+        """Publish what the dispatch engine decided; store its case changes and alerts."""
         for alert in out.alerts:
             self._emit(step, alert, alert.ts_raised, dispatched=True)
         step.announce.extend(out.announce)
+        for topic, payload in out.announce:
+            if topic.startswith(topics.CASES_FILTER[:-1]):
+                step.lines.append(self.formatter.case_event(orjson.loads(payload)))
 
     # -- per batch ------------------------------------------------------------------------
 

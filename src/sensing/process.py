@@ -7,7 +7,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
 
@@ -29,6 +29,20 @@ def stop_on_signals(stop: threading.Event) -> Iterator[None]:
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
+
+
+@contextmanager
+def on_hangup(handle: Callable[[], None]) -> Iterator[None]:
+    """SIGHUP calls `handle` (a reload), which must only start work and return. Only the main
+    thread can install handlers; elsewhere this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGHUP, lambda signum, frame: handle())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGHUP, previous)
 
 
 _M_TRIM_THRESHOLD = -1

@@ -14,6 +14,9 @@ of recent float values stay cached from batch to batch.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import numpy as np
 import numpy.typing as npt
 
@@ -173,6 +176,19 @@ class LineFormatter:
             self._prefix.arena, self._prefix.ptr, self._prefix.length,
             self._keys.arena, self._keys.ptr, self._keys.length, *self._float_cache, self._out)
         return self._out[:size].tobytes()
+
+    @staticmethod
+    def case_event(doc: Mapping[str, Any]) -> str:
+        """One change of a case (the `sensing/v1/cases/{area}` message): measurement `case`,
+        one series per case, event and author; its time the dispatch clock's."""
+        tags = [f"{k}={escape_key(str(doc[k]))}" for k in (
+            "area", "gateway", "device", "type", "case_id", "event", "state")]
+        by = str(doc.get("by") or "_")
+        tags.append(f"by={escape_key(by if by.isprintable() else '_')}")
+        if doc.get("outcome"):
+            tags.append(f"outcome={escape_key(str(doc['outcome']))}")
+        members = len(doc.get("members") or ())
+        return f"case,{','.join(tags)} members={members}i,ts={int(doc['ts'])}i {int(doc['ts'])}"
 
     @staticmethod
     def alert(alert: Alert) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -44,3 +46,27 @@ class Channel(Protocol):
     def name(self) -> str: ...
 
     def send(self, notification: Notification) -> SendOutcome: ...
+
+
+class LazyChannel:
+    """A channel built on its first send: a core whose directory names no contact of it never
+    pays for it (Apprise costs 6.4 MB of memory and 0.1 s to import)."""
+
+    def __init__(self, name: str, build: Callable[[], Channel]) -> None:
+        self._name = name
+        self._build = build
+        self._channel: Channel | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    def send(self, notification: Notification) -> SendOutcome:
+        channel = self._channel
+        if channel is None:
+            with self._lock:
+                if self._channel is None:
+                    self._channel = self._build()
+                channel = self._channel
+        return channel.send(notification)
