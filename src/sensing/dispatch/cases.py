@@ -237,6 +237,11 @@ class CaseStore:
             "SELECT doc FROM cases WHERE next_due_ms IS NOT NULL AND next_due_ms <= ?"
             " ORDER BY next_due_ms LIMIT ?", (now_ms, limit))]
 
+    def all_due(self, ts: int) -> None:
+        """Make every case that has a next notification due at `ts` (plan them all again)."""
+        self._db.execute("UPDATE cases SET next_due_ms = ? WHERE next_due_ms IS NOT NULL",
+                         (ts,))
+
     def open_cases(self) -> Iterator[Case]:
         for (raw,) in self._db.execute("SELECT doc FROM cases WHERE is_open = 1"):
             yield _case(raw)

@@ -100,15 +100,18 @@ class DispatchEngine:
         contract's acks always were)"""
         self.routing = routing if routing is not None else routing_of(
             parse_directory(NO_DIRECTORY))
+        self._replan = False
 
     @property
     def directory(self) -> Directory:
         return self.routing.directory
 
     def reload(self, routing: Routing) -> None:
-        """A new directory and policies: open cases keep their chains and what was sent."""
+        """A new directory and policies: open cases keep their chains and what was sent, and
+        are planned again at the next tick (someone new may be due)."""
         self.routing = routing
         self.checks_people = True
+        self._replan = True
 
     # -- alerts ----------------------------------------------------------------------------
 
@@ -185,6 +188,9 @@ class DispatchEngine:
     def tick(self, ts: int) -> DispatchOut:
         """Send what has fallen due by `ts`: next steps, re-notifications, silences ended."""
         self.silences.expire(ts)
+        if self._replan:
+            self._replan = False
+            self.cases.all_due(ts)
         out = DispatchOut()
         for case in self.cases.due(ts, MAX_DUE_PER_TICK):
             out.extend(self._advance(case, ts))
