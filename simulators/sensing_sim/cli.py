@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from rich.console import Console
 
 from sensing_edge.cli import parse_mix
-from sensing_sim.commands import live, offline, record, replay, score
+from sensing_sim.commands import directory, live, offline, record, replay, score
 from sensing_sim.commands.common import EPILOG
 
 __all__ = ["main", "parse_mix"]
@@ -24,7 +24,7 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for command in (live, offline, record, replay, score):
+    for command in (live, offline, record, replay, score, directory):
         command.register(sub)
     return p
 
