@@ -17,6 +17,11 @@ gateway with `gateway.offline` incidents (`Fleet.gateway_outages`) reaches the b
 a loopback relay that cuts its link in each incident's window (`sensing_sim.live_relay`): the
 broker publishes the agent's last will, the agent buffers and delivers after it reconnects.
 Every injected fault is counted in the `LiveReport`.
+
+With `responders` (a directory), the directory's people answer the core's dispatch beside the
+fleet (`sensing_sim.responders`): they take, reach and dispose of its cases on the wall clock.
+Once the fleet stops they go on until every case they heard of is closed, or
+`RespondersSetup.linger_s` passes; the report's `responders` says what they did.
 """
 
 from __future__ import annotations
@@ -43,9 +48,11 @@ from sensing_sim.live_shard import (
     check_reachable,
 )
 from sensing_sim.live_workers import WorkerPool, default_processes
+from sensing_sim.responders import ResponderSim, Truth
+from sensing_sim.responders_live import LiveResponders, RespondersSetup, WallClock
 
-__all__ = ["LiveError", "LiveOptions", "LiveProgress", "LiveReport", "default_processes",
-           "run_live"]
+__all__ = ["LiveError", "LiveOptions", "LiveProgress", "LiveReport", "RespondersSetup",
+           "default_processes", "run_live"]
 
 CONNECT_S_PER_AGENT = 0.05
 """added to connect_timeout_s per agent for the agents' first connections"""
@@ -108,6 +115,11 @@ class LiveProgress:
     malformed_sent: int
     gateways_online: int = 0
     gateways: int = 0
+    cases_open: int | None = None
+    """cases the simulated responders know of that are not closed; None: no responders"""
+    responder_actions: int = 0
+    lingering: bool = False
+    """the fleet has stopped; the responders go on until every case is closed"""
 
 
 @dataclass(slots=True)
@@ -155,6 +167,11 @@ class LiveReport(CountsMalformed):
     """the peak resident memory of the simulator's processes, added up"""
     errors: list[str] = field(default_factory=list)
     """worker processes that did not stop in time (their last counters stand in)"""
+    responders: dict[str, Any] | None = None
+    """what the simulated responders did (`ResponderSim.report`, `LiveResponders.report`);
+    None: none ran"""
+    linger_s: float = 0.0
+    """how long the responders went on after the fleet stopped"""
 
 
     def to_json(self) -> bytes:
@@ -194,8 +211,13 @@ class _LocalShard:
 class _LiveRun:
     """One live run: where its agents run, malformed messages, its clock and its counters."""
 
-    def __init__(self, fleet: Fleet, options: LiveOptions, stop: threading.Event) -> None:
+    def __init__(self, fleet: Fleet, options: LiveOptions, stop: threading.Event,
+                 responders: RespondersSetup | None = None) -> None:
         self.fleet, self.options, self.stop = fleet, options, stop
+        self.responders_setup = responders
+        self.responders: LiveResponders | None = None
+        self.responders_report: dict[str, Any] | None = None
+        self.linger_s = 0.0
         self.epoch = int(time.time()) if options.epoch is None else options.epoch
         self.processes = options.processes or default_processes(fleet)
         self.shards: _Shards = (
@@ -213,15 +235,19 @@ class _LiveRun:
         self.t0 = time.monotonic()
         self.final = ShardCounters()
         self.stopping_ms = 0
+        self.stopped_t: float | None = None
+        """when the fleet had stopped (the responders may linger on)"""
 
     def run(self, progress: Callable[[LiveProgress], None] | None) -> None:
         o = self.options
+        completed = False
         try:
             self.shards.launch(LAUNCH_TIMEOUT_S)
             if self.faults is not None:
                 self.faults.connect(o.connect_timeout_s)
             self.start_ms = wall_clock_ms()
             self.t0 = time.monotonic()
+            self._start_responders()
             self.shards.start(self.start_ms)
             self._wait_connected()
             next_progress = o.progress_every_s
@@ -234,14 +260,56 @@ class _LiveRun:
                     next_progress += o.progress_every_s
                     progress(self.progress(elapsed))
                 self.stop.wait(min(0.1, o.duration_s - elapsed))
+            completed = True
         finally:
             self.stopping_ms = wall_clock_ms()
+            if self.responders is not None:
+                self.responders.shutdown_from(self.stopping_ms)
             try:
                 self.final = self.shards.stop(o.stop_timeout_s)
             finally:
                 if self.faults is not None:
                     self.faults.close(o.stop_timeout_s)
                 self.shards.close()
+                self.stopped_t = time.monotonic()
+                self._finish_responders(progress if completed else None, linger=completed)
+
+    def _start_responders(self) -> None:
+        setup, o = self.responders_setup, self.options
+        if setup is None:
+            return
+        labels = [i.to_dict(self.start_ms) for i in self.fleet.incidents]
+        seed = self.fleet.spec.seed if setup.seed is None else setup.seed
+        sim = ResponderSim(setup.directory, Truth(labels), setup.behaviour, seed)
+        self.responders = LiveResponders(o.host, o.port, sim, WallClock())
+        try:
+            self.responders.start(o.connect_timeout_s)
+        except RuntimeError as exc:
+            self.responders = None
+            raise LiveError(str(exc)) from None
+
+    def _finish_responders(self, progress: Callable[[LiveProgress], None] | None,
+                           linger: bool) -> None:
+        """Let the responders close their cases (unless the run was stopped or failed), then
+        stop them."""
+        responders, setup = self.responders, self.responders_setup
+        if responders is None or setup is None:
+            return
+        o = self.options
+        started = time.monotonic()
+        try:
+            next_progress = 0.0
+            while linger and not self.stop.is_set() and not responders.settled():
+                lingered = time.monotonic() - started
+                if lingered >= setup.linger_s:
+                    break
+                if progress is not None and lingered >= next_progress:
+                    next_progress += o.progress_every_s
+                    progress(self.progress(time.monotonic() - self.t0, lingering=True))
+                self.stop.wait(min(0.2, setup.linger_s - lingered))
+        finally:
+            self.linger_s = round(time.monotonic() - started, 3)
+            self.responders_report = responders.stop(o.stop_timeout_s)
 
     def _wait_connected(self) -> None:
         """Until every agent is connected, but those whose link is cut this early."""
@@ -273,8 +341,9 @@ class _LiveRun:
             self.faults.tally(counters)
         return counters
 
-    def progress(self, elapsed: float) -> LiveProgress:
-        c = self._with_malformed(self.shards.counters())
+    def progress(self, elapsed: float, lingering: bool = False) -> LiveProgress:
+        c = self._with_malformed(self.final if lingering else self.shards.counters())
+        r = self.responders
         return LiveProgress(
             elapsed_s=round(elapsed, 1),
             readings_sampled=c.readings_sampled,
@@ -282,14 +351,18 @@ class _LiveRun:
             readings_acked=c.readings_acked,
             duplicate_readings=c.duplicate_readings,
             malformed_sent=sum(c.malformed.values()),
-            gateways_online=c.connected,
+            gateways_online=0 if lingering else c.connected,
             gateways=len(self.fleet.gateways),
+            cases_open=None if r is None else r.open_cases(),
+            responder_actions=0 if r is None else r.counts.published,
+            lingering=lingering,
         )
 
     def report(self) -> LiveReport:
         c = self._with_malformed(self.final)
         o, spec = self.options, self.fleet.spec
-        duration = time.monotonic() - self.t0
+        # the fleet's run, without the responders' lingering after it
+        duration = (self.stopped_t or time.monotonic()) - self.t0
         return LiveReport(
             broker=f"{o.host}:{o.port}",
             gateways=len(self.fleet.gateways),
@@ -322,6 +395,8 @@ class _LiveRun:
             sim_cpu_s=c.cpu_s,
             sim_max_rss_mb=c.max_rss_mb,
             errors=list(getattr(self.shards, "errors", [])),
+            responders=self.responders_report,
+            linger_s=self.linger_s,
         )
 
 
@@ -335,15 +410,19 @@ def run_live(
     *,
     stop: threading.Event | None = None,
     progress: Callable[[LiveProgress], None] | None = None,
+    responders: RespondersSetup | None = None,
 ) -> LiveReport:
     """Run the fleet for `options.duration_s` (or until `stop` is set), stop every agent
     cleanly (waiting for PUBACKs) and report. Blocks; `progress` is called every
     `options.progress_every_s` from this thread.
 
+    With `responders`, the directory's simulated people answer the core's dispatch during
+    the run and, after it, for up to `responders.linger_s` until every case is closed.
+
     Raises LiveError if the broker cannot be reached or a worker process fails, ValueError
     if `options.processes` cannot hold the fleet.
     """
     check_reachable(options.host, options.port, options.connect_timeout_s)
-    live = _LiveRun(fleet, options, stop or threading.Event())
+    live = _LiveRun(fleet, options, stop or threading.Event(), responders)
     live.run(progress)
     return live.report()

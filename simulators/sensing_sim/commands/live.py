@@ -6,7 +6,7 @@ import argparse
 import sys
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from rich.console import Console
@@ -26,6 +26,7 @@ from sensing_sim.commands.common import (
 
 if TYPE_CHECKING:
     from sensing_sim.fleet import Fleet
+    from sensing_sim.responders_live import RespondersSetup
 
 LIVE_DESCRIPTION = """\
 Run a simulated fleet live: one real edge agent (its own MQTT client) per gateway, each
@@ -43,12 +44,23 @@ a loopback relay: the broker publishes the gateway's last will, its agent buffer
 delivers after reconnecting. Late delivery, restarts, clock skew, device reboots, a
 device's late readings and a gateway's batching are not simulated live.
 
+--directory FILE (the dispatch directory the core uses; `sensing-sim directory` writes one
+for a scenario) runs the directory's people beside the fleet (--responders, on with a
+directory): told of a case on sensing/v1/dispatch/#, they take it (or not: some never answer),
+arrive and dispose of it on sensing/v1/ack/{responder}, with the outcome the incident labels
+call for. After the fleet's run they go on until every case is closed (at most --linger
+seconds); the report's "responders" says what they did.
+
 A large fleet is shared out over worker processes (--processes; by default one per 125
 gateways: hundreds of agents' threads in one process wait on each other for the GIL; and
 paho's select() sees file descriptors below 1,024 only, about 290 agents).
 """
 
 LIVE_EXAMPLES = """\
+  sensing-sim directory --scenario simulators/scenarios/pilot.toml --out pilot-dir.toml
+  sensing-sim live --broker-port 1883 --scenario simulators/scenarios/pilot.toml \\
+      --directory pilot-dir.toml --report pilot.json
+      the pilot with its responders (the core runs with directory_file = pilot-dir.toml)
   sensing-sim live --broker-port 1883 --scenario simulators/scenarios/district.toml \\
       --duration 120
       1,000 gateways, 100,000 devices for two minutes, in worker processes
@@ -92,6 +104,21 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     faults.add_argument("--duplicates", type=ranged(float, 0.0, 1.0), default=0.0,
                         metavar="RATE", help="fraction of batches published twice (default 0)")
     malformed_option(faults)
+    people = live.add_argument_group("responders")
+    people.add_argument("--directory", type=Path, metavar="FILE",
+                        help="the dispatch directory (TOML) whose people answer the core's "
+                        "dispatch (see sensing-sim directory)")
+    people.add_argument("--responders", action=argparse.BooleanOptionalAction, default=None,
+                        help="run the simulated responders (default: on with --directory)")
+    people.add_argument("--responder-seed", type=ranged(int, 0, 2**63 - 1), default=None,
+                        metavar="N", help="seed of the responders' choices (default: the "
+                        "fleet's)")
+    people.add_argument("--linger", type=ranged(float, 0.0, 7 * 86_400), default=1800.0,
+                        metavar="SECONDS", help="after the fleet's run, how long the "
+                        "responders go on until every case is closed (default 1800)")
+    people.add_argument("--responder-time-scale", type=ranged(float, 0.01, 100.0), default=1.0,
+                        metavar="X", help="multiply the responders' delays (take, travel, on "
+                        "site) by X (default 1)")
     out = live.add_argument_group("output")
     out.add_argument("--report", type=Path, metavar="PATH", help="write the report (JSON) here")
     out.add_argument("--json", action="store_true",
@@ -122,6 +149,9 @@ def _summary(report: dict[str, object]) -> list[Table]:
         incidents.add_row(*(str(inc[c]) for c in ("type", "grade", "area", "gateway", "device",
                                                   "start_s", "end_s")))
     tables = [overview, incidents] if rows else [overview]
+    people = report.get("responders")
+    if isinstance(people, dict):
+        tables.append(responders_table(people))
     cuts = report["outages"]
     assert isinstance(cuts, list)
     if cuts:
@@ -134,6 +164,44 @@ def _summary(report: dict[str, object]) -> list[Table]:
             outages.add_row(*(str(cut[c]) for c in columns))
         tables.append(outages)
     return tables
+
+
+def responders_table(people: dict[str, Any]) -> Table:
+    """What the simulated responders did, one row per figure."""
+    table = Table(title="responders (simulated)", show_header=False, title_justify="left")
+
+    def counts(key: str) -> str:
+        value = people.get(key) or {}
+        return ", ".join(f"{k} {v}" for k, v in sorted(value.items())) or "none"
+
+    table.add_row("cases heard of", str(people.get("cases", 0)))
+    table.add_row("cases by state", counts("cases_by_state"))
+    table.add_row("nobody local answered", str(people.get("cases_unanswered", 0)))
+    table.add_row("notifications by role", counts("notifications"))
+    table.add_row("unanswered by role", counts("silent"))
+    table.add_row("actions sent", counts("sent"))
+    table.add_row("disposals by outcome", counts("outcomes"))
+    table.add_row("actions refused", counts("refused"))
+    return table
+
+
+def _responders(args: argparse.Namespace) -> RespondersSetup | None:
+    """The responders' setup of --directory; raises UsageError."""
+    from sensing.dispatch.directory import DirectoryError, load_directory
+    from sensing_sim.responders import Behaviour
+    from sensing_sim.responders_live import RespondersSetup
+
+    wanted = args.responders if args.responders is not None else args.directory is not None
+    if not wanted:
+        return None
+    if args.directory is None:
+        raise UsageError("--responders needs --directory, the directory whose people answer")
+    try:
+        directory = load_directory(args.directory)
+    except DirectoryError as exc:
+        raise UsageError(f"--directory: {exc}") from None
+    return RespondersSetup(directory, Behaviour(time_scale=args.responder_time_scale),
+                           args.responder_seed, args.linger)
 
 
 def _fleet(args: argparse.Namespace, err: Console) -> tuple[Fleet, float, float, int]:
@@ -172,6 +240,7 @@ def execute(args: argparse.Namespace, err: Console) -> int:
 
     configure("console", args.log_level)
     try:
+        responders = _responders(args)
         fleet, duration, duplicates, malformed = _fleet(args, err)
         processes = args.processes or default_processes(fleet)
         plan_shards(fleet, processes)  # too few processes for the fleet: a usage error
@@ -196,6 +265,10 @@ def execute(args: argparse.Namespace, err: Console) -> int:
         counts = (f"sampled {p.readings_sampled:,}  sent {p.readings_sent_unique:,}  acked "
                   f"{p.readings_acked:,}  duplicates {p.duplicate_readings:,}  malformed "
                   f"{p.malformed_sent:,}  online {p.gateways_online:,}/{p.gateways:,}")
+        if p.cases_open is not None:
+            counts += (f"  cases open {p.cases_open:,}  responder actions "
+                       f"{p.responder_actions:,}" + ("  (fleet stopped: responders finish "
+                                                     "their cases)" if p.lingering else ""))
         if err.is_terminal:
             bar.update(task, completed=min(p.elapsed_s, duration), counts=counts)
         else:
@@ -211,7 +284,7 @@ def execute(args: argparse.Namespace, err: Console) -> int:
     stop = threading.Event()
     with stop_on_signals(stop), bar:
         try:
-            report = run_live(fleet, options, stop=stop, progress=show)
+            report = run_live(fleet, options, stop=stop, progress=show, responders=responders)
         except LiveError as exc:
             err.print(f"sensing-sim live: {exc}", markup=False)
             return 1
