@@ -2,10 +2,12 @@
 
 - `read_run`: the labels, and what the run report says (malformed messages sent by reason, the
   run's start and end), from a live report or a labels file.
-- `read_messages`: alert transitions and dead letters from a file of the contract's messages
-  (JSON lines or a JSON array, as the topics carry them; `listen --save` writes such a file).
-  A record with an `alert_id` is an alert, one with `reason` and `payload` a dead letter.
-- `listen`: a plain paho client on `sensing/v1/alerts/#` and `sensing/v1/deadletter/#`.
+- `read_messages`: alert transitions, dead letters and case messages from a file of the
+  contract's messages (JSON lines or a JSON array, as the topics carry them; `listen --save`
+  writes such a file). A record with an `alert_id` is an alert, one with `reason` and
+  `payload` a dead letter, one with `case_id` and `event` (and no `alert_id`) a case's change.
+- `listen`: a plain paho client on `sensing/v1/alerts/#`, `sensing/v1/deadletter/#` and
+  `sensing/v1/cases/#`.
 - `query_store`: the alert transitions the core stored, from VictoriaMetrics' export API.
   The core writes each transition as line protocol (`sensing.store.lineprotocol`): measurement
   `alert`, tags area, gateway, device, type, grade, state, alert_id, field `ts_event`, and the
@@ -45,6 +47,8 @@ ALERT_MEASUREMENT_FIELD = "alert_ts_event"
 `ts_event`)"""
 _ALERT_PREFIX = topics.ALERTS_FILTER.removesuffix("#")
 _DEADLETTER_PREFIX = topics.DEADLETTER_FILTER.removesuffix("#")
+CASES_FILTER = f"{topics.PREFIX}/cases/#"
+_CASES_PREFIX = CASES_FILTER.removesuffix("#")
 
 
 class SourceUnavailable(RuntimeError):
@@ -145,25 +149,35 @@ def is_deadletter(record: Mapping[str, Any]) -> bool:
     return "alert_id" not in record and "reason" in record and "payload" in record
 
 
+def is_case(record: Mapping[str, Any]) -> bool:
+    """A case's change (`sensing/v1/cases/{area}`), with the `ts` the score needs."""
+    return ("alert_id" not in record and "case_id" in record and "event" in record
+            and isinstance(record.get("ts"), int) and not isinstance(record.get("ts"), bool))
+
+
 @dataclass(slots=True)
 class Messages:
-    """What the alerts and dead-letter topics carried (or a store or file gave back)."""
+    """What the alerts, dead-letter and cases topics carried (or a store or file gave back)."""
 
     alerts: list[dict[str, Any]] = field(default_factory=list)
     deadletters: list[dict[str, Any]] = field(default_factory=list)
+    cases: list[dict[str, Any]] = field(default_factory=list)
 
     def add(self, record: dict[str, Any], where: str) -> None:
         if is_alert(record):
             self.alerts.append(record)
         elif is_deadletter(record):
             self.deadletters.append(record)
+        elif is_case(record):
+            self.cases.append(record)
         else:
-            raise ValueError(f"{where}: neither an alert (no alert_id) nor a dead letter "
-                             "(reason and payload)")
+            raise ValueError(f"{where}: neither an alert (no alert_id), a dead letter "
+                             "(reason and payload) nor a case's change (case_id, event, ts)")
 
 
 def read_messages(path: Path) -> Messages:
-    """Alert transitions and dead letters from a file of the contract's messages."""
+    """Alert transitions, dead letters and case changes from a file of the contract's
+    messages."""
     doc = _json_records(path.read_bytes(), str(path))
     out = Messages()
     for n, record in enumerate([doc] if isinstance(doc, dict) else doc, 1):
@@ -191,9 +205,10 @@ class _Saver:
 def listen(host: str, port: int, stop_at: Callable[[], float], save: Path | None = None,
            on_ready: Callable[[], None] | None = None, connect_timeout_s: float = 10.0,
            stop: threading.Event | None = None) -> Messages:
-    """Alerts and dead letters heard on the broker until `time.time()` reaches `stop_at()`
-    (asked again and again: it may move), `stop` is set, or Ctrl-C; `on_ready` runs once the
-    subscriptions are granted. A message that is not JSON, or neither kind, is skipped."""
+    """Alerts, dead letters and case changes heard on the broker until `time.time()` reaches
+    `stop_at()` (asked again and again: it may move), `stop` is set, or Ctrl-C; `on_ready`
+    runs once the subscriptions are granted. A message that is not JSON, or of no such kind,
+    is skipped."""
     heard = Messages()
     lock = threading.Lock()
     subscribed, connected = threading.Event(), threading.Event()
@@ -205,7 +220,8 @@ def listen(host: str, port: int, stop_at: Callable[[], float], save: Path | None
         if rc.is_failure:
             failure.append(f"the broker refused the connection: {rc}")
         else:
-            c.subscribe([(topics.ALERTS_FILTER, 1), (topics.DEADLETTER_FILTER, 1)])
+            c.subscribe([(topics.ALERTS_FILTER, 1), (topics.DEADLETTER_FILTER, 1),
+                         (CASES_FILTER, 1)])
         connected.set()
 
     def on_subscribe(c: mqtt.Client, u: object, mid: int, codes: Any, p: object) -> None:
@@ -217,7 +233,7 @@ def listen(host: str, port: int, stop_at: Callable[[], float], save: Path | None
         saver = _Saver(out)
 
         def on_message(c: mqtt.Client, u: object, msg: mqtt.MQTTMessage) -> None:
-            if not msg.topic.startswith((_ALERT_PREFIX, _DEADLETTER_PREFIX)):
+            if not msg.topic.startswith((_ALERT_PREFIX, _DEADLETTER_PREFIX, _CASES_PREFIX)):
                 return
             try:
                 record = orjson.loads(msg.payload)
@@ -260,7 +276,7 @@ def listen(host: str, port: int, stop_at: Callable[[], float], save: Path | None
             client.disconnect()
             client.loop_stop()
     with lock:
-        return Messages(list(heard.alerts), list(heard.deadletters))
+        return Messages(list(heard.alerts), list(heard.deadletters), list(heard.cases))
 
 
 @contextlib.contextmanager

@@ -19,6 +19,7 @@ from rich.table import Table
 from sensing.wire.topics import is_valid_name
 from sensing_edge.cli import parse_mix
 from sensing_sim.score import DeadLetterScore, TypeScore
+from sensing_sim.score_dispatch import DispatchScore
 
 if TYPE_CHECKING:
     from sensing_sim.fleet import Fleet
@@ -85,6 +86,42 @@ def deadletter_table(dl: DeadLetterScore) -> Table:
     elif dl.dead_lettered is None:
         table.caption = "?: no dead letters to count (--deadletters, or --listen)"
     return table
+
+
+def dispatch_tables(ds: DispatchScore) -> list[Table]:
+    """Per alert type how the cases went, and the disposals against the ground truth."""
+    table = Table(title="dispatch (cases); time from opening, p50 / p95 in simulated seconds",
+                  title_justify="left")
+    for column in ("type", "opened", "told", "told s", "taken", "take s", "disposed",
+                   "dispose s", "command", "family", "outcome ok"):
+        table.add_column(column, justify="left" if column == "type" else "right",
+                         no_wrap=True)
+
+    def secs(p50: float | None, p95: float | None) -> str:
+        return "" if p50 is None or p95 is None else f"{p50:.1f} / {p95:.1f}"
+
+    for t in (*ds.types, ds.total):
+        rate = "" if t.outcome_rate is None else f"{t.outcome_ok}/{t.disposed}"
+        table.add_row(t.type, str(t.opened), str(t.notified),
+                      secs(t.notify_p50_s, t.notify_p95_s), str(t.taken),
+                      secs(t.take_p50_s, t.take_p95_s), str(t.disposed),
+                      secs(t.dispose_p50_s, t.dispose_p95_s), str(t.climbed_command),
+                      str(t.climbed_family), rate, style="bold" if t is ds.total else None)
+    captions = ["command: cases whose street, district or city command was told; family: "
+                "cases whose relatives or volunteers were told"]
+    if ds.left_out:
+        captions.append(f"left out: {ds.left_out} gateway.offline cases opened as the run "
+                        "stopped its gateways")
+    table.caption = "\n".join(captions)
+    outcomes = Table(title="disposals: expected (ground truth) against disposed",
+                     title_justify="left")
+    found = sorted({o for row in ds.outcomes.values() for o in row})
+    outcomes.add_column("expected")
+    for o in found:
+        outcomes.add_column(o, justify="right")
+    for expected, row in sorted(ds.outcomes.items()):
+        outcomes.add_row(expected, *(str(row.get(o, "")) for o in found))
+    return [table, outcomes] if ds.outcomes else [table]
 
 
 def stdout() -> Console:

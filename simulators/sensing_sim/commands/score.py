@@ -21,6 +21,7 @@ from sensing_sim.commands.common import (
     EXIT_RUNTIME,
     EXIT_USAGE,
     deadletter_table,
+    dispatch_tables,
     ranged,
     score_table,
     stdout,
@@ -32,7 +33,9 @@ from sensing_sim.score import (
     report_json,
     score,
 )
+from sensing_sim.score_dispatch import DispatchScore, dispatch_score
 from sensing_sim.score_sources import (
+    CASES_FILTER,
     Messages,
     Run,
     SourceUnavailable,
@@ -70,6 +73,14 @@ Dead letters: the malformed messages the run sent (the run report's malformed_se
 --labels is a live report, or --report) against the dead letters the core published (heard
 when listening, from --deadletters, or dead letters inside the --alerts file), by the
 simulator's reasons; the core's reason texts are sorted into them, "other" for the rest.
+
+Dispatch: when the messages hold the core's case changes (sensing/v1/cases/#: --listen hears
+them, --save keeps them, --alerts FILE reads them back), a second table says per alert type
+how many cases opened, were told to somebody, taken and disposed, the time from opening to
+each (p50 / p95), how many climbed the command structure (street, district or city command
+told) or the family chain (relatives or volunteers told), and how many disposals matched the
+ground truth (a fire "fire", a fault "device_fault", a nuisance "false_alarm", ...). --json
+adds it as "dispatch".
 
 --json prints {{"types": [per-type scores], "deadletters": {{"malformed_sent": N,
 "dead_lettered": M, "by_reason": {{reason: {{"sent": n, "dead_lettered": m}}}}}}, "source":
@@ -133,8 +144,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     broker.add_argument("--duration", type=ranged(float, 0.1, 7 * 86_400), metavar="SECONDS",
                         help="listen this long (default: until the labels' last end + grace)")
     broker.add_argument("--save", type=Path, metavar="PATH",
-                        help="also write every alert and dead letter heard to PATH, JSON lines "
-                        "(replaces PATH; readable by --alerts and --deadletters)")
+                        help="also write every alert, dead letter and case change heard to "
+                        "PATH, JSON lines (replaces PATH; readable by --alerts and "
+                        "--deadletters)")
     scorer.set_defaults(execute=execute)
 
 
@@ -212,9 +224,9 @@ def _listen(args: argparse.Namespace, err: Console) -> tuple[Run, Messages]:
         until = (f"for {args.duration:g} s" if when.fixed is not None
                  else "until the labels' last end + grace" if when.run is None
                  else time.strftime("until %H:%M:%S", time.localtime(when.deadline())))
-        err.print(f"sensing-sim score: listening on {host}:{port} to {topics.ALERTS_FILTER} "
-                  f"and {topics.DEADLETTER_FILTER} {until} (Ctrl-C stops early)", markup=False,
-                  soft_wrap=True)
+        err.print(f"sensing-sim score: listening on {host}:{port} to {topics.ALERTS_FILTER}, "
+                  f"{topics.DEADLETTER_FILTER} and {CASES_FILTER} {until} (Ctrl-C stops "
+                  "early)", markup=False, soft_wrap=True)
 
     # SIGINT and SIGTERM stop it early even when it was started with SIGINT ignored (as a
     # shell's background job is: Python then installs no KeyboardInterrupt)
@@ -270,6 +282,10 @@ def execute(args: argparse.Namespace, err: Console) -> int:
         alerts = [a for a in alerts if not run.shutdown_alert(a)]
         scores = score(run.labels, alerts, args.grace)
         dead = _dead_letters(args, run, heard, from_file)
+        case_messages = (heard or from_file or Messages()).cases
+        dispatch: DispatchScore | None = dispatch_score(
+            case_messages, run.labels, stopping_ms=run.stopping_ms,
+            grace_s=args.grace) if case_messages else None
     except UsageError as exc:
         return fail(EXIT_USAGE, str(exc))
     except SourceUnavailable as exc:
@@ -278,7 +294,8 @@ def execute(args: argparse.Namespace, err: Console) -> int:
         return fail(EXIT_USAGE, f"{type(exc).__name__}: {exc}")
     if args.json:
         doc = report_json(scores, dead, source=source, transitions=len(transitions),
-                          shutdown_alerts_left_out=len(shutdown))
+                          shutdown_alerts_left_out=len(shutdown),
+                          **({} if dispatch is None else {"dispatch": dispatch.as_json()}))
         sys.stdout.write(orjson.dumps(doc).decode() + "\n")
     else:
         out = stdout()
@@ -288,4 +305,7 @@ def execute(args: argparse.Namespace, err: Console) -> int:
         if shutdown:
             out.print(f"left out: {len(shutdown)} gateway.offline alerts raised as the run "
                       "stopped its agents", markup=False)
+        if dispatch is not None:
+            for table in dispatch_tables(dispatch):
+                out.print(table)
     return EXIT_OK
