@@ -424,6 +424,7 @@ class DispatchEngine:
             raise ActionRefused(Code.SILENCE_INVALID, f"no silence {silence_id[:64]} in force")
         self._check_operator(by, found.area)
         self.silences.remove(silence_id, by)
+        self._replan = True  # the cases it held are due now, not when it would have ended
 
     def _check_operator(self, by: str, area: str) -> None:
         if not self.checks_people:
