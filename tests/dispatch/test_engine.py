@@ -72,6 +72,10 @@ def test_a_fire_under_one_gateway_is_one_incident_dispatched_once() -> None:
     eng = engine()
     first, out = alarm(eng, "smoke-7")
     assert told(out) == [("grid", "grid-1")]
+    # every notification is recorded with its outcome, the MQTT ones too
+    (record,) = eng.outbox.history(first.alert_id)
+    assert (record.responder, record.channel, record.state) == ("grid-1", "mqtt", "sent")
+    assert record.notification_id == orjson.loads(out.announce[1][1])["notification_id"]
     second, out = alarm(eng, "smoke-8", ts=T + 5_000)
     assert told(out) == []  # joined the open case: nobody is told twice
     case = eng.cases.of_alert(second.alert_id)

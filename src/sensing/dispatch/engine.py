@@ -308,17 +308,19 @@ class DispatchEngine:
         nobody); the others go to the outbox, for the delivery loop."""
         contacts = tuple(contacts) or (Contact(channel="mqtt"),)
         mqtt: list[tuple[str, bytes]] = []
-        queued = []
+        published, queued = [], []
         doc = self._dispatch_doc(case, alert, step, rnd, role, responder)
         for contact in contacts:
             n = make_notification(case_id=case.case_id, step=step, responder=responder or "-",
                                   role=role, contact=contact, payload=b"", round_=rnd)
             doc["notification_id"] = n.notification_id
-            payload = orjson.dumps(doc)
+            n = replace(n, payload=orjson.dumps(doc))
             if contact.channel == "mqtt":
-                mqtt.append((topics.dispatch_topic(tier_of(role), alert.area), payload))
+                mqtt.append((topics.dispatch_topic(tier_of(role), alert.area), n.payload))
+                published.append(n)
             else:
-                queued.append(replace(n, payload=payload))
+                queued.append(n)
+        self.outbox.published(published, ts)
         if queued:
             self.outbox.enqueue(queued, ts, commit=False)
         return mqtt

@@ -247,6 +247,29 @@ class Outbox:
                         dropped=len(dropped), max_pending=self.max_pending)
         return EnqueueResult(added, duplicates, tuple(dropped))
 
+    def published(self, notifications: Iterable[Notification], now_ms: int) -> int:
+        """Record notifications the core publishes itself with a step (the contract's MQTT
+        dispatch topic) as sent, with their attempt; no commit (the step's transaction
+        holds them). The step's own outbox re-publishes them until the broker confirms, so
+        the delivery loop never sends them. Returns how many were new."""
+        added = 0
+        for n in notifications:
+            cur = self._db.execute(
+                "INSERT OR IGNORE INTO notification (notification_id, case_id, responder, role,"
+                " channel, url, route_key, payload, rank, state, attempts, created_ms,"
+                " next_attempt_ms, first_attempt_ms, updated_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?,"
+                " ?, 'sent', 1, ?, ?, ?, ?)",
+                (n.notification_id, n.case_id, n.responder, n.role, n.contact.channel,
+                 n.contact.url, route_key(n.contact), n.payload, PayloadView.of(n.payload).rank,
+                 now_ms, now_ms, now_ms, now_ms))
+            if cur.rowcount == 1:
+                added += 1
+                self._db.execute(
+                    "INSERT INTO notification_attempt (notification_id, ts_ms, outcome, error,"
+                    " duration_ms) VALUES (?, ?, 'sent', 'published with the core''s step', 0)",
+                    (n.notification_id, now_ms))
+        return added
+
     def _drop_overflow(self, channel: str, now_ms: int) -> list[str]:
         excess = self.pending(channel) - self.max_pending
         if excess <= 0:
