@@ -48,8 +48,13 @@ from sensing_sim.live_shard import (
     check_reachable,
 )
 from sensing_sim.live_workers import WorkerPool, default_processes
-from sensing_sim.responders import ResponderSim, Truth
-from sensing_sim.responders_live import LiveResponders, RespondersSetup, WallClock
+from sensing_sim.responders_live import (
+    LiveResponders,
+    RespondersSetup,
+    WallClock,
+    linger_until_settled,
+    start_responders,
+)
 
 __all__ = ["LiveError", "LiveOptions", "LiveProgress", "LiveReport", "RespondersSetup",
            "default_processes", "run_live"]
@@ -279,13 +284,10 @@ class _LiveRun:
         if setup is None:
             return
         labels = [i.to_dict(self.start_ms) for i in self.fleet.incidents]
-        seed = self.fleet.spec.seed if setup.seed is None else setup.seed
-        sim = ResponderSim(setup.directory, Truth(labels), setup.behaviour, seed)
-        self.responders = LiveResponders(o.host, o.port, sim, WallClock())
         try:
-            self.responders.start(o.connect_timeout_s)
+            self.responders = start_responders(setup, labels, o.host, o.port, WallClock(),
+                                               self.fleet.spec.seed, o.connect_timeout_s)
         except RuntimeError as exc:
-            self.responders = None
             raise LiveError(str(exc)) from None
 
     def _finish_responders(self, progress: Callable[[LiveProgress], None] | None,
@@ -296,19 +298,16 @@ class _LiveRun:
         if responders is None or setup is None:
             return
         o = self.options
-        started = time.monotonic()
+
+        def tick(_: float) -> None:
+            if progress is not None:
+                progress(self.progress(time.monotonic() - self.t0, lingering=True))
+
         try:
-            next_progress = 0.0
-            while linger and not self.stop.is_set() and not responders.settled():
-                lingered = time.monotonic() - started
-                if lingered >= setup.linger_s:
-                    break
-                if progress is not None and lingered >= next_progress:
-                    next_progress += o.progress_every_s
-                    progress(self.progress(time.monotonic() - self.t0, lingering=True))
-                self.stop.wait(min(0.2, setup.linger_s - lingered))
+            if linger:
+                self.linger_s = linger_until_settled(responders, setup.linger_s, self.stop,
+                                                     tick, o.progress_every_s)
         finally:
-            self.linger_s = round(time.monotonic() - started, 3)
             self.responders_report = responders.stop(o.stop_timeout_s)
 
     def _wait_connected(self) -> None:

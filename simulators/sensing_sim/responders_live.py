@@ -20,6 +20,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
@@ -30,7 +31,7 @@ from pydantic import ValidationError
 
 from sensing.dispatch.directory import Directory
 from sensing.wire import topics
-from sensing_sim.responders import Behaviour, CaseMessage, DispatchMessage, ResponderSim
+from sensing_sim.responders import Behaviour, CaseMessage, DispatchMessage, ResponderSim, Truth
 
 CASES_FILTER: Final = f"{topics.PREFIX}/cases/#"
 ACK_DEADLETTER_TOPIC: Final = topics.deadletter_topic("_", "ack")
@@ -272,3 +273,32 @@ class LiveResponders:
                 "heard": {"dispatch": c.dispatch, "cases": c.cases, "refusals": c.refusals,
                           "invalid": c.invalid},
                 "published": c.published, "unconfirmed": unconfirmed}
+
+
+def start_responders(setup: RespondersSetup, labels: Sequence[Mapping[str, Any]], host: str,
+                     port: int, clock: Clock, default_seed: int, timeout_s: float
+                     ) -> LiveResponders:
+    """The responders of `setup`, connected and acting, with `labels` (on `clock`'s time) as
+    their ground truth; RuntimeError if the broker does not let them."""
+    seed = default_seed if setup.seed is None else setup.seed
+    responders = LiveResponders(host, port, ResponderSim(setup.directory, Truth(labels),
+                                                         setup.behaviour, seed), clock)
+    responders.start(timeout_s)
+    return responders
+
+
+def linger_until_settled(responders: LiveResponders, linger_s: float, stop: threading.Event,
+           tick: Callable[[float], None] | None = None, every_s: float = 5.0) -> float:
+    """Let the responders go on until every case they heard of is closed, `linger_s` passes or
+    `stop` is set; `tick(seconds lingered)` every `every_s`. Returns the seconds lingered."""
+    started = time.monotonic()
+    next_tick = 0.0
+    while not stop.is_set() and not responders.settled():
+        lingered = time.monotonic() - started
+        if lingered >= linger_s:
+            break
+        if tick is not None and lingered >= next_tick:
+            next_tick += every_s
+            tick(lingered)
+        stop.wait(min(0.2, linger_s - lingered))
+    return round(time.monotonic() - started, 3)

@@ -188,3 +188,47 @@ def test_live_runs_the_responders_of_a_directory_and_reports_them(
     (tmp_path / "bad.toml").write_text("areas = []\n")
     assert main(["live", "--broker-port", str(broker.port), "--duration", "1",
                  "--directory", str(tmp_path / "bad.toml")]) == 2
+
+
+def test_on_the_fleets_clock_a_delay_takes_its_simulated_seconds_over_the_speed(
+        broker: Mosquitto) -> None:
+    speed = 20.0
+    fleet_ms = 1_795_485_600_000  # a replayed fleet's clock, long past
+    sim = ResponderSim(parse_directory(DIRECTORY), Truth([]),
+                       Behaviour(roles=behaviour(grid_worker=CERTAIN).roles,
+                                 unanswered_share=0.0, first_unanswered=False), seed=1)
+    clock = FleetClock(speed)
+    people = LiveResponders("127.0.0.1", broker.port, sim, clock, quiet_s=0.5)
+    people.start(10)
+    listener = Listener(broker, "sensing/v1/ack/#")
+    pub = publisher(broker)
+    try:
+        doc = orjson.loads(_case("f1", "opened"))
+        publish(pub, "sensing/v1/cases/comm-1", orjson.dumps({**doc, "ts": fleet_ms}))
+        told = time.monotonic()
+        publish(pub, *_dispatch("f1", "grid-1", "grid_worker", "grid"))
+        [(at, topic, act)] = _acts(listener, 1)
+        assert (topic, act["action"]) == ("sensing/v1/ack/grid-1", "take")
+        assert 40 / speed - 0.05 <= at - told <= 40 / speed + TOLERANCE_S
+        assert abs(clock.now_ms() - (fleet_ms + (time.monotonic() - told) * speed * 1000)) \
+            < speed * 1000 * TOLERANCE_S
+    finally:
+        listener.close()
+        pub.disconnect()
+        people.stop(5)
+
+
+def test_replay_runs_the_responders_on_the_fleets_clock(
+        broker: Mosquitto, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    recording, directory = tmp_path / "r.simrec", tmp_path / "dir.toml"
+    assert main(["record", "--gateways", "1", "--devices", "4", "--areas", "comm-1",
+                 "--duration", "20", "--incidents", "none", "--out", str(recording)]) == 0
+    write_directory(directory, DIRECTORY)
+    capsys.readouterr()
+    assert main(["replay", str(recording), "--broker-port", str(broker.port), "--speed", "20",
+                 "--directory", str(directory), "--linger", "1", "--json"]) == 0
+    report = orjson.loads(capsys.readouterr().out)
+    assert report["responders"]["clock"] == "fleet" and report["responders"]["cases"] == 0
+    assert report["linger_s"] <= 3 and report["speed"] == 20
+    assert main(["replay", str(recording), "--broker-port", str(broker.port),
+                 "--responders"]) == 2

@@ -23,6 +23,7 @@ from sensing_sim.score_dispatch import DispatchScore
 
 if TYPE_CHECKING:
     from sensing_sim.fleet import Fleet
+    from sensing_sim.responders_live import RespondersSetup
     from sensing_sim.transport import TransportFaults
 
 EPILOG = """examples:
@@ -205,6 +206,25 @@ def run_options(parser: argparse.ArgumentParser, what: str) -> None:
                           "00:00 UTC)")
 
 
+def responder_options(parser: argparse.ArgumentParser) -> None:
+    """--directory and the simulated responders' options (live and replay)."""
+    people = parser.add_argument_group("responders")
+    people.add_argument("--directory", type=Path, metavar="FILE",
+                        help="the dispatch directory (TOML) whose people answer the core's "
+                        "dispatch (see sensing-sim directory)")
+    people.add_argument("--responders", action=argparse.BooleanOptionalAction, default=None,
+                        help="run the simulated responders (default: on with --directory)")
+    people.add_argument("--responder-seed", type=ranged(int, 0, 2**63 - 1), default=None,
+                        metavar="N", help="seed of the responders' choices (default: the "
+                        "fleet's)")
+    people.add_argument("--linger", type=ranged(float, 0.0, 7 * 86_400), default=1800.0,
+                        metavar="SECONDS", help="after the fleet's run, how long the "
+                        "responders go on until every case is closed (default 1800)")
+    people.add_argument("--responder-time-scale", type=ranged(float, 0.01, 100.0), default=1.0,
+                        metavar="X", help="multiply the responders' delays (take, travel, on "
+                        "site) by X (default 1)")
+
+
 class UsageError(ValueError):
     """A bad option or scenario file: the command exits 2 with this message."""
 
@@ -274,3 +294,41 @@ def write_report(path: Path, doc: dict[str, Any], err: Console, command: str) ->
         err.print(f"sensing-sim {command}: cannot write the report: {exc}", markup=False)
         return False
     return True
+
+
+def responders_from_args(args: argparse.Namespace) -> RespondersSetup | None:
+    """The responders' setup of --directory; raises UsageError."""
+    from sensing.dispatch.directory import DirectoryError, load_directory
+    from sensing_sim.responders import Behaviour
+    from sensing_sim.responders_live import RespondersSetup
+
+    wanted = args.responders if args.responders is not None else args.directory is not None
+    if not wanted:
+        return None
+    if args.directory is None:
+        raise UsageError("--responders needs --directory, the directory whose people answer")
+    try:
+        directory = load_directory(args.directory)
+    except DirectoryError as exc:
+        raise UsageError(f"--directory: {exc}") from None
+    return RespondersSetup(directory, Behaviour(time_scale=args.responder_time_scale),
+                           args.responder_seed, args.linger)
+
+
+def responders_table(people: dict[str, Any]) -> Table:
+    """What the simulated responders did, one row per figure."""
+    table = Table(title="responders (simulated)", show_header=False, title_justify="left")
+
+    def counts(key: str) -> str:
+        value = people.get(key) or {}
+        return ", ".join(f"{k} {v}" for k, v in sorted(value.items())) or "none"
+
+    table.add_row("cases heard of", str(people.get("cases", 0)))
+    table.add_row("cases by state", counts("cases_by_state"))
+    table.add_row("nobody local answered", str(people.get("cases_unanswered", 0)))
+    table.add_row("notifications by role", counts("notifications"))
+    table.add_row("unanswered by role", counts("silent"))
+    table.add_row("actions sent", counts("sent"))
+    table.add_row("disposals by outcome", counts("outcomes"))
+    table.add_row("actions refused", counts("refused"))
+    return table

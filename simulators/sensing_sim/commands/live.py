@@ -6,7 +6,7 @@ import argparse
 import sys
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import orjson
 from rich.console import Console
@@ -21,12 +21,14 @@ from sensing_sim.commands.common import (
     malformed_option,
     plan_from_args,
     ranged,
+    responder_options,
+    responders_from_args,
+    responders_table,
     write_report,
 )
 
 if TYPE_CHECKING:
     from sensing_sim.fleet import Fleet
-    from sensing_sim.responders_live import RespondersSetup
 
 LIVE_DESCRIPTION = """\
 Run a simulated fleet live: one real edge agent (its own MQTT client) per gateway, each
@@ -104,21 +106,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     faults.add_argument("--duplicates", type=ranged(float, 0.0, 1.0), default=0.0,
                         metavar="RATE", help="fraction of batches published twice (default 0)")
     malformed_option(faults)
-    people = live.add_argument_group("responders")
-    people.add_argument("--directory", type=Path, metavar="FILE",
-                        help="the dispatch directory (TOML) whose people answer the core's "
-                        "dispatch (see sensing-sim directory)")
-    people.add_argument("--responders", action=argparse.BooleanOptionalAction, default=None,
-                        help="run the simulated responders (default: on with --directory)")
-    people.add_argument("--responder-seed", type=ranged(int, 0, 2**63 - 1), default=None,
-                        metavar="N", help="seed of the responders' choices (default: the "
-                        "fleet's)")
-    people.add_argument("--linger", type=ranged(float, 0.0, 7 * 86_400), default=1800.0,
-                        metavar="SECONDS", help="after the fleet's run, how long the "
-                        "responders go on until every case is closed (default 1800)")
-    people.add_argument("--responder-time-scale", type=ranged(float, 0.01, 100.0), default=1.0,
-                        metavar="X", help="multiply the responders' delays (take, travel, on "
-                        "site) by X (default 1)")
+    responder_options(live)
     out = live.add_argument_group("output")
     out.add_argument("--report", type=Path, metavar="PATH", help="write the report (JSON) here")
     out.add_argument("--json", action="store_true",
@@ -166,44 +154,6 @@ def _summary(report: dict[str, object]) -> list[Table]:
     return tables
 
 
-def responders_table(people: dict[str, Any]) -> Table:
-    """What the simulated responders did, one row per figure."""
-    table = Table(title="responders (simulated)", show_header=False, title_justify="left")
-
-    def counts(key: str) -> str:
-        value = people.get(key) or {}
-        return ", ".join(f"{k} {v}" for k, v in sorted(value.items())) or "none"
-
-    table.add_row("cases heard of", str(people.get("cases", 0)))
-    table.add_row("cases by state", counts("cases_by_state"))
-    table.add_row("nobody local answered", str(people.get("cases_unanswered", 0)))
-    table.add_row("notifications by role", counts("notifications"))
-    table.add_row("unanswered by role", counts("silent"))
-    table.add_row("actions sent", counts("sent"))
-    table.add_row("disposals by outcome", counts("outcomes"))
-    table.add_row("actions refused", counts("refused"))
-    return table
-
-
-def _responders(args: argparse.Namespace) -> RespondersSetup | None:
-    """The responders' setup of --directory; raises UsageError."""
-    from sensing.dispatch.directory import DirectoryError, load_directory
-    from sensing_sim.responders import Behaviour
-    from sensing_sim.responders_live import RespondersSetup
-
-    wanted = args.responders if args.responders is not None else args.directory is not None
-    if not wanted:
-        return None
-    if args.directory is None:
-        raise UsageError("--responders needs --directory, the directory whose people answer")
-    try:
-        directory = load_directory(args.directory)
-    except DirectoryError as exc:
-        raise UsageError(f"--directory: {exc}") from None
-    return RespondersSetup(directory, Behaviour(time_scale=args.responder_time_scale),
-                           args.responder_seed, args.linger)
-
-
 def _fleet(args: argparse.Namespace, err: Console) -> tuple[Fleet, float, float, int]:
     """The fleet, duration, duplicate rate and malformed count of --scenario or the
     options; raises UsageError or ValueError."""
@@ -240,7 +190,7 @@ def execute(args: argparse.Namespace, err: Console) -> int:
 
     configure("console", args.log_level)
     try:
-        responders = _responders(args)
+        responders = responders_from_args(args)
         fleet, duration, duplicates, malformed = _fleet(args, err)
         processes = args.processes or default_processes(fleet)
         plan_shards(fleet, processes)  # too few processes for the fleet: a usage error

@@ -5,14 +5,27 @@ from __future__ import annotations
 import argparse
 import sys
 import threading
+import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from rich.console import Console
 from rich.progress import Progress
 
 from sensing.process import stop_on_signals
-from sensing_sim.commands.common import ranged, write_report
+from sensing_sim.commands.common import (
+    UsageError,
+    ranged,
+    responder_options,
+    responders_from_args,
+    responders_table,
+    write_report,
+)
+
+if TYPE_CHECKING:
+    from sensing_sim.recording import RecordingReader
+    from sensing_sim.responders_live import LiveResponders, RespondersSetup
 
 REPLAY_DESCRIPTION = """\
 Publish a recording (`sensing-sim record`) to an MQTT broker at QoS 1, SPEED times faster
@@ -24,9 +37,15 @@ carries the labels on this replay's clock, ready for `sensing-sim score --labels
 which then gives latencies in simulated seconds. lag_max_s in the report says how far the
 replay fell behind its schedule (large: this speed is more than the broker or machine takes).
 
+--directory FILE runs the directory's simulated responders beside the replay, as `sensing-sim
+live --directory` does, on the fleet's clock (the core's dispatch_clock = "fleet"): the time
+of the core's case messages, running on at SPEED between them, so a delay of N simulated
+seconds takes N / SPEED wall seconds. The report gains "responders" and "linger_s".
+
 examples:
   sensing-sim replay pilot.simrec --broker-port 1883 --speed 60 --report replay.json
   sensing-sim score --labels replay.json --listen --broker-port 1883
+  sensing-sim replay pilot.simrec --broker-port 1883 --speed 10 --directory pilot-dir.toml
 
 exit codes: 0 ok, 1 runtime failure (broker unreachable, not all acknowledged), 2 usage error
 """
@@ -47,6 +66,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                         help="write the report (JSON, with the labels) here")
     replay.add_argument("--json", action="store_true",
                         help="print the report as one JSON object on stdout")
+    responder_options(replay)
     replay.set_defaults(execute=execute)
 
 
@@ -62,22 +82,38 @@ def execute(args: argparse.Namespace, err: Console) -> int:
         return 2
     speed = args.speed if args.speed is not None else float(header.header.get("speed", 1.0))
     duration = float(header.header["duration_s"])
+    try:
+        setup = responders_from_args(args)
+    except UsageError as exc:
+        err.print(f"sensing-sim replay: {exc}", markup=False)
+        return 2
     stop = threading.Event()
     with stop_on_signals(stop), Progress(console=err, transient=True) as bar:
         task = bar.add_task(f"replay ×{speed:g}", total=duration)
+        try:
+            people = None if setup is None else _start_responders(setup, header, args, speed)
+        except RuntimeError as exc:
+            err.print(f"sensing-sim replay: {exc}", markup=False)
+            return 1
         try:
             report = replay(args.recording, host=args.host, port=args.broker_port, speed=speed,
                             stop=stop,
                             progress=lambda p: bar.update(task, completed=p.sim_s))
         except (ReplayError, RecordingError) as exc:
             err.print(f"sensing-sim replay: {exc}", markup=False)
+            if people is not None:
+                people.stop(5.0)
             return 1
-    if args.report is not None and not write_report(args.report, report.to_dict(), err,
-                                                    "replay"):
+    doc = report.to_dict()
+    if people is not None and setup is not None:
+        doc |= _finish_responders(people, setup, stop, err)
+    if args.report is not None and not write_report(args.report, doc, err, "replay"):
         return 1
     if args.json:
-        sys.stdout.write(orjson.dumps(report.to_dict()).decode() + "\n")
+        sys.stdout.write(orjson.dumps(doc).decode() + "\n")
     else:
+        if people is not None:
+            Console().print(responders_table(doc["responders"]))
         err.print(f"sensing-sim replay: {sum(report.messages.values()):,} messages, "
                   f"{report.readings_published:,} readings, {report.simulated_s:g} simulated s "
                   f"in {report.wall_s:g} s (×{speed:g}), lag at most {report.lag_max_s:g} s, "
@@ -87,3 +123,37 @@ def execute(args: argparse.Namespace, err: Console) -> int:
                   markup=False)
         return 1
     return 0
+
+
+def _start_responders(setup: RespondersSetup, header: RecordingReader,
+                      args: argparse.Namespace, speed: float) -> LiveResponders:
+    """The responders on the fleet's clock, their truth the recording's labels moved as the
+    replay moves the readings' times (about: the replay starts a moment later)."""
+    from sensing_sim.replay import replay_shift_ms
+    from sensing_sim.responders_live import FleetClock, start_responders
+
+    info = header.header
+    shift = replay_shift_ms(header.start_ms, round(float(info["duration_s"]) * 1000),
+                            time.time_ns() // 1_000_000, speed)
+    labels = [{**lb, "ts_start": int(lb["ts_start"]) + shift,
+               "ts_end": int(lb["ts_end"]) + shift} for lb in header.labels]
+    seed = int(info.get("fleet", {}).get("seed", 0))
+    return start_responders(setup, labels, args.host, args.broker_port, FleetClock(speed),
+                            seed, 10.0)
+
+
+def _finish_responders(people: LiveResponders, setup: RespondersSetup, stop: threading.Event,
+                       err: Console) -> dict[str, Any]:
+    """Let the responders close their cases on the fleet's clock, then stop them."""
+    from sensing_sim.responders_live import linger_until_settled
+
+    people.shutdown_from(people.clock.now_ms())
+    lingered = 0.0
+    try:
+        if not stop.is_set() and not people.settled():
+            err.print(f"sensing-sim replay: {people.open_cases()} cases open; the responders "
+                      f"go on for up to {setup.linger_s:g} s", markup=False)
+            lingered = linger_until_settled(people, setup.linger_s, stop)
+    finally:
+        report = people.stop(5.0)
+    return {"responders": report, "linger_s": lingered}
