@@ -59,13 +59,14 @@ def gate_batch(dev: np.ndarray, ts: np.ndarray, value_row: np.ndarray,
     readings, highest device index, highest kind); a status other than `GATED` changes
     nothing (the late readings and the highest kind are then 0 and -1)."""
     n = dev.shape[0]
-    dev_lo, dev_hi = 0, -1
-    for i in range(n):  # plain minimum and maximum: the compiler vectorises them
+    # plain minimum and maximum, in the columns' own 32 bits: the compiler vectorises them
+    dev_lo, dev_hi = np.int32(0), np.int32(-1)
+    for i in range(n):
         dev_lo = min(dev_lo, dev[i])
         dev_hi = max(dev_hi, dev[i])
     if dev_lo < 0 or dev_hi >= min(device_kind.shape[0], newest.shape[0]):
         return UNKNOWN_DEVICE, 0, dev_hi, -1
-    row_lo, row_hi, chan_lo = 0, -1, 0
+    row_lo, row_hi, chan_lo = np.int32(0), np.int32(-1), np.int32(0)
     for j in range(value_row.shape[0]):
         row_lo = min(row_lo, value_row[j])
         row_hi = max(row_hi, value_row[j])
