@@ -617,7 +617,8 @@ class Pipeline:
             self._person_marks(step, [a for a in case.members if a == request.target]
                                or [case.members[0]], request, now, quiet=True)
         elif request.action in (Action.RESOLVE, Action.DISPOSE):
-            self._person_marks(step, list(case.members), request, now, quiet=True)
+            self._person_marks(step, self.dispatch.cases.member_ids(case.case_id), request, now,
+                               quiet=True)
         self._dispatched(step, out)
 
     def _person_marks(self, step: _Step, alert_ids: list[str], request: ActionRequest,

@@ -28,6 +28,9 @@ Outcome = Literal["fire", "false_alarm", "device_fault", "resident_ok", "other"]
 OUTCOMES: tuple[Outcome, ...] = ("fire", "false_alarm", "device_fault", "resident_ok", "other")
 MAX_NOTE = 1000
 """characters of a disposal note kept"""
+MAX_LISTED = 16
+"""member alert ids a case lists in its messages (all of them are in `case_members`): a
+gateway's 10,000 silent devices are one incident, not a 340 kB message on every change"""
 
 
 class CaseState(StrEnum):
@@ -67,7 +70,7 @@ class Case:
     chain: str
     """the escalation chain its policy chose"""
     members: tuple[str, ...]
-    """alert ids; the first is the one that opened the case"""
+    """the first MAX_LISTED alert ids; the first opened the case"""
     incident: str = ""
     """the key related alerts share (`sensing.dispatch.incidents`); "" for a lone alert"""
     state: CaseState = CaseState.OPEN
@@ -82,6 +85,15 @@ class Case:
     """every member alert has resolved (the devices are back to normal)"""
     outcome: str = ""
     note: str = ""
+    member_count: int = 1
+    open_members: int = 1
+    """members not resolved yet: at 0 the case is cleared"""
+
+    def with_member(self, alert_id: str) -> Case:
+        """The case with one more (open) alert."""
+        listed = self.members if len(self.members) >= MAX_LISTED else (*self.members, alert_id)
+        return replace(self, members=listed, member_count=self.member_count + 1,
+                       open_members=self.open_members + 1, cleared=False)
 
     @property
     def escalating(self) -> bool:
@@ -159,7 +171,8 @@ def _doc(case: Case) -> bytes:
         "state": case.state.value, "taken_by": case.taken_by, "seen_by": list(case.seen_by),
         "notified": [[step, who, rnd] for (step, who), rnd in case.notified.items()],
         "next_due_ms": case.next_due_ms, "cleared": case.cleared, "outcome": case.outcome,
-        "note": case.note})
+        "note": case.note, "member_count": case.member_count,
+        "open_members": case.open_members})
 
 
 def _case(raw: bytes | str) -> Case:
@@ -171,7 +184,7 @@ def _case(raw: bytes | str) -> Case:
         taken_by=d["taken_by"], seen_by=tuple(d["seen_by"]),
         notified={(int(step), str(who)): int(rnd) for step, who, rnd in d["notified"]},
         next_due_ms=d["next_due_ms"], cleared=d["cleared"], outcome=d["outcome"],
-        note=d["note"])
+        note=d["note"], member_count=d["member_count"], open_members=d["open_members"])
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,6 +224,16 @@ class CaseStore:
                 "INSERT INTO case_events (case_id, ts, event, by, detail) VALUES (?, ?, ?, ?, ?)",
                 (case.case_id, ts, event, by, orjson.dumps(detail)))
         return case
+
+    def add_member(self, case_id: str, alert_id: str) -> None:
+        self._db.execute("INSERT OR IGNORE INTO case_members (alert_id, case_id) VALUES (?, ?)",
+                         (alert_id, case_id))
+
+    def member_ids(self, case_id: str) -> list[str]:
+        """Every alert of the case (its first, then the others in no set order)."""
+        return [case_id, *(a for (a,) in self._db.execute(
+            "SELECT alert_id FROM case_members WHERE case_id = ? AND alert_id != ?",
+            (case_id, case_id)))]
 
     def get(self, case_id: str) -> Case | None:
         row = self._db.execute("SELECT doc FROM cases WHERE case_id = ?", (case_id,)).fetchone()

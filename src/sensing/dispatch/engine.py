@@ -21,7 +21,7 @@ import orjson
 import structlog
 
 from sensing.alerts.book import AlertBook, UnknownAlert
-from sensing.dispatch.cases import Action, Case, CaseState, CaseStore, Refused
+from sensing.dispatch.cases import MAX_LISTED, Action, Case, CaseState, CaseStore, Refused
 from sensing.dispatch.directory import Contact, Directory, parse_directory
 from sensing.dispatch.incidents import incident_key
 from sensing.dispatch.notification import make_notification
@@ -101,6 +101,8 @@ class DispatchEngine:
         self.routing = routing if routing is not None else routing_of(
             parse_directory(NO_DIRECTORY))
         self._replan = False
+        self._joins: dict[str, list[str]] = {}
+        """alerts that joined an open case since the last tick, by case"""
 
     @property
     def directory(self) -> Directory:
@@ -138,17 +140,19 @@ class DispatchEngine:
         key = incident_key(alert.type, alert.gateway, resident.id if resident else "")
         joined = self.cases.open_incident(key)
         if joined is not None:
-            case = replace(joined, members=(*joined.members, alert.alert_id)[-256:],
-                           cleared=False)
-            if _GRADE_RANK[alert.grade] > _GRADE_RANK[Grade(case.grade)]:
+            case = joined.with_member(alert.alert_id)
+            self.cases.add_member(case.case_id, alert.alert_id)
+            self._joins.setdefault(case.case_id, []).append(alert.alert_id)
+            worse = _GRADE_RANK[alert.grade] > _GRADE_RANK[Grade(case.grade)]
+            again = joined.cleared and case.state == CaseState.OPEN
+            if worse:
                 case = replace(case, grade=alert.grade.value)
-            if case.state == CaseState.OPEN and case.next_due_ms is None:
+            if again:
                 case = replace(case, next_due_ms=ts)  # cleared, now burning again
-            self.cases.save(case, "joined", "core", ts, alert_id=alert.alert_id,
-                            type=alert.type)
-            out = DispatchOut([self._case_message(case, "joined", "core", ts)])
-            out.extend(self._advance(case, ts))
-            return out
+            self.cases.save(case, None)
+            # the joins of a step are one event at its tick; only a worse grade or a case
+            # burning again may change who is due now
+            return self._advance(case, ts) if worse or again else DispatchOut()
         area = self.directory.locate(alert.area, alert.device)
         chain = self.routing.planner.chain_of(alert.type, alert.grade, area) or ""
         case = Case(case_id=alert.alert_id, type=alert.type, grade=alert.grade.value,
@@ -169,19 +173,15 @@ class DispatchEngine:
         return DispatchOut(self._to_those_told(case, alert))
 
     def _member_resolved(self, case: Case, alert: Alert, ts: int) -> DispatchOut:
-        if any(self._is_open(a) for a in case.members if a != alert.alert_id):
+        case = replace(case, open_members=max(0, case.open_members - 1))
+        if case.open_members:
+            self.cases.save(case, None)
             return DispatchOut()
         case = replace(case, cleared=True, next_due_ms=None)
         self.cases.save(case, "cleared", "core", ts, alert_id=alert.alert_id)
         out = DispatchOut([self._case_message(case, "cleared", "core", ts)])
         out.announce.extend(self._to_those_told(case, alert))
         return out
-
-    def _is_open(self, alert_id: str) -> bool:
-        try:
-            return self.book.get(alert_id).state != AlertState.RESOLVED
-        except UnknownAlert:
-            return False
 
     # -- time ------------------------------------------------------------------------------
 
@@ -192,6 +192,15 @@ class DispatchEngine:
             self._replan = False
             self.cases.all_due(ts)
         out = DispatchOut()
+        joins, self._joins = self._joins, {}
+        for case_id, alert_ids in joins.items():
+            joined = self.cases.get(case_id)
+            if joined is None:
+                continue
+            self.cases.save(joined, "joined", "core", ts, alerts=alert_ids[:MAX_LISTED],
+                            count=len(alert_ids))
+            out.announce.append(self._case_message(joined, "joined", "core", ts,
+                                                   joined_count=len(alert_ids)))
         for case in self.cases.due(ts, MAX_DUE_PER_TICK):
             out.extend(self._advance(case, ts))
         return out
@@ -296,7 +305,8 @@ class DispatchEngine:
                       responder: str) -> dict[str, Any]:
         doc: dict[str, Any] = alert.model_dump(mode="json", exclude_none=True)
         doc.update(tier=tier_of(role), role=role, case_id=case.case_id,
-                   members=list(case.members), step=step, round=rnd)
+                   members=list(case.members), member_count=case.member_count, step=step,
+                   round=rnd)
         if responder:
             doc["responder"] = responder
         return doc
@@ -337,7 +347,8 @@ class DispatchEngine:
         doc = {"case_id": case.case_id, "event": event, "by": by, "ts": ts,
                "state": case.state.value, "type": case.type, "grade": case.grade,
                "area": case.area, "device": case.device, "gateway": case.gateway,
-               "members": list(case.members), "taken_by": case.taken_by,
+               "members": list(case.members), "member_count": case.member_count,
+               "taken_by": case.taken_by,
                "outcome": case.outcome, "note": case.note, "chain": case.chain, **extra}
         return topics.cases_topic(case.area), orjson.dumps(doc)
 
