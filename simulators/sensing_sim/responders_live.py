@@ -102,7 +102,7 @@ class RespondersSetup:
     behaviour: Behaviour = field(default_factory=Behaviour)
     seed: int | None = None
     """None: the fleet's seed"""
-    linger_s: float = 1800.0
+    linger_s: float = 3600.0
     """after the fleet stops, how long the responders go on until every case is closed"""
 
 

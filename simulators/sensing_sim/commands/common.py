@@ -217,9 +217,10 @@ def responder_options(parser: argparse.ArgumentParser) -> None:
     people.add_argument("--responder-seed", type=ranged(int, 0, 2**63 - 1), default=None,
                         metavar="N", help="seed of the responders' choices (default: the "
                         "fleet's)")
-    people.add_argument("--linger", type=ranged(float, 0.0, 7 * 86_400), default=1800.0,
+    people.add_argument("--linger", type=ranged(float, 0.0, 7 * 86_400), default=3600.0,
                         metavar="SECONDS", help="after the fleet's run, how long the "
-                        "responders go on until every case is closed (default 1800)")
+                        "responders go on until every case is closed (default 3600: a case of "
+                        "the run's last minutes may take 35 min to dispose)")
     people.add_argument("--responder-time-scale", type=ranged(float, 0.01, 100.0), default=1.0,
                         metavar="X", help="multiply the responders' delays (take, travel, on "
                         "site) by X (default 1)")
