@@ -13,6 +13,8 @@ from pydantic import ValidationError
 from sensing.security import command as secure_command
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from sensing.operator import Client
 
 EPILOG = """examples:
@@ -20,7 +22,8 @@ EPILOG = """examples:
   sensing run --config core.toml              the stream core (settings also from SENSING_*)
   sensing run --mqtt-port 1883 --store-url http://127.0.0.1:8428
   sensing watch --mqtt-port 1883              alerts as they are raised, in colour
-  sensing ack 3f2a... --by grid-worker-7      acknowledge an alert (--resolve to close it)
+  sensing ack 3f2a... --by grid-worker-7      acknowledge an alert (--take, --dispose, ...)
+  sensing api --directory directory.toml      responders act on cases over HTTP
   sensing secure-setup --dir /etc/mosquitto/sensing --gateway gw-17 --operator control-room
                                               TLS, passwords and ACL of the secure broker
   sensing watch --mqtt-port 8883 --ca-file ca.crt --username control-room --password-file pw
@@ -58,6 +61,28 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--workdir", type=Path, default=Path(".run/demo"),
                       help="data and logs of the run (default .run/demo)")
     demo.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+    api = sub.add_parser("api", help="HTTP for responders: act on cases with a bearer token",
+                         description="Serve POST /v1/actions: a person of the directory, "
+                         "proven by their bearer token (api_token_sha256 in the directory), acts "
+                         "on a case; the action goes to the core as their ack on "
+                         "sensing/v1/ack/{person} and the reply is the core's verdict (200 "
+                         "applied, 409 refused with its reason, 202 no verdict in time, 401 no "
+                         "valid token, 413 too large, 422 malformed). A process of its own: it "
+                         "never slows the core. With the secure broker its MQTT user must be "
+                         "allowed to write sensing/v1/ack/+ (secure-setup --api NAME).")
+    api.add_argument("--directory", type=Path, required=True, help="the directory TOML file "
+                     "(read again when it changes)")
+    api.add_argument("--host", default="127.0.0.1", help="listen address (default loopback)")
+    api.add_argument("--port", type=int, default=8700, help="listen port (default 8700)")
+    api.add_argument("--mqtt-host", default="127.0.0.1")
+    api.add_argument("--mqtt-port", type=int, default=1883)
+    api.add_argument("--wait", type=float, default=5.0, help="seconds to wait for the core's "
+                     "verdict (default 5)")
+    _security_options(api)
+    sub.add_parser("api-token", help="make a new API token and the hash for the directory",
+                   description="Print a new random token (give it to the person, once) and its "
+                   "SHA-256, the line to put in their directory entry as api_token_sha256.")
 
     for name, helptext in (("watch", "print alerts as they arrive"),
                            ("ack", "act on an alert or case: ack, resolve, take, arrived, "
@@ -145,9 +170,10 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _connect(args: argparse.Namespace) -> Client:
-    """A connected client with the command's TLS and credentials, or SystemExit saying why."""
-    from sensing.operator import BrokerRefused, Client
+def _clients(args: argparse.Namespace) -> Callable[[], Client]:
+    """What connects a client with the command's TLS and credentials (BrokerRefused, a
+    ConnectionError, when the broker does not take it); SystemExit for bad options."""
+    from sensing.operator import Client
     from sensing_edge.security import BrokerSecurity
 
     try:
@@ -157,8 +183,15 @@ def _connect(args: argparse.Namespace) -> Client:
     except ValidationError as exc:
         raise SystemExit("\n".join(f"sensing {args.command}: " + e["msg"].removeprefix(
             "Value error, ") for e in exc.errors())) from None
+    return lambda: Client(args.mqtt_host, args.mqtt_port, security).connect()
+
+
+def _connect(args: argparse.Namespace) -> Client:
+    """A connected client with the command's TLS and credentials, or SystemExit saying why."""
+    from sensing.operator import BrokerRefused
+
     try:
-        return Client(args.mqtt_host, args.mqtt_port, security).connect()
+        return _clients(args)()
     except BrokerRefused as exc:
         raise SystemExit(f"sensing {args.command}: {exc}") from None
 
@@ -222,6 +255,25 @@ def _ack(args: argparse.Namespace) -> int:
     return int(result.verdict)
 
 
+def _api(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from sensing.api.actions import DirectoryFile, create_app
+    from sensing.dispatch.directory import DirectoryError
+    from sensing.logs import configure
+
+    try:
+        directory = DirectoryFile(args.directory)
+    except (OSError, DirectoryError) as exc:
+        print(f"sensing api: bad directory: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return 2
+    _connect(args).close()  # the broker and the login work: say so now, not per request
+    configure("console")
+    app = create_app(directory, _clients(args), args.wait)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "run":
@@ -234,6 +286,15 @@ def main(argv: list[str] | None = None) -> int:
         return _watch(args)
     if args.command == "ack":
         return _ack(args)
+    if args.command == "api":
+        return _api(args)
+    if args.command == "api-token":
+        import secrets
+
+        from sensing.api.actions import token_hash
+        token = secrets.token_urlsafe(32)
+        print(f"token: {token}\napi_token_sha256 = \"{token_hash(token)}\"")
+        return 0
     if args.command == "secure-setup":
         return secure_command.run(args)
     return 2

@@ -174,6 +174,9 @@ class Person(_Model):
     quiet_hours: tuple[QuietHours, ...] = Field(default=(), max_length=MAX_QUIET_RANGES)
     timezone: TimeZoneName | None = None
     """their local time for quiet_hours; default: the directory's"""
+    api_token_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    """SHA-256 (hex) of their token for `sensing api` (`sensing api token` makes one): the
+    token, never stored, is 32 random bytes, so a plain hash is enough"""
 
     @model_validator(mode="after")
     def _some_waking_hours(self) -> Person:
@@ -301,6 +304,11 @@ class Directory:
         self._person: dict[str, Responder | Relative] = {r.id: r for r in source.responders}
         for res in source.residents:
             self._person.update((rel.id, rel) for rel in res.relatives)
+        self._by_token = {p.api_token_sha256: p for p in self._person.values()
+                          if p.api_token_sha256 is not None}
+        if len(self._by_token) < sum(p.api_token_sha256 is not None
+                                     for p in self._person.values()):
+            raise DirectoryError("api_token_sha256: two people have the same token")
         self._nearest: dict[tuple[str, str, str | None], tuple[Responder, ...]] = {}
         self._targets: dict[tuple[str, str, str | None], tuple[Target, ...]] = {}
         self._target: dict[str, Target] = {}
@@ -335,6 +343,10 @@ class Directory:
 
     def person(self, person_id: str) -> Responder | Relative | None:
         return self._person.get(person_id)
+
+    def bearer(self, token_sha256: str) -> Responder | Relative | None:
+        """The person whose API token has this hash, if any."""
+        return self._by_token.get(token_sha256)
 
     def resident_of(self, device: str) -> Resident | None:
         return self._resident_by_device.get(device)

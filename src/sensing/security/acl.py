@@ -26,6 +26,7 @@ class Role(StrEnum):
     CORE = "core"
     OPERATOR = "operator"
     RESPONDER = "responder"
+    API = "api"
 
 
 class User(BaseModel):

@@ -28,6 +28,8 @@ roles (see deploy/mosquitto/acl.template):
              letters and core/ (one core user, --core-user)
   operator   reads alerts, dispatch, dead letters, core/stats; acks on sensing/v1/ack/<name>
   responder  reads sensing/v1/dispatch/<tier>/<area>; acks on sensing/v1/ack/<name>
+  api        `sensing api`: acts for the people its bearer tokens prove, on
+             sensing/v1/ack/+; reads what answers them (alerts, dispatch, cases, dead letters)
 
 examples:
   sensing secure-setup --dir {CONF_DIR} --gateway gw-17 --gateway gw-18 \\
@@ -47,6 +49,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                    help="a gateway user, its name the gateway id (repeat for more)")
     p.add_argument("--operator", action="append", default=[], metavar="NAME",
                    help="an operator user (repeat for more)")
+    p.add_argument("--api", action="append", default=[], metavar="NAME",
+                   help="the user of `sensing api` (repeat for more)")
     p.add_argument("--responder", action="append", default=[], metavar="NAME[:TIER[:AREA]]",
                    help="a responder user, limited to one dispatch tier and area if given")
     p.add_argument("--core-user", default="sensing-core", help="the core's user name "
@@ -62,6 +66,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 def _users(args: argparse.Namespace) -> list[User]:
     return [*(User(name=n, role=Role.GATEWAY) for n in args.gateway),
             *(User(name=n, role=Role.OPERATOR) for n in args.operator),
+            *(User(name=n, role=Role.API) for n in args.api),
             *(User.responder(spec) for spec in args.responder)]
 
 

@@ -1,0 +1,1 @@
+"""HTTP for people who act on cases (`sensing api`): a process of its own beside the core."""
