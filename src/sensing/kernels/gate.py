@@ -64,17 +64,18 @@ def gate_batch(dev: np.ndarray, ts: np.ndarray, value_row: np.ndarray,
     for i in range(n):
         dev_lo = min(dev_lo, dev[i])
         dev_hi = max(dev_hi, dev[i])
-    if dev_lo < 0 or dev_hi >= min(device_kind.shape[0], newest.shape[0]):
-        return UNKNOWN_DEVICE, 0, dev_hi, -1
+    hi = int(dev_hi)
+    if dev_lo < 0 or hi >= min(device_kind.shape[0], newest.shape[0]):
+        return UNKNOWN_DEVICE, 0, hi, -1
     row_lo, row_hi, chan_lo = np.int32(0), np.int32(-1), np.int32(0)
     for j in range(value_row.shape[0]):
         row_lo = min(row_lo, value_row[j])
         row_hi = max(row_hi, value_row[j])
         chan_lo = min(chan_lo, value_channel[j])
     if row_lo < 0 or row_hi >= n:
-        return ROW_OUTSIDE, 0, dev_hi, -1
+        return ROW_OUTSIDE, 0, hi, -1
     if chan_lo < 0:
-        return NEGATIVE_CHANNEL, 0, dev_hi, -1
+        return NEGATIVE_CHANNEL, 0, hi, -1
     n_late = 0
     kind_hi = -1
     for i in range(n):
@@ -89,7 +90,7 @@ def gate_batch(dev: np.ndarray, ts: np.ndarray, value_row: np.ndarray,
         else:
             late[i] = False
             newest[d] = t
-    return GATED, n_late, dev_hi, kind_hi
+    return GATED, n_late, hi, kind_hi
 
 
 @njit(cache=True, nogil=True)
