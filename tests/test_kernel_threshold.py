@@ -309,3 +309,19 @@ def test_a_bank_s_changes_are_its_own_after_the_next_batch() -> None:
     assert len(kept[0]) == 2
     for a, b in zip(kept, (first.row, first.level, first.onset, first.signal), strict=True):
         assert np.array_equal(a, b)
+
+
+def test_a_rule_s_reason_quotes_the_levels_of_the_device_s_own_profile() -> None:
+    """A rule's view words the part after the value once per profile and level: the same
+    text as the rule's own `describe` with those levels, for every default rule."""
+    bank = ThresholdBank(DEFAULT_RULES, capacity=2)
+    for r, rule in enumerate(bank.rules):
+        other = tuple(replace(lv, threshold=lv.threshold * 2 + 1, min_count=lv.min_count + 1)
+                      for lv in rule.levels)
+        bank.set_profile(r, [1], bank.profile_index(r, other))
+        view = bank.views[r]
+        for _ in range(2):  # worded, then from the view's cache
+            for level, lv in enumerate(rule.levels, 1):
+                assert view.describe(level, 3.25, 0) == rule.describe(3.25, lv.grade)
+                assert view.describe(level, 7.5, 1) == rule.describe(7.5, lv.grade, other)
+                assert view.describe(level, 0.5) == rule.describe(0.5, lv.grade)

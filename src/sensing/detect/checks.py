@@ -168,6 +168,8 @@ class CheckBank:
         self._params = [_param_records(code, params.get(code, [])).reshape(-1, 1)
                         for code in range(len(STATE))]
         self._profiles: list[dict[Any, int]] = [{c.params: 0} for c in self.checks]
+        self._by_profile: list[list[Any]] = [[c.params] for c in self.checks]
+        """per check, the parameters of each profile by its index"""
         # routing: key = kind * width + channel, one route per (check, channel it is fed)
         fed = [(q, role, channel_of(name)) for q, c in enumerate(self.checks)
                for role, name in enumerate((c.spec.channel, *c.also))]
@@ -255,6 +257,7 @@ class CheckBank:
         p = known[params] = len(known)
         if p >= np.iinfo(np.int16).max:
             raise ValueError(f"check {self.checks[check].spec.name}: too many profiles")
+        self._by_profile[check].append(params)
         code, row = self.checks[check].code, int(self._param[check])
         table = self._params[code]
         if p >= table.shape[1]:  # double the profile axis, unused entries copy the defaults
@@ -272,8 +275,7 @@ class CheckBank:
     def params_of(self, check: int, device: int) -> Any:
         """The parameters `check` applies to `device` (its profile)."""
         code = self.checks[check].code
-        p = int(self.state.profiles[code][device, self._slot[check]])
-        return next(params for params, i in self._profiles[check].items() if i == p)
+        return self._by_profile[check][self.state.profiles[code][device, self._slot[check]]]
 
     # -- processing -----------------------------------------------------------------------
 

@@ -274,9 +274,11 @@ class DetectionEngine:
         if not changes:
             return []
         changes.sort(key=lambda c: (c[0], c[1]))
+        rows = [c[0] for c in changes]
         result: list[ConditionChange] = []
-        for row, i, lvl, onset, sig in changes:
-            change = self._apply(int(r.dev[row]), int(r.ts[row]), i, lvl, onset, sig)
+        for (_, i, lvl, onset, sig), device, ts in zip(
+                changes, r.dev[rows].tolist(), r.ts[rows].tolist(), strict=True):
+            change = self._apply(device, ts, i, lvl, onset, sig)
             if change is not None:
                 result.append(change)
         return result

@@ -45,18 +45,26 @@ class Rule:
     def describe(self, value: float, grade: Grade, levels: tuple[Level, ...] | None = None
                  ) -> str:
         """Why `value` is at `grade`, quoting `levels` (a device's own) or the rule's."""
-        level = next(lv for lv in levels or self.levels if lv.grade == grade)
-        side = "over" if self.above else "under"
+        return self.describe_with(value, self.condition(grade, levels))
+
+    def describe_with(self, value: float, condition: str) -> str:
+        """`describe` with its `condition` part given (the same for every value)."""
         what = f"{self.channel} rising {value:.1f} {self.unit}" if self.rate_window_s else (
             f"{self.channel} {value:.4g} {self.unit}".rstrip()
         )
+        return f"{what}{condition}".replace("  ", " ")
+
+    def condition(self, grade: Grade, levels: tuple[Level, ...] | None = None) -> str:
+        """What `describe` says after the value: " over 57 °C for 2 readings"."""
+        level = next(lv for lv in levels or self.levels if lv.grade == grade)
+        side = "over" if self.above else "under"
         held = []
         if level.min_count > 1:
             held.append(f"{level.min_count} readings")
         if level.duration_s:
             held.append(f"{level.duration_s:g} s")
         suffix = f" for {' and '.join(held)}" if held else ""
-        return f"{what} {side} {level.threshold:g} {self.unit}{suffix}".replace("  ", " ")
+        return f" {side} {level.threshold:g} {self.unit}{suffix}"
 
 
 G = Grade

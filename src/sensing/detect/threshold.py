@@ -117,6 +117,9 @@ class ThresholdBank:
         # parameters per (rule, profile, level); profile 0 holds each rule's defaults
         self._profiles: list[dict[tuple[Level, ...], int]] = [
             {rule.levels: 0} for rule in self.rules]
+        self._levels: list[list[tuple[Level, ...]]] = [[rule.levels] for rule in self.rules]
+        """per rule, the levels of each profile by its index"""
+        self._slots = self._slot.tolist()
         self._thr = np.full((n, 1, MAX_LEVELS), np.nan)
         self._reset = np.full((n, 1, MAX_LEVELS), np.nan)
         self._dur = np.zeros((n, 1, MAX_LEVELS), dtype=np.int64)
@@ -210,6 +213,7 @@ class ThresholdBank:
         p = known[levels] = len(known)
         if p >= np.iinfo(np.int16).max:
             raise ValueError(f"rule {self.rules[rule].name}: too many distinct profiles")
+        self._levels[rule].append(levels)
         if p >= self._thr.shape[1]:  # double the profile axis
             self._thr = np.concatenate([self._thr, np.full_like(self._thr, np.nan)], axis=1)
             self._reset = np.concatenate([self._reset, np.full_like(self._reset, np.nan)], axis=1)
@@ -224,10 +228,13 @@ class ThresholdBank:
         """Devices (indices) follow `profile` of `rule` from their next reading on."""
         self.profile[np.asarray(devices, dtype=np.int64), self._slot[rule]] = profile
 
+    def profile_of(self, rule: int, device: int) -> int:
+        """The index of the profile `rule` applies to `device`."""
+        return int(self.profile[device, self._slots[rule]])
+
     def levels_of(self, rule: int, device: int) -> tuple[Level, ...]:
         """The levels `rule` applies to `device` (its profile)."""
-        p = int(self.profile[device, self._slot[rule]])
-        return next(lv for lv, i in self._profiles[rule].items() if i == p)
+        return self._levels[rule][self.profile_of(rule, device)]
 
     # -- processing -----------------------------------------------------------------------
 
@@ -300,13 +307,19 @@ class RuleView:
         self.index = index
         self.rule = rule = bank.rules[index]
         self.spec = DetectorSpec(rule.name, rule.type, rule.kind, rule.channel, rule.latching)
+        self._conditions: dict[tuple[int, int], str] = {}
+        """per (profile, level), what `describe` says after the value"""
 
     def grade(self, level: int) -> Grade:
         return self.rule.levels[level - 1].grade
 
     def describe(self, level: int, signal: float, device: int | None = None) -> str:
-        levels = None if device is None else self.bank.levels_of(self.index, device)
-        return self.rule.describe(signal, self.grade(level), levels)
+        p = 0 if device is None else self.bank.profile_of(self.index, device)
+        condition = self._conditions.get((p, level))
+        if condition is None:  # a profile's levels never change: worded once
+            condition = self._conditions[(p, level)] = self.rule.condition(
+                self.grade(level), self.bank._levels[self.index][p])
+        return self.rule.describe_with(signal, condition)
 
     def ensure_capacity(self, n_devices: int) -> None:
         self.bank.ensure_capacity(n_devices)
