@@ -200,3 +200,24 @@ def test_a_replay_gives_the_same_dispatch_record() -> None:
     assert first == record()
     assert ("smoke.fire", 600_000 + 2_000, "notified", "core", b'{"step":4,"round":0,'
             b'"role":"street_command","responders":["street-1"]}') in first
+
+
+def test_vitals_turning_critical_move_to_the_life_safety_chain() -> None:
+    eng = engine()
+    alert, out = alarm(eng, "wearable-1", "wearable.vitals", Grade.MAJOR)
+    case = eng.cases.of_alert(alert.alert_id)
+    assert case is not None and case.chain == "care" and told(out) == [("grid", "grid-1")]
+    with eng.book.step():
+        worse = eng.book.condition(device="wearable-1", alert_type="wearable.vitals",
+                                   grade=Grade.CRITICAL, gateway="gw-1", area="c1",
+                                   ts_event=T, value=1.0, reason="r", now=T + 200_000)
+        assert worse is not None
+        out = eng.on_alert(worse, T + 200_000)
+    case = eng.cases.of_alert(alert.alert_id)
+    assert case is not None and (case.chain, case.grade) == ("life_safety", "critical")
+    # the life-safety steps due 200 s after the opening go out at once, the grid worker's
+    # again (a new notification, with its own id), then relatives, volunteers, duty officer
+    assert [m for m in told(out) if m[1]] == [("grid", "grid-1"), ("relatives", "rel-1"),
+                                               ("duty_officer", "duty-1")]
+    records = eng.outbox.history(alert.alert_id)
+    assert len({r.notification_id for r in records}) == len(records)

@@ -146,7 +146,7 @@ class DispatchEngine:
             worse = _GRADE_RANK[alert.grade] > _GRADE_RANK[Grade(case.grade)]
             again = joined.cleared and case.state == CaseState.OPEN
             if worse:
-                case = replace(case, grade=alert.grade.value)
+                case = self._graver(case, alert.grade)
             if again:
                 case = replace(case, next_due_ms=ts)  # cleared, now burning again
             self.cases.save(case, None)
@@ -165,12 +165,27 @@ class DispatchEngine:
         return out
 
     def _updated(self, case: Case, alert: Alert, ts: int) -> DispatchOut:
-        """A member's grade or reason changed: those already told hear it on their tiers."""
+        """A member's grade or reason changed: those already told hear it on their tiers; a
+        worse grade may call for another chain (vitals turning critical: care, then life
+        safety)."""
+        out = DispatchOut(self._to_those_told(case, alert))
         if _GRADE_RANK[alert.grade] > _GRADE_RANK[Grade(case.grade)]:
-            case = replace(case, grade=alert.grade.value)
+            case = self._graver(case, alert.grade)
             self.cases.save(case, "updated", "core", ts, alert_id=alert.alert_id,
-                            grade=alert.grade.value)
-        return DispatchOut(self._to_those_told(case, alert))
+                            grade=alert.grade.value, chain=case.chain)
+            out.extend(self._advance(case, ts))
+        return out
+
+    def _graver(self, case: Case, grade: Grade) -> Case:
+        """The case at a worse grade, on the chain the policies give that grade. A new chain
+        starts from the case's opening: its steps already due by then go out at once, to
+        everyone, with the worse grade (those told under the old chain are told again)."""
+        area = self.directory.locate(case.area, case.device)
+        chain = self.routing.planner.chain_of(case.type, grade, area) or case.chain
+        if chain == case.chain:
+            return replace(case, grade=grade.value)
+        return replace(case, grade=grade.value, chain=chain, notified={},
+                       next_due_ms=case.next_due_ms if case.escalating else None)
 
     def _member_resolved(self, case: Case, alert: Alert, ts: int) -> DispatchOut:
         case = replace(case, open_members=max(0, case.open_members - 1))
@@ -229,9 +244,10 @@ class DispatchEngine:
                 notified[(due.step, r.responder)] = due.round
             case = replace(case, notified=notified)
             self.cases.save(case, "notified", "core", ts, step=due.step, round=due.round,
-                            role=due.whom, responders=people)
+                            role=due.recipients[0].role, responders=people)
             out.announce.append(self._case_message(
-                case, "notified", "core", ts, step=due.step, round=due.round, role=due.whom,
+                case, "notified", "core", ts, step=due.step, round=due.round,
+                role=due.recipients[0].role,
                 responders=people))
             if due.step > 0 and due.round == 0:
                 out.alerts.append(self._escalated(lead, tier_of(due.recipients[0].role), ts))
@@ -322,7 +338,8 @@ class DispatchEngine:
         doc = self._dispatch_doc(case, alert, step, rnd, role, responder)
         for contact in contacts:
             n = make_notification(case_id=case.case_id, step=step, responder=responder or "-",
-                                  role=role, contact=contact, payload=b"", round_=rnd)
+                                  role=role, contact=contact, payload=b"", round_=rnd,
+                                  chain=case.chain)
             doc["notification_id"] = n.notification_id
             n = replace(n, payload=orjson.dumps(doc))
             if contact.channel == "mqtt":

@@ -49,16 +49,18 @@ class Notification:
 
 
 def notification_id(case_id: str, step: int, responder: str, contact: Contact,
-                    round_: int = 0) -> str:
-    """The same inputs give the same id in every process and after every restart."""
-    key = orjson.dumps([case_id, step, responder, contact.channel, contact.url, round_])
+                    round_: int = 0, chain: str = "") -> str:
+    """The same inputs give the same id in every process and after every restart. `chain`
+    tells the steps of two chains apart (a case whose worse grade moved it to another)."""
+    key = orjson.dumps([case_id, step, responder, contact.channel, contact.url, round_,
+                        *([chain] if chain else [])])
     return hashlib.sha256(key).hexdigest()[:32]
 
 
 def make_notification(*, case_id: str, step: int, responder: str, role: str, contact: Contact,
-                      payload: bytes, round_: int = 0) -> Notification:
-    return Notification(notification_id(case_id, step, responder, contact, round_), case_id,
-                        responder, role, contact, payload)
+                      payload: bytes, round_: int = 0, chain: str = "") -> Notification:
+    return Notification(notification_id(case_id, step, responder, contact, round_, chain),
+                        case_id, responder, role, contact, payload)
 
 
 def dispatch_payload(alert: Alert, *, role: str, responder: str, case_id: str,
