@@ -63,9 +63,11 @@ from sensing.wire import topics
 SCENARIOS = ("simultaneous", "escalation")
 COMMUNITIES_PER_STREET = 5
 QUICK = {"alerts": 60, "communities": 6, "cases": 300, "fleet_devices": 3_000,
-         "fleet_gateways": 30, "ingest_rate": 4_000.0, "ingest_seconds": 3.0,
-         "open_seconds": 2.0, "idle_seconds": 3.0}
+         "fleet_gateways": 30, "ingest_rate": 4_000.0, "ingest_seconds": 4.0,
+         "open_seconds": 2.0, "idle_seconds": 5.0}
 POLL_S = 0.25
+STALLED_CORES = 0.3
+"""a core behind its load uses more CPU than this: with less, it waits on something"""
 STOP_S = 15.0
 """a core that does not stop on SIGTERM in this long is killed (a stalled one does not)"""
 Progress = Callable[[str], None]
@@ -676,6 +678,14 @@ def print_report(console: Console, doc: dict[str, Any]) -> None:
         console.print(t)
         console.print(f"with / without: stored/s × {e['stored_ratio']}, CPU per reading × "
                       f"{e['cpu_per_reading_ratio']}")
+        for cases, row in ((0, e["without_cases"]), (e["cases"], e["with_cases"])):
+            if not row["complete"]:
+                stalled = (": it stalled, it did not run out of CPU"
+                           if row["core_cpu_cores"] < STALLED_CORES else "")
+                console.print(f"[yellow]incomplete[/] with {cases:,} cases open: "
+                              f"{row['stored']:,} of {e['readings_per_phase']:,} stored in "
+                              f"{row['seconds']:g} s while the core used "
+                              f"{row['core_cpu_cores']} cores{stalled}")
         chain = ", ".join(f"{s['whom']} {s['after_s']:g} s" for s in e["chain"])
         t = Table(title=f"{e['cases']:,} open cases escalating ({chain}; every step again "
                   f"every {e['chain'][0]['renotify_s']:g} s)", title_justify="left")

@@ -128,10 +128,10 @@ def test_quick_run_reaches_every_responder_and_reports_every_figure(tmp_path: Pa
     assert s["webhook"]["repeated_keys"] >= 0
     assert s["raised"]["max_ms"] <= s["dispatch"]["max_ms"]
     e = doc["escalation"]
-    assert e["cases"] == 300 and e["readings_per_phase"] == 12_000
+    assert e["cases"] == 300 and e["readings_per_phase"] == 16_000
     for key in ("without_cases", "with_cases"):
         row = e[key]
-        assert row["complete"] and row["stored"] == 12_000, key
+        assert row["complete"] and row["stored"] == 16_000, key
         assert row["stored_per_s"] > 0 and row["core_cpu_us_per_reading"] > 0, key
         assert row["other_load_cores"] >= 0, key
     assert e["stored_ratio"] > 0 and e["cpu_per_reading_ratio"] > 0
