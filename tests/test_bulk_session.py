@@ -344,3 +344,42 @@ def test_a_malformed_packet_drops_the_connection_and_the_session_comes_back() ->
         server.close()
         for conn in connections:
             conn.close()
+
+
+def test_a_publish_waiting_for_pubacks_behind_held_back_messages_does_not_deadlock(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The step loop publishes (alerts, dispatch) while the queue it has not taken is at its
+    bounds: the PUBACKs it needs come behind messages the I/O thread holds back, so a publish
+    does not wait for room then (before, the core stopped for good: 10,000 cases escalating
+    beside a full ingest); the queue stays within its bounds, and once taken, everything comes
+    and the publishes are acknowledged."""
+    import sensing.ingest.session as bulk
+
+    monkeypatch.setattr(bulk, "MAX_OUTSTANDING", 50)
+    n, bound = 2_000, 100
+    backlog = readings(unique("gw"), n)
+    with Mosquitto.start(tmp_path, extra_conf="max_inflight_messages 0") as broker, session(
+            broker.port, unique("core"), max_pending_messages=bound,
+            max_pending_bytes=1 << 30, chunk_bytes=32 << 10) as s:
+        publisher = Publisher(broker.port)
+        publisher.send(backlog)
+        assert wait_until(lambda: s.pending[0] >= bound, 10)
+        # the broker keeps sending; our publishes' PUBACKs queue behind its messages
+        feeder = threading.Thread(target=publisher.send, args=(readings(unique("gw"), n),))
+        feeder.start()
+        done = threading.Event()
+
+        def publish_many() -> None:
+            for i in range(200):  # four times the room
+                s.publish(topics.alerts_topic("t"), f"alert {i}".encode())
+            done.set()
+
+        threading.Thread(target=publish_many, daemon=True).start()
+        assert done.wait(20), "publish waited for PUBACKs the session never read"
+        messages, _ = s.pending
+        assert messages <= bound + (32 << 10) // 200 + 1
+        feeder.join(30)
+        publisher.close()
+        got, _ = take(s, 2 * n, timeout=60)
+        assert len(got) == 2 * n
+        assert wait_until(lambda: not s._outstanding, 20)  # every publish acknowledged

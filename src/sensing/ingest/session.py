@@ -12,7 +12,12 @@ Bounds: what was read and not yet taken by `receive` stays under `max_pending_me
 stops reading, so TCP pushes back to the broker, whose queue for this persistent session holds
 the rest (see mosquitto.conf). It still sends PUBACKs and PINGREQs meanwhile, and does not
 count the time it holds back as silence of the broker (a broker that dies meanwhile is found
-out once reading resumes). At most MAX_OUTSTANDING publishes await their PUBACK.
+out once reading resumes). A `publish` waits while MAX_OUTSTANDING publishes await their
+PUBACK, but not while the I/O thread holds back: the PUBACKs come on the same stream behind
+the messages held back, which only the publishing thread's next `receive` lets in (waiting
+then stopped the core for good, with 10,000 cases escalating beside a full ingest). What is
+published meanwhile is bounded by the input: it comes of steps that take the queue, whose
+size is bounded.
 
 A payload over `max_payload_bytes` arrives cut to that + 1 bytes, `payload_size` its real
 length (see `frames`); after a read of under COALESCE_BYTES the next waits `coalesce_s`.
@@ -329,8 +334,9 @@ class BulkSession:
         ValueError for a topic MQTT does not allow to be published."""
         name = packets.publish_topic(topic)
         with self._room:
-            while len(self._outstanding) >= MAX_OUTSTANDING and not self._stopping:
-                self._room.wait(0.5)
+            while (len(self._outstanding) >= MAX_OUTSTANDING and not self._stopping
+                   and not self._paused):
+                self._room.wait(0.1)
             mid = self._free_id()
             frame = packets.publish(name, payload, mid, qos=1, retain=retain)
             delivery = Delivery(mid, self._room)
