@@ -147,7 +147,10 @@ class Received:
                          pos + len(topic) + len(m.payload))
             pieces += (topic, m.payload)
             pos = int(starts[i, 3])
-        buf = np.frombuffer(b"".join(pieces), np.uint8)
+        # writable, as the session's buffers are: the kernels compiled for one kind of array
+        # (the warm-up's, from here) must be the ones the live messages use, or the first live
+        # step compiles anew for 20 s (numba types a read-only array apart)
+        buf = np.frombuffer(bytearray(b"".join(pieces)), np.uint8)
         t0, t1, p0, p1 = (starts[:, j].copy() for j in range(4))
         sent = np.maximum(p1 - p0, np.array([m.size for m in messages], np.int64))
         return cls(buf, t0, t1, p0, p1, sent, np.array([m.mid for m in messages], np.int32),
