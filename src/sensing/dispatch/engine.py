@@ -13,6 +13,7 @@ the caller passes: the wall clock live, the fleet's clock in a replay (docs/disp
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any, Final
@@ -42,6 +43,13 @@ OPERATOR_ROLES: Final = frozenset({"duty_officer", "street_command", "district_c
 COMMAND_ROLES: Final = frozenset({"street_command", "district_command", "city_command"})
 MAX_DUE_PER_TICK: Final = 10_000
 """cases advanced in one tick at most (the rest are still due at the next)"""
+DUE_BATCH: Final = 32
+"""due cases read from the store at a time"""
+MIN_TICK_S: Final = 0.005
+"""a tick works on due cases for as long as the step loop did everything else since the
+last one, and at least this long: escalations may run late under a flood of them (10,000
+cases re-notified every 10 s), ingestion never stops for them (the loop's time is shared
+half and half, and all of it goes to escalation when no reading comes)"""
 _GRADE_RANK: Final = {Grade.INFO: 0, Grade.MINOR: 1, Grade.MAJOR: 2, Grade.CRITICAL: 3}
 
 NO_DIRECTORY: Final = {"areas": [{"id": "all", "name": "everywhere", "level": "city"}]}
@@ -103,6 +111,7 @@ class DispatchEngine:
         self._replan = False
         self._joins: dict[str, list[str]] = {}
         """alerts that joined an open case since the last tick, by case"""
+        self._tick_end = time.perf_counter()
 
     @property
     def directory(self) -> Directory:
@@ -216,13 +225,25 @@ class DispatchEngine:
                             count=len(alert_ids))
             out.announce.append(self._case_message(joined, "joined", "core", ts,
                                                    joined_count=len(alert_ids)))
-        for case in self.cases.due(ts, MAX_DUE_PER_TICK):
-            out.extend(self._advance(case, ts))
+        started = time.perf_counter()
+        budget = max(MIN_TICK_S, started - self._tick_end)
+        advanced = 0
+        while advanced < MAX_DUE_PER_TICK and time.perf_counter() - started <= budget:
+            # a few at a time, the earliest first: each one advanced is due later (or never)
+            batch = self.cases.due(ts, DUE_BATCH)
+            for case in batch:
+                out.extend(self._advance(case, ts))
+            advanced += len(batch)
+            if len(batch) < DUE_BATCH:
+                break
+        self._tick_end = time.perf_counter()
         return out
 
     def _advance(self, case: Case, ts: int) -> DispatchOut:
         """Notify whoever is due on `case` at `ts`, and save when it is due next."""
         if not case.escalating or not case.chain:
+            if case.next_due_ms is not None:  # nothing more to send: never due again
+                self.cases.save(replace(case, next_due_ms=None), None)
             return DispatchOut()
         line = self.directory.ancestors(self.directory.locate(case.area, case.device))
         held = self.silences.next_end(case.type, case.device, line, ts)
