@@ -90,8 +90,8 @@ def test_no_sequence_of_actions_reopens_a_closed_case(
 def test_store_round_trip_timeline_and_due_order(tmp_path: object) -> None:
     db = sqlite3.connect(":memory:")
     store = CaseStore(db)
-    a = _case(case_id="a", members=("a", "a2"), notified={(0, "grid-1"): 0, (1, ""): 2}, next_due_ms=61_000,
-              incident="gw-1/smoke")
+    a = _case(case_id="a", members=("a", "a2"), notified={(0, "grid-1"): 0, (1, ""): 2},
+              next_due_ms=61_000, incident="gw-1/smoke")
     b = _case(case_id="b", members=("b",), next_due_ms=31_000)
     store.save(a, "opened", "core", 1_000, alert="a")
     store.save(b, "opened", "core", 1_000, alert="b")
