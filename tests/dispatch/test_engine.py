@@ -15,6 +15,7 @@ from sensing.dispatch.directory import parse_directory
 from sensing.dispatch.engine import ActionRefused, ActionRequest, DispatchEngine, DispatchOut
 from sensing.dispatch.policy import routing_of
 from sensing.dispatch.silences import Silence
+from sensing.store.lineprotocol import LineFormatter
 from sensing.wire.errors import Code
 from sensing.wire.messages import Alert, Grade
 
@@ -215,6 +216,12 @@ def test_vitals_turning_critical_move_to_the_life_safety_chain() -> None:
         out = eng.on_alert(worse, T + 200_000)
     case = eng.cases.of_alert(alert.alert_id)
     assert case is not None and (case.chain, case.grade) == ("life_safety", "critical")
+    events = [orjson.loads(p)["event"] for t, p in out.announce if "/cases/" in t]
+    assert events[0] == "updated" and events.count("notified") == 4  # volunteers: topic only
+    # each of them a sample of its own in the time-series store: same case, same time
+    lines = {LineFormatter.case_event(orjson.loads(p)).rsplit(" ", 2)[0]
+             for t, p in out.announce if "/cases/" in t}
+    assert len(lines) == len(events)
     # the life-safety steps due 200 s after the opening go out at once, the grid worker's
     # again (a new notification, with its own id), then relatives, volunteers, duty officer
     assert [m for m in told(out) if m[1]] == [("grid", "grid-1"), ("relatives", "rel-1"),

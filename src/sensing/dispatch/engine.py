@@ -182,6 +182,7 @@ class DispatchEngine:
             case = self._graver(case, alert.grade)
             self.cases.save(case, "updated", "core", ts, alert_id=alert.alert_id,
                             grade=alert.grade.value, chain=case.chain)
+            out.announce.append(self._case_message(case, "updated", "core", ts))
             out.extend(self._advance(case, ts))
         return out
 

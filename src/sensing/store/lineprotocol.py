@@ -187,6 +187,8 @@ class LineFormatter:
         tags.append(f"by={escape_key(by if by.isprintable() else '_')}")
         if doc.get("outcome"):
             tags.append(f"outcome={escape_key(str(doc['outcome']))}")
+        if isinstance(doc.get("step"), int):  # two steps may fall due in one tick
+            tags.append(f"step={int(doc['step'])}")
         members = len(doc.get("members") or ())
         return f"case,{','.join(tags)} members={members}i,ts={int(doc['ts'])}i {int(doc['ts'])}"
 
