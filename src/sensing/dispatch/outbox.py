@@ -224,15 +224,7 @@ class Outbox:
         added = duplicates = 0
         channels: set[str] = set()
         for n in notifications:
-            cur = self._db.execute(
-                "INSERT OR IGNORE INTO notification (notification_id, case_id, responder, role,"
-                " channel, url, route_key, payload, rank, state, attempts, created_ms,"
-                " next_attempt_ms, updated_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', 0,"
-                " ?, 0, ?)",
-                (n.notification_id, n.case_id, n.responder, n.role, n.contact.channel,
-                 n.contact.url, route_key(n.contact), n.payload, PayloadView.of(n.payload).rank,
-                 now_ms, now_ms))
-            if cur.rowcount == 1:
+            if self._insert(n, now_ms, sent=False):
                 added += 1
                 channels.add(n.contact.channel)
             else:
@@ -254,21 +246,27 @@ class Outbox:
         the delivery loop never sends them. Returns how many were new."""
         added = 0
         for n in notifications:
-            cur = self._db.execute(
-                "INSERT OR IGNORE INTO notification (notification_id, case_id, responder, role,"
-                " channel, url, route_key, payload, rank, state, attempts, created_ms,"
-                " next_attempt_ms, first_attempt_ms, updated_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?,"
-                " ?, 'sent', 1, ?, ?, ?, ?)",
-                (n.notification_id, n.case_id, n.responder, n.role, n.contact.channel,
-                 n.contact.url, route_key(n.contact), n.payload, PayloadView.of(n.payload).rank,
-                 now_ms, now_ms, now_ms, now_ms))
-            if cur.rowcount == 1:
+            if self._insert(n, now_ms, sent=True):
                 added += 1
                 self._db.execute(
                     "INSERT INTO notification_attempt (notification_id, ts_ms, outcome, error,"
                     " duration_ms) VALUES (?, ?, 'sent', 'published with the core''s step', 0)",
                     (n.notification_id, now_ms))
         return added
+
+    def _insert(self, n: Notification, now_ms: int, sent: bool) -> bool:
+        """Add `n` unless its id is there already (True if added): queued (due at once, never
+        tried) or, `sent`, as published, with its one attempt made at `now_ms`."""
+        cur = self._db.execute(
+            "INSERT OR IGNORE INTO notification (notification_id, case_id, responder, role,"
+            " channel, url, route_key, payload, rank, state, attempts, created_ms,"
+            " next_attempt_ms, first_attempt_ms, updated_ms)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (n.notification_id, n.case_id, n.responder, n.role, n.contact.channel,
+             n.contact.url, route_key(n.contact), n.payload, PayloadView.of(n.payload).rank,
+             "sent" if sent else "queued", int(sent), now_ms, now_ms if sent else 0,
+             now_ms if sent else None, now_ms))
+        return cur.rowcount == 1
 
     def _drop_overflow(self, channel: str, now_ms: int) -> list[str]:
         excess = self.pending(channel) - self.max_pending
